@@ -1,0 +1,305 @@
+//! Configuration, read once from the environment (and `.env` if present) at startup.
+//!
+//! Every other module takes its slice of [`Config`]; nobody else reads the environment.
+//! A bad value stops startup with an error naming the variable (BRIEF R13).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+/// Default ingest body limit: 10 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+/// Default number of delivery threads.
+pub const DEFAULT_DELIVERY_WORKERS: usize = 16;
+
+/// Deployment environment: `prod` turns on Secure cookies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    /// Local development (the default).
+    Dev,
+    /// Production: cookies are marked Secure.
+    Prod,
+}
+
+/// The whole configuration of one webhooker process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address the HTTP server binds to.
+    pub listen: SocketAddr,
+    /// Directory holding `webhooker.redb` and the per-webhook event files.
+    pub data_dir: PathBuf,
+    /// `dev` or `prod`.
+    pub environment: Environment,
+    /// Public base URL used to build absolute entrypoint URLs; the request's Host otherwise.
+    pub base_url: Option<String>,
+    /// Largest accepted webhook body.
+    pub max_body_bytes: usize,
+    /// Credentials guarding `/metrics`; the route exists only when both are set.
+    pub metrics_credentials: Option<(String, String)>,
+    /// Password for the first-run `admin` user instead of a random one.
+    pub admin_password: Option<String>,
+    /// Trust `X-Forwarded-For` / `X-Real-IP` for the client address.
+    pub trust_proxy: bool,
+    /// Delivery engine tunables.
+    pub engine: EngineConfig,
+}
+
+/// The delivery engine's slice of the configuration (BRIEF R3–R6).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Fixed number of delivery threads.
+    pub workers: usize,
+    /// Capacity of the main delivery queue.
+    pub queue_capacity: usize,
+    /// Capacity of the in-memory retry timer heap; beyond it retries live in the due index only.
+    pub scheduler_capacity: usize,
+    /// Total tasks that may wait for a free `max_in_flight` slot across all targets.
+    pub parked_capacity: usize,
+    /// How often the sweeper scans the due index.
+    pub sweep_interval: Duration,
+    /// First retry delay; doubles per attempt up to the target's max_backoff.
+    pub retry_base: Duration,
+    /// Consecutive failures that open a target's circuit breaker.
+    pub breaker_threshold: u32,
+    /// How long an open breaker waits before its half-open probe.
+    pub breaker_cooldown: Duration,
+    /// How long in-flight deliveries may finish on shutdown.
+    pub shutdown_grace: Duration,
+    /// Networks that targets may reach although they are private/loopback/etc.
+    pub allowed_target_networks: Vec<IpNet>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            workers: DEFAULT_DELIVERY_WORKERS,
+            queue_capacity: 10_000,
+            scheduler_capacity: 10_000,
+            parked_capacity: 10_000,
+            sweep_interval: Duration::from_secs(1),
+            retry_base: Duration::from_secs(1),
+            breaker_threshold: 5,
+            breaker_cooldown: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(5),
+            allowed_target_networks: Vec::new(),
+        }
+    }
+}
+
+/// A configuration variable that could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid value for {var}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub var: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl Config {
+    /// Reads `.env` (if present, never overriding the real environment), then the environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        // A missing .env is normal; a malformed one is an error worth stopping for.
+        match dotenvy::dotenv() {
+            Ok(_) => {}
+            Err(e) if e.not_found() => {}
+            Err(e) => {
+                return Err(ConfigError {
+                    var: ".env",
+                    reason: e.to_string(),
+                });
+            }
+        }
+        Config::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Builds the configuration from any key lookup; `from_env` passes the process environment.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        let port: u16 = parse(&get, "PORT", 8080)?;
+        let environment = match get("WEBHOOKER_ENVIRONMENT").as_deref().map(str::trim) {
+            None | Some("dev") => Environment::Dev,
+            Some("prod") => Environment::Prod,
+            Some(other) => {
+                return Err(ConfigError {
+                    var: "WEBHOOKER_ENVIRONMENT",
+                    reason: format!("expected `dev` or `prod`, got `{other}`"),
+                });
+            }
+        };
+        let base_url = match get("BASE_URL") {
+            None => None,
+            Some(url) => {
+                let trimmed = url.trim().trim_end_matches('/').to_string();
+                if !(trimmed.starts_with("http://") || trimmed.starts_with("https://")) {
+                    return Err(ConfigError {
+                        var: "BASE_URL",
+                        reason: "must start with http:// or https://".into(),
+                    });
+                }
+                Some(trimmed)
+            }
+        };
+        let max_body_bytes: usize = parse(&get, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)?;
+        let workers: usize = parse(&get, "DELIVERY_WORKERS", DEFAULT_DELIVERY_WORKERS)?;
+        if workers == 0 || workers > 1024 {
+            return Err(ConfigError {
+                var: "DELIVERY_WORKERS",
+                reason: "must be between 1 and 1024".into(),
+            });
+        }
+        let metrics_credentials = match (get("METRICS_USERNAME"), get("METRICS_PASSWORD")) {
+            (Some(u), Some(p)) => Some((u, p)),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError {
+                    var: "METRICS_PASSWORD",
+                    reason: "must be set when METRICS_USERNAME is".into(),
+                });
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError {
+                    var: "METRICS_USERNAME",
+                    reason: "must be set when METRICS_PASSWORD is".into(),
+                });
+            }
+        };
+        let allowed_target_networks = match get("ALLOWED_TARGET_NETWORKS") {
+            None => Vec::new(),
+            Some(list) => parse_networks(&list).map_err(|reason| ConfigError {
+                var: "ALLOWED_TARGET_NETWORKS",
+                reason,
+            })?,
+        };
+        let trust_proxy = parse_bool(&get, "TRUST_PROXY")?;
+        Ok(Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], port)),
+            data_dir: PathBuf::from(get("DATA_DIR").unwrap_or_else(|| "./data".into())),
+            environment,
+            base_url,
+            max_body_bytes,
+            metrics_credentials,
+            admin_password: get("WEBHOOKER_ADMIN_PASSWORD"),
+            trust_proxy,
+            engine: EngineConfig {
+                workers,
+                allowed_target_networks,
+                ..EngineConfig::default()
+            },
+        })
+    }
+
+    /// A configuration for tests and embedding: loopback, an OS-chosen port, the given data dir.
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.into(),
+            environment: Environment::Dev,
+            base_url: None,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            metrics_credentials: None,
+            admin_password: None,
+            trust_proxy: false,
+            engine: EngineConfig::default(),
+        }
+    }
+}
+
+/// Parses a comma-separated CIDR list; a bare address counts as a single-host network.
+pub fn parse_networks(list: &str) -> Result<Vec<IpNet>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| format!("`{s}` is not a CIDR network"))
+        })
+        .collect()
+}
+
+fn parse<T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: T,
+) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match get(var) {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|e: T::Err| ConfigError {
+            var,
+            reason: format!("`{v}`: {e}"),
+        }),
+    }
+}
+
+fn parse_bool(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+) -> Result<bool, ConfigError> {
+    match get(var).map(|v| v.trim().to_ascii_lowercase()) {
+        None => Ok(false),
+        Some(v) if matches!(v.as_str(), "1" | "true" | "yes" | "on") => Ok(true),
+        Some(v) if matches!(v.as_str(), "0" | "false" | "no" | "off") => Ok(false),
+        Some(v) => Err(ConfigError {
+            var,
+            reason: format!("`{v}` is not a boolean (true/false)"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = load(&[]).unwrap();
+        assert_eq!(c.listen.port(), 8080);
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.max_body_bytes, 10 * 1024 * 1024);
+        assert_eq!(c.engine.workers, 16);
+        assert!(c.metrics_credentials.is_none());
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (var, val) in [
+            ("PORT", "eighty"),
+            ("MAX_BODY_BYTES", "-1"),
+            ("DELIVERY_WORKERS", "0"),
+            ("WEBHOOKER_ENVIRONMENT", "staging"),
+            ("ALLOWED_TARGET_NETWORKS", "10.0.0.0/33"),
+            ("TRUST_PROXY", "maybe"),
+            ("BASE_URL", "example.com"),
+            ("METRICS_USERNAME", "u"),
+        ] {
+            let err = load(&[(var, val)]).unwrap_err();
+            let expected = if var == "METRICS_USERNAME" {
+                "METRICS_PASSWORD"
+            } else {
+                var
+            };
+            assert_eq!(err.var, expected, "{var}={val}");
+        }
+    }
+
+    #[test]
+    fn networks_parse() {
+        let n = parse_networks("127.0.0.0/8, ::1, 10.1.2.3").unwrap();
+        assert_eq!(n.len(), 3);
+    }
+}

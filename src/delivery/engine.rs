@@ -1,0 +1,589 @@
+//! [`Engine`]: owns the queues and threads, and runs attempts.
+//!
+//! ```text
+//!  ingest ──try_send──▶ [delivery queue] ──▶ worker × N ──▶ target
+//!  sweeper ─try_send──▶        ▲                 │ result
+//!  scheduler ─try_send─────────┘                 ▼
+//!      ▲                               event writer (group commit)
+//!      └──────── retry (after commit) ──────────┘
+//! ```
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use rand::RngExt;
+use uuid::Uuid;
+
+use super::backoff::{backoff, clamp_retry_after};
+use super::breaker::{Admission, CircuitBreaker};
+use super::scheduler::{self, SchedulerMsg};
+use super::ssrf::{GuardedResolver, NetworkPolicy};
+use super::targets::{self, AttemptReport, HttpRequest, Verdict};
+use super::task::DeliveryTask;
+use super::{pruner, sweeper};
+use crate::config::EngineConfig;
+use crate::metrics as m;
+use crate::model::{
+    DEFAULT_MAX_BACKOFF_SECS, DeliveryResult, DeliveryStatus, Millis, RetryLimit,
+    SLACK_MAX_RETRIES, Target, TargetKind, now_ms,
+};
+use crate::store::{AttemptWrite, Store, WriteOp};
+
+/// Handle on the running engine; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    shared: Arc<Shared>,
+}
+
+/// A snapshot of the engine's in-memory occupancy (for tests, metrics and the load test).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EngineStats {
+    /// Tasks in the delivery queue.
+    pub queued: usize,
+    /// Retries waiting in the scheduler heap.
+    pub scheduled: usize,
+    /// Tasks waiting for a `max_in_flight` slot.
+    pub parked: usize,
+    /// Delivery ids currently in memory anywhere.
+    pub claimed: usize,
+}
+
+pub(super) struct Shared {
+    pub(super) config: EngineConfig,
+    pub(super) store: Arc<Store>,
+    pub(super) queue_tx: Sender<DeliveryTask>,
+    queue_rx: Receiver<DeliveryTask>,
+    pub(super) scheduler_tx: Sender<SchedulerMsg>,
+    pub(super) scheduled: AtomicUsize,
+    pub(super) claims: Claims,
+    targets: Mutex<HashMap<Uuid, TargetState>>,
+    parked: AtomicUsize,
+    client: reqwest::Client,
+    runtime: tokio::runtime::Handle,
+    stopping: AtomicBool,
+    /// Dropped on shutdown; every engine thread selects on the matching receiver.
+    stop_tx: Mutex<Option<Sender<()>>>,
+    pub(super) stop_rx: Receiver<()>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Per-target state: the breaker, the in-flight count and tasks waiting for a slot.
+struct TargetState {
+    breaker: CircuitBreaker,
+    in_flight: u32,
+    waiting: VecDeque<DeliveryTask>,
+}
+
+/// The set of delivery ids in memory (I5). Whoever inserts an id owns the delivery until
+/// it releases it; the sweeper and dispatch only enqueue what they could claim.
+#[derive(Default)]
+pub(super) struct Claims(Mutex<HashSet<Uuid>>);
+
+impl Claims {
+    fn lock(&self) -> MutexGuard<'_, HashSet<Uuid>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    /// Claims an id; false if it is already in memory.
+    pub(super) fn claim(&self, id: Uuid) -> bool {
+        self.lock().insert(id)
+    }
+    /// Gives an id back: from now on only the due index knows about it.
+    pub(super) fn release(&self, id: Uuid) {
+        self.lock().remove(&id);
+    }
+    pub(super) fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+impl Engine {
+    /// Starts the worker pool, the scheduler, the sweeper (whose first pass is crash
+    /// recovery) and the pruner.
+    pub fn start(
+        config: EngineConfig,
+        store: Arc<Store>,
+        runtime: tokio::runtime::Handle,
+    ) -> anyhow::Result<Engine> {
+        let policy = NetworkPolicy::new(config.allowed_target_networks.clone());
+        let client = reqwest::Client::builder()
+            .dns_resolver(Arc::new(GuardedResolver { policy }))
+            // Through a proxy the resolver would see only the proxy's name.
+            .no_proxy()
+            // A redirect could lead to a literal private IP that skips the resolver.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("webhooker/", env!("CARGO_PKG_VERSION")))
+            .pool_max_idle_per_host(64)
+            .build()?;
+        let (queue_tx, queue_rx) = crossbeam_channel::bounded(config.queue_capacity);
+        let (scheduler_tx, scheduler_rx) = crossbeam_channel::bounded(1024);
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+        let shared = Arc::new(Shared {
+            config,
+            store,
+            queue_tx,
+            queue_rx,
+            scheduler_tx,
+            scheduled: AtomicUsize::new(0),
+            claims: Claims::default(),
+            targets: Mutex::new(HashMap::new()),
+            parked: AtomicUsize::new(0),
+            client,
+            runtime,
+            stopping: AtomicBool::new(false),
+            stop_tx: Mutex::new(Some(stop_tx)),
+            stop_rx,
+            threads: Mutex::new(Vec::new()),
+        });
+        let mut threads = Vec::new();
+        for i in 0..shared.config.workers {
+            let s = shared.clone();
+            threads.push(spawn(format!("deliver-{i}"), move || worker_loop(&s))?);
+        }
+        let s = shared.clone();
+        threads.push(spawn("scheduler".into(), move || {
+            scheduler::run(&s, &scheduler_rx)
+        })?);
+        let s = shared.clone();
+        threads.push(spawn("sweeper".into(), move || sweeper::run(&s))?);
+        let s = shared.clone();
+        threads.push(spawn("pruner".into(), move || pruner::run(&s))?);
+        *shared.threads.lock().unwrap_or_else(|p| p.into_inner()) = threads;
+        Ok(Engine { shared })
+    }
+
+    /// Hands freshly committed deliveries to the engine. Never blocks: what does not fit
+    /// stays in the due index, where the sweeper finds it (I2).
+    pub fn dispatch(&self, tasks: Vec<DeliveryTask>) {
+        for task in tasks {
+            self.shared.enqueue_unclaimed(task);
+        }
+    }
+
+    /// Current occupancy.
+    pub fn stats(&self) -> EngineStats {
+        self.shared.stats()
+    }
+
+    /// Stops taking work, lets in-flight attempts finish within the grace period, and joins
+    /// the threads. Whatever is still queued is recovered from the due index next start.
+    pub fn shutdown(&self) {
+        let s = &self.shared;
+        s.stopping.store(true, Ordering::SeqCst);
+        s.stop_tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let threads: Vec<_> = s
+            .threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect();
+        let deadline = Instant::now() + s.config.shutdown_grace;
+        for t in threads {
+            while !t.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if t.is_finished() {
+                if t.join().is_err() {
+                    tracing::error!("engine thread panicked");
+                }
+            } else {
+                tracing::warn!(
+                    thread = t.thread().name().unwrap_or("?"),
+                    "still busy at shutdown; its delivery will be retried after restart"
+                );
+            }
+        }
+    }
+}
+
+fn spawn(
+    name: String,
+    f: impl FnOnce() + Send + 'static,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name(name).spawn(f)
+}
+
+impl Shared {
+    pub(super) fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn stats(&self) -> EngineStats {
+        EngineStats {
+            queued: self.queue_tx.len(),
+            scheduled: self.scheduled.load(Ordering::Relaxed),
+            parked: self.parked.load(Ordering::Relaxed),
+            claimed: self.claims.len(),
+        }
+    }
+
+    /// Claims and queues a task; gives up quietly when it is already in memory.
+    fn enqueue_unclaimed(&self, task: DeliveryTask) {
+        if self.claims.claim(task.delivery.id) {
+            self.enqueue_claimed(task);
+        }
+    }
+
+    /// Queues a task this caller already owns; on a full queue, releases it to the index.
+    pub(super) fn enqueue_claimed(&self, task: DeliveryTask) -> bool {
+        match self.queue_tx.try_send(task) {
+            Ok(()) => true,
+            Err(TrySendError::Full(t) | TrySendError::Disconnected(t)) => {
+                self.claims.release(t.delivery.id);
+                false
+            }
+        }
+    }
+
+    fn lock_targets(&self) -> MutexGuard<'_, HashMap<Uuid, TargetState>> {
+        self.targets.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn worker_loop(s: &Arc<Shared>) {
+    loop {
+        crossbeam_channel::select! {
+            recv(s.queue_rx) -> task => match task {
+                Ok(task) => {
+                    let mut next = Some(task);
+                    while let Some(task) = next.take() {
+                        next = attempt(s, task);
+                    }
+                }
+                Err(_) => return,
+            },
+            recv(s.stop_rx) -> _ => return,
+        }
+    }
+}
+
+/// Runs one task to the point where its result is handed to the writer. Returns a task
+/// that was waiting for the slot this attempt freed, to be run next on this thread.
+fn attempt(s: &Arc<Shared>, task: DeliveryTask) -> Option<DeliveryTask> {
+    // Pick up configuration changes made since the task was queued (in memory, no I/O).
+    let current = s.store.catalog().target(task.delivery.target_id).cloned();
+    let target = match current {
+        Some(t) if t.active => t,
+        Some(_) => {
+            record(s, task, AttemptReport::failed("target is inactive"), 0, now_ms());
+            return None;
+        }
+        None => {
+            record(s, task, AttemptReport::failed("target was deleted"), 0, now_ms());
+            return None;
+        }
+    };
+    let task = DeliveryTask { target, ..task };
+    match &task.target.kind {
+        TargetKind::Database => {
+            record(s, task, AttemptReport::delivered_locally(), 0, now_ms());
+            None
+        }
+        TargetKind::Log => {
+            let e = &task.event;
+            tracing::info!(
+                target: "webhooker::log_target",
+                webhook_id = %task.webhook_id,
+                target_name = %task.target.name,
+                event_id = %e.id,
+                method = %e.method,
+                path = %e.path,
+                content_type = e.content_type.as_deref().unwrap_or(""),
+                body_bytes = e.body_len,
+                "webhook event"
+            );
+            record(s, task, AttemptReport::delivered_locally(), 0, now_ms());
+            None
+        }
+        TargetKind::Http(cfg) => {
+            let cfg = cfg.clone();
+            let uses_breaker = cfg.max_retries.retries();
+            let timeout = Duration::from_secs(cfg.timeout_secs.max(1) as u64);
+            let probe = match admit(s, &task, cfg.max_in_flight, uses_breaker, timeout) {
+                Admit::Go { probe } => probe,
+                Admit::Waiting => return None,
+                Admit::Defer(until) => {
+                    defer(s, task, until);
+                    return None;
+                }
+            };
+            let started = now_ms();
+            let clock = Instant::now();
+            let report = match load_body(s, &task) {
+                Ok(body) => {
+                    let req = HttpRequest {
+                        method: &task.event.method,
+                        url: &cfg.url,
+                        headers: HttpRequest::headers_from(
+                            &task.event.headers,
+                            &webhooker_headers(&task),
+                        ),
+                        body,
+                        timeout,
+                    };
+                    s.runtime.block_on(targets::send_http(&s.client, req))
+                }
+                Err(e) => AttemptReport::failed(e),
+            };
+            let elapsed = clock.elapsed();
+            let next = release_slot(s, task.target.id, uses_breaker, probe, &report);
+            record(s, task, report, elapsed.as_micros() as u64, started);
+            next
+        }
+        TargetKind::Slack(cfg) => {
+            let started = now_ms();
+            let clock = Instant::now();
+            let report = match load_body(s, &task) {
+                Ok(body) => {
+                    let text = targets::slack_text(&task.event, &body);
+                    let payload = serde_json::json!({ "text": text }).to_string();
+                    let mut headers = reqwest::header::HeaderMap::new();
+                    headers.insert(
+                        reqwest::header::CONTENT_TYPE,
+                        reqwest::header::HeaderValue::from_static("application/json"),
+                    );
+                    let req = HttpRequest {
+                        method: "POST",
+                        url: &cfg.url,
+                        headers,
+                        body: payload.into(),
+                        timeout: Duration::from_secs(crate::model::DEFAULT_TIMEOUT_SECS as u64),
+                    };
+                    s.runtime.block_on(targets::send_http(&s.client, req))
+                }
+                Err(e) => AttemptReport::failed(e),
+            };
+            record(s, task, report, clock.elapsed().as_micros() as u64, started);
+            None
+        }
+    }
+}
+
+enum Admit {
+    Go { probe: bool },
+    Waiting,
+    Defer(Instant),
+}
+
+/// Takes an in-flight slot and asks the breaker. A task that finds every slot taken waits
+/// in the target's list (bounded overall by `parked_capacity`; beyond it the task goes
+/// back to the due index), so no worker ever blocks on a slow target.
+fn admit(
+    s: &Shared,
+    task: &DeliveryTask,
+    max_in_flight: u32,
+    uses_breaker: bool,
+    probe_wait: Duration,
+) -> Admit {
+    let mut targets = s.lock_targets();
+    let state = targets
+        .entry(task.target.id)
+        .or_insert_with(|| TargetState {
+            breaker: CircuitBreaker::new(s.config.breaker_threshold, s.config.breaker_cooldown),
+            in_flight: 0,
+            waiting: VecDeque::new(),
+        });
+    if state.in_flight >= max_in_flight.max(1) {
+        if s.parked.load(Ordering::Relaxed) < s.config.parked_capacity {
+            s.parked.fetch_add(1, Ordering::Relaxed);
+            state.waiting.push_back(task.clone());
+        } else {
+            s.claims.release(task.delivery.id);
+        }
+        return Admit::Waiting;
+    }
+    let mut probe = false;
+    if uses_breaker {
+        match state.breaker.admit(Instant::now(), probe_wait) {
+            Admission::Attempt { probe: p } => probe = p,
+            Admission::DeferUntil(until) => return Admit::Defer(until),
+        }
+    }
+    state.in_flight += 1;
+    Admit::Go { probe }
+}
+
+/// Frees the slot, feeds the breaker, and hands back the next waiting task, if any.
+fn release_slot(
+    s: &Shared,
+    target_id: Uuid,
+    uses_breaker: bool,
+    probe: bool,
+    report: &AttemptReport,
+) -> Option<DeliveryTask> {
+    let mut targets = s.lock_targets();
+    let state = targets.get_mut(&target_id)?;
+    state.in_flight = state.in_flight.saturating_sub(1);
+    if uses_breaker {
+        state
+            .breaker
+            .record(!report.target_unhealthy(), probe, Instant::now());
+        metrics::gauge!(m::BREAKER_STATE, "target" => target_id.to_string())
+            .set(state.breaker.gauge());
+    }
+    let next = state.waiting.pop_front();
+    if next.is_some() {
+        s.parked.fetch_sub(1, Ordering::Relaxed);
+    }
+    next
+}
+
+fn webhooker_headers(task: &DeliveryTask) -> [(&'static str, String); 3] {
+    [
+        ("x-webhooker-event-id", task.event.id.to_string()),
+        ("x-webhooker-delivery-id", task.delivery.id.to_string()),
+        (
+            "x-webhooker-attempt",
+            (task.delivery.attempts + 1).to_string(),
+        ),
+    ]
+}
+
+/// The body: inline for small events (no I/O, I4), from the event file otherwise.
+fn load_body(s: &Shared, task: &DeliveryTask) -> Result<bytes::Bytes, String> {
+    if let Some(b) = &task.event.body {
+        return Ok(b.clone());
+    }
+    let store = s
+        .store
+        .events(task.webhook_id)
+        .map_err(|e| format!("loading body: {e}"))?;
+    match store.event_with_body(task.event.id) {
+        Ok(Some((_, body))) => Ok(body.into()),
+        Ok(None) => Err("event no longer stored".into()),
+        Err(e) => Err(format!("loading body: {e}")),
+    }
+}
+
+/// The policy for retries of a target kind: (retry limit, backoff cap).
+fn retry_policy(target: &Target) -> (RetryLimit, Duration) {
+    match &target.kind {
+        TargetKind::Http(h) => (h.max_retries, Duration::from_secs(h.max_backoff_secs as u64)),
+        TargetKind::Slack(_) => (
+            RetryLimit::Limited(SLACK_MAX_RETRIES),
+            Duration::from_secs(DEFAULT_MAX_BACKOFF_SECS as u64),
+        ),
+        TargetKind::Log | TargetKind::Database => (RetryLimit::Limited(0), Duration::ZERO),
+    }
+}
+
+/// Writes the attempt's result and the delivery's next state in one transaction (through
+/// the group-commit writer); after the commit, schedules the retry or lets the task go.
+fn record(s: &Arc<Shared>, task: DeliveryTask, report: AttemptReport, duration_us: u64, started: Millis) {
+    let now = now_ms();
+    let attempt = task.delivery.attempts + 1;
+    let (limit, max_backoff) = retry_policy(&task.target);
+    let previous_due = task.delivery.next_attempt_at;
+    let mut delivery = task.delivery.clone();
+    delivery.attempts = attempt;
+    let target_label = task.target.id.to_string();
+    let outcome = match report.verdict {
+        Verdict::Delivered => {
+            delivery.status = DeliveryStatus::Delivered;
+            delivery.next_attempt_at = None;
+            "delivered"
+        }
+        Verdict::Retry { after } if limit.allows_retry_after(attempt) => {
+            let computed = backoff(
+                attempt,
+                s.config.retry_base,
+                max_backoff.max(s.config.retry_base),
+                rand::rng().random::<f64>(),
+            );
+            let delay = match after {
+                Some(hint) => clamp_retry_after(hint, computed, max_backoff),
+                None => computed,
+            };
+            delivery.status = DeliveryStatus::Retrying;
+            delivery.next_attempt_at = Some(now + delay.as_millis() as Millis);
+            metrics::counter!(m::RETRIES_SCHEDULED, "target" => target_label.clone()).increment(1);
+            "retry"
+        }
+        Verdict::Retry { .. } | Verdict::Fail => {
+            delivery.status = DeliveryStatus::Failed;
+            delivery.next_attempt_at = None;
+            "failed"
+        }
+    };
+    metrics::counter!(m::DELIVERY_ATTEMPTS, "target" => target_label.clone(), "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!(m::DELIVERY_DURATION, "target" => target_label.clone())
+        .record(duration_us as f64 / 1e6);
+    if delivery.status.is_terminal() {
+        metrics::counter!(m::DELIVERIES_FINISHED, "target" => target_label, "status" => delivery.status.as_str())
+            .increment(1);
+    }
+    let result = DeliveryResult {
+        delivery_id: delivery.id,
+        attempt,
+        started_at: started,
+        duration_us,
+        status_code: report.status_code,
+        error: report.error,
+        response_body: report.response_body,
+        success: report.verdict == Verdict::Delivered,
+    };
+    let write = AttemptWrite {
+        delivery: delivery.clone(),
+        previous_due,
+        result: Some(result),
+    };
+    submit_then(s, task, delivery, write);
+}
+
+/// The breaker is open: move the due time to when it may close, spending no attempt.
+fn defer(s: &Arc<Shared>, task: DeliveryTask, until: Instant) {
+    let wait = until.saturating_duration_since(Instant::now());
+    let previous_due = task.delivery.next_attempt_at;
+    let mut delivery = task.delivery.clone();
+    delivery.next_attempt_at = Some(now_ms() + wait.as_millis() as Millis);
+    metrics::counter!(m::DELIVERY_ATTEMPTS, "target" => task.target.id.to_string(), "outcome" => "deferred")
+        .increment(1);
+    let write = AttemptWrite {
+        delivery: delivery.clone(),
+        previous_due,
+        result: None,
+    };
+    submit_then(s, task, delivery, write);
+}
+
+/// Sends the write to the event file's writer; once committed, the task either waits in
+/// the scheduler for its next due time or leaves memory.
+fn submit_then(
+    s: &Arc<Shared>,
+    task: DeliveryTask,
+    delivery: crate::model::Delivery,
+    write: AttemptWrite,
+) {
+    let id = delivery.id;
+    let store = match s.store.events(task.webhook_id) {
+        Ok(store) => store,
+        Err(e) => {
+            tracing::error!(error = %e, delivery_id = %id, "cannot record attempt");
+            s.claims.release(id);
+            return;
+        }
+    };
+    let shared = s.clone();
+    let done = Box::new(move |r: Result<(), crate::store::StoreError>| match r {
+        Ok(()) => match delivery.next_attempt_at {
+            Some(due) => {
+                let task = DeliveryTask { delivery, ..task };
+                scheduler::schedule(&shared, due, task);
+            }
+            None => shared.claims.release(id),
+        },
+        Err(e) => {
+            // The due row still holds the previous state; the sweeper retries it.
+            tracing::error!(error = %e, delivery_id = %id, "recording attempt failed");
+            shared.claims.release(id);
+        }
+    });
+    if let Err(e) = store.submit(WriteOp::Attempt(write), done) {
+        tracing::warn!(error = %e, delivery_id = %id, "event store closed; left to recovery");
+        s.claims.release(id);
+    }
+}

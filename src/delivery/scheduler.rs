@@ -1,0 +1,91 @@
+//! The retry scheduler: ONE thread holding a bounded min-heap of (due time, task). When a
+//! retry comes due it goes to the delivery queue. When the heap is full, or the queue is,
+//! the task leaves memory and the due index alone carries it (the sweeper finds it).
+
+use std::cmp::{Ordering as CmpOrdering, Reverse};
+use std::collections::BinaryHeap;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crossbeam_channel::Receiver;
+
+use super::engine::Shared;
+use super::task::DeliveryTask;
+use crate::metrics as m;
+use crate::model::{Millis, now_ms};
+
+/// A message to the scheduler thread.
+pub(super) enum SchedulerMsg {
+    /// Hand this (claimed) task to the delivery queue at this time.
+    Schedule(Millis, DeliveryTask),
+}
+
+struct Entry {
+    due: Millis,
+    seq: u64,
+    task: DeliveryTask,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        (self.due, self.seq) == (other.due, other.seq)
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Entry {
+    fn cmp(&self, other: &Self) -> CmpOrdering {
+        (self.due, self.seq).cmp(&(other.due, other.seq))
+    }
+}
+
+/// Hands a claimed task to the scheduler; never blocks (a full inbox means the due index
+/// takes over).
+pub(super) fn schedule(s: &Shared, due: Millis, task: DeliveryTask) {
+    if s.stopping() {
+        s.claims.release(task.delivery.id);
+        return;
+    }
+    if let Err(e) = s.scheduler_tx.try_send(SchedulerMsg::Schedule(due, task)) {
+        let SchedulerMsg::Schedule(_, task) = e.into_inner();
+        s.claims.release(task.delivery.id);
+    }
+}
+
+pub(super) fn run(s: &Shared, inbox: &Receiver<SchedulerMsg>) {
+    let mut heap: BinaryHeap<Reverse<Entry>> = BinaryHeap::new();
+    let mut seq = 0u64;
+    loop {
+        let wait = heap
+            .peek()
+            .map(|Reverse(e)| Duration::from_millis((e.due - now_ms()).max(0) as u64))
+            .unwrap_or(Duration::from_secs(1));
+        crossbeam_channel::select! {
+            recv(inbox) -> msg => match msg {
+                Ok(SchedulerMsg::Schedule(due, task)) => {
+                    if heap.len() >= s.config.scheduler_capacity {
+                        s.claims.release(task.delivery.id);
+                    } else {
+                        seq += 1;
+                        heap.push(Reverse(Entry { due, seq, task }));
+                    }
+                }
+                Err(_) => return,
+            },
+            recv(s.stop_rx) -> _ => return,
+            default(wait) => {}
+        }
+        let now = now_ms();
+        while heap.peek().is_some_and(|Reverse(e)| e.due <= now) {
+            if let Some(Reverse(e)) = heap.pop() {
+                s.enqueue_claimed(e.task);
+            }
+        }
+        s.scheduled.store(heap.len(), Ordering::Relaxed);
+        metrics::gauge!(m::QUEUE_DEPTH, "queue" => "scheduler").set(heap.len() as f64);
+    }
+}

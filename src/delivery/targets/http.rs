@@ -1,0 +1,128 @@
+//! One HTTP(S) attempt: the original method, headers and body, plus the X-Webhooker ids.
+
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+use super::{AttemptReport, MAX_RESPONSE_EXCERPT, Verdict, classify_status, forwards_header};
+use crate::delivery::backoff::parse_retry_after;
+use crate::delivery::ssrf::SsrfError;
+
+/// Everything one HTTP attempt sends.
+pub(crate) struct HttpRequest<'a> {
+    pub method: &'a str,
+    pub url: &'a str,
+    pub headers: HeaderMap,
+    pub body: bytes::Bytes,
+    pub timeout: Duration,
+}
+
+impl HttpRequest<'_> {
+    /// Builds the header map: forwarded originals plus our own.
+    pub(crate) fn headers_from(
+        original: &[(String, Vec<u8>)],
+        extra: &[(&'static str, String)],
+    ) -> HeaderMap {
+        let mut map = HeaderMap::with_capacity(original.len() + extra.len());
+        for (name, value) in original {
+            if !forwards_header(name) {
+                continue;
+            }
+            // Values arrived through hyper, so they parse; skip anything that does not.
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_bytes(value),
+            ) {
+                map.append(n, v);
+            }
+        }
+        for (name, value) in extra {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                map.insert(*name, v);
+            }
+        }
+        map
+    }
+}
+
+/// Performs one attempt. Never fails: every problem becomes an [`AttemptReport`].
+pub(crate) async fn send_http(client: &reqwest::Client, req: HttpRequest<'_>) -> AttemptReport {
+    let method = match reqwest::Method::from_bytes(req.method.as_bytes()) {
+        Ok(m) => m,
+        Err(_) => return AttemptReport::failed(format!("invalid method {}", req.method)),
+    };
+    let url = match reqwest::Url::parse(req.url) {
+        Ok(u) => u,
+        Err(e) => return AttemptReport::failed(format!("invalid URL: {e}")),
+    };
+    let sent = client
+        .request(method, url)
+        .headers(req.headers)
+        .body(req.body)
+        .timeout(req.timeout)
+        .send()
+        .await;
+    let mut resp = match sent {
+        Ok(r) => r,
+        Err(e) => return transport_failure(&e),
+    };
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, SystemTime::now()));
+    // Keep the first 4 KiB; stop reading after that (the receiver may send a lot).
+    let mut excerpt = Vec::new();
+    while excerpt.len() < MAX_RESPONSE_EXCERPT {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = MAX_RESPONSE_EXCERPT - excerpt.len();
+                excerpt.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    AttemptReport {
+        verdict: classify_status(status, retry_after),
+        status_code: Some(status),
+        error: None,
+        response_body: excerpt,
+    }
+}
+
+/// Classifies a transport error by type: a refused address is permanent, everything else
+/// (connect, timeout, reset) is worth a retry.
+fn transport_failure(e: &reqwest::Error) -> AttemptReport {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(ssrf) = err.downcast_ref::<SsrfError>() {
+            return AttemptReport::failed(format!("refused by SSRF guard: {ssrf}"));
+        }
+        source = err.source();
+    }
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    AttemptReport {
+        verdict: Verdict::Retry { after: None },
+        status_code: None,
+        error: Some(format!("{kind}: {}", error_chain(e))),
+        response_body: Vec::new(),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

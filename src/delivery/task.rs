@@ -1,0 +1,64 @@
+//! [`DeliveryTask`]: everything a delivery thread needs, so the happy path reads nothing
+//! from redb (I4).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use uuid::Uuid;
+
+use crate::model::{Delivery, Event, Millis, Target};
+
+/// Bodies below this size travel inside the task; larger ones are read by event id when
+/// delivered, so queued tasks cost little memory however big the payloads.
+pub const MAX_INLINE_BODY: usize = 16 * 1024;
+
+/// The request to replay, shared by all targets of one event.
+#[derive(Debug)]
+pub struct EventPayload {
+    /// Event id.
+    pub id: Uuid,
+    /// Arrival time.
+    pub received_at: Millis,
+    /// Original method.
+    pub method: String,
+    /// Original path and query.
+    pub path: String,
+    /// Original headers, in order, duplicates kept.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Content-Type, if any.
+    pub content_type: Option<String>,
+    /// Body length.
+    pub body_len: u64,
+    /// The body when under [`MAX_INLINE_BODY`]; otherwise `None` and read from the store.
+    pub body: Option<Bytes>,
+}
+
+impl EventPayload {
+    /// Builds the payload, inlining the body only when it is small.
+    pub fn new(event: &Event, body: Bytes) -> EventPayload {
+        EventPayload {
+            id: event.id,
+            received_at: event.received_at,
+            method: event.method.clone(),
+            path: event.path.clone(),
+            headers: event.headers.clone(),
+            content_type: event.content_type.clone(),
+            body_len: event.body_len,
+            body: (body.len() < MAX_INLINE_BODY).then_some(body),
+        }
+    }
+}
+
+/// One delivery in memory: queued, scheduled, parked or being attempted. A delivery id is
+/// in memory at most once (I5), enforced by the engine's claim set.
+#[derive(Debug, Clone)]
+pub struct DeliveryTask {
+    /// The webhook whose event file holds the delivery.
+    pub webhook_id: Uuid,
+    /// Target configuration as of queueing; refreshed from the catalog before each attempt.
+    pub target: Arc<Target>,
+    /// The request to replay.
+    pub event: Arc<EventPayload>,
+    /// The delivery as last committed.
+    pub delivery: Delivery,
+}

@@ -1,0 +1,65 @@
+//! Metric names and the Prometheus recorder (BRIEF R14). Every metric is named here.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Events accepted, by webhook.
+pub const EVENTS_RECEIVED: &str = "webhooker_events_received_total";
+/// Body bytes accepted, by webhook.
+pub const EVENT_BODY_BYTES: &str = "webhooker_event_body_bytes_total";
+/// Finished attempts, by target and outcome (`delivered`, `retry`, `failed`, `deferred`).
+pub const DELIVERY_ATTEMPTS: &str = "webhooker_delivery_attempts_total";
+/// Deliveries reaching a terminal status, by target and status.
+pub const DELIVERIES_FINISHED: &str = "webhooker_deliveries_finished_total";
+/// Attempt duration in seconds, by target.
+pub const DELIVERY_DURATION: &str = "webhooker_delivery_duration_seconds";
+/// Retries scheduled, by target.
+pub const RETRIES_SCHEDULED: &str = "webhooker_retries_scheduled_total";
+/// Tasks waiting, by queue (`delivery`, `scheduler`, `parked`, `claimed`).
+pub const QUEUE_DEPTH: &str = "webhooker_queue_depth";
+/// Breaker state by target: 0 closed, 1 open, 2 half-open.
+pub const BREAKER_STATE: &str = "webhooker_breaker_state";
+/// Unfinished deliveries in the due index, by webhook.
+pub const DUE_ROWS: &str = "webhooker_due_index_rows";
+
+/// The process-wide recorder, installed on first use. The `metrics` facade is global, so
+/// two `App`s in one process (tests) share it; that only merges their counters.
+pub fn handle() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(DELIVERY_DURATION.into()),
+                    &[
+                        0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                    ],
+                )
+                .ok()?;
+            match builder.install_recorder() {
+                Ok(h) => {
+                    describe();
+                    Some(h)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics recorder not installed");
+                    None
+                }
+            }
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(EVENTS_RECEIVED, "Webhook events accepted");
+    describe_counter!(EVENT_BODY_BYTES, "Webhook body bytes accepted");
+    describe_counter!(DELIVERY_ATTEMPTS, "Delivery attempts by outcome");
+    describe_counter!(DELIVERIES_FINISHED, "Deliveries reaching a terminal status");
+    describe_histogram!(DELIVERY_DURATION, metrics::Unit::Seconds, "Attempt duration");
+    describe_counter!(RETRIES_SCHEDULED, "Retries scheduled");
+    describe_gauge!(QUEUE_DEPTH, "Deliveries waiting in memory, by queue");
+    describe_gauge!(BREAKER_STATE, "Circuit breaker state: 0 closed, 1 open, 2 half-open");
+    describe_gauge!(DUE_ROWS, "Unfinished deliveries in the due index");
+}

@@ -1,0 +1,287 @@
+//! The domain records (BRIEF §2). Plain serde structs: `store` encodes them, everyone else
+//! passes them around. Times are Unix milliseconds (`Millis`).
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Unix time in milliseconds.
+pub type Millis = i64;
+
+/// The current time in Unix milliseconds.
+pub fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}
+
+/// The single operator (and any further users an admin adds later).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct User {
+    /// Primary key.
+    pub id: Uuid,
+    /// Login name; the first user is `admin`.
+    pub username: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// Creation time.
+    pub created_at: Millis,
+}
+
+/// An API key; only the SHA-256 of its secret is stored, the secret is shown once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiKey {
+    /// Primary key; also embedded in the token so lookup is by id.
+    pub id: Uuid,
+    /// Owner.
+    pub user_id: Uuid,
+    /// Human label.
+    pub name: String,
+    /// SHA-256 of the secret part of the token.
+    pub secret_hash: Vec<u8>,
+    /// Creation time.
+    pub created_at: Millis,
+    /// Last successful use (updated at most once a minute).
+    pub last_used_at: Option<Millis>,
+}
+
+/// A server-side login session; the cookie carries the token, the table its keyed hash.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Session {
+    /// The logged-in user.
+    pub user_id: Uuid,
+    /// Creation time.
+    pub created_at: Millis,
+    /// Expiry time.
+    pub expires_at: Millis,
+}
+
+/// A group of entrypoints and targets: every event received on an entrypoint goes to every
+/// active target.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Webhook {
+    /// Primary key; also names the event file `events-{id}.redb`.
+    pub id: Uuid,
+    /// Display name.
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// Days to keep finished events; 0 keeps them forever.
+    pub retention_days: u32,
+    /// Creation time.
+    pub created_at: Millis,
+}
+
+/// An inbound URL `/webhook/{id}`; the id is the secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Entrypoint {
+    /// Primary key and URL secret.
+    pub id: Uuid,
+    /// Owning webhook.
+    pub webhook_id: Uuid,
+    /// Free text.
+    pub description: String,
+    /// Inactive entrypoints answer 410.
+    pub active: bool,
+    /// Creation time.
+    pub created_at: Millis,
+}
+
+/// Where events go.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Target {
+    /// Primary key.
+    pub id: Uuid,
+    /// Owning webhook.
+    pub webhook_id: Uuid,
+    /// Display name.
+    pub name: String,
+    /// Inactive targets get no new deliveries.
+    pub active: bool,
+    /// Kind and kind-specific configuration.
+    pub kind: TargetKind,
+    /// Creation time.
+    pub created_at: Millis,
+}
+
+/// The kinds of target (BRIEF R4).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum TargetKind {
+    /// Forward the original request over HTTP(S).
+    Http(HttpTarget),
+    /// Write one structured log line per event.
+    Log,
+    /// The event is already stored; the delivery succeeds at once.
+    Database,
+    /// Post a summary to a Slack-compatible incoming webhook.
+    Slack(SlackTarget),
+}
+
+impl TargetKind {
+    /// The kind's name as used in forms and the API.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TargetKind::Http(_) => "http",
+            TargetKind::Log => "log",
+            TargetKind::Database => "database",
+            TargetKind::Slack(_) => "slack",
+        }
+    }
+
+    /// The URL the kind sends to, if it sends anywhere.
+    pub fn url(&self) -> Option<&str> {
+        match self {
+            TargetKind::Http(h) => Some(&h.url),
+            TargetKind::Slack(s) => Some(&s.url),
+            TargetKind::Log | TargetKind::Database => None,
+        }
+    }
+}
+
+/// Default per-attempt timeout of an http target.
+pub const DEFAULT_TIMEOUT_SECS: u32 = 10;
+/// Default cap on retry backoff.
+pub const DEFAULT_MAX_BACKOFF_SECS: u32 = 300;
+/// Default cap on concurrent requests to one target.
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 10;
+/// Retries a slack target gets (it has no setting of its own).
+pub const SLACK_MAX_RETRIES: u32 = 5;
+
+/// Configuration of an `http` target.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HttpTarget {
+    /// Absolute http(s) URL.
+    pub url: String,
+    /// Per-attempt timeout.
+    pub timeout_secs: u32,
+    /// Retries after the first attempt.
+    pub max_retries: RetryLimit,
+    /// Cap on the backoff between attempts.
+    pub max_backoff_secs: u32,
+    /// Hard cap on concurrent requests to this target.
+    pub max_in_flight: u32,
+}
+
+/// How many retries follow a failed first attempt.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum RetryLimit {
+    /// At most this many retries; 0 is fire-and-forget.
+    Limited(u32),
+    /// Retry until delivered.
+    Unlimited,
+}
+
+impl RetryLimit {
+    /// Whether attempt number `attempt` (1-based) may be followed by another.
+    pub fn allows_retry_after(self, attempt: u32) -> bool {
+        match self {
+            RetryLimit::Limited(n) => attempt <= n,
+            RetryLimit::Unlimited => true,
+        }
+    }
+
+    /// Whether any retry happens at all (and so whether the circuit breaker applies).
+    pub fn retries(self) -> bool {
+        self != RetryLimit::Limited(0)
+    }
+}
+
+/// Configuration of a `slack` target.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SlackTarget {
+    /// Incoming-webhook URL.
+    pub url: String,
+}
+
+/// One received request, stored as it arrived. The body is stored beside it (table `bodies`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Event {
+    /// UUIDv7: time-ordered, so the event table is in arrival order.
+    pub id: Uuid,
+    /// The entrypoint it arrived on.
+    pub entrypoint_id: Uuid,
+    /// Arrival time.
+    pub received_at: Millis,
+    /// HTTP method.
+    pub method: String,
+    /// Path and query as received.
+    pub path: String,
+    /// Headers in arrival order, duplicates kept, values as raw bytes.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The Content-Type header, if any (lossy UTF-8).
+    pub content_type: Option<String>,
+    /// The client address (from forwarded headers only when TRUST_PROXY is set).
+    pub remote_addr: String,
+    /// Body length in bytes.
+    pub body_len: u64,
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    /// Not attempted yet.
+    Pending,
+    /// Attempted, failed, another attempt is due.
+    Retrying,
+    /// Terminal: the target accepted it.
+    Delivered,
+    /// Terminal: gave up.
+    Failed,
+}
+
+impl DeliveryStatus {
+    /// Lower-case name as shown in the UI and API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Retrying => "retrying",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Failed => "failed",
+        }
+    }
+
+    /// Delivered or failed: no due-index row remains (I2).
+    pub fn is_terminal(self) -> bool {
+        matches!(self, DeliveryStatus::Delivered | DeliveryStatus::Failed)
+    }
+}
+
+/// One (event, target) pairing.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Delivery {
+    /// UUIDv7.
+    pub id: Uuid,
+    /// The event delivered.
+    pub event_id: Uuid,
+    /// The target delivered to.
+    pub target_id: Uuid,
+    /// Current status.
+    pub status: DeliveryStatus,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When the next attempt is due; `None` once terminal. Also the due-index key (I2).
+    pub next_attempt_at: Option<Millis>,
+    /// Creation time.
+    pub created_at: Millis,
+}
+
+/// The record of one attempt.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeliveryResult {
+    /// The delivery attempted.
+    pub delivery_id: Uuid,
+    /// 1-based attempt number.
+    pub attempt: u32,
+    /// Start of the attempt.
+    pub started_at: Millis,
+    /// Duration in microseconds.
+    pub duration_us: u64,
+    /// HTTP status, when a response arrived.
+    pub status_code: Option<u16>,
+    /// Error text, when the attempt failed without a usable response.
+    pub error: Option<String>,
+    /// The first 4 KiB of the response body.
+    pub response_body: Vec<u8>,
+    /// Whether this attempt delivered the event.
+    pub success: bool,
+}

@@ -1,0 +1,546 @@
+//! One webhook's event file `events-{webhook_id}.redb`: events, bodies, deliveries, attempt
+//! results and the due index.
+//!
+//! All writes go through one writer thread per file that commits whatever is queued (up to
+//! a bound) in ONE `Durability::Immediate` transaction and only then runs each request's
+//! completion: group commit. A lone request is committed at once; under load many requests
+//! share one fsync. I1 holds because nothing is acknowledged before its commit.
+//!
+//! Architecture Invariant: every unfinished delivery has exactly one row in `DUE`, keyed by
+//! `(next_attempt_at, delivery_id)`; the transaction that records a terminal status removes
+//! it (I2).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use redb::{
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition, WriteTransaction,
+};
+use uuid::Uuid;
+
+use super::{FORMAT_VERSION, StoreError, codec};
+use crate::model::{Delivery, DeliveryResult, Event, Millis};
+
+const META: TableDefinition<'static, &str, u32> = TableDefinition::new("meta");
+const EVENTS: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("events");
+/// Bodies apart from event metadata: listing events never pays for large bodies it skips.
+const BODIES: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("bodies");
+/// `(event_id, delivery_id)`: an event's deliveries are one range.
+const DELIVERIES: TableDefinition<'static, (u128, u128), &[u8]> = TableDefinition::new("deliveries");
+/// `(delivery_id, attempt)`.
+const RESULTS: TableDefinition<'static, (u128, u32), &[u8]> = TableDefinition::new("results");
+/// `(due_ms, delivery_id) -> (event_id, target_id)`: "what is due now" is a range scan.
+const DUE: TableDefinition<'static, (u64, u128), (u128, u128)> = TableDefinition::new("due");
+
+const FORMAT_KEY: &str = "format_version";
+
+/// Most requests committed in one transaction.
+const MAX_BATCH_OPS: usize = 1024;
+/// Most body bytes committed in one transaction.
+const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
+/// Requests that may wait for the writer before ingest answers 503.
+const WRITER_QUEUE: usize = 8192;
+
+/// A new event with its body and one delivery per active target.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// The event record.
+    pub event: Event,
+    /// The raw body.
+    pub body: Bytes,
+    /// Its deliveries, each `Pending` and due now.
+    pub deliveries: Vec<Delivery>,
+}
+
+/// A delivery's new state after an attempt or a deferral.
+#[derive(Debug, Clone)]
+pub struct AttemptWrite {
+    /// The delivery as it now stands (status, attempts, next_attempt_at).
+    pub delivery: Delivery,
+    /// The due time the delivery's due-index row is filed under now.
+    pub previous_due: Option<Millis>,
+    /// The attempt's record; `None` for a deferral (breaker open), which spends no attempt.
+    pub result: Option<DeliveryResult>,
+}
+
+/// One request to the writer thread.
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    /// Store an event, its body, its deliveries and their due rows.
+    Ingest(NewEvent),
+    /// Record an attempt or deferral and move or remove the due row.
+    Attempt(AttemptWrite),
+    /// Add deliveries (and due rows) to an existing event: redelivery.
+    AddDeliveries(Vec<Delivery>),
+}
+
+impl WriteOp {
+    fn weight(&self) -> usize {
+        match self {
+            WriteOp::Ingest(n) => n.body.len() + 256,
+            WriteOp::Attempt(a) => a.result.as_ref().map_or(64, |r| r.response_body.len() + 128),
+            WriteOp::AddDeliveries(d) => d.len() * 64,
+        }
+    }
+}
+
+/// Runs once the request is committed (or has failed), on the writer thread.
+pub type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+enum WriterMsg {
+    Job(WriteOp, Completion),
+    Stop,
+}
+
+/// An event with its body and deliveries (for the event log).
+#[derive(Debug, Clone)]
+pub struct EventWithBody {
+    /// The event.
+    pub event: Event,
+    /// Its raw body.
+    pub body: Vec<u8>,
+    /// Its deliveries, oldest first.
+    pub deliveries: Vec<Delivery>,
+}
+
+/// An event with every delivery and every attempt.
+#[derive(Debug, Clone)]
+pub struct EventDetail {
+    /// The event.
+    pub event: Event,
+    /// Its raw body.
+    pub body: Vec<u8>,
+    /// Each delivery with its attempts in order.
+    pub deliveries: Vec<(Delivery, Vec<DeliveryResult>)>,
+}
+
+/// One row of the due index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DueRow {
+    /// When the delivery is due.
+    pub due_at: Millis,
+    /// The delivery.
+    pub delivery_id: Uuid,
+    /// Its event.
+    pub event_id: Uuid,
+    /// Its target.
+    pub target_id: Uuid,
+}
+
+/// What a retention pass removed.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PruneReport {
+    /// Events removed with their deliveries and results.
+    pub events_removed: u64,
+    /// Whether the file was compacted afterwards.
+    pub compacted: bool,
+}
+
+/// Handle on one webhook's event file and its writer thread.
+pub struct EventStore {
+    webhook_id: Uuid,
+    path: PathBuf,
+    /// Write-locked only to compact (redb needs `&mut Database` and no live transactions).
+    db: std::sync::Arc<RwLock<Database>>,
+    tx: Sender<WriterMsg>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl EventStore {
+    /// Opens or creates the file, checks its format version and starts its writer.
+    pub(crate) fn open(webhook_id: Uuid, path: &Path) -> Result<EventStore, StoreError> {
+        let db = Database::create(path)?;
+        let tx = db.begin_write()?;
+        {
+            let mut meta = tx.open_table(META)?;
+            let found = meta.get(FORMAT_KEY)?.map(|v| v.value());
+            match found {
+                None => {
+                    meta.insert(FORMAT_KEY, FORMAT_VERSION)?;
+                }
+                Some(v) if v == FORMAT_VERSION => {}
+                Some(found) => {
+                    return Err(StoreError::FormatVersion {
+                        path: path.to_path_buf(),
+                        found,
+                        expected: FORMAT_VERSION,
+                    });
+                }
+            }
+            tx.open_table(EVENTS)?;
+            tx.open_table(BODIES)?;
+            tx.open_table(DELIVERIES)?;
+            tx.open_table(RESULTS)?;
+            tx.open_table(DUE)?;
+        }
+        tx.commit()?;
+        let db = std::sync::Arc::new(RwLock::new(db));
+        let (sender, receiver) = crossbeam_channel::bounded(WRITER_QUEUE);
+        let writer_db = db.clone();
+        let writer = std::thread::Builder::new()
+            .name(format!("writer-{}", &webhook_id.simple().to_string()[..8]))
+            .spawn(move || run_writer(&writer_db, &receiver))?;
+        Ok(EventStore {
+            webhook_id,
+            path: path.to_path_buf(),
+            db,
+            tx: sender,
+            writer: Mutex::new(Some(writer)),
+        })
+    }
+
+    /// The webhook this file belongs to.
+    pub fn webhook_id(&self) -> Uuid {
+        self.webhook_id
+    }
+
+    /// Queues a write without blocking; `Busy` when the writer is saturated.
+    pub fn try_submit(&self, op: WriteOp, done: Completion) -> Result<(), StoreError> {
+        self.tx
+            .try_send(WriterMsg::Job(op, done))
+            .map_err(|e| match e {
+                TrySendError::Full(_) => StoreError::Busy,
+                TrySendError::Disconnected(_) => StoreError::Closed,
+            })
+    }
+
+    /// Queues a write, waiting for room (for delivery threads: natural backpressure).
+    pub fn submit(&self, op: WriteOp, done: Completion) -> Result<(), StoreError> {
+        self.tx
+            .send(WriterMsg::Job(op, done))
+            .map_err(|_| StoreError::Closed)
+    }
+
+    /// Queues a write and waits for its commit (for callers off the hot path).
+    pub fn write_blocking(&self, op: WriteOp) -> Result<(), StoreError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.submit(
+            op,
+            Box::new(move |r| {
+                // The waiter only disappears if its thread died; nothing to tell then.
+                let _unused = tx.send(r);
+            }),
+        )?;
+        rx.recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Stops the writer after it has committed everything queued before this call.
+    pub(crate) fn close(&self) {
+        // Sending fails only if the writer already stopped.
+        if self.tx.send(WriterMsg::Stop).is_ok() {
+            let handle = self
+                .writer
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            if let Some(h) = handle
+                && h.join().is_err()
+            {
+                tracing::error!(path = %self.path.display(), "event writer panicked");
+            }
+        }
+    }
+
+    fn read(&self) -> Result<ReadTransaction, StoreError> {
+        let db = self.db.read().unwrap_or_else(|p| p.into_inner());
+        Ok(db.begin_read()?)
+    }
+
+    /// Number of stored events.
+    pub fn event_count(&self) -> Result<u64, StoreError> {
+        Ok(self.read()?.open_table(EVENTS)?.len()?)
+    }
+
+    /// A page of events, newest first, with bodies and deliveries; and the total count.
+    pub fn list_events(
+        &self,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<EventWithBody>, u64), StoreError> {
+        let rx = self.read()?;
+        let events = rx.open_table(EVENTS)?;
+        let bodies = rx.open_table(BODIES)?;
+        let deliveries = rx.open_table(DELIVERIES)?;
+        let total = events.len()?;
+        let mut out = Vec::with_capacity(limit);
+        for row in events.range::<u128>(..)?.rev().skip(offset).take(limit) {
+            let (k, v) = row?;
+            let event: Event = codec::decode(v.value())?;
+            out.push(EventWithBody {
+                body: body_in(&bodies, k.value())?,
+                deliveries: deliveries_in(&deliveries, k.value())?,
+                event,
+            });
+        }
+        Ok((out, total))
+    }
+
+    /// One event with its body only (no deliveries): for delivering large bodies.
+    pub fn event_with_body(&self, event_id: Uuid) -> Result<Option<(Event, Vec<u8>)>, StoreError> {
+        let rx = self.read()?;
+        let events = rx.open_table(EVENTS)?;
+        let Some(v) = events.get(event_id.as_u128())? else {
+            return Ok(None);
+        };
+        let event: Event = codec::decode(v.value())?;
+        let body = body_in(&rx.open_table(BODIES)?, event_id.as_u128())?;
+        Ok(Some((event, body)))
+    }
+
+    /// One event with every delivery and attempt.
+    pub fn event_detail(&self, event_id: Uuid) -> Result<Option<EventDetail>, StoreError> {
+        let rx = self.read()?;
+        let Some(v) = rx.open_table(EVENTS)?.get(event_id.as_u128())? else {
+            return Ok(None);
+        };
+        let event: Event = codec::decode(v.value())?;
+        let body = body_in(&rx.open_table(BODIES)?, event_id.as_u128())?;
+        let results = rx.open_table(RESULTS)?;
+        let mut deliveries = Vec::new();
+        for d in deliveries_in(&rx.open_table(DELIVERIES)?, event_id.as_u128())? {
+            let mut attempts = Vec::new();
+            for row in results.range((d.id.as_u128(), 0)..=(d.id.as_u128(), u32::MAX))? {
+                attempts.push(codec::decode(row?.1.value())?);
+            }
+            deliveries.push((d, attempts));
+        }
+        Ok(Some(EventDetail {
+            event,
+            body,
+            deliveries,
+        }))
+    }
+
+    /// One delivery as committed now.
+    pub fn delivery(&self, event_id: Uuid, delivery_id: Uuid) -> Result<Option<Delivery>, StoreError> {
+        let rx = self.read()?;
+        let t = rx.open_table(DELIVERIES)?;
+        let v = t.get((event_id.as_u128(), delivery_id.as_u128()))?;
+        v.map(|v| codec::decode(v.value())).transpose()
+    }
+
+    /// Up to `limit` due-index rows due at or before `now`, earliest first.
+    pub fn due_before(&self, now: Millis, limit: usize) -> Result<Vec<DueRow>, StoreError> {
+        let rx = self.read()?;
+        let t = rx.open_table(DUE)?;
+        let mut out = Vec::new();
+        for row in t.range((0u64, 0u128)..=(due_key(now), u128::MAX))?.take(limit) {
+            let (k, v) = row?;
+            let (due, delivery) = k.value();
+            let (event, target) = v.value();
+            out.push(DueRow {
+                due_at: due as Millis,
+                delivery_id: Uuid::from_u128(delivery),
+                event_id: Uuid::from_u128(event),
+                target_id: Uuid::from_u128(target),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Number of unfinished deliveries (rows in the due index).
+    pub fn due_count(&self) -> Result<u64, StoreError> {
+        Ok(self.read()?.open_table(DUE)?.len()?)
+    }
+
+    /// Removes events received before `cutoff` whose deliveries are all finished, with
+    /// their bodies, deliveries and results; compacts when much was removed.
+    pub fn prune(&self, cutoff: Millis) -> Result<PruneReport, StoreError> {
+        // UUIDv7 ids start with their millisecond timestamp: the cutoff is a key bound.
+        let bound = Uuid::new_v7(uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            (cutoff.max(0) / 1000) as u64,
+            ((cutoff.max(0) % 1000) * 1_000_000) as u32,
+        ))
+        .as_u128()
+            & !((1u128 << 80) - 1);
+        let mut report = PruneReport::default();
+        let total;
+        {
+            let db = self.db.read().unwrap_or_else(|p| p.into_inner());
+            let tx = db.begin_write()?;
+            {
+                let mut events = tx.open_table(EVENTS)?;
+                let mut bodies = tx.open_table(BODIES)?;
+                let mut deliveries = tx.open_table(DELIVERIES)?;
+                let mut results = tx.open_table(RESULTS)?;
+                let mut doomed = Vec::new();
+                for row in events.range(..bound)? {
+                    let id = row?.0.value();
+                    let ds = deliveries_in(&deliveries, id)?;
+                    if ds.iter().all(|d| d.status.is_terminal()) {
+                        doomed.push((id, ds));
+                    }
+                }
+                for (id, ds) in &doomed {
+                    for d in ds {
+                        let did = d.id.as_u128();
+                        results.retain_in((did, 0)..=(did, u32::MAX), |_, _| false)?;
+                        deliveries.remove((*id, did))?;
+                    }
+                    events.remove(*id)?;
+                    bodies.remove(*id)?;
+                }
+                report.events_removed = doomed.len() as u64;
+                total = events.len()?;
+            }
+            tx.commit()?;
+        }
+        // Compaction rewrites the file; worth it only when a good share was freed.
+        if report.events_removed >= 1000 && report.events_removed >= total / 4 {
+            let mut db = self.db.write().unwrap_or_else(|p| p.into_inner());
+            match db.compact() {
+                Ok(done) => report.compacted = done,
+                // Live read transactions make compaction fail; the next pass tries again.
+                Err(e) => tracing::debug!(error = %e, "compaction skipped"),
+            }
+        }
+        Ok(report)
+    }
+}
+
+impl Drop for EventStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn due_key(at: Millis) -> u64 {
+    at.max(0) as u64
+}
+
+fn body_in(t: &impl ReadableTable<u128, &'static [u8]>, id: u128) -> Result<Vec<u8>, StoreError> {
+    Ok(t.get(id)?.map(|v| v.value().to_vec()).unwrap_or_default())
+}
+
+fn deliveries_in(
+    t: &impl ReadableTable<(u128, u128), &'static [u8]>,
+    event: u128,
+) -> Result<Vec<Delivery>, StoreError> {
+    let mut out = Vec::new();
+    for row in t.range((event, 0u128)..=(event, u128::MAX))? {
+        out.push(codec::decode(row?.1.value())?);
+    }
+    Ok(out)
+}
+
+fn run_writer(db: &RwLock<Database>, rx: &Receiver<WriterMsg>) {
+    let mut stop = false;
+    while !stop {
+        let Ok(first) = rx.recv() else { return };
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        match first {
+            WriterMsg::Stop => return,
+            WriterMsg::Job(op, done) => {
+                bytes += op.weight();
+                batch.push((op, done));
+            }
+        }
+        // Take whatever else is already waiting: never wait for a batch to fill.
+        while batch.len() < MAX_BATCH_OPS && bytes < MAX_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(WriterMsg::Job(op, done)) => {
+                    bytes += op.weight();
+                    batch.push((op, done));
+                }
+                Ok(WriterMsg::Stop) => {
+                    stop = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        commit_batch(db, batch);
+    }
+}
+
+fn commit_batch(db: &RwLock<Database>, batch: Vec<(WriteOp, Completion)>) {
+    let db = db.read().unwrap_or_else(|p| p.into_inner());
+    let result = commit(&db, batch.iter().map(|(op, _)| op));
+    match result {
+        Ok(()) => {
+            for (_, done) in batch {
+                done(Ok(()));
+            }
+        }
+        Err(e) if batch.len() == 1 => {
+            if let Some((_, done)) = batch.into_iter().next() {
+                done(Err(e));
+            }
+        }
+        Err(e) => {
+            // One bad request must not fail its neighbours: retry each on its own.
+            tracing::warn!(error = %e, ops = batch.len(), "batch commit failed; retrying singly");
+            for (op, done) in batch {
+                done(commit(&db, std::iter::once(&op)));
+            }
+        }
+    }
+}
+
+fn commit<'a>(db: &Database, ops: impl Iterator<Item = &'a WriteOp>) -> Result<(), StoreError> {
+    let tx = db.begin_write()?;
+    for op in ops {
+        apply(&tx, op)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn apply(tx: &WriteTransaction, op: &WriteOp) -> Result<(), StoreError> {
+    match op {
+        WriteOp::Ingest(n) => {
+            let id = n.event.id.as_u128();
+            tx.open_table(EVENTS)?
+                .insert(id, codec::encode(&n.event)?.as_slice())?;
+            tx.open_table(BODIES)?.insert(id, n.body.as_ref())?;
+            insert_deliveries(tx, &n.deliveries)
+        }
+        WriteOp::AddDeliveries(ds) => insert_deliveries(tx, ds),
+        WriteOp::Attempt(a) => {
+            let d = &a.delivery;
+            tx.open_table(DELIVERIES)?.insert(
+                (d.event_id.as_u128(), d.id.as_u128()),
+                codec::encode(d)?.as_slice(),
+            )?;
+            let mut due = tx.open_table(DUE)?;
+            if let Some(prev) = a.previous_due {
+                due.remove((due_key(prev), d.id.as_u128()))?;
+            }
+            if let Some(next) = d.next_attempt_at {
+                due.insert(
+                    (due_key(next), d.id.as_u128()),
+                    (d.event_id.as_u128(), d.target_id.as_u128()),
+                )?;
+            }
+            if let Some(r) = &a.result {
+                tx.open_table(RESULTS)?
+                    .insert((d.id.as_u128(), r.attempt), codec::encode(r)?.as_slice())?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn insert_deliveries(tx: &WriteTransaction, ds: &[Delivery]) -> Result<(), StoreError> {
+    let mut deliveries = tx.open_table(DELIVERIES)?;
+    let mut due = tx.open_table(DUE)?;
+    for d in ds {
+        deliveries.insert(
+            (d.event_id.as_u128(), d.id.as_u128()),
+            codec::encode(d)?.as_slice(),
+        )?;
+        if let Some(at) = d.next_attempt_at {
+            due.insert(
+                (due_key(at), d.id.as_u128()),
+                (d.event_id.as_u128(), d.target_id.as_u128()),
+            )?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,381 @@
+//! The main file `webhooker.redb`: users, API keys, sessions, webhooks, entrypoints,
+//! targets and settings. Every write is its own `Durability::Immediate` transaction;
+//! configuration writes also rebuild the [`Catalog`] snapshot.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+
+use redb::{
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
+use serde::{Serialize, de::DeserializeOwned};
+use uuid::Uuid;
+
+use super::catalog::Catalog;
+use super::{FORMAT_VERSION, StoreError, codec};
+use crate::model::{ApiKey, Entrypoint, Session, Target, User, Webhook};
+
+const SETTINGS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("settings");
+const USERS: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("users");
+const USERNAMES: TableDefinition<'static, &str, u128> = TableDefinition::new("usernames");
+const API_KEYS: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("api_keys");
+/// Keyed by HMAC(session key, cookie token), so a copy of the file holds no usable cookie.
+const SESSIONS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("sessions");
+const WEBHOOKS: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("webhooks");
+const ENTRYPOINTS: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("entrypoints");
+const TARGETS: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("targets");
+
+const FORMAT_KEY: &str = "format_version";
+const SESSION_KEY: &str = "session_key";
+
+/// Handle on the main file.
+pub struct MainDb {
+    db: Database,
+    catalog: RwLock<Arc<Catalog>>,
+    /// Serialises configuration commits with their catalog rebuild, so snapshots never go
+    /// backwards.
+    config_lock: Mutex<()>,
+}
+
+impl MainDb {
+    /// Opens or creates the file, checks its format version and loads the catalog.
+    pub(crate) fn open(path: &Path) -> Result<MainDb, StoreError> {
+        let db = Database::create(path)?;
+        let tx = db.begin_write()?;
+        {
+            let mut settings = tx.open_table(SETTINGS)?;
+            let found = settings
+                .get(FORMAT_KEY)?
+                .map(|v| decode_version(v.value()));
+            match found {
+                None => {
+                    settings.insert(FORMAT_KEY, FORMAT_VERSION.to_le_bytes().as_slice())?;
+                }
+                Some(v) if v == FORMAT_VERSION => {}
+                Some(found) => {
+                    return Err(StoreError::FormatVersion {
+                        path: path.to_path_buf(),
+                        found,
+                        expected: FORMAT_VERSION,
+                    });
+                }
+            }
+            // Create every table so readers never meet a missing one.
+            tx.open_table(USERS)?;
+            tx.open_table(USERNAMES)?;
+            tx.open_table(API_KEYS)?;
+            tx.open_table(SESSIONS)?;
+            tx.open_table(WEBHOOKS)?;
+            tx.open_table(ENTRYPOINTS)?;
+            tx.open_table(TARGETS)?;
+        }
+        tx.commit()?;
+        let main = MainDb {
+            db,
+            catalog: RwLock::new(Arc::new(Catalog::default())),
+            config_lock: Mutex::new(()),
+        };
+        main.reload_catalog()?;
+        Ok(main)
+    }
+
+    /// The current configuration snapshot.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn reload_catalog(&self) -> Result<(), StoreError> {
+        let rx = self.db.begin_read()?;
+        let catalog = Catalog::build(
+            all(&rx, WEBHOOKS)?,
+            all(&rx, ENTRYPOINTS)?,
+            all(&rx, TARGETS)?,
+        );
+        *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(catalog);
+        Ok(())
+    }
+
+    fn write<R>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let tx = self.db.begin_write()?;
+        let r = f(&tx)?;
+        tx.commit()?;
+        Ok(r)
+    }
+
+    /// A write to webhooks/entrypoints/targets: commits, then rebuilds the catalog.
+    fn write_config<R>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let _guard = self.config_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let r = self.write(f)?;
+        self.reload_catalog()?;
+        Ok(r)
+    }
+
+    // ---- settings ----
+
+    /// The session key, generated (64 random bytes) and stored on first call.
+    pub fn session_key(&self) -> Result<Vec<u8>, StoreError> {
+        self.write(|tx| {
+            let mut t = tx.open_table(SETTINGS)?;
+            if let Some(v) = t.get(SESSION_KEY)? {
+                return Ok(v.value().to_vec());
+            }
+            let mut key = vec![0u8; 64];
+            rand::fill(&mut key[..]);
+            t.insert(SESSION_KEY, key.as_slice())?;
+            Ok(key)
+        })
+    }
+
+    // ---- users ----
+
+    /// Number of users.
+    pub fn user_count(&self) -> Result<u64, StoreError> {
+        use redb::ReadableTableMetadata;
+        let rx = self.db.begin_read()?;
+        Ok(rx.open_table(USERS)?.len()?)
+    }
+
+    /// Inserts a user unless the username is taken; returns whether it was inserted.
+    pub fn insert_user(&self, user: &User) -> Result<bool, StoreError> {
+        self.write(|tx| {
+            let mut names = tx.open_table(USERNAMES)?;
+            if names.get(user.username.as_str())?.is_some() {
+                return Ok(false);
+            }
+            names.insert(user.username.as_str(), user.id.as_u128())?;
+            put(&mut tx.open_table(USERS)?, user.id, user)?;
+            Ok(true)
+        })
+    }
+
+    /// A user by id.
+    pub fn user(&self, id: Uuid) -> Result<Option<User>, StoreError> {
+        get(&self.db.begin_read()?, USERS, id)
+    }
+
+    /// A user by username.
+    pub fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError> {
+        let rx = self.db.begin_read()?;
+        let id = rx.open_table(USERNAMES)?.get(username)?.map(|v| v.value());
+        match id {
+            Some(id) => get(&rx, USERS, Uuid::from_u128(id)),
+            None => Ok(None),
+        }
+    }
+
+    /// Replaces a user's password hash and ends all of their sessions, in one transaction.
+    pub fn set_password(&self, user_id: Uuid, password_hash: String) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let mut users = tx.open_table(USERS)?;
+            let Some(mut user) = get_in::<User>(&users, user_id)? else {
+                return Ok(());
+            };
+            user.password_hash = password_hash;
+            put(&mut users, user_id, &user)?;
+            delete_sessions_of(tx, user_id)
+        })
+    }
+
+    // ---- sessions ----
+
+    /// Stores a session under its keyed hash, dropping expired sessions on the way.
+    pub fn insert_session(&self, key: &[u8], session: &Session) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let mut t = tx.open_table(SESSIONS)?;
+            let now = session.created_at;
+            t.retain(|_, v| {
+                codec::decode::<Session>(v)
+                    .map(|s| s.expires_at > now)
+                    .unwrap_or(false)
+            })?;
+            t.insert(key, codec::encode(session)?.as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// A session by keyed hash.
+    pub fn session(&self, key: &[u8]) -> Result<Option<Session>, StoreError> {
+        let rx = self.db.begin_read()?;
+        let t = rx.open_table(SESSIONS)?;
+        let v = t.get(key)?;
+        v.map(|v| codec::decode(v.value())).transpose()
+    }
+
+    /// Ends one session.
+    pub fn delete_session(&self, key: &[u8]) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.open_table(SESSIONS)?.remove(key)?;
+            Ok(())
+        })
+    }
+
+    // ---- API keys ----
+
+    /// Stores a new API key.
+    pub fn insert_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+        self.write(|tx| put(&mut tx.open_table(API_KEYS)?, key.id, key))
+    }
+
+    /// One API key.
+    pub fn api_key(&self, id: Uuid) -> Result<Option<ApiKey>, StoreError> {
+        get(&self.db.begin_read()?, API_KEYS, id)
+    }
+
+    /// A user's API keys, oldest first.
+    pub fn api_keys_of(&self, user_id: Uuid) -> Result<Vec<ApiKey>, StoreError> {
+        let mut keys: Vec<ApiKey> = all(&self.db.begin_read()?, API_KEYS)?;
+        keys.retain(|k| k.user_id == user_id);
+        keys.sort_by_key(|k| k.created_at);
+        Ok(keys)
+    }
+
+    /// Revokes an API key; returns whether it existed and belonged to the user.
+    pub fn delete_api_key(&self, user_id: Uuid, id: Uuid) -> Result<bool, StoreError> {
+        self.write(|tx| {
+            let mut t = tx.open_table(API_KEYS)?;
+            match get_in::<ApiKey>(&t, id)? {
+                Some(k) if k.user_id == user_id => {
+                    t.remove(id.as_u128())?;
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
+        })
+    }
+
+    /// Records a key's last use.
+    pub fn touch_api_key(&self, id: Uuid, at: i64) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let mut t = tx.open_table(API_KEYS)?;
+            if let Some(mut k) = get_in::<ApiKey>(&t, id)? {
+                k.last_used_at = Some(at);
+                put(&mut t, id, &k)?;
+            }
+            Ok(())
+        })
+    }
+
+    // ---- webhooks, entrypoints, targets ----
+
+    /// Creates a webhook with its first entrypoint.
+    pub fn create_webhook(
+        &self,
+        webhook: &Webhook,
+        entrypoint: &Entrypoint,
+    ) -> Result<(), StoreError> {
+        self.write_config(|tx| {
+            put(&mut tx.open_table(WEBHOOKS)?, webhook.id, webhook)?;
+            put(&mut tx.open_table(ENTRYPOINTS)?, entrypoint.id, entrypoint)
+        })
+    }
+
+    /// Overwrites a webhook's record.
+    pub fn update_webhook(&self, webhook: &Webhook) -> Result<(), StoreError> {
+        self.write_config(|tx| put(&mut tx.open_table(WEBHOOKS)?, webhook.id, webhook))
+    }
+
+    /// Removes a webhook with its entrypoints and targets; returns whether it existed.
+    pub fn delete_webhook(&self, id: Uuid) -> Result<bool, StoreError> {
+        self.write_config(|tx| {
+            let existed = tx.open_table(WEBHOOKS)?.remove(id.as_u128())?.is_some();
+            remove_children(tx, ENTRYPOINTS, |e: &Entrypoint| e.webhook_id == id)?;
+            remove_children(tx, TARGETS, |t: &Target| t.webhook_id == id)?;
+            Ok(existed)
+        })
+    }
+
+    /// Inserts or overwrites an entrypoint.
+    pub fn put_entrypoint(&self, entrypoint: &Entrypoint) -> Result<(), StoreError> {
+        self.write_config(|tx| put(&mut tx.open_table(ENTRYPOINTS)?, entrypoint.id, entrypoint))
+    }
+
+    /// Removes an entrypoint; returns whether it existed.
+    pub fn delete_entrypoint(&self, id: Uuid) -> Result<bool, StoreError> {
+        self.write_config(|tx| Ok(tx.open_table(ENTRYPOINTS)?.remove(id.as_u128())?.is_some()))
+    }
+
+    /// Inserts or overwrites a target.
+    pub fn put_target(&self, target: &Target) -> Result<(), StoreError> {
+        self.write_config(|tx| put(&mut tx.open_table(TARGETS)?, target.id, target))
+    }
+
+    /// Removes a target; returns whether it existed.
+    pub fn delete_target(&self, id: Uuid) -> Result<bool, StoreError> {
+        self.write_config(|tx| Ok(tx.open_table(TARGETS)?.remove(id.as_u128())?.is_some()))
+    }
+}
+
+fn decode_version(bytes: &[u8]) -> u32 {
+    bytes
+        .try_into()
+        .map(u32::from_le_bytes)
+        .unwrap_or(u32::MAX)
+}
+
+fn put<T: Serialize>(
+    table: &mut redb::Table<'_, u128, &[u8]>,
+    id: Uuid,
+    value: &T,
+) -> Result<(), StoreError> {
+    table.insert(id.as_u128(), codec::encode(value)?.as_slice())?;
+    Ok(())
+}
+
+fn get_in<T: DeserializeOwned>(
+    table: &impl ReadableTable<u128, &'static [u8]>,
+    id: Uuid,
+) -> Result<Option<T>, StoreError> {
+    let v = table.get(id.as_u128())?;
+    v.map(|v| codec::decode(v.value())).transpose()
+}
+
+fn get<T: DeserializeOwned>(
+    rx: &ReadTransaction,
+    def: TableDefinition<'_, u128, &'static [u8]>,
+    id: Uuid,
+) -> Result<Option<T>, StoreError> {
+    get_in(&rx.open_table(def)?, id)
+}
+
+fn all<T: DeserializeOwned>(
+    rx: &ReadTransaction,
+    def: TableDefinition<'_, u128, &'static [u8]>,
+) -> Result<Vec<T>, StoreError> {
+    let t = rx.open_table(def)?;
+    let mut out = Vec::new();
+    for row in t.iter()? {
+        let (_, v) = row?;
+        out.push(codec::decode(v.value())?);
+    }
+    Ok(out)
+}
+
+fn remove_children<T: DeserializeOwned>(
+    tx: &WriteTransaction,
+    def: TableDefinition<'_, u128, &'static [u8]>,
+    belongs: impl Fn(&T) -> bool,
+) -> Result<(), StoreError> {
+    let mut t = tx.open_table(def)?;
+    // Undecodable rows are kept: deleting data we cannot read is never the safe default.
+    t.retain(|_, v| codec::decode::<T>(v).map(|x| !belongs(&x)).unwrap_or(true))?;
+    Ok(())
+}
+
+fn delete_sessions_of(tx: &WriteTransaction, user_id: Uuid) -> Result<(), StoreError> {
+    let mut t = tx.open_table(SESSIONS)?;
+    t.retain(|_, v| {
+        codec::decode::<Session>(v)
+            .map(|s| s.user_id != user_id)
+            .unwrap_or(false)
+    })?;
+    Ok(())
+}

@@ -1,0 +1,163 @@
+//! Durable storage: the main redb file and one redb file per webhook (BRIEF R1).
+//!
+//! This is the only module that names redb or bincode. Table definitions live at the top of
+//! `main_db.rs` and `event_db.rs`; values are encoded by `codec.rs`.
+//!
+//! API boundary: callers see [`Store`], [`MainDb`], [`EventStore`] and the `model` types.
+
+mod catalog;
+mod codec;
+mod event_db;
+mod main_db;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use uuid::Uuid;
+
+pub use catalog::Catalog;
+pub use event_db::{
+    AttemptWrite, DueRow, EventDetail, EventStore, EventWithBody, NewEvent, PruneReport, WriteOp,
+};
+pub use main_db::MainDb;
+
+/// Version of the on-disk layout of both kinds of file, checked at open.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Everything that can go wrong below the service layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// redb failed (I/O, corruption, lock).
+    #[error("database error: {0}")]
+    Redb(#[from] Box<redb::Error>),
+    /// A stored value could not be encoded or decoded.
+    #[error("record encoding error: {0}")]
+    Codec(String),
+    /// The file was written by an incompatible version.
+    #[error("{path}: format version {found}, this build understands {expected}")]
+    FormatVersion {
+        /// The file.
+        path: PathBuf,
+        /// Version found in the file.
+        found: u32,
+        /// Version this build writes.
+        expected: u32,
+    },
+    /// Filesystem error outside redb (creating the data dir, removing a file).
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The per-webhook writer has stopped (shutdown or webhook deleted).
+    #[error("event store is closed")]
+    Closed,
+    /// The per-webhook writer queue is full; the caller should retry later.
+    #[error("event store is overloaded")]
+    Busy,
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Redb(Box::new(redb::Error::from(e)))
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::CompactionError,
+    redb::SetDurabilityError
+);
+
+/// Both kinds of file, opened under one data directory.
+pub struct Store {
+    /// Users, keys, sessions, webhooks, entrypoints, targets, settings.
+    pub main: MainDb,
+    events: EventStores,
+}
+
+impl Store {
+    /// Opens (creating if needed) the data directory and its main file.
+    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(data_dir)?;
+        let main = MainDb::open(&data_dir.join("webhooker.redb"))?;
+        Ok(Store {
+            main,
+            events: EventStores {
+                dir: data_dir.to_path_buf(),
+                open: Mutex::new(HashMap::new()),
+            },
+        })
+    }
+
+    /// The current in-memory snapshot of webhooks, entrypoints and targets.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.main.catalog()
+    }
+
+    /// The event file of a webhook, opened (or created) on first use and kept open.
+    pub fn events(&self, webhook_id: Uuid) -> Result<Arc<EventStore>, StoreError> {
+        self.events.get_or_open(webhook_id)
+    }
+
+    /// The event file of a webhook if it is already open (no I/O).
+    pub fn events_if_open(&self, webhook_id: Uuid) -> Option<Arc<EventStore>> {
+        self.events.lock().get(&webhook_id).cloned()
+    }
+
+    /// Closes and deletes a webhook's event file.
+    pub fn remove_events(&self, webhook_id: Uuid) -> Result<(), StoreError> {
+        let store = self.events.lock().remove(&webhook_id);
+        if let Some(store) = store {
+            store.close();
+        }
+        match std::fs::remove_file(self.events.path(webhook_id)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Stops every event writer after it has committed what it holds.
+    pub fn close(&self) {
+        let all: Vec<_> = self.events.lock().drain().map(|(_, s)| s).collect();
+        for store in all {
+            store.close();
+        }
+    }
+}
+
+/// Lazily opened per-webhook files, keyed by webhook id.
+struct EventStores {
+    dir: PathBuf,
+    open: Mutex<HashMap<Uuid, Arc<EventStore>>>,
+}
+
+impl EventStores {
+    fn path(&self, webhook_id: Uuid) -> PathBuf {
+        self.dir.join(format!("events-{webhook_id}.redb"))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Arc<EventStore>>> {
+        // A panic while holding this lock cannot leave the map inconsistent: recover it.
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get_or_open(&self, webhook_id: Uuid) -> Result<Arc<EventStore>, StoreError> {
+        // Held across the open: redb locks the file, so two concurrent opens of one file
+        // would fail. Opening happens once per webhook per process, so the wait is rare.
+        let mut map = self.lock();
+        if let Some(s) = map.get(&webhook_id) {
+            return Ok(s.clone());
+        }
+        let opened = Arc::new(EventStore::open(webhook_id, &self.path(webhook_id))?);
+        map.insert(webhook_id, opened.clone());
+        Ok(opened)
+    }
+}
