@@ -3,8 +3,12 @@
 //! See ARCHITECTURE.md for the map. Data flows config → store → ingest → delivery → web.
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod config;
-pub mod model;
-pub mod store;
 pub mod delivery;
+pub mod ingest;
 pub mod metrics;
+pub mod model;
+pub mod service;
+pub mod store;
+pub mod web;

@@ -1,1 +1,86 @@
-fn main(){}
+//! The `webhooker` binary: read config, set up logging, run until SIGINT/SIGTERM.
+
+use std::io::IsTerminal;
+
+use anyhow::Context;
+use tracing_subscriber::EnvFilter;
+use webhooker::app::App;
+use webhooker::config::Config;
+
+fn main() -> anyhow::Result<()> {
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("webhooker: configuration error: {e}");
+            std::process::exit(2);
+        }
+    };
+    init_logging();
+    // ring is the one crypto provider compiled in; reqwest's rustls needs it installed.
+    let _already = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run(config))
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let app = App::start(config).await?;
+    if let Some(password) = app.first_run_password() {
+        // Printed once, to stdout and not through the logger, so it never lands in log
+        // aggregation by accident.
+        println!("========================================================");
+        println!(" webhooker first run: created user `admin`");
+        println!(" password: {password}");
+        println!(" (shown only now; change it on the Account page)");
+        println!("========================================================");
+    }
+    println!("webhooker listening on http://{}", app.local_addr());
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    app.shutdown().await;
+    Ok(())
+}
+
+fn init_logging() {
+    let default = if std::env::var_os("DEBUG").is_some() {
+        "debug"
+    } else {
+        "info,tower_http=warn"
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if std::io::stdout().is_terminal() {
+        builder.init();
+    } else {
+        builder.json().init();
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

@@ -57,9 +57,16 @@ fn describe() {
     describe_counter!(EVENT_BODY_BYTES, "Webhook body bytes accepted");
     describe_counter!(DELIVERY_ATTEMPTS, "Delivery attempts by outcome");
     describe_counter!(DELIVERIES_FINISHED, "Deliveries reaching a terminal status");
-    describe_histogram!(DELIVERY_DURATION, metrics::Unit::Seconds, "Attempt duration");
+    describe_histogram!(
+        DELIVERY_DURATION,
+        metrics::Unit::Seconds,
+        "Attempt duration"
+    );
     describe_counter!(RETRIES_SCHEDULED, "Retries scheduled");
     describe_gauge!(QUEUE_DEPTH, "Deliveries waiting in memory, by queue");
-    describe_gauge!(BREAKER_STATE, "Circuit breaker state: 0 closed, 1 open, 2 half-open");
+    describe_gauge!(
+        BREAKER_STATE,
+        "Circuit breaker state: 0 closed, 1 open, 2 half-open"
+    );
     describe_gauge!(DUE_ROWS, "Unfinished deliveries in the due index");
 }

@@ -62,18 +62,27 @@ mod tests {
     fn retry_after_is_clamped() {
         let max = Duration::from_secs(300);
         let computed = Duration::from_secs(2);
-        assert_eq!(clamp_retry_after(Duration::from_secs(1), computed, max), computed);
+        assert_eq!(
+            clamp_retry_after(Duration::from_secs(1), computed, max),
+            computed
+        );
         assert_eq!(
             clamp_retry_after(Duration::from_secs(7), computed, max),
             Duration::from_secs(7)
         );
-        assert_eq!(clamp_retry_after(Duration::from_secs(9999), computed, max), max);
+        assert_eq!(
+            clamp_retry_after(Duration::from_secs(9999), computed, max),
+            max
+        );
     }
 
     #[test]
     fn parses_retry_after_forms() {
         let now = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
-        assert_eq!(parse_retry_after(" 120 ", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after(" 120 ", now),
+            Some(Duration::from_secs(120))
+        );
         let date = httpdate::fmt_http_date(now + Duration::from_secs(30));
         assert_eq!(parse_retry_after(&date, now), Some(Duration::from_secs(30)));
         assert_eq!(parse_retry_after("soon", now), None);

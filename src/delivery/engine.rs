@@ -199,10 +199,7 @@ impl Engine {
     }
 }
 
-fn spawn(
-    name: String,
-    f: impl FnOnce() + Send + 'static,
-) -> std::io::Result<JoinHandle<()>> {
+fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name(name).spawn(f)
 }
 
@@ -268,11 +265,23 @@ fn attempt(s: &Arc<Shared>, task: DeliveryTask) -> Option<DeliveryTask> {
     let target = match current {
         Some(t) if t.active => t,
         Some(_) => {
-            record(s, task, AttemptReport::failed("target is inactive"), 0, now_ms());
+            record(
+                s,
+                task,
+                AttemptReport::failed("target is inactive"),
+                0,
+                now_ms(),
+            );
             return None;
         }
         None => {
-            record(s, task, AttemptReport::failed("target was deleted"), 0, now_ms());
+            record(
+                s,
+                task,
+                AttemptReport::failed("target was deleted"),
+                0,
+                now_ms(),
+            );
             return None;
         }
     };
@@ -461,7 +470,10 @@ fn load_body(s: &Shared, task: &DeliveryTask) -> Result<bytes::Bytes, String> {
 /// The policy for retries of a target kind: (retry limit, backoff cap).
 fn retry_policy(target: &Target) -> (RetryLimit, Duration) {
     match &target.kind {
-        TargetKind::Http(h) => (h.max_retries, Duration::from_secs(h.max_backoff_secs as u64)),
+        TargetKind::Http(h) => (
+            h.max_retries,
+            Duration::from_secs(h.max_backoff_secs as u64),
+        ),
         TargetKind::Slack(_) => (
             RetryLimit::Limited(SLACK_MAX_RETRIES),
             Duration::from_secs(DEFAULT_MAX_BACKOFF_SECS as u64),
@@ -472,7 +484,13 @@ fn retry_policy(target: &Target) -> (RetryLimit, Duration) {
 
 /// Writes the attempt's result and the delivery's next state in one transaction (through
 /// the group-commit writer); after the commit, schedules the retry or lets the task go.
-fn record(s: &Arc<Shared>, task: DeliveryTask, report: AttemptReport, duration_us: u64, started: Millis) {
+fn record(
+    s: &Arc<Shared>,
+    task: DeliveryTask,
+    report: AttemptReport,
+    duration_us: u64,
+    started: Millis,
+) {
     let now = now_ms();
     let attempt = task.delivery.attempts + 1;
     let (limit, max_backoff) = retry_policy(&task.target);

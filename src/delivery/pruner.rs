@@ -33,7 +33,9 @@ fn prune_all(s: &Shared) {
                 "retention pass"
             ),
             Ok(_) => {}
-            Err(e) => tracing::error!(webhook_id = %webhook.id, error = %e, "retention pass failed"),
+            Err(e) => {
+                tracing::error!(webhook_id = %webhook.id, error = %e, "retention pass failed")
+            }
         }
     }
 }

@@ -17,7 +17,9 @@ pub enum SsrfError {
     #[error("not an absolute http(s) URL: {0}")]
     BadUrl(String),
     /// The address is in a refused range.
-    #[error("address {0} is not allowed (private, loopback, link-local or reserved); add its network to ALLOWED_TARGET_NETWORKS to allow it")]
+    #[error(
+        "address {0} is not allowed (private, loopback, link-local or reserved); add its network to ALLOWED_TARGET_NETWORKS to allow it"
+    )]
     Blocked(IpAddr),
     /// The name did not resolve to any address.
     #[error("host {0} did not resolve")]
@@ -93,9 +95,8 @@ impl reqwest::dns::Resolve for GuardedResolver {
         let policy = self.policy.clone();
         Box::pin(async move {
             let host = name.as_str().to_string();
-            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             if resolved.is_empty() {
                 return Err(Box::new(SsrfError::Unresolved(host)) as _);
             }
@@ -175,10 +176,16 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
         ] {
-            assert!(!p.permits(refused.parse().unwrap()), "{refused} should be refused");
+            assert!(
+                !p.permits(refused.parse().unwrap()),
+                "{refused} should be refused"
+            );
         }
         for allowed in ["1.1.1.1", "93.184.216.34", "2606:4700::1111"] {
-            assert!(p.permits(allowed.parse().unwrap()), "{allowed} should be allowed");
+            assert!(
+                p.permits(allowed.parse().unwrap()),
+                "{allowed} should be allowed"
+            );
         }
     }
 
@@ -201,8 +208,14 @@ mod tests {
             p.check_url("http://localhost:9/").await,
             Err(SsrfError::Blocked(_))
         ));
-        assert!(matches!(p.check_url("ftp://x/").await, Err(SsrfError::BadUrl(_))));
-        assert!(matches!(p.check_url("not a url").await, Err(SsrfError::BadUrl(_))));
+        assert!(matches!(
+            p.check_url("ftp://x/").await,
+            Err(SsrfError::BadUrl(_))
+        ));
+        assert!(matches!(
+            p.check_url("not a url").await,
+            Err(SsrfError::BadUrl(_))
+        ));
         assert!(p.check_url("https://93.184.216.34/hook").await.is_ok());
     }
 }

@@ -30,7 +30,8 @@ const EVENTS: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("even
 /// Bodies apart from event metadata: listing events never pays for large bodies it skips.
 const BODIES: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("bodies");
 /// `(event_id, delivery_id)`: an event's deliveries are one range.
-const DELIVERIES: TableDefinition<'static, (u128, u128), &[u8]> = TableDefinition::new("deliveries");
+const DELIVERIES: TableDefinition<'static, (u128, u128), &[u8]> =
+    TableDefinition::new("deliveries");
 /// `(delivery_id, attempt)`.
 const RESULTS: TableDefinition<'static, (u128, u32), &[u8]> = TableDefinition::new("results");
 /// `(due_ms, delivery_id) -> (event_id, target_id)`: "what is due now" is a range scan.
@@ -82,7 +83,10 @@ impl WriteOp {
     fn weight(&self) -> usize {
         match self {
             WriteOp::Ingest(n) => n.body.len() + 256,
-            WriteOp::Attempt(a) => a.result.as_ref().map_or(64, |r| r.response_body.len() + 128),
+            WriteOp::Attempt(a) => a
+                .result
+                .as_ref()
+                .map_or(64, |r| r.response_body.len() + 128),
             WriteOp::AddDeliveries(d) => d.len() * 64,
         }
     }
@@ -92,7 +96,8 @@ impl WriteOp {
 pub type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
 enum WriterMsg {
-    Job(WriteOp, Completion),
+    // Boxed: the bounded channel preallocates its slots, so keep them small.
+    Job(Box<WriteOp>, Completion),
     Stop,
 }
 
@@ -201,7 +206,7 @@ impl EventStore {
     /// Queues a write without blocking; `Busy` when the writer is saturated.
     pub fn try_submit(&self, op: WriteOp, done: Completion) -> Result<(), StoreError> {
         self.tx
-            .try_send(WriterMsg::Job(op, done))
+            .try_send(WriterMsg::Job(Box::new(op), done))
             .map_err(|e| match e {
                 TrySendError::Full(_) => StoreError::Busy,
                 TrySendError::Disconnected(_) => StoreError::Closed,
@@ -211,7 +216,7 @@ impl EventStore {
     /// Queues a write, waiting for room (for delivery threads: natural backpressure).
     pub fn submit(&self, op: WriteOp, done: Completion) -> Result<(), StoreError> {
         self.tx
-            .send(WriterMsg::Job(op, done))
+            .send(WriterMsg::Job(Box::new(op), done))
             .map_err(|_| StoreError::Closed)
     }
 
@@ -232,11 +237,7 @@ impl EventStore {
     pub(crate) fn close(&self) {
         // Sending fails only if the writer already stopped.
         if self.tx.send(WriterMsg::Stop).is_ok() {
-            let handle = self
-                .writer
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take();
+            let handle = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
             if let Some(h) = handle
                 && h.join().is_err()
             {
@@ -316,7 +317,11 @@ impl EventStore {
     }
 
     /// One delivery as committed now.
-    pub fn delivery(&self, event_id: Uuid, delivery_id: Uuid) -> Result<Option<Delivery>, StoreError> {
+    pub fn delivery(
+        &self,
+        event_id: Uuid,
+        delivery_id: Uuid,
+    ) -> Result<Option<Delivery>, StoreError> {
         let rx = self.read()?;
         let t = rx.open_table(DELIVERIES)?;
         let v = t.get((event_id.as_u128(), delivery_id.as_u128()))?;
@@ -328,7 +333,10 @@ impl EventStore {
         let rx = self.read()?;
         let t = rx.open_table(DUE)?;
         let mut out = Vec::new();
-        for row in t.range((0u64, 0u128)..=(due_key(now), u128::MAX))?.take(limit) {
+        for row in t
+            .range((0u64, 0u128)..=(due_key(now), u128::MAX))?
+            .take(limit)
+        {
             let (k, v) = row?;
             let (due, delivery) = k.value();
             let (event, target) = v.value();
@@ -438,7 +446,7 @@ fn run_writer(db: &RwLock<Database>, rx: &Receiver<WriterMsg>) {
             WriterMsg::Stop => return,
             WriterMsg::Job(op, done) => {
                 bytes += op.weight();
-                batch.push((op, done));
+                batch.push((*op, done));
             }
         }
         // Take whatever else is already waiting: never wait for a batch to fill.
@@ -446,7 +454,7 @@ fn run_writer(db: &RwLock<Database>, rx: &Receiver<WriterMsg>) {
             match rx.try_recv() {
                 Ok(WriterMsg::Job(op, done)) => {
                     bytes += op.weight();
-                    batch.push((op, done));
+                    batch.push((*op, done));
                 }
                 Ok(WriterMsg::Stop) => {
                     stop = true;

@@ -44,9 +44,7 @@ impl MainDb {
         let tx = db.begin_write()?;
         {
             let mut settings = tx.open_table(SETTINGS)?;
-            let found = settings
-                .get(FORMAT_KEY)?
-                .map(|v| decode_version(v.value()));
+            let found = settings.get(FORMAT_KEY)?.map(|v| decode_version(v.value()));
             match found {
                 None => {
                     settings.insert(FORMAT_KEY, FORMAT_VERSION.to_le_bytes().as_slice())?;
@@ -315,10 +313,7 @@ impl MainDb {
 }
 
 fn decode_version(bytes: &[u8]) -> u32 {
-    bytes
-        .try_into()
-        .map(u32::from_le_bytes)
-        .unwrap_or(u32::MAX)
+    bytes.try_into().map(u32::from_le_bytes).unwrap_or(u32::MAX)
 }
 
 fn put<T: Serialize>(

@@ -7,7 +7,7 @@ mod slack;
 
 use std::time::Duration;
 
-pub(crate) use http::{send_http, HttpRequest};
+pub(crate) use http::{HttpRequest, send_http};
 pub use slack::slack_text;
 
 /// Bytes of response body kept per attempt.
@@ -132,10 +132,20 @@ mod tests {
 
     #[test]
     fn header_filter() {
-        for dropped in ["Host", "connection", "Transfer-Encoding", "X-Webhooker-Event-Id"] {
+        for dropped in [
+            "Host",
+            "connection",
+            "Transfer-Encoding",
+            "X-Webhooker-Event-Id",
+        ] {
             assert!(!forwards_header(dropped), "{dropped}");
         }
-        for kept in ["content-type", "x-github-event", "authorization", "user-agent"] {
+        for kept in [
+            "content-type",
+            "x-github-event",
+            "authorization",
+            "user-agent",
+        ] {
             assert!(forwards_header(kept), "{kept}");
         }
     }

@@ -1,0 +1,183 @@
+//! Ingest (BRIEF R2): turn an accepted request into a durable event with one delivery per
+//! active target, committed in ONE transaction before the sender hears 200 (I1), then hand
+//! the deliveries to the engine without ever blocking on it.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use uuid::Uuid;
+
+use crate::delivery::{DeliveryTask, Engine, EventPayload};
+use crate::metrics as m;
+use crate::model::{Delivery, DeliveryStatus, Entrypoint, Event, now_ms};
+use crate::store::{EventStore, NewEvent, Store, StoreError, WriteOp};
+
+/// Why a webhook was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// No entrypoint has this id (or the id is not a UUID).
+    #[error("unknown entrypoint")]
+    UnknownEntrypoint,
+    /// The entrypoint exists but is switched off.
+    #[error("entrypoint is inactive")]
+    InactiveEntrypoint,
+    /// The body exceeds `MAX_BODY_BYTES`.
+    #[error("body exceeds {limit} bytes")]
+    BodyTooLarge {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The body could not be read from the connection.
+    #[error("could not read request body")]
+    BodyUnreadable,
+    /// Storage failed or is saturated; nothing was acknowledged.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A request as received, before it becomes an [`Event`].
+#[derive(Debug, Clone)]
+pub struct IncomingRequest {
+    /// Method.
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// Headers in order with duplicates, values as raw bytes.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Client address.
+    pub remote_addr: String,
+    /// Body.
+    pub body: Bytes,
+}
+
+/// Accepts webhooks; cheap to clone.
+#[derive(Clone)]
+pub struct Ingestor {
+    store: Arc<Store>,
+    engine: Engine,
+    max_body_bytes: usize,
+}
+
+impl Ingestor {
+    /// An ingestor writing to `store` and feeding `engine`.
+    pub fn new(store: Arc<Store>, engine: Engine, max_body_bytes: usize) -> Ingestor {
+        Ingestor {
+            store,
+            engine,
+            max_body_bytes,
+        }
+    }
+
+    /// The body size limit.
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
+    }
+
+    /// Resolves an entrypoint id from the URL, before the body is read (no I/O).
+    pub fn entrypoint(&self, raw_id: &str) -> Result<Arc<Entrypoint>, IngestError> {
+        let id = Uuid::parse_str(raw_id).map_err(|_| IngestError::UnknownEntrypoint)?;
+        let catalog = self.store.catalog();
+        let entrypoint = catalog
+            .entrypoint(id)
+            .ok_or(IngestError::UnknownEntrypoint)?;
+        if !entrypoint.active {
+            return Err(IngestError::InactiveEntrypoint);
+        }
+        Ok(entrypoint.clone())
+    }
+
+    /// Stores the event and its deliveries durably, then queues the deliveries.
+    /// Returns the event id once the commit is on disk.
+    pub async fn accept(
+        &self,
+        entrypoint: &Entrypoint,
+        req: IncomingRequest,
+    ) -> Result<Uuid, IngestError> {
+        if req.body.len() > self.max_body_bytes {
+            return Err(IngestError::BodyTooLarge {
+                limit: self.max_body_bytes,
+            });
+        }
+        let webhook_id = entrypoint.webhook_id;
+        let catalog = self.store.catalog();
+        let targets: Vec<_> = catalog
+            .targets_of(webhook_id)
+            .iter()
+            .filter(|t| t.active)
+            .cloned()
+            .collect();
+        let now = now_ms();
+        let content_type = req
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+        let event = Event {
+            id: Uuid::now_v7(),
+            entrypoint_id: entrypoint.id,
+            received_at: now,
+            method: req.method,
+            path: req.path,
+            headers: req.headers,
+            content_type,
+            remote_addr: req.remote_addr,
+            body_len: req.body.len() as u64,
+        };
+        let deliveries: Vec<Delivery> = targets
+            .iter()
+            .map(|t| Delivery {
+                id: Uuid::now_v7(),
+                event_id: event.id,
+                target_id: t.id,
+                status: DeliveryStatus::Pending,
+                attempts: 0,
+                next_attempt_at: Some(now),
+                created_at: now,
+            })
+            .collect();
+        let payload = Arc::new(EventPayload::new(&event, req.body.clone()));
+        let event_id = event.id;
+        let body_len = req.body.len();
+
+        let store = self.event_store(webhook_id).await?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        store.try_submit(
+            WriteOp::Ingest(NewEvent {
+                event,
+                body: req.body,
+                deliveries: deliveries.clone(),
+            }),
+            Box::new(move |r| {
+                // The sender only goes away if the client hung up; the event is stored anyway.
+                let _unused = tx.send(r);
+            }),
+        )?;
+        rx.await.map_err(|_| StoreError::Closed)??;
+
+        let webhook = webhook_id.to_string();
+        metrics::counter!(m::EVENTS_RECEIVED, "webhook" => webhook.clone()).increment(1);
+        metrics::counter!(m::EVENT_BODY_BYTES, "webhook" => webhook).increment(body_len as u64);
+        let tasks = targets
+            .into_iter()
+            .zip(deliveries)
+            .map(|(target, delivery)| DeliveryTask {
+                webhook_id,
+                target,
+                event: payload.clone(),
+                delivery,
+            })
+            .collect();
+        self.engine.dispatch(tasks);
+        Ok(event_id)
+    }
+
+    async fn event_store(&self, webhook_id: Uuid) -> Result<Arc<EventStore>, StoreError> {
+        if let Some(s) = self.store.events_if_open(webhook_id) {
+            return Ok(s);
+        }
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.events(webhook_id))
+            .await
+            .map_err(|_| StoreError::Closed)?
+    }
+}

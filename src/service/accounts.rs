@@ -1,0 +1,284 @@
+//! Users, passwords, sessions and API keys (BRIEF R11).
+//!
+//! Passwords are argon2id hashes, verified on the blocking pool (about 30 ms of CPU each).
+//! Session cookies carry a random token; the main file stores only HMAC(session key,
+//! token), so a copy of the file holds no usable session. API key secrets are random
+//! 256-bit values, stored as SHA-256 (a slow hash buys nothing for random secrets).
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use super::{Service, ServiceError, ServiceResult};
+use crate::model::{ApiKey, Session, User, now_ms};
+
+/// How long a login lasts.
+pub const SESSION_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
+/// Shortest accepted new password.
+const MIN_PASSWORD: usize = 8;
+/// Longest accepted password (argon2 cost does not depend on it, but bodies should be small).
+const MAX_PASSWORD: usize = 1024;
+/// Prefix of API key tokens, so leaked keys are recognisable.
+const API_KEY_PREFIX: &str = "whk_";
+/// API key `last_used_at` is written at most this often.
+const TOUCH_INTERVAL_MS: i64 = 60_000;
+
+/// An opaque session token (the cookie value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionToken(pub String);
+
+/// A successful login.
+#[derive(Debug, Clone)]
+pub struct LoginOutcome {
+    /// The user.
+    pub user: User,
+    /// The new session's token.
+    pub token: SessionToken,
+}
+
+/// A new API key; `token` is shown once and never stored.
+#[derive(Debug, Clone)]
+pub struct ApiKeyCreated {
+    /// The stored key.
+    pub key: ApiKey,
+    /// The full bearer token.
+    pub token: String,
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    rand::fill(&mut b[..]);
+    b
+}
+
+/// A random password for the first-run admin: 20 characters from a CSPRNG.
+fn random_password() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    use rand::RngExt;
+    let mut rng = rand::rng();
+    (0..20)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+fn hash_password(password: &str) -> ServiceResult<String> {
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| ServiceError::Internal(format!("hashing password: {e}")))
+}
+
+fn password_matches(password: &str, phc: &str) -> bool {
+    Argon2::default()
+        .verify_password(password.as_bytes(), phc)
+        .is_ok()
+}
+
+impl Service {
+    /// HMAC-SHA256 under the session key, domain-separated by `purpose`.
+    pub fn mac(&self, purpose: &str, data: &[u8]) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.session_key)
+            .expect("BUG: HMAC accepts keys of any length");
+        mac.update(purpose.as_bytes());
+        mac.update(&[0]);
+        mac.update(data);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// First run: creates `admin` when no user exists. Returns the password when it was
+    /// generated here (the caller prints it once); `None` when set from the environment or
+    /// when users already exist.
+    pub async fn ensure_admin(&self, configured: Option<String>) -> ServiceResult<Option<String>> {
+        self.blocking(move |store| {
+            if store.main.user_count()? > 0 {
+                return Ok(None);
+            }
+            let (password, generated) = match configured {
+                Some(p) => (p, false),
+                None => (random_password(), true),
+            };
+            let user = User {
+                id: Uuid::new_v4(),
+                username: "admin".into(),
+                password_hash: hash_password(&password)?,
+                created_at: now_ms(),
+            };
+            let inserted = store.main.insert_user(&user)?;
+            Ok((inserted && generated).then_some(password))
+        })
+        .await
+    }
+
+    /// Checks a username and password (argon2, on the blocking pool).
+    pub async fn verify_password(&self, username: &str, password: &str) -> ServiceResult<User> {
+        if password.len() > MAX_PASSWORD {
+            return Err(ServiceError::Unauthorized);
+        }
+        let username = username.trim().to_string();
+        let password = password.to_string();
+        self.blocking(move |store| {
+            let user = store.main.user_by_name(&username)?;
+            match user {
+                Some(u) if password_matches(&password, &u.password_hash) => Ok(u),
+                Some(_) => Err(ServiceError::Unauthorized),
+                None => {
+                    // Spend the same time as a real check, so timing does not reveal names.
+                    password_matches(&password, DUMMY_HASH);
+                    Err(ServiceError::Unauthorized)
+                }
+            }
+        })
+        .await
+    }
+
+    /// Verifies credentials and opens a session.
+    pub async fn login(&self, username: &str, password: &str) -> ServiceResult<LoginOutcome> {
+        let user = self.verify_password(username, password).await?;
+        let token = self.open_session(user.id).await?;
+        Ok(LoginOutcome { user, token })
+    }
+
+    async fn open_session(&self, user_id: Uuid) -> ServiceResult<SessionToken> {
+        let token = URL_SAFE_NO_PAD.encode(random_bytes::<32>());
+        let key = self.mac("session", token.as_bytes());
+        let now = now_ms();
+        let session = Session {
+            user_id,
+            created_at: now,
+            expires_at: now + SESSION_TTL_MS,
+        };
+        self.blocking(move |store| Ok(store.main.insert_session(&key, &session)?))
+            .await?;
+        Ok(SessionToken(token))
+    }
+
+    /// The user a session token belongs to, if the session is live.
+    pub async fn session_user(&self, token: &str) -> ServiceResult<Option<User>> {
+        if token.len() > 100 {
+            return Ok(None);
+        }
+        let key = self.mac("session", token.as_bytes());
+        self.blocking(move |store| {
+            let Some(session) = store.main.session(&key)? else {
+                return Ok(None);
+            };
+            if session.expires_at <= now_ms() {
+                return Ok(None);
+            }
+            Ok(store.main.user(session.user_id)?)
+        })
+        .await
+    }
+
+    /// Ends a session.
+    pub async fn logout(&self, token: &str) -> ServiceResult<()> {
+        let key = self.mac("session", token.as_bytes());
+        self.blocking(move |store| Ok(store.main.delete_session(&key)?))
+            .await
+    }
+
+    /// Changes a password after checking the current one. Ends every session of the user
+    /// and opens a fresh one for the caller.
+    pub async fn change_password(
+        &self,
+        user: &User,
+        current: &str,
+        new: &str,
+    ) -> ServiceResult<SessionToken> {
+        if new.chars().count() < MIN_PASSWORD {
+            return Err(ServiceError::invalid(
+                "new_password",
+                format!("must be at least {MIN_PASSWORD} characters"),
+            ));
+        }
+        if new.len() > MAX_PASSWORD {
+            return Err(ServiceError::invalid("new_password", "is too long"));
+        }
+        self.verify_password(&user.username, current)
+            .await
+            .map_err(|_| ServiceError::invalid("current_password", "is not correct"))?;
+        let new = new.to_string();
+        let id = user.id;
+        self.blocking(move |store| Ok(store.main.set_password(id, hash_password(&new)?)?))
+            .await?;
+        self.open_session(id).await
+    }
+
+    /// Creates an API key for a user.
+    pub async fn create_api_key(&self, user_id: Uuid, name: &str) -> ServiceResult<ApiKeyCreated> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err(ServiceError::invalid("name", "must be 1 to 100 characters"));
+        }
+        let secret = URL_SAFE_NO_PAD.encode(random_bytes::<32>());
+        let key = ApiKey {
+            id: Uuid::new_v4(),
+            user_id,
+            name: name.to_string(),
+            secret_hash: Sha256::digest(secret.as_bytes()).to_vec(),
+            created_at: now_ms(),
+            last_used_at: None,
+        };
+        let token = format!("{API_KEY_PREFIX}{}_{secret}", key.id.simple());
+        let stored = key.clone();
+        self.blocking(move |store| Ok(store.main.insert_api_key(&stored)?))
+            .await?;
+        Ok(ApiKeyCreated { key, token })
+    }
+
+    /// A user's API keys.
+    pub async fn api_keys(&self, user_id: Uuid) -> ServiceResult<Vec<ApiKey>> {
+        self.blocking(move |store| Ok(store.main.api_keys_of(user_id)?))
+            .await
+    }
+
+    /// Revokes one of the user's API keys.
+    pub async fn revoke_api_key(&self, user_id: Uuid, id: Uuid) -> ServiceResult<()> {
+        self.blocking(move |store| {
+            if store.main.delete_api_key(user_id, id)? {
+                Ok(())
+            } else {
+                Err(ServiceError::NotFound("API key"))
+            }
+        })
+        .await
+    }
+
+    /// The user behind a bearer token.
+    pub async fn authenticate_api_key(&self, token: &str) -> ServiceResult<User> {
+        let parsed = token
+            .strip_prefix(API_KEY_PREFIX)
+            .and_then(|rest| rest.split_once('_'))
+            .and_then(|(id, secret)| Some((Uuid::try_parse(id).ok()?, secret.to_string())));
+        let Some((id, secret)) = parsed else {
+            return Err(ServiceError::Unauthorized);
+        };
+        self.blocking(move |store| {
+            let key = store.main.api_key(id)?.ok_or(ServiceError::Unauthorized)?;
+            let hash = Sha256::digest(secret.as_bytes());
+            if !bool::from(hash.as_slice().ct_eq(&key.secret_hash)) {
+                return Err(ServiceError::Unauthorized);
+            }
+            let user = store
+                .main
+                .user(key.user_id)?
+                .ok_or(ServiceError::Unauthorized)?;
+            let now = now_ms();
+            if key.last_used_at.is_none_or(|t| now - t > TOUCH_INTERVAL_MS)
+                && let Err(e) = store.main.touch_api_key(id, now)
+            {
+                tracing::warn!(error = %e, "could not record API key use");
+            }
+            Ok(user)
+        })
+        .await
+    }
+}
+
+/// A valid argon2id hash of a random string, checked against when a username is unknown.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Yq0y1/0q0j2gQ3X3e9N2P1b8m8e0k1y9rQ3Cq0Gm0xA";

@@ -1,0 +1,139 @@
+//! Reading events and redelivering them (BRIEF R8).
+
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::{Service, ServiceError, ServiceResult};
+use crate::delivery::{DeliveryTask, EventPayload};
+use crate::model::{Delivery, DeliveryStatus, now_ms};
+use crate::store::{EventDetail, EventWithBody, WriteOp};
+
+/// Largest page size.
+pub const MAX_PER_PAGE: usize = 200;
+
+/// One page of a webhook's events, newest first.
+#[derive(Debug, Clone)]
+pub struct EventPage {
+    /// The events on this page.
+    pub events: Vec<EventWithBody>,
+    /// 1-based page number.
+    pub page: usize,
+    /// Page size.
+    pub per_page: usize,
+    /// Total number of events.
+    pub total: u64,
+}
+
+impl EventPage {
+    /// Number of pages (at least 1).
+    pub fn pages(&self) -> usize {
+        (self.total as usize).div_ceil(self.per_page.max(1)).max(1)
+    }
+}
+
+impl Service {
+    /// A page of events, newest first.
+    pub async fn list_events(
+        &self,
+        webhook_id: Uuid,
+        page: usize,
+        per_page: usize,
+    ) -> ServiceResult<EventPage> {
+        self.webhook(webhook_id).await?;
+        let page = page.max(1);
+        let per_page = per_page.clamp(1, MAX_PER_PAGE);
+        self.blocking(move |store| {
+            let (events, total) = store
+                .events(webhook_id)?
+                .list_events((page - 1).saturating_mul(per_page), per_page)?;
+            Ok(EventPage {
+                events,
+                page,
+                per_page,
+                total,
+            })
+        })
+        .await
+    }
+
+    /// One event with all deliveries and attempts.
+    pub async fn event(&self, webhook_id: Uuid, event_id: Uuid) -> ServiceResult<EventDetail> {
+        self.webhook(webhook_id).await?;
+        self.blocking(move |store| {
+            store
+                .events(webhook_id)?
+                .event_detail(event_id)?
+                .ok_or(ServiceError::NotFound("event"))
+        })
+        .await
+    }
+
+    /// Creates a new delivery of the event to one target or to every active target; the
+    /// old deliveries and their history stay. Returns the new delivery ids.
+    pub async fn redeliver(
+        &self,
+        webhook_id: Uuid,
+        event_id: Uuid,
+        target_id: Option<Uuid>,
+    ) -> ServiceResult<Vec<Uuid>> {
+        let view = self.webhook(webhook_id).await?;
+        let targets: Vec<_> = match target_id {
+            Some(tid) => {
+                let t = view
+                    .targets
+                    .iter()
+                    .find(|t| t.id == tid)
+                    .cloned()
+                    .ok_or(ServiceError::NotFound("target"))?;
+                if !t.active {
+                    return Err(ServiceError::invalid("target_id", "target is inactive"));
+                }
+                vec![t]
+            }
+            None => view.targets.iter().filter(|t| t.active).cloned().collect(),
+        };
+        if targets.is_empty() {
+            return Err(ServiceError::invalid(
+                "target_id",
+                "the webhook has no active target",
+            ));
+        }
+        let now = now_ms();
+        let tasks = self
+            .blocking(move |store| {
+                let events = store.events(webhook_id)?;
+                let (event, body) = events
+                    .event_with_body(event_id)?
+                    .ok_or(ServiceError::NotFound("event"))?;
+                let payload = Arc::new(EventPayload::new(&event, body.into()));
+                let deliveries: Vec<Delivery> = targets
+                    .iter()
+                    .map(|t| Delivery {
+                        id: Uuid::now_v7(),
+                        event_id,
+                        target_id: t.id,
+                        status: DeliveryStatus::Pending,
+                        attempts: 0,
+                        next_attempt_at: Some(now),
+                        created_at: now,
+                    })
+                    .collect();
+                events.write_blocking(WriteOp::AddDeliveries(deliveries.clone()))?;
+                Ok(targets
+                    .into_iter()
+                    .zip(deliveries)
+                    .map(|(target, delivery)| DeliveryTask {
+                        webhook_id,
+                        target,
+                        event: payload.clone(),
+                        delivery,
+                    })
+                    .collect::<Vec<_>>())
+            })
+            .await?;
+        let ids = tasks.iter().map(|t| t.delivery.id).collect();
+        self.engine.dispatch(tasks);
+        Ok(ids)
+    }
+}

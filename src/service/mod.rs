@@ -1,0 +1,92 @@
+//! The service layer: the one API that both the browser UI and the JSON API call
+//! (BRIEF R12). Business rules and validation live here; no axum types, no redb types.
+//!
+//! API boundary: handlers call `Service` methods and map [`ServiceError`] to HTTP in
+//! `web::error`, nowhere else.
+
+mod accounts;
+mod events;
+mod webhooks;
+
+use std::sync::Arc;
+
+use crate::delivery::Engine;
+use crate::delivery::ssrf::{NetworkPolicy, SsrfError};
+use crate::store::{Store, StoreError};
+
+pub use accounts::{ApiKeyCreated, LoginOutcome, SessionToken};
+pub use events::EventPage;
+pub use webhooks::{TargetInput, WebhookInput, WebhookSummary, WebhookView, parse_retry_limit};
+
+/// Why a service call did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The named thing does not exist (or is not visible to the caller).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// An input field is missing or invalid.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field at fault.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// Credentials were missing or wrong.
+    #[error("invalid credentials")]
+    Unauthorized,
+    /// The target URL points where targets may not go.
+    #[error("target URL refused: {0}")]
+    TargetRefused(#[from] SsrfError),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A background task died (a bug).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ServiceError {
+    pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> ServiceError {
+        ServiceError::Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+/// Result of a service call.
+pub type ServiceResult<T> = Result<T, ServiceError>;
+
+/// The service handle; cheap to clone.
+#[derive(Clone)]
+pub struct Service {
+    store: Arc<Store>,
+    engine: Engine,
+    policy: NetworkPolicy,
+    session_key: Arc<Vec<u8>>,
+}
+
+impl Service {
+    /// Builds the service over an open store and a running engine.
+    pub fn new(store: Arc<Store>, engine: Engine, policy: NetworkPolicy) -> ServiceResult<Service> {
+        let session_key = Arc::new(store.main.session_key()?);
+        Ok(Service {
+            store,
+            engine,
+            policy,
+            session_key,
+        })
+    }
+
+    /// Runs storage work on the blocking pool: redb is synchronous and may fsync.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> ServiceResult<T> + Send + 'static,
+    ) -> ServiceResult<T> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| ServiceError::Internal(e.to_string()))?
+    }
+}

@@ -1,0 +1,460 @@
+//! Webhooks, entrypoints and targets: creation, validation (including the save-time SSRF
+//! check), updates and deletion (which removes the webhook's event file).
+
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::{Service, ServiceError, ServiceResult};
+use crate::model::{
+    DEFAULT_MAX_BACKOFF_SECS, DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT_SECS, Entrypoint, HttpTarget,
+    RetryLimit, SlackTarget, Target, TargetKind, Webhook, now_ms,
+};
+
+/// Default retention for new webhooks.
+pub const DEFAULT_RETENTION_DAYS: u32 = 30;
+/// Longest accepted name.
+const MAX_NAME: usize = 200;
+/// Longest accepted description.
+const MAX_DESCRIPTION: usize = 2000;
+/// Longest accepted URL.
+const MAX_URL: usize = 2048;
+
+/// Fields of a webhook, for create (missing = default) and update (missing = unchanged).
+#[derive(Debug, Clone, Default)]
+pub struct WebhookInput {
+    /// Display name.
+    pub name: Option<String>,
+    /// Free text.
+    pub description: Option<String>,
+    /// Days to keep finished events; 0 = forever.
+    pub retention_days: Option<u32>,
+}
+
+/// Fields of a target, for create (kind and name required) and update (missing =
+/// unchanged; the kind cannot change).
+#[derive(Debug, Clone, Default)]
+pub struct TargetInput {
+    /// Display name.
+    pub name: Option<String>,
+    /// `http`, `log`, `database` or `slack`.
+    pub kind: Option<String>,
+    /// URL for http and slack.
+    pub url: Option<String>,
+    /// http: per-attempt timeout.
+    pub timeout_secs: Option<u32>,
+    /// http: retries after the first attempt.
+    pub max_retries: Option<RetryLimit>,
+    /// http: backoff cap.
+    pub max_backoff_secs: Option<u32>,
+    /// http: concurrency cap.
+    pub max_in_flight: Option<u32>,
+    /// Whether the target gets new deliveries.
+    pub active: Option<bool>,
+}
+
+/// A webhook with its entrypoints and targets.
+#[derive(Debug, Clone)]
+pub struct WebhookView {
+    /// The webhook.
+    pub webhook: Arc<Webhook>,
+    /// Its entrypoints, oldest first.
+    pub entrypoints: Vec<Arc<Entrypoint>>,
+    /// Its targets, oldest first.
+    pub targets: Vec<Arc<Target>>,
+}
+
+/// A webhook with counts, for the list page.
+#[derive(Debug, Clone)]
+pub struct WebhookSummary {
+    /// The webhook.
+    pub webhook: Arc<Webhook>,
+    /// Number of entrypoints.
+    pub entrypoints: usize,
+    /// Number of targets.
+    pub targets: usize,
+    /// Number of stored events.
+    pub events: u64,
+}
+
+/// Parses `max_retries` as written by people: a number, or `unlimited` (also `-1`, `inf`).
+pub fn parse_retry_limit(raw: &str) -> Result<RetryLimit, ServiceError> {
+    let t = raw.trim().to_ascii_lowercase();
+    match t.as_str() {
+        "unlimited" | "infinite" | "inf" | "-1" => Ok(RetryLimit::Unlimited),
+        _ => t.parse::<u32>().map(RetryLimit::Limited).map_err(|_| {
+            ServiceError::invalid("max_retries", "must be a number of retries or `unlimited`")
+        }),
+    }
+}
+
+fn clean_name(field: &'static str, raw: &str) -> ServiceResult<String> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err(ServiceError::invalid(field, "must not be empty"));
+    }
+    if name.chars().count() > MAX_NAME {
+        return Err(ServiceError::invalid(
+            field,
+            format!("at most {MAX_NAME} characters"),
+        ));
+    }
+    Ok(name.to_string())
+}
+
+fn clean_description(raw: &str) -> ServiceResult<String> {
+    if raw.chars().count() > MAX_DESCRIPTION {
+        return Err(ServiceError::invalid(
+            "description",
+            format!("at most {MAX_DESCRIPTION} characters"),
+        ));
+    }
+    Ok(raw.trim().to_string())
+}
+
+fn check_range(field: &'static str, v: u32, min: u32, max: u32) -> ServiceResult<u32> {
+    if v < min || v > max {
+        return Err(ServiceError::invalid(
+            field,
+            format!("must be between {min} and {max}"),
+        ));
+    }
+    Ok(v)
+}
+
+impl Service {
+    /// All webhooks with entrypoint, target and event counts, newest first.
+    pub async fn list_webhooks(&self) -> ServiceResult<Vec<WebhookSummary>> {
+        self.blocking(|store| {
+            let catalog = store.catalog();
+            catalog
+                .webhooks()
+                .into_iter()
+                .map(|w| {
+                    Ok(WebhookSummary {
+                        entrypoints: catalog.entrypoints_of(w.id).len(),
+                        targets: catalog.targets_of(w.id).len(),
+                        events: store.events(w.id)?.event_count()?,
+                        webhook: w,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// One webhook with its entrypoints and targets.
+    pub async fn webhook(&self, id: Uuid) -> ServiceResult<WebhookView> {
+        let catalog = self.store.catalog();
+        let webhook = catalog
+            .webhook(id)
+            .cloned()
+            .ok_or(ServiceError::NotFound("webhook"))?;
+        Ok(WebhookView {
+            webhook,
+            entrypoints: catalog.entrypoints_of(id).to_vec(),
+            targets: catalog.targets_of(id).to_vec(),
+        })
+    }
+
+    /// Creates a webhook, its event file and a default entrypoint.
+    pub async fn create_webhook(&self, input: WebhookInput) -> ServiceResult<WebhookView> {
+        let now = now_ms();
+        let webhook = Webhook {
+            id: Uuid::new_v4(),
+            name: clean_name("name", input.name.as_deref().unwrap_or(""))?,
+            description: clean_description(input.description.as_deref().unwrap_or(""))?,
+            retention_days: check_range(
+                "retention_days",
+                input.retention_days.unwrap_or(DEFAULT_RETENTION_DAYS),
+                0,
+                36_500,
+            )?,
+            created_at: now,
+        };
+        let entrypoint = Entrypoint {
+            id: Uuid::new_v4(),
+            webhook_id: webhook.id,
+            description: "Default entrypoint".into(),
+            active: true,
+            created_at: now,
+        };
+        let id = webhook.id;
+        self.blocking(move |store| {
+            // The file first: a webhook that exists always has somewhere to store events.
+            store.events(webhook.id)?;
+            store.main.create_webhook(&webhook, &entrypoint)?;
+            Ok(())
+        })
+        .await?;
+        self.webhook(id).await
+    }
+
+    /// Updates a webhook's name, description or retention.
+    pub async fn update_webhook(
+        &self,
+        id: Uuid,
+        input: WebhookInput,
+    ) -> ServiceResult<WebhookView> {
+        let view = self.webhook(id).await?;
+        let mut webhook = (*view.webhook).clone();
+        if let Some(name) = &input.name {
+            webhook.name = clean_name("name", name)?;
+        }
+        if let Some(d) = &input.description {
+            webhook.description = clean_description(d)?;
+        }
+        if let Some(days) = input.retention_days {
+            webhook.retention_days = check_range("retention_days", days, 0, 36_500)?;
+        }
+        self.blocking(move |store| Ok(store.main.update_webhook(&webhook)?))
+            .await?;
+        self.webhook(id).await
+    }
+
+    /// Deletes a webhook, its entrypoints, its targets and its event file.
+    pub async fn delete_webhook(&self, id: Uuid) -> ServiceResult<()> {
+        self.blocking(move |store| {
+            if !store.main.delete_webhook(id)? {
+                return Err(ServiceError::NotFound("webhook"));
+            }
+            store.remove_events(id)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Adds an entrypoint to a webhook.
+    pub async fn add_entrypoint(
+        &self,
+        webhook_id: Uuid,
+        description: Option<String>,
+    ) -> ServiceResult<Arc<Entrypoint>> {
+        self.webhook(webhook_id).await?;
+        let entrypoint = Entrypoint {
+            id: Uuid::new_v4(),
+            webhook_id,
+            description: clean_description(description.as_deref().unwrap_or(""))?,
+            active: true,
+            created_at: now_ms(),
+        };
+        let id = entrypoint.id;
+        self.blocking(move |store| Ok(store.main.put_entrypoint(&entrypoint)?))
+            .await?;
+        self.entrypoint(webhook_id, id)
+    }
+
+    fn entrypoint(&self, webhook_id: Uuid, id: Uuid) -> ServiceResult<Arc<Entrypoint>> {
+        self.store
+            .catalog()
+            .entrypoint(id)
+            .filter(|e| e.webhook_id == webhook_id)
+            .cloned()
+            .ok_or(ServiceError::NotFound("entrypoint"))
+    }
+
+    /// Changes an entrypoint's `active` flag or description.
+    pub async fn update_entrypoint(
+        &self,
+        webhook_id: Uuid,
+        id: Uuid,
+        active: Option<bool>,
+        description: Option<String>,
+    ) -> ServiceResult<Arc<Entrypoint>> {
+        let mut entrypoint = (*self.entrypoint(webhook_id, id)?).clone();
+        if let Some(a) = active {
+            entrypoint.active = a;
+        }
+        if let Some(d) = description {
+            entrypoint.description = clean_description(&d)?;
+        }
+        self.blocking(move |store| Ok(store.main.put_entrypoint(&entrypoint)?))
+            .await?;
+        self.entrypoint(webhook_id, id)
+    }
+
+    /// Removes an entrypoint.
+    pub async fn delete_entrypoint(&self, webhook_id: Uuid, id: Uuid) -> ServiceResult<()> {
+        self.entrypoint(webhook_id, id)?;
+        self.blocking(move |store| {
+            store.main.delete_entrypoint(id)?;
+            Ok(())
+        })
+        .await
+    }
+
+    fn target(&self, webhook_id: Uuid, id: Uuid) -> ServiceResult<Arc<Target>> {
+        self.store
+            .catalog()
+            .target(id)
+            .filter(|t| t.webhook_id == webhook_id)
+            .cloned()
+            .ok_or(ServiceError::NotFound("target"))
+    }
+
+    /// Adds a target after validating its kind-specific fields and its URL (SSRF).
+    pub async fn add_target(
+        &self,
+        webhook_id: Uuid,
+        input: TargetInput,
+    ) -> ServiceResult<Arc<Target>> {
+        self.webhook(webhook_id).await?;
+        let name = clean_name("name", input.name.as_deref().unwrap_or(""))?;
+        let kind = match input.kind.as_deref().map(str::trim) {
+            Some("http") => TargetKind::Http(HttpTarget {
+                url: String::new(),
+                timeout_secs: DEFAULT_TIMEOUT_SECS,
+                max_retries: RetryLimit::Unlimited,
+                max_backoff_secs: DEFAULT_MAX_BACKOFF_SECS,
+                max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            }),
+            Some("slack") => TargetKind::Slack(SlackTarget { url: String::new() }),
+            Some("log") => TargetKind::Log,
+            Some("database") => TargetKind::Database,
+            Some(_) | None => {
+                return Err(ServiceError::invalid(
+                    "kind",
+                    "must be one of http, slack, log, database",
+                ));
+            }
+        };
+        let target = Target {
+            id: Uuid::new_v4(),
+            webhook_id,
+            name,
+            active: input.active.unwrap_or(true),
+            kind: self.apply_kind_fields(kind, &input, true).await?,
+            created_at: now_ms(),
+        };
+        let id = target.id;
+        self.blocking(move |store| Ok(store.main.put_target(&target)?))
+            .await?;
+        self.target(webhook_id, id)
+    }
+
+    /// Updates a target's name, active flag or kind-specific fields.
+    pub async fn update_target(
+        &self,
+        webhook_id: Uuid,
+        id: Uuid,
+        input: TargetInput,
+    ) -> ServiceResult<Arc<Target>> {
+        let mut target = (*self.target(webhook_id, id)?).clone();
+        if let Some(kind) = input.kind.as_deref()
+            && kind.trim() != target.kind.name()
+        {
+            return Err(ServiceError::invalid(
+                "kind",
+                "cannot be changed; add a new target",
+            ));
+        }
+        if let Some(name) = &input.name {
+            target.name = clean_name("name", name)?;
+        }
+        if let Some(a) = input.active {
+            target.active = a;
+        }
+        target.kind = self.apply_kind_fields(target.kind, &input, false).await?;
+        self.blocking(move |store| Ok(store.main.put_target(&target)?))
+            .await?;
+        self.target(webhook_id, id)
+    }
+
+    /// Removes a target. Its unfinished deliveries fail with "target was deleted".
+    pub async fn delete_target(&self, webhook_id: Uuid, id: Uuid) -> ServiceResult<()> {
+        self.target(webhook_id, id)?;
+        self.blocking(move |store| {
+            store.main.delete_target(id)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn apply_kind_fields(
+        &self,
+        kind: TargetKind,
+        input: &TargetInput,
+        creating: bool,
+    ) -> ServiceResult<TargetKind> {
+        let url = match input.url.as_deref().map(str::trim) {
+            Some(u) if !u.is_empty() => Some(self.check_target_url(u).await?),
+            _ => None,
+        };
+        Ok(match kind {
+            TargetKind::Http(mut h) => {
+                match url {
+                    Some(u) => h.url = u,
+                    None if creating => {
+                        return Err(ServiceError::invalid("url", "is required for http targets"));
+                    }
+                    None => {}
+                }
+                if let Some(t) = input.timeout_secs {
+                    h.timeout_secs = check_range("timeout_secs", t, 1, 300)?;
+                }
+                if let Some(r) = input.max_retries {
+                    if let RetryLimit::Limited(n) = r {
+                        check_range("max_retries", n, 0, 1_000_000)?;
+                    }
+                    h.max_retries = r;
+                }
+                if let Some(b) = input.max_backoff_secs {
+                    h.max_backoff_secs = check_range("max_backoff_secs", b, 1, 86_400)?;
+                }
+                if let Some(n) = input.max_in_flight {
+                    h.max_in_flight = check_range("max_in_flight", n, 1, 1000)?;
+                }
+                TargetKind::Http(h)
+            }
+            TargetKind::Slack(mut s) => {
+                match url {
+                    Some(u) => s.url = u,
+                    None if creating => {
+                        return Err(ServiceError::invalid(
+                            "url",
+                            "is required for slack targets",
+                        ));
+                    }
+                    None => {}
+                }
+                TargetKind::Slack(s)
+            }
+            other => other,
+        })
+    }
+
+    async fn check_target_url(&self, url: &str) -> ServiceResult<String> {
+        if url.len() > MAX_URL {
+            return Err(ServiceError::invalid(
+                "url",
+                format!("at most {MAX_URL} characters"),
+            ));
+        }
+        match self.policy.check_url(url).await {
+            Ok(()) => Ok(url.to_string()),
+            Err(crate::delivery::ssrf::SsrfError::BadUrl(_)) => Err(ServiceError::invalid(
+                "url",
+                "must be an absolute http:// or https:// URL",
+            )),
+            Err(e) => Err(ServiceError::TargetRefused(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_limits_parse() {
+        assert_eq!(parse_retry_limit("0").unwrap(), RetryLimit::Limited(0));
+        assert_eq!(parse_retry_limit(" 12 ").unwrap(), RetryLimit::Limited(12));
+        assert_eq!(
+            parse_retry_limit("Unlimited").unwrap(),
+            RetryLimit::Unlimited
+        );
+        assert_eq!(parse_retry_limit("-1").unwrap(), RetryLimit::Unlimited);
+        assert!(parse_retry_limit("lots").is_err());
+        assert!(parse_retry_limit("-5").is_err());
+    }
+}

@@ -1,0 +1,363 @@
+//! Wire formats of the JSON API. Bodies and header values that are not UTF-8 travel as
+//! base64 with an explicit encoding field, so every byte round-trips.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::model::{
+    ApiKey, Delivery, DeliveryResult, Entrypoint, Event, Millis, RetryLimit, Target, TargetKind,
+    Webhook,
+};
+use crate::service::{ServiceError, TargetInput, WebhookInput, parse_retry_limit};
+
+/// RFC 3339 text of a Unix-ms time.
+pub fn rfc3339(ms: Millis) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+/// Bytes as UTF-8 text when valid, otherwise base64; returns (text, encoding).
+pub fn encode_bytes(bytes: &[u8]) -> (String, &'static str) {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => (s.to_string(), "utf8"),
+        Err(_) => (STANDARD.encode(bytes), "base64"),
+    }
+}
+
+#[derive(Serialize)]
+pub struct WebhookOut {
+    pub id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub retention_days: u32,
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entrypoints: Option<Vec<EntrypointOut>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Vec<TargetOut>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counts: Option<Counts>,
+}
+
+#[derive(Serialize)]
+pub struct Counts {
+    pub entrypoints: usize,
+    pub targets: usize,
+    pub events: u64,
+}
+
+impl WebhookOut {
+    pub fn new(w: &Webhook) -> WebhookOut {
+        WebhookOut {
+            id: w.id,
+            name: w.name.clone(),
+            description: w.description.clone(),
+            retention_days: w.retention_days,
+            created_at: rfc3339(w.created_at),
+            entrypoints: None,
+            targets: None,
+            counts: None,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct EntrypointOut {
+    pub id: Uuid,
+    pub url: String,
+    pub description: String,
+    pub active: bool,
+    pub created_at: String,
+}
+
+impl EntrypointOut {
+    pub fn new(e: &Entrypoint, base: &str) -> EntrypointOut {
+        EntrypointOut {
+            id: e.id,
+            url: format!("{base}/webhook/{}", e.id),
+            description: e.description.clone(),
+            active: e.active,
+            created_at: rfc3339(e.created_at),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct TargetOut {
+    pub id: Uuid,
+    pub name: String,
+    pub kind: &'static str,
+    pub active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_backoff_secs: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
+    pub created_at: String,
+}
+
+/// `max_retries` on the wire: a number, or the string `unlimited`.
+pub fn retry_limit_json(r: RetryLimit) -> Value {
+    match r {
+        RetryLimit::Limited(n) => Value::from(n),
+        RetryLimit::Unlimited => Value::from("unlimited"),
+    }
+}
+
+impl TargetOut {
+    pub fn new(t: &Target) -> TargetOut {
+        let mut out = TargetOut {
+            id: t.id,
+            name: t.name.clone(),
+            kind: t.kind.name(),
+            active: t.active,
+            url: t.kind.url().map(str::to_string),
+            timeout_secs: None,
+            max_retries: None,
+            max_backoff_secs: None,
+            max_in_flight: None,
+            created_at: rfc3339(t.created_at),
+        };
+        if let TargetKind::Http(h) = &t.kind {
+            out.timeout_secs = Some(h.timeout_secs);
+            out.max_retries = Some(retry_limit_json(h.max_retries));
+            out.max_backoff_secs = Some(h.max_backoff_secs);
+            out.max_in_flight = Some(h.max_in_flight);
+        }
+        out
+    }
+}
+
+#[derive(Serialize)]
+pub struct HeaderOut {
+    pub name: String,
+    pub value: String,
+    #[serde(skip_serializing_if = "is_utf8")]
+    pub encoding: &'static str,
+}
+
+fn is_utf8(e: &&'static str) -> bool {
+    *e == "utf8"
+}
+
+#[derive(Serialize)]
+pub struct EventOut {
+    pub id: Uuid,
+    pub entrypoint_id: Uuid,
+    pub received_at: String,
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<HeaderOut>,
+    pub content_type: Option<String>,
+    pub remote_addr: String,
+    pub body_size: u64,
+    pub body: String,
+    pub body_encoding: &'static str,
+    pub deliveries: Vec<DeliveryOut>,
+}
+
+impl EventOut {
+    pub fn new(e: &Event, body: &[u8], deliveries: Vec<DeliveryOut>) -> EventOut {
+        let (body, body_encoding) = encode_bytes(body);
+        EventOut {
+            id: e.id,
+            entrypoint_id: e.entrypoint_id,
+            received_at: rfc3339(e.received_at),
+            method: e.method.clone(),
+            path: e.path.clone(),
+            headers: e
+                .headers
+                .iter()
+                .map(|(name, v)| {
+                    let (value, encoding) = encode_bytes(v);
+                    HeaderOut {
+                        name: name.clone(),
+                        value,
+                        encoding,
+                    }
+                })
+                .collect(),
+            content_type: e.content_type.clone(),
+            remote_addr: e.remote_addr.clone(),
+            body_size: e.body_len,
+            body,
+            body_encoding,
+            deliveries,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct DeliveryOut {
+    pub id: Uuid,
+    pub target_id: Uuid,
+    pub target_name: Option<String>,
+    pub status: &'static str,
+    pub attempts: u32,
+    pub next_attempt_at: Option<String>,
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub results: Option<Vec<ResultOut>>,
+}
+
+impl DeliveryOut {
+    pub fn new(
+        d: &Delivery,
+        target_name: Option<String>,
+        results: Option<&[DeliveryResult]>,
+    ) -> DeliveryOut {
+        DeliveryOut {
+            id: d.id,
+            target_id: d.target_id,
+            target_name,
+            status: d.status.as_str(),
+            attempts: d.attempts,
+            next_attempt_at: d.next_attempt_at.map(rfc3339),
+            created_at: rfc3339(d.created_at),
+            results: results.map(|rs| rs.iter().map(ResultOut::new).collect()),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct ResultOut {
+    pub attempt: u32,
+    pub started_at: String,
+    pub duration_ms: f64,
+    pub success: bool,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    pub response_body: String,
+    pub response_body_encoding: &'static str,
+}
+
+impl ResultOut {
+    fn new(r: &DeliveryResult) -> ResultOut {
+        let (response_body, response_body_encoding) = encode_bytes(&r.response_body);
+        ResultOut {
+            attempt: r.attempt,
+            started_at: rfc3339(r.started_at),
+            duration_ms: r.duration_us as f64 / 1000.0,
+            success: r.success,
+            status_code: r.status_code,
+            error: r.error.clone(),
+            response_body,
+            response_body_encoding,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct ApiKeyOut {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+impl ApiKeyOut {
+    pub fn new(k: &ApiKey, token: Option<String>) -> ApiKeyOut {
+        ApiKeyOut {
+            id: k.id,
+            name: k.name.clone(),
+            created_at: rfc3339(k.created_at),
+            last_used_at: k.last_used_at.map(rfc3339),
+            token,
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookIn {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub retention_days: Option<u32>,
+}
+
+impl From<WebhookIn> for WebhookInput {
+    fn from(w: WebhookIn) -> WebhookInput {
+        WebhookInput {
+            name: w.name,
+            description: w.description,
+            retention_days: w.retention_days,
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EntrypointIn {
+    pub description: Option<String>,
+    pub active: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TargetIn {
+    pub name: Option<String>,
+    pub kind: Option<String>,
+    pub url: Option<String>,
+    pub timeout_secs: Option<u32>,
+    pub max_retries: Option<Value>,
+    pub max_backoff_secs: Option<u32>,
+    pub max_in_flight: Option<u32>,
+    pub active: Option<bool>,
+}
+
+impl TryFrom<TargetIn> for TargetInput {
+    type Error = ServiceError;
+
+    fn try_from(t: TargetIn) -> Result<TargetInput, ServiceError> {
+        let max_retries = match t.max_retries {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => Some(parse_retry_limit(&n.to_string())?),
+            Some(Value::String(s)) => Some(parse_retry_limit(&s)?),
+            Some(_) => {
+                return Err(ServiceError::invalid(
+                    "max_retries",
+                    "must be a number or \"unlimited\"",
+                ));
+            }
+        };
+        Ok(TargetInput {
+            name: t.name,
+            kind: t.kind,
+            url: t.url,
+            timeout_secs: t.timeout_secs,
+            max_retries,
+            max_backoff_secs: t.max_backoff_secs,
+            max_in_flight: t.max_in_flight,
+            active: t.active,
+        })
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RedeliverIn {
+    pub target_id: Option<Uuid>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyIn {
+    pub name: String,
+}
+
+#[derive(Deserialize)]
+pub struct PageQuery {
+    pub page: Option<usize>,
+    pub per_page: Option<usize>,
+}

@@ -1,0 +1,91 @@
+//! Events over JSON: list, detail with attempts, redeliver.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::dto::{DeliveryOut, EventOut, PageQuery, RedeliverIn};
+use super::{ApiPath, ApiQuery};
+use crate::service::Service;
+use crate::web::auth::ApiUser;
+use crate::web::error::ApiError;
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Default page size.
+const DEFAULT_PER_PAGE: usize = 25;
+
+pub(super) async fn list(
+    _: ApiUser,
+    State(service): State<Service>,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let page = service
+        .list_events(
+            id,
+            q.page.unwrap_or(1),
+            q.per_page.unwrap_or(DEFAULT_PER_PAGE),
+        )
+        .await?;
+    let names = target_names(&service, id).await;
+    let events: Vec<EventOut> = page
+        .events
+        .iter()
+        .map(|e| {
+            let deliveries = e
+                .deliveries
+                .iter()
+                .map(|d| DeliveryOut::new(d, names(d.target_id), None))
+                .collect();
+            EventOut::new(&e.event, &e.body, deliveries)
+        })
+        .collect();
+    Ok(Json(json!({
+        "events": events,
+        "page": page.page,
+        "per_page": page.per_page,
+        "total": page.total,
+        "pages": page.pages(),
+    })))
+}
+
+async fn target_names(service: &Service, webhook_id: Uuid) -> impl Fn(Uuid) -> Option<String> {
+    let targets = service
+        .webhook(webhook_id)
+        .await
+        .map(|v| v.targets)
+        .unwrap_or_default();
+    move |id| targets.iter().find(|t| t.id == id).map(|t| t.name.clone())
+}
+
+pub(super) async fn read(
+    _: ApiUser,
+    State(service): State<Service>,
+    ApiPath((id, event_id)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<Json<EventOut>> {
+    let detail = service.event(id, event_id).await?;
+    let names = target_names(&service, id).await;
+    let deliveries = detail
+        .deliveries
+        .iter()
+        .map(|(d, results)| DeliveryOut::new(d, names(d.target_id), Some(results)))
+        .collect();
+    Ok(Json(EventOut::new(&detail.event, &detail.body, deliveries)))
+}
+
+pub(super) async fn redeliver(
+    _: ApiUser,
+    State(service): State<Service>,
+    ApiPath((id, event_id)): ApiPath<(Uuid, Uuid)>,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    // The body is optional: no body (or `{}`) redelivers to every active target.
+    let input: RedeliverIn = super::optional_json(&body)?;
+    let ids = service.redeliver(id, event_id, input.target_id).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "deliveries": ids }))))
+}

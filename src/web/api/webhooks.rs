@@ -1,0 +1,202 @@
+//! Webhooks, entrypoints, targets and API keys over JSON.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use uuid::Uuid;
+
+use super::dto::{
+    ApiKeyIn, ApiKeyOut, Counts, EntrypointIn, EntrypointOut, TargetIn, TargetOut, WebhookIn,
+    WebhookOut,
+};
+use super::{ApiJson, ApiPath};
+use crate::service::{Service, TargetInput, WebhookView};
+use crate::web::auth::ApiUser;
+use crate::web::error::ApiError;
+use crate::web::{AppState, public_base};
+
+type ApiResult<T> = Result<T, ApiError>;
+
+fn full(view: &WebhookView, base: &str) -> WebhookOut {
+    let mut out = WebhookOut::new(&view.webhook);
+    out.entrypoints = Some(
+        view.entrypoints
+            .iter()
+            .map(|e| EntrypointOut::new(e, base))
+            .collect(),
+    );
+    out.targets = Some(view.targets.iter().map(|t| TargetOut::new(t)).collect());
+    out
+}
+
+fn base(state: &AppState, headers: &HeaderMap) -> String {
+    public_base(&state.web, headers)
+}
+
+pub(super) async fn list(
+    _: ApiUser,
+    State(service): State<Service>,
+) -> ApiResult<Json<Vec<WebhookOut>>> {
+    let list = service.list_webhooks().await?;
+    Ok(Json(
+        list.iter()
+            .map(|s| {
+                let mut out = WebhookOut::new(&s.webhook);
+                out.counts = Some(Counts {
+                    entrypoints: s.entrypoints,
+                    targets: s.targets,
+                    events: s.events,
+                });
+                out
+            })
+            .collect(),
+    ))
+}
+
+pub(super) async fn create(
+    _: ApiUser,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(input): ApiJson<WebhookIn>,
+) -> ApiResult<impl IntoResponse> {
+    let view = state.service.create_webhook(input.into()).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(full(&view, &base(&state, &headers))),
+    ))
+}
+
+pub(super) async fn read(
+    _: ApiUser,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<WebhookOut>> {
+    let view = state.service.webhook(id).await?;
+    Ok(Json(full(&view, &base(&state, &headers))))
+}
+
+pub(super) async fn update(
+    _: ApiUser,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(input): ApiJson<WebhookIn>,
+) -> ApiResult<Json<WebhookOut>> {
+    let view = state.service.update_webhook(id, input.into()).await?;
+    Ok(Json(full(&view, &base(&state, &headers))))
+}
+
+pub(super) async fn delete(
+    _: ApiUser,
+    State(service): State<Service>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<StatusCode> {
+    service.delete_webhook(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn add_entrypoint(
+    _: ApiUser,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<Uuid>,
+    body: axum::body::Bytes,
+) -> ApiResult<impl IntoResponse> {
+    let input: EntrypointIn = super::optional_json(&body)?;
+    let mut e = state.service.add_entrypoint(id, input.description).await?;
+    if input.active == Some(false) {
+        e = state
+            .service
+            .update_entrypoint(id, e.id, Some(false), None)
+            .await?;
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(EntrypointOut::new(&e, &base(&state, &headers))),
+    ))
+}
+
+pub(super) async fn update_entrypoint(
+    _: ApiUser,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiPath((id, eid)): ApiPath<(Uuid, Uuid)>,
+    ApiJson(input): ApiJson<EntrypointIn>,
+) -> ApiResult<Json<EntrypointOut>> {
+    let e = state
+        .service
+        .update_entrypoint(id, eid, input.active, input.description)
+        .await?;
+    Ok(Json(EntrypointOut::new(&e, &base(&state, &headers))))
+}
+
+pub(super) async fn delete_entrypoint(
+    _: ApiUser,
+    State(service): State<Service>,
+    ApiPath((id, eid)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<StatusCode> {
+    service.delete_entrypoint(id, eid).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn add_target(
+    _: ApiUser,
+    State(service): State<Service>,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(input): ApiJson<TargetIn>,
+) -> ApiResult<impl IntoResponse> {
+    let input = TargetInput::try_from(input)?;
+    let t = service.add_target(id, input).await?;
+    Ok((StatusCode::CREATED, Json(TargetOut::new(&t))))
+}
+
+pub(super) async fn update_target(
+    _: ApiUser,
+    State(service): State<Service>,
+    ApiPath((id, tid)): ApiPath<(Uuid, Uuid)>,
+    ApiJson(input): ApiJson<TargetIn>,
+) -> ApiResult<Json<TargetOut>> {
+    let input = TargetInput::try_from(input)?;
+    let t = service.update_target(id, tid, input).await?;
+    Ok(Json(TargetOut::new(&t)))
+}
+
+pub(super) async fn delete_target(
+    _: ApiUser,
+    State(service): State<Service>,
+    ApiPath((id, tid)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<StatusCode> {
+    service.delete_target(id, tid).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn list_keys(
+    ApiUser(user): ApiUser,
+    State(service): State<Service>,
+) -> ApiResult<Json<Vec<ApiKeyOut>>> {
+    let keys = service.api_keys(user.id).await?;
+    Ok(Json(keys.iter().map(|k| ApiKeyOut::new(k, None)).collect()))
+}
+
+pub(super) async fn create_key(
+    ApiUser(user): ApiUser,
+    State(service): State<Service>,
+    ApiJson(input): ApiJson<ApiKeyIn>,
+) -> ApiResult<impl IntoResponse> {
+    let created = service.create_api_key(user.id, &input.name).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(ApiKeyOut::new(&created.key, Some(created.token))),
+    ))
+}
+
+pub(super) async fn revoke_key(
+    ApiUser(user): ApiUser,
+    State(service): State<Service>,
+    ApiPath(kid): ApiPath<Uuid>,
+) -> ApiResult<StatusCode> {
+    service.revoke_api_key(user.id, kid).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,69 @@
+//! Authentication for pages (session cookie + CSRF) and the API (bearer key or Basic),
+//! and the login rate limiter.
+
+mod rate_limit;
+mod session;
+
+use axum::extract::FromRequestParts;
+use axum::http::{HeaderMap, header, request::Parts};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use subtle::ConstantTimeEq;
+
+pub use rate_limit::LoginLimiter;
+pub use session::{
+    AnonCsrf, AuthForm, CSRF_COOKIE, CurrentUser, MaybeUser, SESSION_COOKIE, session_cookie,
+};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::model::User;
+use crate::service::ServiceError;
+
+/// Constant-time string equality (for credentials).
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// The username and password of an `Authorization: Basic` header.
+pub fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = STANDARD.decode(rest.trim()).ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (u, p) = decoded.split_once(':')?;
+    Some((u.to_string(), p.to_string()))
+}
+
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+}
+
+/// The caller of an API route: authenticated by bearer API key or HTTP Basic.
+#[derive(Debug, Clone)]
+pub struct ApiUser(pub User);
+
+impl FromRequestParts<AppState> for ApiUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let service = &state.service;
+        let result = if let Some(token) = bearer_token(&parts.headers) {
+            service.authenticate_api_key(token).await
+        } else if let Some((u, p)) = basic_credentials(&parts.headers) {
+            service.verify_password(&u, &p).await
+        } else {
+            Err(ServiceError::Unauthorized)
+        };
+        match result {
+            Ok(user) => Ok(ApiUser(user)),
+            Err(ServiceError::Unauthorized) => Err(ApiError::unauthorized()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

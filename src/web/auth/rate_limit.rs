@@ -1,0 +1,58 @@
+//! Login rate limit: 5 attempts per minute per client IP (BRIEF R11).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Attempts allowed per window.
+const MAX_ATTEMPTS: usize = 5;
+/// The window.
+const WINDOW: Duration = Duration::from_secs(60);
+/// Above this many tracked IPs, stale entries are swept.
+const SWEEP_AT: usize = 10_000;
+
+/// Sliding-window counter of login attempts per IP; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct LoginLimiter {
+    attempts: Arc<Mutex<HashMap<IpAddr, VecDeque<Instant>>>>,
+}
+
+impl LoginLimiter {
+    /// Records an attempt at `now`; false when the IP is over its limit (the attempt is not
+    /// counted then, so waiting a minute always helps).
+    pub fn allow(&self, ip: IpAddr, now: Instant) -> bool {
+        let mut map = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > SWEEP_AT {
+            map.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < WINDOW));
+        }
+        let q = map.entry(ip).or_default();
+        while q.front().is_some_and(|t| now.duration_since(*t) >= WINDOW) {
+            q.pop_front();
+        }
+        if q.len() >= MAX_ATTEMPTS {
+            return false;
+        }
+        q.push_back(now);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn five_per_minute_per_ip() {
+        let l = LoginLimiter::default();
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let t0 = Instant::now();
+        for _ in 0..5 {
+            assert!(l.allow(a, t0));
+        }
+        assert!(!l.allow(a, t0));
+        assert!(l.allow(b, t0));
+        assert!(l.allow(a, t0 + WINDOW));
+    }
+}

@@ -1,0 +1,184 @@
+//! Browser sessions: the session cookie, the current-user extractors, and CSRF tokens.
+//!
+//! The CSRF token of a logged-in page is HMAC(session key, session token): nothing to
+//! store, and it changes with every login. The login form, which has no session yet, uses
+//! a random nonce cookie instead (double submit, signed).
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use super::constant_time_eq;
+use crate::model::User;
+use crate::service::Service;
+use crate::web::AppState;
+use crate::web::error::PageError;
+
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "webhooker_session";
+/// Name of the pre-login CSRF nonce cookie.
+pub const CSRF_COOKIE: &str = "webhooker_csrf";
+
+/// Builds a session cookie (HttpOnly, SameSite=Lax, Secure in prod).
+pub fn session_cookie(name: &'static str, value: String, secure: bool) -> Cookie<'static> {
+    Cookie::build((name, value))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(secure)
+        .build()
+}
+
+fn csrf_for_session(service: &Service, token: &str) -> String {
+    URL_SAFE_NO_PAD.encode(service.mac("csrf", token.as_bytes()))
+}
+
+/// A logged-in user, with the session token and its CSRF token. Rejects with a redirect
+/// to the login page that comes back here afterwards.
+#[derive(Debug, Clone)]
+pub struct CurrentUser {
+    /// The user.
+    pub user: User,
+    /// The session token (cookie value).
+    pub token: String,
+    /// The CSRF token every form of this session must carry.
+    pub csrf: String,
+}
+
+impl CurrentUser {
+    /// Checks a submitted CSRF token.
+    pub fn check_csrf(&self, submitted: Option<&str>) -> Result<(), PageError> {
+        match submitted {
+            Some(s) if constant_time_eq(s, &self.csrf) => Ok(()),
+            _ => Err(PageError::Csrf),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PageError> {
+        match MaybeUser::from_request_parts(parts, state).await {
+            Ok(MaybeUser(Some(u))) => Ok(u),
+            _ => {
+                let next = if parts.method == axum::http::Method::GET {
+                    parts
+                        .uri
+                        .path_and_query()
+                        .map(|p| p.as_str().to_string())
+                        .unwrap_or_else(|| "/".into())
+                } else {
+                    "/".into()
+                };
+                Err(PageError::Login { next })
+            }
+        }
+    }
+}
+
+/// The logged-in user, if any (an invalid or expired cookie counts as none).
+#[derive(Debug, Clone)]
+pub struct MaybeUser(pub Option<CurrentUser>);
+
+impl FromRequestParts<AppState> for MaybeUser {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PageError> {
+        let jar = CookieJar::from_headers(&parts.headers);
+        let Some(token) = jar.get(SESSION_COOKIE).map(|c| c.value().to_string()) else {
+            return Ok(MaybeUser(None));
+        };
+        let user = state.service.session_user(&token).await?;
+        Ok(MaybeUser(user.map(|user| CurrentUser {
+            csrf: csrf_for_session(&state.service, &token),
+            user,
+            token,
+        })))
+    }
+}
+
+/// The pre-login CSRF state: the nonce cookie (new if absent) and the matching token.
+#[derive(Debug, Clone)]
+pub struct AnonCsrf {
+    /// Nonce to (re)set in the cookie.
+    pub nonce: String,
+    /// Token to put in the form.
+    pub token: String,
+    /// Whether the cookie must be set in the response.
+    pub fresh: bool,
+}
+
+impl AnonCsrf {
+    /// Reads the nonce cookie or makes a new nonce.
+    pub fn from_jar(service: &Service, jar: &CookieJar) -> AnonCsrf {
+        let (nonce, fresh) = match jar.get(CSRF_COOKIE) {
+            Some(c) if c.value().len() == 43 => (c.value().to_string(), false),
+            _ => {
+                let mut b = [0u8; 32];
+                rand::fill(&mut b[..]);
+                (URL_SAFE_NO_PAD.encode(b), true)
+            }
+        };
+        let token = URL_SAFE_NO_PAD.encode(service.mac("csrf-anon", nonce.as_bytes()));
+        AnonCsrf {
+            nonce,
+            token,
+            fresh,
+        }
+    }
+
+    /// Checks a submitted token against the nonce cookie.
+    pub fn check(&self, submitted: Option<&str>) -> Result<(), PageError> {
+        match submitted {
+            Some(s) if !self.fresh && constant_time_eq(s, &self.token) => Ok(()),
+            _ => Err(PageError::Csrf),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfField {
+    csrf_token: Option<String>,
+}
+
+/// A state-changing form from a logged-in user whose CSRF token checked out: the only way
+/// page handlers receive POST bodies, so no form can forget the check.
+#[derive(Debug)]
+pub struct AuthForm<T> {
+    /// The user.
+    pub user: CurrentUser,
+    /// The parsed form.
+    pub form: T,
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for AuthForm<T> {
+    type Rejection = PageError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, PageError> {
+        let (mut parts, body) = req.into_parts();
+        let user = CurrentUser::from_request_parts(&mut parts, state).await?;
+        let req = Request::from_parts(parts, body);
+        let bytes = Bytes::from_request(req, state).await.map_err(|_| {
+            PageError::Status(
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "The form is too large.".into(),
+            )
+        })?;
+        let csrf: CsrfField =
+            serde_urlencoded::from_bytes(&bytes).unwrap_or(CsrfField { csrf_token: None });
+        user.check_csrf(csrf.csrf_token.as_deref())?;
+        let form = serde_urlencoded::from_bytes(&bytes).map_err(|e| {
+            PageError::Status(
+                axum::http::StatusCode::BAD_REQUEST,
+                format!("Malformed form: {e}"),
+            )
+        })?;
+        Ok(AuthForm { user, form })
+    }
+}

@@ -1,0 +1,170 @@
+//! The ONLY place where errors become HTTP responses. Matches are exhaustive on purpose:
+//! a new error variant must decide its status code here.
+
+use axum::Json;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde_json::json;
+
+use crate::ingest::IngestError;
+use crate::service::ServiceError;
+use crate::store::StoreError;
+
+/// An error answered as JSON `{"error": "…"}` (API and ingest).
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    /// An error with an explicit status.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// 401 with a `WWW-Authenticate` challenge.
+    pub fn unauthorized() -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "authentication required")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = (self.status, Json(json!({ "error": self.message }))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Basic realm=\"webhooker\", charset=\"UTF-8\""),
+            );
+        }
+        resp
+    }
+}
+
+/// Status and public message for a service error; 5xx causes are logged once here.
+pub(crate) fn service_status(e: &ServiceError) -> (StatusCode, String) {
+    match e {
+        ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, e.to_string()),
+        ServiceError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        ServiceError::Unauthorized => (StatusCode::UNAUTHORIZED, e.to_string()),
+        ServiceError::TargetRefused(_) => (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        ServiceError::Store(s) => store_status(s),
+        ServiceError::Internal(_) => {
+            tracing::error!(error = %e, "internal error");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
+        }
+    }
+}
+
+fn store_status(e: &StoreError) -> (StatusCode, String) {
+    match e {
+        StoreError::Busy => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage is saturated; retry shortly".into(),
+        ),
+        StoreError::Closed => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting down; retry shortly".into(),
+        ),
+        StoreError::Redb(_)
+        | StoreError::Codec(_)
+        | StoreError::FormatVersion { .. }
+        | StoreError::Io(_) => {
+            tracing::error!(error = %e, "storage error");
+            (StatusCode::INTERNAL_SERVER_ERROR, "storage error".into())
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> ApiError {
+        let (status, message) = service_status(&e);
+        ApiError { status, message }
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> ApiError {
+        let status = match &e {
+            IngestError::UnknownEntrypoint => StatusCode::NOT_FOUND,
+            IngestError::InactiveEntrypoint => StatusCode::GONE,
+            IngestError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            IngestError::BodyUnreadable => StatusCode::BAD_REQUEST,
+            IngestError::Store(s) => {
+                let (status, message) = store_status(s);
+                return ApiError { status, message };
+            }
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(r: axum::extract::rejection::JsonRejection) -> ApiError {
+        use axum::extract::rejection::JsonRejection as J;
+        let status = match &r {
+            J::JsonDataError(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            J::JsonSyntaxError(_) => StatusCode::BAD_REQUEST,
+            J::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            J::BytesRejection(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, r.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(r: axum::extract::rejection::QueryRejection) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, r.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::PathRejection> for ApiError {
+    fn from(_: axum::extract::rejection::PathRejection) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not found")
+    }
+}
+
+/// An error on an HTML page: a redirect to the login page, or a rendered error page.
+#[derive(Debug)]
+pub enum PageError {
+    /// Not logged in: go to the login page, then back to `next`.
+    Login {
+        /// Local path to return to.
+        next: String,
+    },
+    /// The CSRF token was missing or wrong.
+    Csrf,
+    /// Anything else, with its status.
+    Status(StatusCode, String),
+}
+
+impl From<ServiceError> for PageError {
+    fn from(e: ServiceError) -> PageError {
+        let (status, message) = service_status(&e);
+        PageError::Status(status, message)
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        match self {
+            PageError::Login { next } => {
+                let to = format!(
+                    "/login?next={}",
+                    url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+                );
+                Redirect::to(&to).into_response()
+            }
+            PageError::Csrf => super::pages::error_page(
+                StatusCode::FORBIDDEN,
+                "The form expired or came from another site. Go back, reload the page and try again.",
+            ),
+            PageError::Status(status, message) => super::pages::error_page(status, &message),
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! Everything HTTP: the router, layers, extractors, API handlers and HTML pages.
+//!
+//! Architecture Invariant: `web` never opens a redb table and never builds a delivery
+//! task; handlers extract, make one `Service`/`Ingestor` call, and render JSON or HTML.
+//! Errors become responses only in `error.rs`.
+
+pub mod api;
+mod assets;
+pub mod auth;
+pub mod error;
+mod health;
+mod ingest;
+pub mod pages;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::routing::{any, get};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::delivery::Engine;
+use crate::ingest::Ingestor;
+use crate::service::Service;
+use auth::LoginLimiter;
+
+/// Version shown in the footer, the health check and asset URLs.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Largest form or JSON body accepted by the UI and API.
+const MAX_FORM_BYTES: usize = 64 * 1024;
+
+/// Settings the web layer needs.
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    /// Public base URL for entrypoint URLs; from the Host header when unset.
+    pub base_url: Option<String>,
+    /// Mark cookies Secure (prod).
+    pub secure_cookies: bool,
+    /// Take the client IP (and scheme) from forwarded headers.
+    pub trust_proxy: bool,
+    /// `/metrics` basic-auth credentials; the route exists only when set.
+    pub metrics_credentials: Option<(String, String)>,
+}
+
+/// Shared state of every handler; every field is a cheap-clone handle.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    /// The service layer.
+    pub service: Service,
+    /// Ingest.
+    pub ingestor: Ingestor,
+    /// The delivery engine (health and stats only).
+    pub engine: Engine,
+    /// Web settings.
+    pub web: Arc<WebConfig>,
+    /// Prometheus handle when metrics are enabled.
+    pub metrics: Option<PrometheusHandle>,
+    /// Login rate limiter.
+    pub limiter: LoginLimiter,
+    /// Process start, for uptime.
+    pub started: Instant,
+}
+
+/// Builds the router with all routes and layers.
+pub fn router(state: AppState) -> Router {
+    let mut app = Router::new()
+        .route(
+            "/webhook/{entrypoint}",
+            // The ingest handler enforces MAX_BODY_BYTES itself and answers 413.
+            any(ingest::receive).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/.well-known/healthcheck", get(health::healthcheck))
+        .route("/s/{*path}", get(assets::serve))
+        .nest(
+            "/api/v1",
+            api::router().layer(DefaultBodyLimit::max(MAX_FORM_BYTES)),
+        )
+        .merge(pages::router().layer(DefaultBodyLimit::max(MAX_FORM_BYTES)));
+    if state.web.metrics_credentials.is_some() {
+        app = app.route("/metrics", get(health::metrics));
+    }
+    app.layer(SetResponseHeaderLayer::if_not_present(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'self'; \
+             form-action 'self'",
+        ),
+    ))
+    .layer(SetResponseHeaderLayer::overriding(
+        header::X_FRAME_OPTIONS,
+        HeaderValue::from_static("DENY"),
+    ))
+    .layer(SetResponseHeaderLayer::overriding(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    ))
+    .layer(SetResponseHeaderLayer::overriding(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    ))
+    .layer(TraceLayer::new_for_http())
+    .layer(CatchPanicLayer::new())
+    .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        Duration::from_secs(60),
+    ))
+    .with_state(state)
+}
+
+/// The client's IP: the peer address, or the first forwarded address when TRUST_PROXY is
+/// set (a direct client could otherwise forge it).
+pub fn client_ip(headers: &HeaderMap, peer: SocketAddr, trust_proxy: bool) -> IpAddr {
+    if trust_proxy {
+        let forwarded = headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .or_else(|| headers.get("x-real-ip").and_then(|v| v.to_str().ok()))
+            .and_then(|v| v.trim().parse::<IpAddr>().ok());
+        if let Some(ip) = forwarded {
+            return ip;
+        }
+    }
+    peer.ip().to_canonical()
+}
+
+/// The public base URL: `BASE_URL`, else scheme and Host of the request.
+pub fn public_base(web: &WebConfig, headers: &HeaderMap) -> String {
+    if let Some(base) = &web.base_url {
+        return base.clone();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+        })
+        .unwrap_or("localhost");
+    let scheme = if web.trust_proxy {
+        match headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some("https") => "https",
+            _ => "http",
+        }
+    } else {
+        "http"
+    };
+    format!("{scheme}://{host}")
+}
