@@ -16,8 +16,7 @@ fn main() -> anyhow::Result<()> {
         }
     };
     init_logging();
-    // ring is the one crypto provider compiled in; reqwest's rustls needs it installed.
-    let _already = rustls::crypto::ring::default_provider().install_default();
+    webhooker::delivery::install_crypto_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -108,6 +108,7 @@ impl Engine {
         store: Arc<Store>,
         runtime: tokio::runtime::Handle,
     ) -> anyhow::Result<Engine> {
+        install_crypto_provider();
         let policy = NetworkPolicy::new(config.allowed_target_networks.clone());
         let client = reqwest::Client::builder()
             .dns_resolver(Arc::new(GuardedResolver { policy }))
@@ -604,4 +605,10 @@ fn submit_then(
         tracing::warn!(error = %e, delivery_id = %id, "event store closed; left to recovery");
         s.claims.release(id);
     }
+}
+
+/// Installs ring as the process's rustls provider (the only one compiled in). Idempotent:
+/// a later call finds it installed, which is fine.
+pub fn install_crypto_provider() {
+    let _already_installed = rustls::crypto::ring::default_provider().install_default();
 }

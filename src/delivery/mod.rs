@@ -15,5 +15,5 @@ mod sweeper;
 pub mod targets;
 pub mod task;
 
-pub use engine::{Engine, EngineStats};
+pub use engine::{Engine, EngineStats, install_crypto_provider};
 pub use task::{DeliveryTask, EventPayload};

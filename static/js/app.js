@@ -1,0 +1,305 @@
+// webhooker UI components for the Alpine.js CSP build (@alpinejs/csp).
+//
+// The CSP build never uses eval/new Function: attribute expressions are
+// parsed by a small interpreter that can read scope properties, call
+// methods and apply simple operators, but cannot reach globals (window,
+// document, confirm, navigator, ...). So all behaviour lives here, and
+// templates only reference component properties, getters and methods by
+// name, e.g. x-data="navMenu", @click="toggle", x-show="open".
+//
+// This file must load BEFORE alpine-csp.min.js (both `defer`) so the
+// alpine:init listener below is registered before Alpine starts.
+
+(function () {
+    "use strict";
+
+    var MINUTE = 60;
+    var HOUR = 60 * MINUTE;
+    var DAY = 24 * HOUR;
+
+    function plural(n, unit) {
+        return n + " " + unit + (n === 1 ? "" : "s");
+    }
+
+    function isoDate(d) {
+        // YYYY-MM-DD in UTC (ISO dates, per project convention).
+        return d.toISOString().slice(0, 10);
+    }
+
+    // Relative description of an ISO-8601 timestamp against `now`.
+    // Past: "just now", "3 minutes ago", "2 hours ago", "5 days ago".
+    // Future: "in a few seconds", "in 3 minutes", ... (e.g. next retry).
+    // Beyond 30 days either way: the date as YYYY-MM-DD.
+    function describe(iso, now) {
+        var d = new Date(iso);
+        if (isNaN(d.getTime())) {
+            return iso || "";
+        }
+        var diff = Math.round((now - d.getTime()) / 1000);
+        var future = diff < 0;
+        var secs = Math.abs(diff);
+        var text;
+        if (secs < 45) {
+            return future ? "in a few seconds" : "just now";
+        } else if (secs < 90) {
+            text = "1 minute";
+        } else if (secs < HOUR) {
+            text = plural(Math.round(secs / MINUTE), "minute");
+        } else if (secs < DAY) {
+            text = plural(Math.round(secs / HOUR), "hour");
+        } else if (secs < 30 * DAY) {
+            text = plural(Math.round(secs / DAY), "day");
+        } else {
+            return isoDate(d);
+        }
+        return future ? "in " + text : text + " ago";
+    }
+
+    // Fallback copy for non-secure contexts (plain http on a LAN), where
+    // navigator.clipboard is unavailable.
+    function legacyCopy(text) {
+        var ta = document.createElement("textarea");
+        ta.value = text;
+        ta.setAttribute("readonly", "");
+        ta.style.position = "fixed";
+        ta.style.top = "-1000px";
+        document.body.appendChild(ta);
+        ta.select();
+        var ok = false;
+        try {
+            ok = document.execCommand("copy");
+        } catch (e) {
+            ok = false;
+        }
+        document.body.removeChild(ta);
+        return ok;
+    }
+
+    function copyText(text) {
+        if (navigator.clipboard && window.isSecureContext) {
+            return navigator.clipboard.writeText(text).then(
+                function () {
+                    return true;
+                },
+                function () {
+                    return legacyCopy(text);
+                },
+            );
+        }
+        return Promise.resolve(legacyCopy(text));
+    }
+
+    document.addEventListener("alpine:init", function () {
+        var Alpine = window.Alpine;
+
+        // <time datetime="2026-01-02T03:04:05Z" title="2026-01-02 03:04:05 UTC"
+        //       x-data="relativeTime" x-text="text">2026-01-02 03:04 UTC</time>
+        Alpine.data("relativeTime", function (iso) {
+            return {
+                text: "",
+                iso: "",
+                timer: null,
+                init: function () {
+                    this.iso = iso || this.$el.getAttribute("datetime") || "";
+                    this.text = this.$el.textContent.trim();
+                    this.refresh();
+                    var self = this;
+                    this.timer = setInterval(function () {
+                        self.refresh();
+                    }, 30000);
+                },
+                refresh: function () {
+                    if (this.iso) {
+                        this.text = describe(this.iso, Date.now());
+                    }
+                },
+                destroy: function () {
+                    if (this.timer) {
+                        clearInterval(this.timer);
+                        this.timer = null;
+                    }
+                },
+            };
+        });
+
+        // <div x-data="copyField">
+        //   <input x-ref="value" readonly value="...">
+        //   <button type="button" @click="copy" x-text="label">Copy</button>
+        // </div>
+        // Or without an input: <button x-data="copyField" data-copy="..."
+        //   @click="copy" x-text="label">Copy</button>
+        Alpine.data("copyField", function () {
+            return {
+                label: "Copy",
+                copied: false,
+                timer: null,
+                copy: function () {
+                    var text = null;
+                    var ref = this.$refs && this.$refs.value;
+                    if (ref) {
+                        text = ref.value !== undefined ? ref.value : ref.textContent;
+                    }
+                    if (text === null || text === undefined) {
+                        text = this.$el.getAttribute("data-copy");
+                    }
+                    if ((text === null || text === undefined) && this.$root) {
+                        text = this.$root.getAttribute("data-copy");
+                    }
+                    if (text === null || text === undefined) {
+                        return;
+                    }
+                    if (ref && typeof ref.select === "function") {
+                        ref.select();
+                    }
+                    var self = this;
+                    copyText(String(text)).then(function (ok) {
+                        self.copied = !!ok;
+                        self.label = ok ? "Copied" : "Press Ctrl+C";
+                        if (self.timer) {
+                            clearTimeout(self.timer);
+                        }
+                        self.timer = setTimeout(function () {
+                            self.copied = false;
+                            self.label = "Copy";
+                            self.timer = null;
+                        }, 1500);
+                    });
+                },
+                destroy: function () {
+                    if (this.timer) {
+                        clearTimeout(this.timer);
+                    }
+                },
+            };
+        });
+
+        // <nav x-data="navMenu" @keydown.escape.window="close" @click.outside="close">
+        //   <button @click="toggle" :aria-expanded="open">…</button>
+        //   <div x-show="open" x-cloak>…</div>
+        Alpine.data("navMenu", function () {
+            return {
+                open: false,
+                get closed() {
+                    return !this.open;
+                },
+                toggle: function () {
+                    this.open = !this.open;
+                },
+                close: function () {
+                    this.open = false;
+                },
+            };
+        });
+
+        // <form method="post" action="…" x-data="confirmSubmit"
+        //       data-confirm="Delete webhook “x”? This cannot be undone.">
+        // Listens for submit itself: no @submit attribute needed.
+        Alpine.data("confirmSubmit", function () {
+            return {
+                message: "",
+                init: function () {
+                    var form = this.$el;
+                    this.message = form.getAttribute("data-confirm") || "Are you sure?";
+                    var self = this;
+                    form.addEventListener("submit", function (event) {
+                        if (!window.confirm(self.message)) {
+                            event.preventDefault();
+                            event.stopImmediatePropagation();
+                        }
+                    });
+                },
+            };
+        });
+
+        // <tbody x-data="disclosure">            (data-open="true" to start open)
+        //   <tr><td><button @click="toggle" :aria-expanded="open">…</button></td></tr>
+        //   <tr x-show="open" x-cloak><td colspan="5">…details…</td></tr>
+        // </tbody>
+        Alpine.data("disclosure", function () {
+            return {
+                open: false,
+                get closed() {
+                    return !this.open;
+                },
+                init: function () {
+                    this.open = this.$el.getAttribute("data-open") === "true";
+                },
+                toggle: function () {
+                    this.open = !this.open;
+                },
+                show: function () {
+                    this.open = true;
+                },
+                hide: function () {
+                    this.open = false;
+                },
+            };
+        });
+
+        // Kind-aware target form. Fields for other kinds are hidden AND
+        // disabled (disabled controls are not submitted). Easiest markup: one
+        // <fieldset> per kind, e.g.
+        // <form x-data="targetForm" data-kind="http" method="post" …>
+        //   <select name="kind" x-model="kind">…</select>
+        //   <fieldset x-show="isHttp" :disabled="notHttp">url, timeout_secs, …</fieldset>
+        //   <fieldset x-show="isSlack" :disabled="notSlack">url</fieldset>
+        // </form>
+        Alpine.data("targetForm", function () {
+            return {
+                kind: "http",
+                init: function () {
+                    var k = this.$el.getAttribute("data-kind");
+                    if (!k) {
+                        var sel = this.$el.querySelector("select[name=kind]");
+                        k = sel ? sel.value : "";
+                    }
+                    this.kind = k || "http";
+                },
+                isKind: function (k) {
+                    return this.kind === k;
+                },
+                get isHttp() {
+                    return this.kind === "http";
+                },
+                get isSlack() {
+                    return this.kind === "slack";
+                },
+                get isLog() {
+                    return this.kind === "log";
+                },
+                get isDatabase() {
+                    return this.kind === "database";
+                },
+                get notHttp() {
+                    return this.kind !== "http";
+                },
+                get notSlack() {
+                    return this.kind !== "slack";
+                },
+                get notLog() {
+                    return this.kind !== "log";
+                },
+                get notDatabase() {
+                    return this.kind !== "database";
+                },
+                // Kinds without any extra field (for a "no settings" hint).
+                get hasNoFields() {
+                    return this.kind === "log" || this.kind === "database";
+                },
+            };
+        });
+
+        // <div class="alert alert-success" role="status" x-data="flash" x-show="visible">
+        //   <div>message</div>
+        //   <button type="button" class="alert-dismiss" @click="dismiss" aria-label="Dismiss">×</button>
+        // </div>
+        Alpine.data("flash", function () {
+            return {
+                visible: true,
+                dismiss: function () {
+                    this.visible = false;
+                },
+            };
+        });
+    });
+})();

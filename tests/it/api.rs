@@ -1,0 +1,215 @@
+//! API authentication, hostile input, first-run admin, CRUD.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::support::{TestApp, test_config};
+
+#[tokio::test]
+async fn api_auth_rejections() {
+    let app = TestApp::start().await;
+    let url = app.url("/api/v1/webhooks");
+    // No credentials.
+    let r = app.http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().contains_key("www-authenticate"));
+    assert!(r.json::<Value>().await.unwrap()["error"].is_string());
+    // Wrong password, unknown user, garbage headers.
+    for (u, p) in [("admin", "nope"), ("root", "correct horse battery")] {
+        let r = app.http.get(&url).basic_auth(u, Some(p)).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{u}");
+    }
+    for h in ["Bearer", "Bearer whk_zzz", "Basic !!!", "Digest abc", "Bearer whk_0123_abc"] {
+        let r = app.http.get(&url).header("authorization", h).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{h}");
+    }
+    // A key works until revoked.
+    let key = app.post_json("/keys", json!({ "name": "ci" })).await;
+    let token = key["token"].as_str().unwrap().to_string();
+    assert!(token.starts_with("whk_"));
+    let r = app.http.get(&url).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let listed = app.get_json("/keys").await;
+    assert_eq!(listed[0]["name"], "ci");
+    assert!(listed[0].get("token").is_none(), "secret is shown once");
+    let kid = key["id"].as_str().unwrap();
+    let r = app.api(Method::DELETE, &format!("/keys/{kid}")).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let r = app.http.get(&url).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    // A tampered secret with a real id fails too.
+    let key = app.post_json("/keys", json!({ "name": "two" })).await;
+    let mut forged = key["token"].as_str().unwrap().to_string();
+    forged.pop();
+    forged.push('A');
+    let r = app.http.get(&url).bearer_auth(&forged).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn hostile_json_gets_4xx_never_5xx() {
+    let app = TestApp::start().await;
+    let (wh, _) = app.webhook("hostile").await;
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let huge = format!("{{\"name\":\"{}\"}}", "x".repeat(200_000));
+    let cases: Vec<(String, String)> = vec![
+        ("/webhooks".into(), "{not json".into()),
+        ("/webhooks".into(), "[]".into()),
+        ("/webhooks".into(), "{\"name\": 5}".into()),
+        ("/webhooks".into(), "{\"name\": \"\"}".into()),
+        ("/webhooks".into(), "{\"name\": \"a\", \"retention_days\": -1}".into()),
+        ("/webhooks".into(), "{\"name\": \"a\", \"evil\": true}".into()),
+        ("/webhooks".into(), deep),
+        ("/webhooks".into(), huge),
+        ("/webhooks".into(), "\u{0}\u{1}".into()),
+        (format!("/webhooks/{wh}/targets"), "{\"name\":\"t\",\"kind\":\"ftp\"}".into()),
+        (format!("/webhooks/{wh}/targets"), "{\"name\":\"t\",\"kind\":\"http\"}".into()),
+        (format!("/webhooks/{wh}/targets"), "{\"name\":\"t\",\"kind\":\"http\",\"url\":\"javascript:alert(1)\"}".into()),
+        (format!("/webhooks/{wh}/targets"), "{\"name\":\"t\",\"kind\":\"http\",\"url\":\"http://x/\",\"max_retries\":\"lots\"}".into()),
+        (format!("/webhooks/{wh}/targets"), "{\"name\":\"t\",\"kind\":\"http\",\"url\":\"http://x/\",\"max_retries\":[1]}".into()),
+        (format!("/webhooks/{wh}/targets"), "{\"name\":\"t\",\"kind\":\"http\",\"url\":\"http://169.254.169.254/\"}".into()),
+        (format!("/webhooks/{}/targets", uuid::Uuid::new_v4()), "{\"name\":\"t\",\"kind\":\"log\"}".into()),
+        ("/webhooks/not-a-uuid/targets".into(), "{}".into()),
+        (format!("/webhooks/{wh}/events/{}/redeliver", uuid::Uuid::new_v4()), "{\"target_id\": 3}".into()),
+    ];
+    for (path, body) in cases {
+        let r = app
+            .api(Method::POST, &path)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        assert!(
+            status.is_client_error(),
+            "{path} {:.60}: {status}",
+            body
+        );
+        let v: Value = r.json().await.unwrap_or(json!({"error": "non-json"}));
+        assert!(v["error"].is_string(), "{path}: {v}");
+    }
+    // Missing content type.
+    let r = app.api(Method::POST, "/webhooks").body("{\"name\":\"a\"}").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn first_run_admin_is_created_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::start_in(
+        tempfile::TempDir::new_in(dir.path()).unwrap(),
+        test_config(dir.path()),
+    )
+    .await;
+    let password = app.app().first_run_password().unwrap().to_string();
+    assert!(password.len() >= 16);
+    let r = app
+        .http
+        .get(app.url("/api/v1/webhooks"))
+        .basic_auth("admin", Some(&password))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    app.stop().await;
+    let app = TestApp::start_in(
+        tempfile::TempDir::new_in(dir.path()).unwrap(),
+        test_config(dir.path()),
+    )
+    .await;
+    assert!(app.app().first_run_password().is_none(), "second start creates nothing");
+    let r = app
+        .http
+        .get(app.url("/api/v1/webhooks"))
+        .basic_auth("admin", Some(&password))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the first password still works");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn webhook_crud_and_entrypoint_urls() {
+    let app = TestApp::start_with(|c| c.base_url = Some("https://hooks.example.com".into())).await;
+    let w = app
+        .post_json("/webhooks", json!({"name": "gh", "description": "GitHub", "retention_days": 7}))
+        .await;
+    let id = w["id"].as_str().unwrap();
+    assert_eq!(w["retention_days"], 7);
+    let ep = &w["entrypoints"][0];
+    assert_eq!(
+        ep["url"],
+        format!("https://hooks.example.com/webhook/{}", ep["id"].as_str().unwrap())
+    );
+    let e2 = app
+        .post_json(&format!("/webhooks/{id}/entrypoints"), json!({"description": "second"}))
+        .await;
+    assert_eq!(e2["active"], true);
+    let t = app
+        .post_json(
+            &format!("/webhooks/{id}/targets"),
+            json!({"name": "h", "kind": "http", "url": "http://127.0.0.1:9/x", "max_retries": 3, "timeout_secs": 5}),
+        )
+        .await;
+    assert_eq!(t["max_retries"], 3);
+    let tid = t["id"].as_str().unwrap();
+    let r = app
+        .api(Method::PATCH, &format!("/webhooks/{id}/targets/{tid}"))
+        .json(&json!({"max_retries": "unlimited", "active": false}))
+        .send()
+        .await
+        .unwrap();
+    let t: Value = r.json().await.unwrap();
+    assert_eq!(t["max_retries"], "unlimited");
+    assert_eq!(t["active"], false);
+    let r = app
+        .api(Method::PATCH, &format!("/webhooks/{id}"))
+        .json(&json!({"name": "renamed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["name"], "renamed");
+    let list = app.get_json("/webhooks").await;
+    assert_eq!(list[0]["counts"]["entrypoints"], 2);
+    assert_eq!(list[0]["counts"]["targets"], 1);
+    let file = app.dir.path().join(format!("events-{id}.redb"));
+    assert!(file.exists());
+    let r = app.api(Method::DELETE, &format!("/webhooks/{id}")).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    assert!(!file.exists(), "the event file goes with the webhook");
+    let r = app.api(Method::GET, &format!("/webhooks/{id}")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn healthcheck_and_metrics() {
+    let app = TestApp::start_with(|c| {
+        c.metrics_credentials = Some(("prom".into(), "scrape".into()));
+    })
+    .await;
+    let h: Value = app.http.get(app.url("/.well-known/healthcheck")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(h["status"], "ok");
+    assert_eq!(h["appname"], "webhooker");
+    assert!(h["uptime_seconds"].is_u64());
+    let (wh, url) = app.webhook("m").await;
+    app.target(&wh, json!({"name": "db", "kind": "database"})).await;
+    app.send(&url, b"x").await;
+    let r = app.http.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = app.http.get(app.url("/metrics")).basic_auth("prom", Some("scrape")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("webhooker_events_received_total"), "{text}");
+
+    // Without credentials configured the route does not exist.
+    let plain = TestApp::start().await;
+    let r = plain.http.get(plain.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    plain.stop().await;
+    app.stop().await;
+}

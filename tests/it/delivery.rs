@@ -1,0 +1,1 @@
+//! Delivery engine tests against real loopback sinks.

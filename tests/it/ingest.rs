@@ -1,0 +1,207 @@
+//! Ingest: status codes, byte-exact storage, durability across restart, concurrency.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::{TestApp, test_config};
+
+async fn total_events(app: &TestApp, webhook: &str) -> u64 {
+    app.get_json(&format!("/webhooks/{webhook}/events"))
+        .await["total"]
+        .as_u64()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn ingest_status_codes_and_nothing_stored_on_errors() {
+    let app = TestApp::start_with(|c| c.max_body_bytes = 1024).await;
+    let (wh, url) = app.webhook("statuses").await;
+
+    // 405 with Allow, for methods other than POST/PUT/PATCH.
+    for m in [Method::GET, Method::DELETE] {
+        let r = app.http.request(m, &url).send().await.unwrap();
+        assert_eq!(r.status(), 405);
+        assert_eq!(r.headers()["allow"], "POST, PUT, PATCH");
+    }
+    // 404 unknown and malformed ids.
+    let unknown = app.url(&format!("/webhook/{}", uuid::Uuid::new_v4()));
+    assert_eq!(app.http.post(unknown).body("x").send().await.unwrap().status(), 404);
+    let malformed = app.url("/webhook/not-a-uuid");
+    assert_eq!(app.http.post(malformed).body("x").send().await.unwrap().status(), 404);
+    // 413 over the limit, declared or streamed.
+    let r = app.http.post(&url).body(vec![b'a'; 1025]).send().await.unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(chunked_post(&url, &[&[b'b'; 600], &[b'c'; 600]]).await, 413);
+    assert_eq!(total_events(&app, &wh).await, 0, "nothing stored on error paths");
+
+    // 200 for POST, PUT and PATCH, exactly at the limit.
+    for m in [Method::POST, Method::PUT, Method::PATCH] {
+        let r = app.http.request(m, &url).body(vec![b'z'; 1024]).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["status"], "ok");
+        assert!(v["event_id"].as_str().is_some());
+    }
+    assert_eq!(total_events(&app, &wh).await, 3);
+
+    // 410 once the entrypoint is switched off; nothing more stored.
+    let detail = app.get_json(&format!("/webhooks/{wh}")).await;
+    let eid = detail["entrypoints"][0]["id"].as_str().unwrap();
+    let r = app
+        .api(Method::PATCH, &format!("/webhooks/{wh}/entrypoints/{eid}"))
+        .json(&json!({ "active": false }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(app.http.post(&url).body("x").send().await.unwrap().status(), 410);
+    assert_eq!(total_events(&app, &wh).await, 3);
+    app.stop().await;
+}
+
+/// POSTs a chunked body (no Content-Length) over a raw socket; returns the status code.
+async fn chunked_post(url: &str, chunks: &[&[u8]]) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let u = reqwest::Url::parse(url).unwrap();
+    let mut s = tokio::net::TcpStream::connect((u.host_str().unwrap(), u.port().unwrap()))
+        .await
+        .unwrap();
+    let mut req = format!(
+        "POST {} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        u.path()
+    )
+    .into_bytes();
+    for c in chunks {
+        req.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+        req.extend_from_slice(c);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    // The server may answer and close before reading everything; that is fine.
+    let _ = s.write_all(&req).await;
+    let mut buf = vec![0u8; 64];
+    let n = s.read(&mut buf).await.unwrap();
+    let line = String::from_utf8_lossy(&buf[..n]).to_string();
+    line[9..12].parse().unwrap()
+}
+
+#[tokio::test]
+async fn binary_body_and_repeated_headers_round_trip_byte_identical() {
+    let app = TestApp::start().await;
+    let (wh, url) = app.webhook("bytes").await;
+    let body: Vec<u8> = vec![0x00, 0xff, 0xfe, b'{', 0x00, 0xc3, 0x28, b'\n', 0x80];
+    let r = app
+        .http
+        .post(format!("{url}?a=1&b=%20"))
+        .header("x-dup", "first")
+        .header("x-dup", "second")
+        .header("x-dup", "third")
+        .header("content-type", "application/octet-stream")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let id = r.json::<Value>().await.unwrap()["event_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ev = app.event(&wh, &id).await;
+    assert_eq!(ev["body_encoding"], "base64");
+    let got = base64::engine::general_purpose::STANDARD
+        .decode(ev["body"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(got, body);
+    assert_eq!(ev["body_size"], body.len());
+    assert!(ev["path"].as_str().unwrap().ends_with("?a=1&b=%20"));
+    let dups: Vec<&str> = ev["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["name"] == "x-dup")
+        .map(|h| h["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(dups, ["first", "second", "third"]);
+    assert_eq!(ev["content_type"], "application/octet-stream");
+
+    // A UTF-8 body comes back as text.
+    let id = app.send(&url, "héllo ✓".as_bytes()).await;
+    let ev = app.event(&wh, &id).await;
+    assert_eq!(ev["body"], "héllo ✓");
+    assert_eq!(ev["body_encoding"], "utf8");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn data_survives_restart() {
+    let app = TestApp::start().await;
+    let (wh, url) = app.webhook("durable").await;
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        ids.push(app.send(&url, b"{\"n\":1}").await);
+    }
+    let dir = app.stop().await;
+    let mut config = test_config(dir.path());
+    config.admin_password = None;
+    let app = TestApp::start_in(dir, config).await;
+    assert_eq!(total_events(&app, &wh).await, 20);
+    for id in &ids {
+        let ev = app.event(&wh, id).await;
+        assert_eq!(ev["body"], "{\"n\":1}");
+    }
+    // The entrypoint still accepts (on the new port).
+    let path = reqwest::Url::parse(&url).unwrap().path().to_string();
+    app.send(&app.url(&path), b"after restart").await;
+    assert_eq!(total_events(&app, &wh).await, 21);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn eight_webhooks_ingesting_concurrently_lose_nothing() {
+    let app = TestApp::start().await;
+    let mut hooks = Vec::new();
+    for i in 0..8 {
+        let (wh, url) = app.webhook(&format!("c{i}")).await;
+        app.target(&wh, json!({"name": "db", "kind": "database"})).await;
+        hooks.push((wh, url));
+    }
+    const PER_HOOK: usize = 50;
+    let mut tasks = Vec::new();
+    for (_, url) in &hooks {
+        for n in 0..PER_HOOK {
+            let http = app.http.clone();
+            let url = url.clone();
+            tasks.push(tokio::spawn(async move {
+                let r = http.post(url).body(format!("event {n}")).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for (wh, _) in &hooks {
+        assert_eq!(total_events(&app, wh).await, PER_HOOK as u64);
+    }
+    // Every database delivery finishes.
+    let ok = crate::support::wait_until(Duration::from_secs(20), || async {
+        let mut all = true;
+        for (wh, _) in &hooks {
+            let page = app
+                .get_json(&format!("/webhooks/{wh}/events?per_page=200"))
+                .await;
+            all &= page["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e["deliveries"][0]["status"] == "delivered");
+        }
+        all
+    })
+    .await;
+    assert!(ok);
+    app.stop().await;
+}

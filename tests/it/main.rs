@@ -1,0 +1,8 @@
+//! The one integration-test binary: real server on 127.0.0.1:0, real redb files in a temp
+//! DATA_DIR, real HTTP sinks.
+
+mod support;
+
+mod api;
+mod delivery;
+mod ingest;
