@@ -16,11 +16,29 @@ async fn api_auth_rejections() {
     assert!(r.json::<Value>().await.unwrap()["error"].is_string());
     // Wrong password, unknown user, garbage headers.
     for (u, p) in [("admin", "nope"), ("root", "correct horse battery")] {
-        let r = app.http.get(&url).basic_auth(u, Some(p)).send().await.unwrap();
+        let r = app
+            .http
+            .get(&url)
+            .basic_auth(u, Some(p))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 401, "{u}");
     }
-    for h in ["Bearer", "Bearer whk_zzz", "Basic !!!", "Digest abc", "Bearer whk_0123_abc"] {
-        let r = app.http.get(&url).header("authorization", h).send().await.unwrap();
+    for h in [
+        "Bearer",
+        "Bearer whk_zzz",
+        "Basic !!!",
+        "Digest abc",
+        "Bearer whk_0123_abc",
+    ] {
+        let r = app
+            .http
+            .get(&url)
+            .header("authorization", h)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 401, "{h}");
     }
     // A key works until revoked.
@@ -33,7 +51,11 @@ async fn api_auth_rejections() {
     assert_eq!(listed[0]["name"], "ci");
     assert!(listed[0].get("token").is_none(), "secret is shown once");
     let kid = key["id"].as_str().unwrap();
-    let r = app.api(Method::DELETE, &format!("/keys/{kid}")).send().await.unwrap();
+    let r = app
+        .api(Method::DELETE, &format!("/keys/{kid}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 204);
     let r = app.http.get(&url).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), 401);
@@ -42,7 +64,13 @@ async fn api_auth_rejections() {
     let mut forged = key["token"].as_str().unwrap().to_string();
     forged.pop();
     forged.push('A');
-    let r = app.http.get(&url).bearer_auth(&forged).send().await.unwrap();
+    let r = app
+        .http
+        .get(&url)
+        .bearer_auth(&forged)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     app.stop().await;
 }
@@ -58,20 +86,51 @@ async fn hostile_json_gets_4xx_never_5xx() {
         ("/webhooks".into(), "[]".into()),
         ("/webhooks".into(), "{\"name\": 5}".into()),
         ("/webhooks".into(), "{\"name\": \"\"}".into()),
-        ("/webhooks".into(), "{\"name\": \"a\", \"retention_days\": -1}".into()),
-        ("/webhooks".into(), "{\"name\": \"a\", \"evil\": true}".into()),
+        (
+            "/webhooks".into(),
+            "{\"name\": \"a\", \"retention_days\": -1}".into(),
+        ),
+        (
+            "/webhooks".into(),
+            "{\"name\": \"a\", \"evil\": true}".into(),
+        ),
         ("/webhooks".into(), deep),
         ("/webhooks".into(), huge),
         ("/webhooks".into(), "\u{0}\u{1}".into()),
-        (format!("/webhooks/{wh}/targets"), "{\"name\":\"t\",\"kind\":\"ftp\"}".into()),
-        (format!("/webhooks/{wh}/targets"), "{\"name\":\"t\",\"kind\":\"http\"}".into()),
-        (format!("/webhooks/{wh}/targets"), "{\"name\":\"t\",\"kind\":\"http\",\"url\":\"javascript:alert(1)\"}".into()),
-        (format!("/webhooks/{wh}/targets"), "{\"name\":\"t\",\"kind\":\"http\",\"url\":\"http://x/\",\"max_retries\":\"lots\"}".into()),
-        (format!("/webhooks/{wh}/targets"), "{\"name\":\"t\",\"kind\":\"http\",\"url\":\"http://x/\",\"max_retries\":[1]}".into()),
-        (format!("/webhooks/{wh}/targets"), "{\"name\":\"t\",\"kind\":\"http\",\"url\":\"http://169.254.169.254/\"}".into()),
-        (format!("/webhooks/{}/targets", uuid::Uuid::new_v4()), "{\"name\":\"t\",\"kind\":\"log\"}".into()),
+        (
+            format!("/webhooks/{wh}/targets"),
+            "{\"name\":\"t\",\"kind\":\"ftp\"}".into(),
+        ),
+        (
+            format!("/webhooks/{wh}/targets"),
+            "{\"name\":\"t\",\"kind\":\"http\"}".into(),
+        ),
+        (
+            format!("/webhooks/{wh}/targets"),
+            "{\"name\":\"t\",\"kind\":\"http\",\"url\":\"javascript:alert(1)\"}".into(),
+        ),
+        (
+            format!("/webhooks/{wh}/targets"),
+            "{\"name\":\"t\",\"kind\":\"http\",\"url\":\"http://x/\",\"max_retries\":\"lots\"}"
+                .into(),
+        ),
+        (
+            format!("/webhooks/{wh}/targets"),
+            "{\"name\":\"t\",\"kind\":\"http\",\"url\":\"http://x/\",\"max_retries\":[1]}".into(),
+        ),
+        (
+            format!("/webhooks/{wh}/targets"),
+            "{\"name\":\"t\",\"kind\":\"http\",\"url\":\"http://169.254.169.254/\"}".into(),
+        ),
+        (
+            format!("/webhooks/{}/targets", uuid::Uuid::new_v4()),
+            "{\"name\":\"t\",\"kind\":\"log\"}".into(),
+        ),
         ("/webhooks/not-a-uuid/targets".into(), "{}".into()),
-        (format!("/webhooks/{wh}/events/{}/redeliver", uuid::Uuid::new_v4()), "{\"target_id\": 3}".into()),
+        (
+            format!("/webhooks/{wh}/events/{}/redeliver", uuid::Uuid::new_v4()),
+            "{\"target_id\": 3}".into(),
+        ),
     ];
     for (path, body) in cases {
         let r = app
@@ -82,16 +141,17 @@ async fn hostile_json_gets_4xx_never_5xx() {
             .await
             .unwrap();
         let status = r.status();
-        assert!(
-            status.is_client_error(),
-            "{path} {:.60}: {status}",
-            body
-        );
+        assert!(status.is_client_error(), "{path} {:.60}: {status}", body);
         let v: Value = r.json().await.unwrap_or(json!({"error": "non-json"}));
         assert!(v["error"].is_string(), "{path}: {v}");
     }
     // Missing content type.
-    let r = app.api(Method::POST, "/webhooks").body("{\"name\":\"a\"}").send().await.unwrap();
+    let r = app
+        .api(Method::POST, "/webhooks")
+        .body("{\"name\":\"a\"}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     app.stop().await;
 }
@@ -120,7 +180,10 @@ async fn first_run_admin_is_created_once() {
         test_config(dir.path()),
     )
     .await;
-    assert!(app.app().first_run_password().is_none(), "second start creates nothing");
+    assert!(
+        app.app().first_run_password().is_none(),
+        "second start creates nothing"
+    );
     let r = app
         .http
         .get(app.url("/api/v1/webhooks"))
@@ -136,17 +199,26 @@ async fn first_run_admin_is_created_once() {
 async fn webhook_crud_and_entrypoint_urls() {
     let app = TestApp::start_with(|c| c.base_url = Some("https://hooks.example.com".into())).await;
     let w = app
-        .post_json("/webhooks", json!({"name": "gh", "description": "GitHub", "retention_days": 7}))
+        .post_json(
+            "/webhooks",
+            json!({"name": "gh", "description": "GitHub", "retention_days": 7}),
+        )
         .await;
     let id = w["id"].as_str().unwrap();
     assert_eq!(w["retention_days"], 7);
     let ep = &w["entrypoints"][0];
     assert_eq!(
         ep["url"],
-        format!("https://hooks.example.com/webhook/{}", ep["id"].as_str().unwrap())
+        format!(
+            "https://hooks.example.com/webhook/{}",
+            ep["id"].as_str().unwrap()
+        )
     );
     let e2 = app
-        .post_json(&format!("/webhooks/{id}/entrypoints"), json!({"description": "second"}))
+        .post_json(
+            &format!("/webhooks/{id}/entrypoints"),
+            json!({"description": "second"}),
+        )
         .await;
     assert_eq!(e2["active"], true);
     let t = app
@@ -178,10 +250,18 @@ async fn webhook_crud_and_entrypoint_urls() {
     assert_eq!(list[0]["counts"]["targets"], 1);
     let file = app.dir.path().join(format!("events-{id}.redb"));
     assert!(file.exists());
-    let r = app.api(Method::DELETE, &format!("/webhooks/{id}")).send().await.unwrap();
+    let r = app
+        .api(Method::DELETE, &format!("/webhooks/{id}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 204);
     assert!(!file.exists(), "the event file goes with the webhook");
-    let r = app.api(Method::GET, &format!("/webhooks/{id}")).send().await.unwrap();
+    let r = app
+        .api(Method::GET, &format!("/webhooks/{id}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     app.stop().await;
 }
@@ -192,16 +272,31 @@ async fn healthcheck_and_metrics() {
         c.metrics_credentials = Some(("prom".into(), "scrape".into()));
     })
     .await;
-    let h: Value = app.http.get(app.url("/.well-known/healthcheck")).send().await.unwrap().json().await.unwrap();
+    let h: Value = app
+        .http
+        .get(app.url("/.well-known/healthcheck"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(h["status"], "ok");
     assert_eq!(h["appname"], "webhooker");
     assert!(h["uptime_seconds"].is_u64());
     let (wh, url) = app.webhook("m").await;
-    app.target(&wh, json!({"name": "db", "kind": "database"})).await;
+    app.target(&wh, json!({"name": "db", "kind": "database"}))
+        .await;
     app.send(&url, b"x").await;
     let r = app.http.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(r.status(), 401);
-    let r = app.http.get(app.url("/metrics")).basic_auth("prom", Some("scrape")).send().await.unwrap();
+    let r = app
+        .http
+        .get(app.url("/metrics"))
+        .basic_auth("prom", Some("scrape"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let text = r.text().await.unwrap();
     assert!(text.contains("webhooker_events_received_total"), "{text}");

@@ -1,1 +1,510 @@
-//! Delivery engine tests against real loopback sinks.
+//! Delivery engine tests against real loopback sinks (no mocks of the engine).
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::receiver::{Receiver, Reply};
+use crate::support::{TestApp, test_config, wait_until};
+
+fn results(ev: &Value, i: usize) -> Vec<Value> {
+    ev["deliveries"][i]["results"].as_array().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn happy_path_is_byte_identical_with_webhooker_headers() {
+    let app = TestApp::start().await;
+    let sink = Receiver::start().await;
+    let (wh, url) = app.webhook("happy").await;
+    app.target(
+        &wh,
+        json!({"name": "sink", "kind": "http", "url": sink.url("/in?x=1")}),
+    )
+    .await;
+    let small: Vec<u8> = (0..=255u8).chain([0, 0, 0xff]).collect();
+    let large: Vec<u8> = (0..40_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    for (method, body) in [
+        (reqwest::Method::PUT, small),
+        (reqwest::Method::POST, large),
+    ] {
+        let before = sink.count();
+        let r = app
+            .http
+            .request(method.clone(), &url)
+            .header("x-github-event", "push")
+            .header("x-dup", "a")
+            .header("x-dup", "b")
+            .header("x-webhooker-event-id", "forged")
+            .header("content-type", "application/octet-stream")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let event_id = r.json::<Value>().await.unwrap()["event_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(wait_until(Duration::from_secs(10), || async { sink.count() > before }).await);
+        let got = sink.received().pop().unwrap();
+        assert_eq!(got.method, method);
+        assert_eq!(got.uri.path(), "/in");
+        assert_eq!(got.body.as_ref(), body.as_slice(), "body is byte-identical");
+        assert_eq!(got.header("x-github-event").as_deref(), Some("push"));
+        assert_eq!(
+            got.header("content-type").as_deref(),
+            Some("application/octet-stream")
+        );
+        let dups: Vec<_> = got
+            .headers
+            .iter()
+            .filter(|(k, _)| k == "x-dup")
+            .map(|(_, v)| v.clone())
+            .collect();
+        assert_eq!(dups, vec![b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(
+            got.header("x-webhooker-event-id").as_deref(),
+            Some(event_id.as_str())
+        );
+        assert_eq!(got.header("x-webhooker-attempt").as_deref(), Some("1"));
+        let ev = app
+            .wait_finished(&wh, &event_id, Duration::from_secs(10))
+            .await;
+        let d = &ev["deliveries"][0];
+        assert_eq!(d["status"], "delivered");
+        assert_eq!(
+            got.header("x-webhooker-delivery-id").as_deref(),
+            d["id"].as_str()
+        );
+        let r = &results(&ev, 0)[0];
+        assert_eq!(r["status_code"], 200);
+        assert_eq!(r["response_body"], "sink reply");
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_until_success_and_fails_fast_on_4xx() {
+    let app = TestApp::start().await;
+    let (wh, url) = app.webhook("retry").await;
+
+    // 503, 503, 200: delivered on attempt 3, three results.
+    let flaky = Receiver::start().await;
+    flaky.script([Reply::status(503), Reply::status(503)]);
+    let t = app
+        .target(
+            &wh,
+            json!({"name": "flaky", "kind": "http", "url": flaky.url("/"), "max_retries": 5}),
+        )
+        .await;
+    let id = app.send(&url, b"{}").await;
+    let ev = app.wait_finished(&wh, &id, Duration::from_secs(10)).await;
+    let d = &ev["deliveries"][0];
+    assert_eq!(d["status"], "delivered");
+    assert_eq!(d["attempts"], 3);
+    let rs = results(&ev, 0);
+    let codes: Vec<_> = rs
+        .iter()
+        .map(|r| r["status_code"].as_u64().unwrap())
+        .collect();
+    assert_eq!(codes, [503, 503, 200]);
+    let attempts: Vec<_> = flaky
+        .received()
+        .iter()
+        .map(|r| r.header("x-webhooker-attempt").unwrap())
+        .collect();
+    assert_eq!(attempts, ["1", "2", "3"]);
+    app.api(
+        reqwest::Method::DELETE,
+        &format!("/webhooks/{wh}/targets/{t}"),
+    )
+    .send()
+    .await
+    .unwrap();
+
+    // 400: failed after one attempt.
+    let picky = Receiver::start().await;
+    picky.set_default(Reply::status(400));
+    let t = app
+        .target(
+            &wh,
+            json!({"name": "picky", "kind": "http", "url": picky.url("/"), "max_retries": 5}),
+        )
+        .await;
+    let id = app.send(&url, b"{}").await;
+    let ev = app.wait_finished(&wh, &id, Duration::from_secs(10)).await;
+    assert_eq!(ev["deliveries"][0]["status"], "failed");
+    assert_eq!(ev["deliveries"][0]["attempts"], 1);
+    assert_eq!(picky.count(), 1);
+    app.api(
+        reqwest::Method::DELETE,
+        &format!("/webhooks/{wh}/targets/{t}"),
+    )
+    .send()
+    .await
+    .unwrap();
+
+    // max_retries = 0 against a closed port: failed after one attempt, error recorded.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    app.target(&wh, json!({"name": "gone", "kind": "http", "url": format!("http://{closed}/"), "max_retries": 0}))
+        .await;
+    let id = app.send(&url, b"{}").await;
+    let ev = app.wait_finished(&wh, &id, Duration::from_secs(10)).await;
+    assert_eq!(ev["deliveries"][0]["status"], "failed");
+    assert_eq!(ev["deliveries"][0]["attempts"], 1);
+    let err = results(&ev, 0)[0]["error"].as_str().unwrap().to_string();
+    assert!(err.contains("connection"), "{err}");
+    app.stop().await;
+}
+
+fn ms(rfc3339: &Value) -> i64 {
+    rfc3339
+        .as_str()
+        .unwrap()
+        .parse::<jiff::Timestamp>()
+        .unwrap()
+        .as_millisecond()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_honoured_within_its_clamp() {
+    let app = TestApp::start().await;
+    let (wh, url) = app.webhook("retry-after").await;
+    // A 1 s hint is longer than our 50 ms test backoff: it wins.
+    let slow_down = Receiver::start().await;
+    slow_down.script([Reply {
+        status: 429,
+        retry_after: Some("1".into()),
+        delay: Duration::ZERO,
+    }]);
+    let t = app
+        .target(
+            &wh,
+            json!({"name": "ra", "kind": "http", "url": slow_down.url("/"), "max_retries": 3}),
+        )
+        .await;
+    let id = app.send(&url, b"{}").await;
+    let ev = app.wait_finished(&wh, &id, Duration::from_secs(10)).await;
+    assert_eq!(ev["deliveries"][0]["status"], "delivered");
+    let got = slow_down.received();
+    assert_eq!(got.len(), 2);
+    let gap = got[1].at - got[0].at;
+    assert!(
+        gap >= Duration::from_millis(950),
+        "second attempt came after {gap:?}"
+    );
+    app.api(
+        reqwest::Method::DELETE,
+        &format!("/webhooks/{wh}/targets/{t}"),
+    )
+    .send()
+    .await
+    .unwrap();
+
+    // A one-hour hint is clamped to the target's max_backoff (2 s).
+    let greedy = Receiver::start().await;
+    greedy.set_default(Reply {
+        status: 503,
+        retry_after: Some("3600".into()),
+        delay: Duration::ZERO,
+    });
+    app.target(&wh, json!({"name": "clamp", "kind": "http", "url": greedy.url("/"), "max_retries": 3, "max_backoff_secs": 2}))
+        .await;
+    let id = app.send(&url, b"{}").await;
+    let ev = app
+        .wait_event(&wh, &id, Duration::from_secs(10), |ev| {
+            ev["deliveries"][0]["status"] == "retrying"
+        })
+        .await;
+    let started = ms(&results(&ev, 0)[0]["started_at"]);
+    let next = ms(&ev["deliveries"][0]["next_attempt_at"]);
+    let wait = next - started;
+    assert!(
+        (1900..=2600).contains(&wait),
+        "next attempt {wait} ms after the first, want ≈2000"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breaker_stops_attempts_then_sends_one_probe() {
+    let app = TestApp::start_with(|c| {
+        c.engine.breaker_cooldown = Duration::from_millis(1500);
+    })
+    .await;
+    let dead = Receiver::start().await;
+    dead.set_default(Reply::status(503));
+    let (wh, url) = app.webhook("breaker").await;
+    app.target(
+        &wh,
+        json!({
+            "name": "dead", "kind": "http", "url": dead.url("/"),
+            "max_retries": "unlimited", "max_backoff_secs": 1, "max_in_flight": 1, "timeout_secs": 1
+        }),
+    )
+    .await;
+    for _ in 0..10 {
+        app.send(&url, b"{}").await;
+    }
+    assert!(wait_until(Duration::from_secs(10), || async { dead.count() >= 5 }).await);
+    // Open: nothing for most of the cooldown.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        dead.count(),
+        5,
+        "attempts stop after 5 consecutive failures"
+    );
+    // Then exactly one half-open probe, which fails and re-opens the breaker.
+    assert!(wait_until(Duration::from_secs(5), || async { dead.count() >= 6 }).await);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(dead.count(), 6, "one probe per cooldown");
+    // Deferrals spend no retry budget: no delivery has more attempts than were made.
+    let page = app
+        .get_json(&format!("/webhooks/{wh}/events?per_page=50"))
+        .await;
+    let attempts: u64 = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["deliveries"][0]["attempts"].as_u64().unwrap())
+        .sum();
+    assert_eq!(attempts, 6);
+    // The receiver recovers: the probe closes the breaker and the backlog drains.
+    dead.set_default(Reply::status(200));
+    let ok = wait_until(Duration::from_secs(15), || async {
+        let page = app
+            .get_json(&format!("/webhooks/{wh}/events?per_page=50"))
+            .await;
+        page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["deliveries"][0]["status"] == "delivered")
+    })
+    .await;
+    assert!(ok, "backlog delivered after recovery");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_in_flight_is_a_hard_cap() {
+    let app = TestApp::start_with(|c| c.engine.workers = 8).await;
+    let slow = Receiver::start().await;
+    slow.set_default(Reply {
+        status: 200,
+        retry_after: None,
+        delay: Duration::from_millis(30),
+    });
+    let (wh, url) = app.webhook("cap").await;
+    app.target(
+        &wh,
+        json!({"name": "slow", "kind": "http", "url": slow.url("/"), "max_in_flight": 3}),
+    )
+    .await;
+    let mut sends = Vec::new();
+    for _ in 0..100 {
+        let http = app.http.clone();
+        let url = url.clone();
+        sends.push(tokio::spawn(async move {
+            assert_eq!(http.post(url).body("x").send().await.unwrap().status(), 200);
+        }));
+    }
+    for s in sends {
+        s.await.unwrap();
+    }
+    assert!(wait_until(Duration::from_secs(30), || async { slow.count() >= 100 }).await);
+    assert!(
+        slow.max_in_flight() <= 3,
+        "saw {} concurrent",
+        slow.max_in_flight()
+    );
+    assert_eq!(
+        slow.max_in_flight(),
+        3,
+        "the cap is also reached, not undershot"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_is_parallel_and_a_slow_target_delays_nobody() {
+    let app = TestApp::start().await;
+    let (wh, url) = app.webhook("fanout").await;
+    let slow = Receiver::start().await;
+    slow.set_default(Reply {
+        status: 200,
+        retry_after: None,
+        delay: Duration::from_secs(3),
+    });
+    let fast: Vec<Receiver> = vec![
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+    ];
+    app.target(
+        &wh,
+        json!({"name": "slow", "kind": "http", "url": slow.url("/")}),
+    )
+    .await;
+    for (i, f) in fast.iter().enumerate() {
+        app.target(
+            &wh,
+            json!({"name": format!("fast{i}"), "kind": "http", "url": f.url("/")}),
+        )
+        .await;
+    }
+    app.send(&url, b"{\"fan\":\"out\"}").await;
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            fast.iter().all(|f| f.count() == 1)
+        })
+        .await
+    );
+    // All three fast targets got it while the slow one is still holding its request.
+    assert_eq!(slow.count(), 1, "slow target was called in parallel");
+    let slow_at = slow.received()[0].at;
+    for f in &fast {
+        let at = f.received()[0].at;
+        assert!(
+            at < slow_at + Duration::from_secs(1),
+            "fast target waited for the slow one"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssrf_is_refused_at_save_and_at_connect() {
+    // No allow-list: metadata IPs and names resolving to loopback are refused at save.
+    let app = TestApp::start_with(|c| c.engine.allowed_target_networks.clear()).await;
+    let (wh, _) = app.webhook("ssrf").await;
+    for url in [
+        "http://169.254.169.254/latest/meta-data",
+        "http://localhost:8080/",
+        "http://[::1]/",
+        "http://10.0.0.5/",
+    ] {
+        let r = app
+            .api(reqwest::Method::POST, &format!("/webhooks/{wh}/targets"))
+            .json(&json!({"name": "x", "kind": "http", "url": url}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422, "{url}");
+        let e: Value = r.json().await.unwrap();
+        assert!(e["error"].as_str().unwrap().contains("not allowed"), "{e}");
+    }
+    let dir = app.stop().await;
+
+    // Allowed while saved (allow-list), refused at connect after a restart without it.
+    let sink = Receiver::start().await;
+    let mut config = test_config(dir.path());
+    config.admin_password = Some("correct horse battery".into());
+    let app = TestApp::start_in(dir, config).await;
+    let (wh, url) = app.webhook("ssrf2").await;
+    let host_url = format!("http://localhost:{}/", sink.addr.port());
+    app.target(
+        &wh,
+        json!({"name": "by-name", "kind": "http", "url": host_url, "max_retries": 0}),
+    )
+    .await;
+    let dir = app.stop().await;
+    let mut config = test_config(dir.path());
+    config.engine.allowed_target_networks.clear();
+    config.admin_password = Some("correct horse battery".into());
+    let app = TestApp::start_in(dir, config).await;
+    let path = reqwest::Url::parse(&url).unwrap().path().to_string();
+    let id = app.send(&app.url(&path), b"{}").await;
+    let ev = app.wait_finished(&wh, &id, Duration::from_secs(10)).await;
+    assert_eq!(ev["deliveries"][0]["status"], "failed");
+    let err = results(&ev, 0)[0]["error"].as_str().unwrap().to_string();
+    assert!(err.contains("SSRF"), "{err}");
+    assert_eq!(sink.count(), 0, "nothing reached the loopback sink");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redelivery_creates_a_new_delivery_and_keeps_history() {
+    let app = TestApp::start().await;
+    let sink = Receiver::start().await;
+    let (wh, url) = app.webhook("redeliver").await;
+    let t = app
+        .target(
+            &wh,
+            json!({"name": "sink", "kind": "http", "url": sink.url("/")}),
+        )
+        .await;
+    app.target(&wh, json!({"name": "db", "kind": "database"}))
+        .await;
+    let id = app.send(&url, b"again").await;
+    app.wait_finished(&wh, &id, Duration::from_secs(10)).await;
+    let r = app
+        .api(
+            reqwest::Method::POST,
+            &format!("/webhooks/{wh}/events/{id}/redeliver"),
+        )
+        .json(&json!({"target_id": t}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let ev = app.wait_finished(&wh, &id, Duration::from_secs(10)).await;
+    let to_sink: Vec<_> = ev["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["target_id"] == t.as_str())
+        .collect();
+    assert_eq!(to_sink.len(), 2, "old delivery kept, new one added");
+    assert!(to_sink.iter().all(|d| d["status"] == "delivered"));
+    assert_eq!(sink.count(), 2);
+    assert_eq!(sink.received()[1].body.as_ref(), b"again");
+    // All targets.
+    let r = app
+        .api(
+            reqwest::Method::POST,
+            &format!("/webhooks/{wh}/events/{id}/redeliver"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let ev = app.wait_finished(&wh, &id, Duration::from_secs(10)).await;
+    assert_eq!(ev["deliveries"].as_array().unwrap().len(), 5);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_target_posts_a_summary() {
+    let app = TestApp::start().await;
+    let slack = Receiver::start().await;
+    let (wh, url) = app.webhook("slack").await;
+    app.target(
+        &wh,
+        json!({"name": "chat", "kind": "slack", "url": slack.url("/services/T/B/X")}),
+    )
+    .await;
+    app.target(&wh, json!({"name": "log", "kind": "log"})).await;
+    let id = app.send(&url, b"{\"action\":\"opened\",\"n\":1}").await;
+    let ev = app.wait_finished(&wh, &id, Duration::from_secs(10)).await;
+    assert!(
+        ev["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["status"] == "delivered")
+    );
+    let got = slack.received();
+    let v: Value = serde_json::from_slice(&got[0].body).unwrap();
+    let text = v["text"].as_str().unwrap();
+    assert!(text.contains("\"action\": \"opened\""), "{text}");
+    assert!(text.contains("```"));
+    assert_eq!(
+        got[0].header("content-type").as_deref(),
+        Some("application/json")
+    );
+    app.stop().await;
+}

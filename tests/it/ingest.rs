@@ -9,8 +9,7 @@ use serde_json::{Value, json};
 use crate::support::{TestApp, test_config};
 
 async fn total_events(app: &TestApp, webhook: &str) -> u64 {
-    app.get_json(&format!("/webhooks/{webhook}/events"))
-        .await["total"]
+    app.get_json(&format!("/webhooks/{webhook}/events")).await["total"]
         .as_u64()
         .unwrap()
 }
@@ -28,18 +27,52 @@ async fn ingest_status_codes_and_nothing_stored_on_errors() {
     }
     // 404 unknown and malformed ids.
     let unknown = app.url(&format!("/webhook/{}", uuid::Uuid::new_v4()));
-    assert_eq!(app.http.post(unknown).body("x").send().await.unwrap().status(), 404);
+    assert_eq!(
+        app.http
+            .post(unknown)
+            .body("x")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
     let malformed = app.url("/webhook/not-a-uuid");
-    assert_eq!(app.http.post(malformed).body("x").send().await.unwrap().status(), 404);
+    assert_eq!(
+        app.http
+            .post(malformed)
+            .body("x")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
     // 413 over the limit, declared or streamed.
-    let r = app.http.post(&url).body(vec![b'a'; 1025]).send().await.unwrap();
+    let r = app
+        .http
+        .post(&url)
+        .body(vec![b'a'; 1025])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 413);
     assert_eq!(chunked_post(&url, &[&[b'b'; 600], &[b'c'; 600]]).await, 413);
-    assert_eq!(total_events(&app, &wh).await, 0, "nothing stored on error paths");
+    assert_eq!(
+        total_events(&app, &wh).await,
+        0,
+        "nothing stored on error paths"
+    );
 
     // 200 for POST, PUT and PATCH, exactly at the limit.
     for m in [Method::POST, Method::PUT, Method::PATCH] {
-        let r = app.http.request(m, &url).body(vec![b'z'; 1024]).send().await.unwrap();
+        let r = app
+            .http
+            .request(m, &url)
+            .body(vec![b'z'; 1024])
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["status"], "ok");
@@ -57,7 +90,10 @@ async fn ingest_status_codes_and_nothing_stored_on_errors() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(app.http.post(&url).body("x").send().await.unwrap().status(), 410);
+    assert_eq!(
+        app.http.post(&url).body("x").send().await.unwrap().status(),
+        410
+    );
     assert_eq!(total_events(&app, &wh).await, 3);
     app.stop().await;
 }
@@ -165,7 +201,8 @@ async fn eight_webhooks_ingesting_concurrently_lose_nothing() {
     let mut hooks = Vec::new();
     for i in 0..8 {
         let (wh, url) = app.webhook(&format!("c{i}")).await;
-        app.target(&wh, json!({"name": "db", "kind": "database"})).await;
+        app.target(&wh, json!({"name": "db", "kind": "database"}))
+            .await;
         hooks.push((wh, url));
     }
     const PER_HOOK: usize = 50;
@@ -175,7 +212,12 @@ async fn eight_webhooks_ingesting_concurrently_lose_nothing() {
             let http = app.http.clone();
             let url = url.clone();
             tasks.push(tokio::spawn(async move {
-                let r = http.post(url).body(format!("event {n}")).send().await.unwrap();
+                let r = http
+                    .post(url)
+                    .body(format!("event {n}"))
+                    .send()
+                    .await
+                    .unwrap();
                 assert_eq!(r.status(), 200);
             }));
         }

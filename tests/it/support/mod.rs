@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod process;
 pub mod receiver;
 
 use std::future::Future;
@@ -148,18 +149,31 @@ impl TestApp {
 
     /// Waits until every delivery of the event is terminal; returns the event.
     pub async fn wait_finished(&self, webhook: &str, event: &str, limit: Duration) -> Value {
-        let deadline = Instant::now() + limit;
-        loop {
-            let ev = self.event(webhook, event).await;
-            let done = ev["deliveries"]
+        self.wait_event(webhook, event, limit, |ev| {
+            ev["deliveries"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .all(|d| matches!(d["status"].as_str(), Some("delivered" | "failed")));
-            if done {
+                .all(|d| matches!(d["status"].as_str(), Some("delivered" | "failed")))
+        })
+        .await
+    }
+
+    /// Polls the event until `done` holds; returns it.
+    pub async fn wait_event(
+        &self,
+        webhook: &str,
+        event: &str,
+        limit: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let ev = self.event(webhook, event).await;
+            if done(&ev) {
                 return ev;
             }
-            assert!(Instant::now() < deadline, "deliveries did not finish: {ev:#}");
+            assert!(Instant::now() < deadline, "event never got there: {ev:#}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
