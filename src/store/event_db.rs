@@ -43,6 +43,9 @@ const FORMAT_KEY: &str = "format_version";
 const MAX_BATCH_OPS: usize = 1024;
 /// Most body bytes committed in one transaction.
 const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
+/// redb page cache per event file. redb's default (1 GiB) would let RSS grow with the
+/// backlog; hot data here is the tail of the event table and the due index.
+const CACHE_BYTES: usize = 16 * 1024 * 1024;
 /// Requests that may wait for the writer before ingest answers 503.
 const WRITER_QUEUE: usize = 8192;
 
@@ -158,7 +161,9 @@ pub struct EventStore {
 impl EventStore {
     /// Opens or creates the file, checks its format version and starts its writer.
     pub(crate) fn open(webhook_id: Uuid, path: &Path) -> Result<EventStore, StoreError> {
-        let db = Database::create(path)?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)?;
         let tx = db.begin_write()?;
         {
             let mut meta = tx.open_table(META)?;

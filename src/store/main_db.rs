@@ -40,7 +40,10 @@ pub struct MainDb {
 impl MainDb {
     /// Opens or creates the file, checks its format version and loads the catalog.
     pub(crate) fn open(path: &Path) -> Result<MainDb, StoreError> {
-        let db = Database::create(path)?;
+        // Configuration is small; a modest cache keeps RSS predictable.
+        let db = Database::builder()
+            .set_cache_size(8 * 1024 * 1024)
+            .create(path)?;
         let tx = db.begin_write()?;
         {
             let mut settings = tx.open_table(SETTINGS)?;

@@ -1,0 +1,210 @@
+//! The real binary as a child process: SIGKILL mid-delivery loses nothing acknowledged;
+//! a large backlog keeps threads flat and memory bounded.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::process::{PASSWORD, ServerProcess};
+use crate::support::receiver::{Receiver, Reply};
+use crate::support::wait_until;
+
+async fn setup(http: &reqwest::Client, base: &str, target: Value) -> (String, String) {
+    let w: Value = http
+        .post(format!("{base}/api/v1/webhooks"))
+        .basic_auth("admin", Some(PASSWORD))
+        .json(&json!({"name": "proc"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = w["id"].as_str().unwrap().to_string();
+    let path = reqwest::Url::parse(w["entrypoints"][0]["url"].as_str().unwrap())
+        .unwrap()
+        .path()
+        .to_string();
+    let r = http
+        .post(format!("{base}/api/v1/webhooks/{id}/targets"))
+        .basic_auth("admin", Some(PASSWORD))
+        .json(&target)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    (id, path)
+}
+
+/// Sends `count` events with `concurrency` senders; returns the acknowledged event ids.
+/// Send errors (the server was killed) are not acknowledgements and are skipped.
+async fn blast(
+    http: &reqwest::Client,
+    url: String,
+    count: usize,
+    concurrency: usize,
+) -> Vec<String> {
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (http, url, acked, next) = (http.clone(), url.clone(), acked.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if n >= count {
+                    break;
+                }
+                let body = format!("{{\"n\":{n}}}");
+                let Ok(r) = http.post(&url).body(body).send().await else {
+                    break;
+                };
+                if r.status() != 200 {
+                    break;
+                }
+                let Ok(v) = r.json::<Value>().await else {
+                    break;
+                };
+                acked
+                    .lock()
+                    .unwrap()
+                    .push(v["event_id"].as_str().unwrap().to_string());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    Arc::try_unwrap(acked).unwrap().into_inner().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_delivery_loses_no_acknowledged_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Receiver::start().await;
+    // A slow receiver keeps deliveries in flight and queued when the kill comes.
+    sink.set_default(Reply {
+        status: 200,
+        retry_after: None,
+        delay: Duration::from_millis(20),
+    });
+    let dir_path = dir.path().to_path_buf();
+    let mut server = tokio::task::spawn_blocking(move || ServerProcess::start(&dir_path, None))
+        .await
+        .unwrap();
+    webhooker::delivery::install_crypto_provider();
+    let http = reqwest::Client::new();
+    let (_, path) = setup(
+        &http,
+        &server.base,
+        json!({"name": "sink", "kind": "http", "url": sink.url("/"), "max_in_flight": 4}),
+    )
+    .await;
+    let url = format!("{}{path}", server.base);
+
+    // Kill the server while the load is running.
+    let load = tokio::spawn({
+        let http = http.clone();
+        async move { blast(&http, url, 100_000, 8).await }
+    });
+    assert!(wait_until(Duration::from_secs(30), || async { sink.count() >= 50 }).await);
+    server.kill();
+    let acked: HashSet<String> = load.await.unwrap().into_iter().collect();
+    let delivered_before = unique_event_ids(&sink).len();
+    eprintln!(
+        "acknowledged {} events, {} delivered before SIGKILL",
+        acked.len(),
+        delivered_before
+    );
+    assert!(acked.len() > delivered_before, "the kill came mid-delivery");
+
+    // Restart on the same data: recovery delivers the rest.
+    let dir_path = dir.path().to_path_buf();
+    let server = tokio::task::spawn_blocking(move || ServerProcess::start(&dir_path, None))
+        .await
+        .unwrap();
+    let ok = wait_until(Duration::from_secs(90), || async {
+        let got = unique_event_ids(&sink);
+        acked.iter().all(|id| got.contains(id))
+    })
+    .await;
+    let got = unique_event_ids(&sink);
+    let missing = acked.iter().filter(|id| !got.contains(*id)).count();
+    assert!(ok, "{missing} acknowledged events never delivered");
+    eprintln!(
+        "after restart: {} unique delivered, {} requests in all (duplicates are allowed)",
+        got.len(),
+        sink.count()
+    );
+    drop(server);
+}
+
+fn unique_event_ids(sink: &Receiver) -> HashSet<String> {
+    sink.received()
+        .iter()
+        .filter_map(|r| r.header("x-webhooker-event-id"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backlog_for_a_dead_target_keeps_threads_flat_and_memory_bounded() {
+    const BACKLOG: usize = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let dir_path = dir.path().to_path_buf();
+    let server = tokio::task::spawn_blocking(move || ServerProcess::start(&dir_path, None))
+        .await
+        .unwrap();
+    webhooker::delivery::install_crypto_provider();
+    let http = reqwest::Client::new();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (wh, path) = setup(
+        &http,
+        &server.base,
+        json!({"name": "dead", "kind": "http", "url": format!("http://{closed}/"), "max_retries": "unlimited"}),
+    )
+    .await;
+    let url = format!("{}{path}", server.base);
+    // Warm up, then take the idle figures.
+    blast(&http, url.clone(), 20, 4).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (threads_idle, rss_idle) = (server.threads(), server.rss_kib());
+
+    let acked = blast(&http, url, BACKLOG, 32).await;
+    assert_eq!(acked.len(), BACKLOG);
+    let (threads_after, rss_after) = (server.threads(), server.rss_kib());
+    eprintln!(
+        "backlog {BACKLOG}: threads idle {threads_idle} -> {threads_after}; RSS idle {} MiB -> {} MiB",
+        rss_idle / 1024,
+        rss_after / 1024
+    );
+    assert!(
+        threads_after <= threads_idle,
+        "threads grew with the backlog"
+    );
+    assert!(
+        rss_after < rss_idle + 150 * 1024,
+        "memory grew by {} MiB",
+        (rss_after - rss_idle) / 1024
+    );
+    // Every delivery is still unfinished and on record.
+    let page: Value = http
+        .get(format!(
+            "{}/api/v1/webhooks/{wh}/events?per_page=1",
+            server.base
+        ))
+        .basic_auth("admin", Some(PASSWORD))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["total"], BACKLOG + 20);
+    assert_ne!(page["events"][0]["deliveries"][0]["status"], "delivered");
+    drop(server);
+}
