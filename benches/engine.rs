@@ -1,1 +1,130 @@
-fn main() {}
+//! Engine throughput: events ingested over HTTP and delivered to an in-process loopback
+//! sink, with fan-out 1 and 4. Measures the whole path (ingest commit, queue, worker,
+//! HTTP to the sink, result commit).
+//!
+//! `cargo bench --bench engine`
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use serde_json::{Value, json};
+use webhooker::app::App;
+use webhooker::config::Config;
+
+const EVENTS: usize = 500;
+
+struct Bench {
+    app: App,
+    http: reqwest::Client,
+    url: String,
+    received: Arc<AtomicUsize>,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup(fan_out: usize) -> Bench {
+    webhooker::delivery::install_crypto_provider();
+    let received = Arc::new(AtomicUsize::new(0));
+    let counter = received.clone();
+    let sink = axum::Router::new().fallback(move || {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::Relaxed);
+            "ok"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sink_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, sink).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::for_data_dir(dir.path());
+    config.admin_password = Some("bench password".into());
+    config.engine.allowed_target_networks = vec!["127.0.0.0/8".parse().unwrap()];
+    let app = App::start(config).await.unwrap();
+    let base = format!("http://{}", app.local_addr());
+    let http = reqwest::Client::new();
+    let w: Value = http
+        .post(format!("{base}/api/v1/webhooks"))
+        .basic_auth("admin", Some("bench password"))
+        .json(&json!({"name": "bench"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = w["id"].as_str().unwrap();
+    for i in 0..fan_out {
+        http.post(format!("{base}/api/v1/webhooks/{id}/targets"))
+            .basic_auth("admin", Some("bench password"))
+            .json(&json!({"name": format!("sink{i}"), "kind": "http", "url": format!("http://{sink_addr}/hook{i}"), "max_in_flight": 64}))
+            .send()
+            .await
+            .unwrap();
+    }
+    let path = reqwest::Url::parse(w["entrypoints"][0]["url"].as_str().unwrap())
+        .unwrap()
+        .path()
+        .to_string();
+    Bench {
+        app,
+        http,
+        url: format!("{base}{path}"),
+        received,
+        _dir: dir,
+    }
+}
+
+async fn run_once(b: &Bench, fan_out: usize) -> Duration {
+    let start = Instant::now();
+    let target = b.received.load(Ordering::Relaxed) + EVENTS * fan_out;
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut senders = Vec::new();
+    for _ in 0..16 {
+        let (http, url, next) = (b.http.clone(), b.url.clone(), next.clone());
+        senders.push(tokio::spawn(async move {
+            while next.fetch_add(1, Ordering::Relaxed) < EVENTS {
+                http.post(&url).body(vec![b'x'; 1024]).send().await.unwrap();
+            }
+        }));
+    }
+    for s in senders {
+        s.await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while b.received.load(Ordering::Relaxed) < target && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    start.elapsed()
+}
+
+fn engine(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("engine_end_to_end");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(10));
+    for fan_out in [1usize, 4] {
+        let bench = rt.block_on(setup(fan_out));
+        group.throughput(Throughput::Elements((EVENTS * fan_out) as u64));
+        group.bench_with_input(BenchmarkId::new("fan_out", fan_out), &fan_out, |b, &f| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    total += rt.block_on(run_once(&bench, f));
+                }
+                total
+            })
+        });
+        rt.block_on(bench.app.shutdown());
+    }
+    group.finish();
+}
+
+criterion_group!(benches, engine);
+criterion_main!(benches);

@@ -8,6 +8,9 @@ use webhooker::app::App;
 use webhooker::config::Config;
 
 fn main() -> anyhow::Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+        std::process::exit(healthcheck());
+    }
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {
@@ -81,5 +84,30 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = term => {}
+    }
+}
+
+/// `webhooker healthcheck`: exit 0 when the local server answers its health check. Used by
+/// the Docker HEALTHCHECK, where no curl is installed.
+fn healthcheck() -> i32 {
+    use std::io::{Read, Write};
+    let port = std::env::var("PORT").unwrap_or_else(|_| "8080".into());
+    let addr = format!("127.0.0.1:{}", port.trim());
+    let Ok(mut stream) = std::net::TcpStream::connect(&addr) else {
+        return 1;
+    };
+    let timeout = Some(std::time::Duration::from_secs(3));
+    if stream.set_read_timeout(timeout).is_err() || stream.set_write_timeout(timeout).is_err() {
+        return 1;
+    }
+    let request =
+        "GET /.well-known/healthcheck HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    if stream.write_all(request.as_bytes()).is_err() {
+        return 1;
+    }
+    let mut head = [0u8; 12];
+    match stream.read_exact(&mut head) {
+        Ok(()) if head.starts_with(b"HTTP/1.1 200") => 0,
+        _ => 1,
     }
 }

@@ -141,7 +141,7 @@ async fn hostile_json_gets_4xx_never_5xx() {
             .await
             .unwrap();
         let status = r.status();
-        assert!(status.is_client_error(), "{path} {:.60}: {status}", body);
+        assert!(status.is_client_error(), "{path} {body:.60}: {status}");
         let v: Value = r.json().await.unwrap_or(json!({"error": "non-json"}));
         assert!(v["error"].is_string(), "{path}: {v}");
     }
