@@ -50,7 +50,7 @@ fn new_event(body: &Bytes) -> NewEvent {
 fn ingest(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let events = store.events(Uuid::new_v4()).unwrap();
+    let events = store.create_events(Uuid::new_v4()).unwrap();
     let mut group = c.benchmark_group("ingest");
     group
         .sample_size(10)
@@ -93,7 +93,7 @@ fn ingest(c: &mut Criterion) {
 fn due_scan(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let events = store.events(Uuid::new_v4()).unwrap();
+    let events = store.create_events(Uuid::new_v4()).unwrap();
     let body = Bytes::from_static(b"{}");
     let (tx, rx) = mpsc::channel();
     for _ in 0..100_000 {

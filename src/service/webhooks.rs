@@ -182,7 +182,7 @@ impl Service {
         let id = webhook.id;
         self.blocking(move |store| {
             // The file first: a webhook that exists always has somewhere to store events.
-            store.events(webhook.id)?;
+            store.create_events(webhook.id)?;
             store.main.create_webhook(&webhook, &entrypoint)?;
             Ok(())
         })

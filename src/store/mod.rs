@@ -53,6 +53,9 @@ pub enum StoreError {
     /// The per-webhook writer queue is full; the caller should retry later.
     #[error("event store is overloaded")]
     Busy,
+    /// The webhook does not exist (any more), so neither does its event file.
+    #[error("no such webhook")]
+    UnknownWebhook,
 }
 
 macro_rules! from_redb {
@@ -101,8 +104,18 @@ impl Store {
         self.main.catalog()
     }
 
-    /// The event file of a webhook, opened (or created) on first use and kept open.
+    /// The event file of an existing webhook, opened on first use and kept open. Refuses
+    /// webhooks missing from the catalog, so a late write for a deleted webhook cannot
+    /// bring its file back.
     pub fn events(&self, webhook_id: Uuid) -> Result<Arc<EventStore>, StoreError> {
+        if self.catalog().webhook(webhook_id).is_none() {
+            return Err(StoreError::UnknownWebhook);
+        }
+        self.events.get_or_open(webhook_id)
+    }
+
+    /// Creates (or opens) the event file of a webhook being created.
+    pub fn create_events(&self, webhook_id: Uuid) -> Result<Arc<EventStore>, StoreError> {
         self.events.get_or_open(webhook_id)
     }
 

@@ -508,3 +508,42 @@ async fn slack_target_posts_a_summary() {
     );
     app.stop().await;
 }
+
+/// Regression: a result recorded after its webhook was deleted used to re-create the
+/// webhook's event file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_webhook_mid_delivery_does_not_resurrect_its_file() {
+    let app = TestApp::start().await;
+    let slow = Receiver::start().await;
+    slow.set_default(Reply {
+        status: 503,
+        retry_after: None,
+        delay: Duration::from_millis(300),
+    });
+    let (wh, url) = app.webhook("doomed").await;
+    app.target(
+        &wh,
+        json!({"name": "slow", "kind": "http", "url": slow.url("/")}),
+    )
+    .await;
+    app.send(&url, b"{}").await;
+    assert!(wait_until(Duration::from_secs(10), || async { slow.count() >= 1 }).await);
+    let r = app
+        .api(reqwest::Method::DELETE, &format!("/webhooks/{wh}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let file = app.dir.path().join(format!("events-{wh}.redb"));
+    // Let the in-flight attempt finish and try to record its result.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(!file.exists(), "event file came back after delete");
+    let count = slow.count();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        slow.count(),
+        count,
+        "no further attempts for a deleted webhook"
+    );
+    app.stop().await;
+}
