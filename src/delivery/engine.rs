@@ -312,7 +312,10 @@ fn attempt(s: &Arc<Shared>, task: DeliveryTask) -> Option<DeliveryTask> {
             let cfg = cfg.clone();
             let uses_breaker = cfg.max_retries.retries();
             let timeout = Duration::from_secs(cfg.timeout_secs.max(1) as u64);
-            let probe = match admit(s, &task, cfg.max_in_flight, uses_breaker, timeout) {
+            // While a probe is out, others look again after at most one cooldown: a hung
+            // probe cannot hold the breaker longer than that.
+            let probe_wait = timeout.min(s.config.breaker_cooldown);
+            let probe = match admit(s, &task, cfg.max_in_flight, uses_breaker, probe_wait) {
                 Admit::Go { probe } => probe,
                 Admit::Waiting => return None,
                 Admit::Defer(until) => {

@@ -7,3 +7,4 @@ mod api;
 mod delivery;
 mod ingest;
 mod recovery;
+mod store;

@@ -1,0 +1,116 @@
+//! Store-level tests on real redb files: retention, due-index ordering, format version.
+
+use bytes::Bytes;
+use uuid::Uuid;
+use webhooker::model::{Delivery, DeliveryStatus, Event, now_ms};
+use webhooker::store::{NewEvent, Store, StoreError, WriteOp};
+
+fn event_with(status: DeliveryStatus, due: Option<i64>) -> NewEvent {
+    let now = now_ms();
+    let event = Event {
+        id: Uuid::now_v7(),
+        entrypoint_id: Uuid::nil(),
+        received_at: now,
+        method: "POST".into(),
+        path: "/".into(),
+        headers: vec![],
+        content_type: None,
+        remote_addr: "127.0.0.1".into(),
+        body_len: 3,
+    };
+    let delivery = Delivery {
+        id: Uuid::now_v7(),
+        event_id: event.id,
+        target_id: Uuid::nil(),
+        status,
+        attempts: 1,
+        next_attempt_at: due,
+        created_at: now,
+    };
+    NewEvent {
+        event,
+        body: Bytes::from_static(b"abc"),
+        deliveries: vec![delivery],
+    }
+}
+
+#[test]
+fn retention_removes_only_old_finished_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let events = store.create_events(Uuid::new_v4()).unwrap();
+    let now = now_ms();
+    for status in [DeliveryStatus::Delivered, DeliveryStatus::Failed] {
+        for _ in 0..3 {
+            events
+                .write_blocking(WriteOp::Ingest(event_with(status, None)))
+                .unwrap();
+        }
+    }
+    let pending = event_with(DeliveryStatus::Retrying, Some(now + 60_000));
+    let pending_id = pending.event.id;
+    events.write_blocking(WriteOp::Ingest(pending)).unwrap();
+    assert_eq!(events.event_count().unwrap(), 7);
+
+    // A cutoff before everything removes nothing.
+    assert_eq!(events.prune(now - 60_000).unwrap().events_removed, 0);
+    // A cutoff after everything removes the finished ones only.
+    let report = events.prune(now_ms() + 1000).unwrap();
+    assert_eq!(report.events_removed, 6);
+    assert_eq!(events.event_count().unwrap(), 1);
+    assert!(events.event_detail(pending_id).unwrap().is_some());
+    assert_eq!(
+        events.due_count().unwrap(),
+        1,
+        "the unfinished delivery keeps its due row"
+    );
+    store.close();
+}
+
+#[test]
+fn due_index_is_ordered_by_due_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let events = store.create_events(Uuid::new_v4()).unwrap();
+    let now = now_ms();
+    for offset in [5_000, -3_000, 0, -10_000, 60_000] {
+        events
+            .write_blocking(WriteOp::Ingest(event_with(
+                DeliveryStatus::Pending,
+                Some(now + offset),
+            )))
+            .unwrap();
+    }
+    let due = events.due_before(now, 100).unwrap();
+    let times: Vec<i64> = due.iter().map(|r| r.due_at - now).collect();
+    assert_eq!(times, [-10_000, -3_000, 0]);
+    assert_eq!(events.due_before(now, 2).unwrap().len(), 2);
+    assert_eq!(events.due_count().unwrap(), 5);
+    store.close();
+}
+
+#[test]
+fn event_file_written_by_another_format_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = redb::Database::create(dir.path().join("webhooker.redb")).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut t = tx
+                .open_table(redb::TableDefinition::<&str, &[u8]>::new("settings"))
+                .unwrap();
+            t.insert("format_version", 99u32.to_le_bytes().as_slice())
+                .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    match Store::open(dir.path()) {
+        Err(StoreError::FormatVersion {
+            found, expected, ..
+        }) => {
+            assert_eq!((found, expected), (99, webhooker::store::FORMAT_VERSION));
+        }
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("a file of another format was opened"),
+    }
+}
