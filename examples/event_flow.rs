@@ -62,6 +62,7 @@ struct Harness {
     app: App,
     http: reqwest::Client,
     base: String,
+    token: String,
     _dir: tempfile::TempDir,
 }
 
@@ -77,19 +78,34 @@ impl Harness {
         tweak(&mut config);
         let app = App::start(config).await?;
         let base = format!("http://{}", app.local_addr());
-        Ok(Harness {
+        let mut h = Harness {
             app,
             http: reqwest::Client::new(),
             base,
+            token: String::new(),
             _dir: dir,
-        })
+        };
+        // A bearer key (SHA-256) keeps the result polling cheap.
+        let key = h
+            .api(
+                reqwest::Method::POST,
+                "/keys",
+                Some(json!({"name": "flow"})),
+            )
+            .await?;
+        h.token = key["token"].as_str().context("token")?.to_string();
+        Ok(h)
     }
 
     async fn api(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value> {
         let mut req = self
             .http
-            .request(method, format!("{}/api/v1{path}", self.base))
-            .basic_auth("admin", Some(PASSWORD));
+            .request(method, format!("{}/api/v1{path}", self.base));
+        req = if self.token.is_empty() {
+            req.basic_auth("admin", Some(PASSWORD))
+        } else {
+            req.bearer_auth(&self.token)
+        };
         if let Some(b) = body {
             req = req
                 .header("content-type", "application/json")

@@ -25,6 +25,10 @@ const MIN_PASSWORD: usize = 8;
 const MAX_PASSWORD: usize = 1024;
 /// Prefix of API key tokens, so leaked keys are recognisable.
 const API_KEY_PREFIX: &str = "whk_";
+/// How long a verified Basic credential is remembered.
+const BASIC_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+/// Most remembered Basic credentials.
+const BASIC_CACHE_MAX: usize = 256;
 /// API key `last_used_at` is written at most this often.
 const TOUCH_INTERVAL_MS: i64 = 60_000;
 
@@ -136,6 +140,35 @@ impl Service {
         .await
     }
 
+    /// Checks HTTP Basic credentials, remembering a success for a minute. The cache key
+    /// is an HMAC of both, so the map holds nothing a memory dump could log in with.
+    pub async fn verify_basic(&self, username: &str, password: &str) -> ServiceResult<User> {
+        let mut material = Vec::with_capacity(username.len() + password.len() + 1);
+        material.extend_from_slice(username.as_bytes());
+        material.push(0);
+        material.extend_from_slice(password.as_bytes());
+        let key = self.mac("basic-cache", &material);
+        let cached = self
+            .verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .filter(|(_, at)| at.elapsed() < BASIC_CACHE_TTL)
+            .map(|(id, _)| *id);
+        if let Some(id) = cached
+            && let Some(user) = self.blocking(move |store| Ok(store.main.user(id)?)).await?
+        {
+            return Ok(user);
+        }
+        let user = self.verify_password(username, password).await?;
+        let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= BASIC_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(key, (user.id, std::time::Instant::now()));
+        Ok(user)
+    }
+
     /// Verifies credentials and opens a session.
     pub async fn login(&self, username: &str, password: &str) -> ServiceResult<LoginOutcome> {
         let user = self.verify_password(username, password).await?;
@@ -204,6 +237,11 @@ impl Service {
             .map_err(|_| ServiceError::invalid("current_password", "is not correct"))?;
         let new = new.to_string();
         let id = user.id;
+        // Cached Basic credentials of the old password must stop working now.
+        self.verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         self.blocking(move |store| Ok(store.main.set_password(id, hash_password(&new)?)?))
             .await?;
         self.open_session(id).await

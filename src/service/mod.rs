@@ -55,6 +55,9 @@ impl ServiceError {
     }
 }
 
+/// Keyed credential hash → (user id, when verified).
+type BasicCache = std::collections::HashMap<[u8; 32], (uuid::Uuid, std::time::Instant)>;
+
 /// Result of a service call.
 pub type ServiceResult<T> = Result<T, ServiceError>;
 
@@ -65,6 +68,9 @@ pub struct Service {
     engine: Engine,
     policy: NetworkPolicy,
     session_key: Arc<Vec<u8>>,
+    /// Recently verified Basic credentials (keyed by HMAC of user and password), so API
+    /// clients using Basic auth pay the argon2 cost once a minute, not per request.
+    verified: Arc<std::sync::Mutex<BasicCache>>,
 }
 
 impl Service {
@@ -76,6 +82,7 @@ impl Service {
             engine,
             policy,
             session_key,
+            verified: Arc::default(),
         })
     }
 

@@ -308,3 +308,44 @@ async fn healthcheck_and_metrics() {
     plain.stop().await;
     app.stop().await;
 }
+
+/// Basic credentials are cached for a minute; a password change must end that at once.
+#[tokio::test]
+async fn password_change_invalidates_cached_basic_credentials() {
+    let app = TestApp::start().await;
+    let url = app.url("/api/v1/webhooks");
+    let ok = app
+        .http
+        .get(&url)
+        .basic_auth("admin", Some(&app.password))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let service = app.app().service();
+    let user = service
+        .verify_password("admin", &app.password)
+        .await
+        .unwrap();
+    service
+        .change_password(&user, &app.password, "a brand new password")
+        .await
+        .unwrap();
+    let old = app
+        .http
+        .get(&url)
+        .basic_auth("admin", Some(&app.password))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old.status(), 401);
+    let new = app
+        .http
+        .get(&url)
+        .basic_auth("admin", Some("a brand new password"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(new.status(), 200);
+    app.stop().await;
+}

@@ -56,7 +56,7 @@ impl FromRequestParts<AppState> for ApiUser {
         let result = if let Some(token) = bearer_token(&parts.headers) {
             service.authenticate_api_key(token).await
         } else if let Some((u, p)) = basic_credentials(&parts.headers) {
-            service.verify_password(&u, &p).await
+            service.verify_basic(&u, &p).await
         } else {
             Err(ServiceError::Unauthorized)
         };
