@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::delivery::{DeliveryTask, Engine, EventPayload};
 use crate::metrics as m;
-use crate::model::{Delivery, DeliveryStatus, Entrypoint, Event, now_ms};
+use crate::model::{Delivery, Entrypoint, Event, now_ms};
 use crate::store::{EventStore, NewEvent, Store, StoreError, WriteOp};
 
 /// Why a webhook was not accepted.
@@ -125,15 +125,7 @@ impl Ingestor {
         };
         let deliveries: Vec<Delivery> = targets
             .iter()
-            .map(|t| Delivery {
-                id: Uuid::now_v7(),
-                event_id: event.id,
-                target_id: t.id,
-                status: DeliveryStatus::Pending,
-                attempts: 0,
-                next_attempt_at: Some(now),
-                created_at: now,
-            })
+            .map(|t| Delivery::pending(event.id, t.id, now))
             .collect();
         let payload = Arc::new(EventPayload::new(&event, req.body.clone()));
         let event_id = event.id;

@@ -265,6 +265,21 @@ pub struct Delivery {
     pub created_at: Millis,
 }
 
+impl Delivery {
+    /// A new delivery of `event_id` to `target_id`, not yet attempted and due at `now`.
+    pub fn pending(event_id: uuid::Uuid, target_id: uuid::Uuid, now: Millis) -> Delivery {
+        Delivery {
+            id: uuid::Uuid::now_v7(),
+            event_id,
+            target_id,
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            next_attempt_at: Some(now),
+            created_at: now,
+        }
+    }
+}
+
 /// The record of one attempt.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeliveryResult {

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{Service, ServiceError, ServiceResult};
 use crate::delivery::{DeliveryTask, EventPayload};
-use crate::model::{Delivery, DeliveryStatus, now_ms};
+use crate::model::{Delivery, now_ms};
 use crate::store::{EventDetail, EventWithBody, WriteOp};
 
 /// Largest page size.
@@ -109,15 +109,7 @@ impl Service {
                 let payload = Arc::new(EventPayload::new(&event, body.into()));
                 let deliveries: Vec<Delivery> = targets
                     .iter()
-                    .map(|t| Delivery {
-                        id: Uuid::now_v7(),
-                        event_id,
-                        target_id: t.id,
-                        status: DeliveryStatus::Pending,
-                        attempts: 0,
-                        next_attempt_at: Some(now),
-                        created_at: now,
-                    })
+                    .map(|t| Delivery::pending(event_id, t.id, now))
                     .collect();
                 events.write_blocking(WriteOp::AddDeliveries(deliveries.clone()))?;
                 Ok(targets

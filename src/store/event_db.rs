@@ -22,7 +22,7 @@ use redb::{
 };
 use uuid::Uuid;
 
-use super::{FORMAT_VERSION, StoreError, codec};
+use super::{FORMAT_VERSION, StoreError, check_format_version, codec};
 use crate::model::{Delivery, DeliveryResult, Event, Millis};
 
 const META: TableDefinition<'static, &str, u32> = TableDefinition::new("meta");
@@ -168,18 +168,8 @@ impl EventStore {
         {
             let mut meta = tx.open_table(META)?;
             let found = meta.get(FORMAT_KEY)?.map(|v| v.value());
-            match found {
-                None => {
-                    meta.insert(FORMAT_KEY, FORMAT_VERSION)?;
-                }
-                Some(v) if v == FORMAT_VERSION => {}
-                Some(found) => {
-                    return Err(StoreError::FormatVersion {
-                        path: path.to_path_buf(),
-                        found,
-                        expected: FORMAT_VERSION,
-                    });
-                }
+            if check_format_version(path, found)? {
+                meta.insert(FORMAT_KEY, FORMAT_VERSION)?;
             }
             tx.open_table(EVENTS)?;
             tx.open_table(BODIES)?;

@@ -12,7 +12,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use uuid::Uuid;
 
 use super::catalog::Catalog;
-use super::{FORMAT_VERSION, StoreError, codec};
+use super::{FORMAT_VERSION, StoreError, check_format_version, codec};
 use crate::model::{ApiKey, Entrypoint, Session, Target, User, Webhook};
 
 const SETTINGS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("settings");
@@ -48,18 +48,8 @@ impl MainDb {
         {
             let mut settings = tx.open_table(SETTINGS)?;
             let found = settings.get(FORMAT_KEY)?.map(|v| decode_version(v.value()));
-            match found {
-                None => {
-                    settings.insert(FORMAT_KEY, FORMAT_VERSION.to_le_bytes().as_slice())?;
-                }
-                Some(v) if v == FORMAT_VERSION => {}
-                Some(found) => {
-                    return Err(StoreError::FormatVersion {
-                        path: path.to_path_buf(),
-                        found,
-                        expected: FORMAT_VERSION,
-                    });
-                }
+            if check_format_version(path, found)? {
+                settings.insert(FORMAT_KEY, FORMAT_VERSION.to_le_bytes().as_slice())?;
             }
             // Create every table so readers never meet a missing one.
             tx.open_table(USERS)?;

@@ -58,6 +58,20 @@ pub enum StoreError {
     UnknownWebhook,
 }
 
+/// Checks a file's stored format version: `Ok(true)` when the file is new and the version
+/// must be written, `Ok(false)` when it matches, an error naming the file otherwise.
+fn check_format_version(path: &Path, found: Option<u32>) -> Result<bool, StoreError> {
+    match found {
+        None => Ok(true),
+        Some(v) if v == FORMAT_VERSION => Ok(false),
+        Some(found) => Err(StoreError::FormatVersion {
+            path: path.to_path_buf(),
+            found,
+            expected: FORMAT_VERSION,
+        }),
+    }
+}
+
 macro_rules! from_redb {
     ($($t:ty),*) => {$(
         impl From<$t> for StoreError {
