@@ -63,6 +63,7 @@ pub(super) struct Shared {
     targets: Mutex<HashMap<Uuid, TargetState>>,
     parked: AtomicUsize,
     client: reqwest::Client,
+    policy: NetworkPolicy,
     runtime: tokio::runtime::Handle,
     stopping: AtomicBool,
     /// Dropped on shutdown; every engine thread selects on the matching receiver.
@@ -111,7 +112,9 @@ impl Engine {
         install_crypto_provider();
         let policy = NetworkPolicy::new(config.allowed_target_networks.clone());
         let client = reqwest::Client::builder()
-            .dns_resolver(Arc::new(GuardedResolver { policy }))
+            .dns_resolver(Arc::new(GuardedResolver {
+                policy: policy.clone(),
+            }))
             // Through a proxy the resolver would see only the proxy's name.
             .no_proxy()
             // A redirect could lead to a literal private IP that skips the resolver.
@@ -133,6 +136,7 @@ impl Engine {
             targets: Mutex::new(HashMap::new()),
             parked: AtomicUsize::new(0),
             client,
+            policy,
             runtime,
             stopping: AtomicBool::new(false),
             stop_tx: Mutex::new(Some(stop_tx)),
@@ -336,6 +340,7 @@ fn attempt(s: &Arc<Shared>, task: DeliveryTask) -> Option<DeliveryTask> {
                         ),
                         body,
                         timeout,
+                        policy: &s.policy,
                     };
                     s.runtime.block_on(targets::send_http(&s.client, req))
                 }
@@ -364,6 +369,7 @@ fn attempt(s: &Arc<Shared>, task: DeliveryTask) -> Option<DeliveryTask> {
                         headers,
                         body: payload.into(),
                         timeout: Duration::from_secs(crate::model::DEFAULT_TIMEOUT_SECS as u64),
+                        policy: &s.policy,
                     };
                     s.runtime.block_on(targets::send_http(&s.client, req))
                 }

@@ -55,6 +55,17 @@ impl NetworkPolicy {
         }
     }
 
+    /// Connect-time check for URLs whose host is a literal IP: those never reach the
+    /// resolver, so [`GuardedResolver`] cannot see them.
+    pub fn check_literal_host(&self, url: &reqwest::Url) -> Result<(), SsrfError> {
+        match url.host() {
+            Some(url::Host::Ipv4(ip)) => self.check_ip(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => self.check_ip(IpAddr::V6(ip)),
+            Some(url::Host::Domain(_)) => Ok(()),
+            None => Err(SsrfError::BadUrl(url.to_string())),
+        }
+    }
+
     /// Save-time check: the URL parses as absolute http(s); a literal IP is checked; a host
     /// name is resolved and every address checked. A name that does not resolve yet is
     /// accepted (the connect-time check still applies).

@@ -6,7 +6,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::{AttemptReport, MAX_RESPONSE_EXCERPT, Verdict, classify_status, forwards_header};
 use crate::delivery::backoff::parse_retry_after;
-use crate::delivery::ssrf::SsrfError;
+use crate::delivery::ssrf::{NetworkPolicy, SsrfError};
 
 /// Everything one HTTP attempt sends.
 pub(crate) struct HttpRequest<'a> {
@@ -15,6 +15,7 @@ pub(crate) struct HttpRequest<'a> {
     pub headers: HeaderMap,
     pub body: bytes::Bytes,
     pub timeout: Duration,
+    pub policy: &'a NetworkPolicy,
 }
 
 impl HttpRequest<'_> {
@@ -55,6 +56,9 @@ pub(crate) async fn send_http(client: &reqwest::Client, req: HttpRequest<'_>) ->
         Ok(u) => u,
         Err(e) => return AttemptReport::failed(format!("invalid URL: {e}")),
     };
+    if let Err(e) = req.policy.check_literal_host(&url) {
+        return AttemptReport::failed(format!("refused by SSRF guard: {e}"));
+    }
     let sent = client
         .request(method, url)
         .headers(req.headers)
