@@ -1,0 +1,1391 @@
+//! `loadtest`: measures webhooker in one run and prints one Markdown table (issue #5).
+//!
+//! Run it with `bash scripts/loadtest.sh`, which installs `wrk` and builds the release
+//! binaries first. This program expects `webhooker` and `baseline` next to itself
+//! (`target/release/`) and `wrk` on the `PATH`. In order, it measures:
+//!
+//! 1. **baseline**: the `baseline` binary (answers like webhooker's ingest, stores nothing)
+//!    under `wrk` at 1, 16 and 64 connections — the HTTP ceiling of this machine;
+//! 2. **ingest**: webhooker with a `database` target under the same `wrk` runs; every ack
+//!    is fsync'd;
+//! 3. **end to end**: an `http` target pointing at an in-process sink; delivered events/s
+//!    with 64 concurrent senders, then ack → sink latency at a fixed 1,000 events/s;
+//! 4. **backlog**: 100,000 events for a target that is down; threads and memory before and
+//!    after, then a restart with the target back up: time to listening, to the first
+//!    delivery and to the last one.
+//!
+//! Everything listens on 127.0.0.1 (webhooker itself binds `0.0.0.0:$PORT`, it has no
+//! listen-address setting; all traffic goes to 127.0.0.1). Every process started here is
+//! stopped at the end, on error and on SIGINT/SIGTERM (child handles kill on drop), and
+//! every wait has a deadline. Progress goes to stderr, the report to stdout.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, ChildStdout, Command};
+use tokio::sync::{Semaphore, oneshot};
+use tokio::task::JoinSet;
+use tokio::time::{sleep, timeout};
+use uuid::Uuid;
+
+/// The command documented in the README; printed with the results.
+const COMMAND: &str = "bash scripts/loadtest.sh";
+/// Size of every request body: 1 KiB of JSON, well under the 16 KiB inline-body limit.
+const BODY_BYTES: usize = 1024;
+/// Length of each `wrk` run.
+const WRK_DURATION: Duration = Duration::from_secs(10);
+/// Connection counts of the `wrk` runs.
+const CONNECTIONS: [u32; 3] = [1, 16, 64];
+/// Concurrent senders when loadtest itself sends as fast as it can.
+const SENDERS: usize = 64;
+/// Events sent for the end-to-end throughput measurement.
+const E2E_EVENTS: usize = 20_000;
+/// Rate and duration of the paced latency measurement.
+const PACED_RATE: u32 = 1_000;
+const PACED_DURATION: Duration = Duration::from_secs(10);
+/// At most this many paced requests wait for their answer at once.
+const PACED_MAX_IN_FLIGHT: usize = 256;
+/// Events warming the restarted server up before its idle footprint is read.
+const WARMUP_EVENTS: usize = 1_000;
+/// Events left waiting for a target that is down.
+const BACKLOG_EVENTS: usize = 100_000;
+/// `max_in_flight` of the end-to-end target (the backlog target keeps the default).
+const E2E_MAX_IN_FLIGHT: u32 = 64;
+const ADMIN_PASSWORD: &str = "loadtest admin password";
+
+/// Deadlines: the longest each kind of wait may take.
+const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
+const STOP_DEADLINE: Duration = Duration::from_secs(15);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const SEND_DEADLINE: Duration = Duration::from_secs(120);
+const DELIVERY_DEADLINE: Duration = Duration::from_secs(60);
+const DRAIN_DEADLINE: Duration = Duration::from_secs(180);
+/// Extra time `wrk` gets beyond its own duration before it is killed.
+const WRK_GRACE: Duration = Duration::from_secs(30);
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    webhooker::delivery::install_crypto_provider();
+    let outcome = tokio::select! {
+        result = run() => Ok(result),
+        signal = interrupted() => Err(signal),
+    };
+    // Here `run()` has been dropped, and with it every child handle (which kills the
+    // child) and the temporary directory.
+    match outcome {
+        Ok(result) => result,
+        Err(signal) => {
+            eprintln!("loadtest: stopped by {signal}; every process it started was killed");
+            std::process::exit(130);
+        }
+    }
+}
+
+/// Runs the four phases and prints the report.
+async fn run() -> Result<()> {
+    let started = Instant::now();
+    let bins = Binaries::locate()?;
+    let work = TempDir::create()?;
+    let wrk = Wrk::prepare(work.path()).await?;
+    let sender = Sender::new()?;
+    let mut report = Report::default();
+
+    let baseline = baseline_phase(&bins, &wrk, &mut report).await?;
+
+    let webhooker = Webhooker {
+        binary: bins.webhooker.clone(),
+        data_dir: work.path().join("data"),
+        port: free_port()?,
+    };
+    let server = webhooker.start().await?;
+    let api = Api::new(sender.http.clone(), webhooker.port);
+    let db_hook = ingest_phase(&api, &wrk, &baseline, &mut report).await?;
+    end_to_end_phase(&api, &sender, &mut report).await?;
+    server.stop().await?;
+
+    backlog_phase(&webhooker, &api, &sender, &db_hook, &mut report).await?;
+
+    report.print(&wrk.version, started.elapsed());
+    Ok(())
+}
+
+/// Resolves with the name of the first SIGINT or SIGTERM received.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        },
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Phases
+// ---------------------------------------------------------------------------------------
+
+/// Phase 1: `wrk` against the no-storage baseline server. Returns req/s per connection count.
+async fn baseline_phase(
+    bins: &Binaries,
+    wrk: &Wrk,
+    report: &mut Report,
+) -> Result<HashMap<u32, f64>> {
+    progress("baseline: starting the no-storage server");
+    let server = Server::baseline(bins, free_port()?).await?;
+    let url = format!(
+        "http://127.0.0.1:{}/webhook/{}",
+        server.port,
+        Uuid::new_v4()
+    );
+    let mut ceiling = HashMap::new();
+    for connections in CONNECTIONS {
+        progress(&format!("baseline: wrk at {connections} connections"));
+        let result = wrk.run(&url, connections).await?;
+        report.wrk_row("baseline (no storage)", connections, &result, result.rps);
+        ceiling.insert(connections, result.rps);
+    }
+    server.stop().await?;
+    Ok(ceiling)
+}
+
+/// Phase 2: `wrk` against webhooker with a `database` target. Returns that webhook.
+async fn ingest_phase(
+    api: &Api,
+    wrk: &Wrk,
+    baseline: &HashMap<u32, f64>,
+    report: &mut Report,
+) -> Result<Webhook> {
+    let hook = api
+        .create_webhook("loadtest ingest", json!({"name": "db", "kind": "database"}))
+        .await?;
+    for connections in CONNECTIONS {
+        progress(&format!("ingest: wrk at {connections} connections"));
+        let result = wrk.run(&hook.url, connections).await?;
+        let ceiling = baseline.get(&connections).copied().unwrap_or(f64::NAN);
+        report.wrk_row(
+            "webhooker ingest, database target, fsync'd acks",
+            connections,
+            &result,
+            ceiling,
+        );
+    }
+    report.note(
+        "Every webhooker ack is durable: the event and its deliveries are committed to redb \
+         with immediate durability (fsync) before the 200; concurrent requests share one \
+         fsync (group commit).",
+    );
+    Ok(hook)
+}
+
+/// Phase 3: delivery through an `http` target to an in-process sink.
+async fn end_to_end_phase(api: &Api, sender: &Sender, report: &mut Report) -> Result<()> {
+    let sink = Sink::start(0).await?;
+    let hook = api
+        .create_webhook(
+            "loadtest end to end",
+            json!({
+                "name": "sink", "kind": "http", "url": sink.url(),
+                "max_in_flight": E2E_MAX_IN_FLIGHT, "max_retries": "unlimited",
+            }),
+        )
+        .await?;
+
+    progress(&format!(
+        "end to end: {E2E_EVENTS} events from {SENDERS} senders"
+    ));
+    let started = Instant::now();
+    let burst = sender.burst(&hook.url, E2E_EVENTS).await?;
+    report.send_failures("end to end throughput", &burst.failures);
+    let delivered = sink.wait_for(burst.acked, DELIVERY_DEADLINE).await;
+    let window = sink.last_receipt().map_or(Duration::ZERO, |last| {
+        last.saturating_duration_since(started)
+    });
+    let rate = delivered as f64 / window.as_secs_f64();
+    let mut ack_ms = burst.ack_ms;
+    report.row([
+        "end to end, http target, fan-out 1".into(),
+        format!("{SENDERS} senders"),
+        format!("{} events/s delivered", fmt_count(rate)),
+        fmt_ms(percentile(&mut ack_ms, 50.0)),
+        fmt_ms(percentile(&mut ack_ms, 99.0)),
+        String::new(),
+    ]);
+    report.note(format!(
+        "End to end: {} of {} acked events delivered in {:.2} s from the first send \
+         (ingest alone took {:.2} s, {} acks/s); its p50/p99 are send → 200 at the sender. \
+         Target max_in_flight = {E2E_MAX_IN_FLIGHT}.",
+        fmt_count(delivered as f64),
+        fmt_count(burst.acked as f64),
+        window.as_secs_f64(),
+        burst.elapsed.as_secs_f64(),
+        fmt_count(burst.acked as f64 / burst.elapsed.as_secs_f64()),
+    ));
+    if delivered < burst.acked {
+        report.note(format!(
+            "End to end: only {delivered} of {} acked events reached the sink within {} s; \
+             the rate above counts those.",
+            burst.acked,
+            DELIVERY_DEADLINE.as_secs()
+        ));
+    }
+
+    sink.reset();
+    progress(&format!(
+        "end to end: {PACED_RATE} events/s for {} s",
+        PACED_DURATION.as_secs()
+    ));
+    let paced = sender.paced(&hook.url, PACED_RATE, PACED_DURATION).await?;
+    report.send_failures("paced latency", &paced.failures);
+    sink.wait_for(paced.samples.len(), DELIVERY_DEADLINE).await;
+    report_latencies(&paced, &sink, report);
+    Ok(())
+}
+
+/// Phase 4: a 100k backlog for a target that is down, then a restart with the target back.
+/// Starts a fresh process first, so idle and peak memory belong to this phase alone.
+async fn backlog_phase(
+    webhooker: &Webhooker,
+    api: &Api,
+    sender: &Sender,
+    warmup_hook: &Webhook,
+    report: &mut Report,
+) -> Result<()> {
+    progress("backlog: restarting webhooker for a fresh process");
+    let server = webhooker.start().await?;
+    let dead_port = free_port()?;
+    let hook = api
+        .create_webhook(
+            "loadtest backlog",
+            json!({
+                "name": "offline", "kind": "http",
+                "url": format!("http://127.0.0.1:{dead_port}/sink"),
+                "max_retries": "unlimited",
+            }),
+        )
+        .await?;
+    sender.burst(&warmup_hook.url, WARMUP_EVENTS).await?;
+    sleep(Duration::from_secs(1)).await;
+    let idle = ProcStats::read(server.pid)?;
+
+    progress(&format!(
+        "backlog: {BACKLOG_EVENTS} events for a target that is down"
+    ));
+    let mut burst = sender.burst(&hook.url, BACKLOG_EVENTS).await?;
+    let loaded = ProcStats::read(server.pid)?;
+    let stored = api.event_total(&hook.id).await?;
+    let stop_took = server.stop().await?;
+    let label = format!("backlog {}k", burst.acked / 1000);
+    report.send_failures(&label, &burst.failures);
+    report.row([
+        format!("{label}: ingest while the target is down"),
+        format!("{SENDERS} senders"),
+        fmt_count(burst.acked as f64 / burst.elapsed.as_secs_f64()),
+        fmt_ms(percentile(&mut burst.ack_ms, 50.0)),
+        fmt_ms(percentile(&mut burst.ack_ms, 99.0)),
+        String::new(),
+    ]);
+    report.text_row(
+        &format!("{label}: idle → loaded threads / RSS"),
+        format!(
+            "threads {} → {}, RSS {} → {} MiB (peak {} MiB)",
+            idle.threads,
+            loaded.threads,
+            fmt_mib(idle.rss_kib),
+            fmt_mib(loaded.rss_kib),
+            fmt_mib(loaded.peak_rss_kib),
+        ),
+    );
+    report.note(format!(
+        "Backlog: {} events stored for the webhook (API total); SIGTERM → exit took {:.2} s \
+         with the backlog queued. Idle = after {} warm-up events and a 1 s pause; loaded = \
+         right after the last ack; peak = VmHWM of the process. The target keeps the default \
+         max_in_flight (10).",
+        fmt_count(stored as f64),
+        stop_took.as_secs_f64(),
+        fmt_count(WARMUP_EVENTS as f64),
+    ));
+
+    let expected = usize::try_from(stored).context("event total does not fit in usize")?;
+    drain_backlog(webhooker, dead_port, expected, &label, report).await
+}
+
+/// Brings the target up on `port`, restarts webhooker and times the delivery of the
+/// `expected` stored events.
+async fn drain_backlog(
+    webhooker: &Webhooker,
+    port: u16,
+    expected: usize,
+    label: &str,
+    report: &mut Report,
+) -> Result<()> {
+    progress("backlog: target back up, restarting webhooker");
+    let sink = Sink::start(port).await?;
+    let server = webhooker.start().await?;
+    let delivered = sink.wait_for(expected, DRAIN_DEADLINE).await;
+    let since_spawn =
+        |at: Option<Instant>| at.map(|at| at.saturating_duration_since(server.spawned_at));
+    let all = if delivered == expected {
+        format!(
+            "all {} {}",
+            fmt_count(expected as f64),
+            fmt_secs(since_spawn(sink.last_receipt()))
+        )
+    } else {
+        format!(
+            "only {} of {} within {} s",
+            fmt_count(delivered as f64),
+            fmt_count(expected as f64),
+            DRAIN_DEADLINE.as_secs()
+        )
+    };
+    report.text_row(
+        &format!("{label}: restart to listening / first delivery / all delivered"),
+        format!(
+            "{} / {} / {all}",
+            fmt_secs(since_spawn(Some(server.listening_at))),
+            fmt_secs(since_spawn(sink.first_request())),
+        ),
+    );
+    let arrived_by = [1, 10, 30].map(|secs| {
+        let by = server.spawned_at + Duration::from_secs(secs);
+        format!("{} by {secs} s", fmt_count(sink.arrived_before(by) as f64))
+    });
+    report.note(format!(
+        "Backlog drain: {} sink requests for {} distinct events after the restart ({} after \
+         the spawn). Deliveries deferred by the open circuit breaker (5 failures → open \
+         30 s) are due up to 30 s after the stop, so the drain time includes that wait.",
+        fmt_count(sink.requests() as f64),
+        fmt_count(delivered as f64),
+        arrived_by.join(", "),
+    ));
+    if let Err(e) = server.stop().await {
+        report.note(format!("Final stop of webhooker: {e:#}"));
+    }
+    Ok(())
+}
+
+/// Adds the rows for the paced run: ack → receipt and send → receipt.
+fn report_latencies(paced: &Paced, sink: &Sink, report: &mut Report) {
+    let mut ack_to_receipt = Vec::with_capacity(paced.samples.len());
+    let mut send_to_receipt = Vec::with_capacity(paced.samples.len());
+    let (mut clamped, mut missing) = (0, 0);
+    for sample in &paced.samples {
+        let Some(receipt) = sink.receipt(sample.event_id) else {
+            missing += 1;
+            continue;
+        };
+        let after_ack = receipt
+            .checked_duration_since(sample.acked)
+            .unwrap_or_else(|| {
+                clamped += 1;
+                Duration::ZERO
+            });
+        ack_to_receipt.push(ms(after_ack));
+        send_to_receipt.push(ms(receipt.saturating_duration_since(sample.sent)));
+    }
+    let achieved = paced.samples.len() as f64 / paced.send_window.as_secs_f64();
+    let label = format!("at {} ev/s", fmt_count(f64::from(PACED_RATE)));
+    for (what, values) in [
+        ("ack → sink", &mut ack_to_receipt),
+        ("send → sink", &mut send_to_receipt),
+    ] {
+        report.row([
+            format!("{what} {label}"),
+            "paced".into(),
+            format!("{} ev/s acked", fmt_count(achieved)),
+            fmt_ms(percentile(values, 50.0)),
+            fmt_ms(percentile(values, 99.0)),
+            format!("max {}", fmt_ms(percentile(values, 100.0))),
+        ]);
+    }
+    report.note(format!(
+        "Latency at a fixed rate: {} events acked, {} not seen by the sink. Delivery starts \
+         right after the commit, so the sink can see an event a hair before its 200 reaches \
+         the sender: {} negative ack → sink times were clamped to 0.",
+        fmt_count(paced.samples.len() as f64),
+        fmt_count(missing as f64),
+        fmt_count(clamped as f64),
+    ));
+}
+
+// ---------------------------------------------------------------------------------------
+// Processes
+// ---------------------------------------------------------------------------------------
+
+/// The release binaries this program drives, found next to its own executable.
+struct Binaries {
+    webhooker: PathBuf,
+    baseline: PathBuf,
+}
+
+impl Binaries {
+    fn locate() -> Result<Binaries> {
+        let me = std::env::current_exe().context("finding the loadtest executable")?;
+        let dir = me
+            .parent()
+            .context("the loadtest executable has no directory")?;
+        let bins = Binaries {
+            webhooker: dir.join("webhooker"),
+            baseline: dir.join("baseline"),
+        };
+        for bin in [&bins.webhooker, &bins.baseline] {
+            ensure!(
+                bin.is_file(),
+                "{} not found; run `cargo build --release --bins` first",
+                bin.display()
+            );
+        }
+        Ok(bins)
+    }
+}
+
+/// How webhooker is (re)started: always the same binary, data directory and port, with a
+/// known admin password, loopback targets allowed and quiet logs.
+struct Webhooker {
+    binary: PathBuf,
+    data_dir: PathBuf,
+    port: u16,
+}
+
+impl Webhooker {
+    async fn start(&self) -> Result<Server> {
+        let mut command = Command::new(&self.binary);
+        command
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("DATA_DIR", &self.data_dir)
+            .env("PORT", self.port.to_string())
+            .env("WEBHOOKER_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("ALLOWED_TARGET_NETWORKS", "127.0.0.0/8")
+            .env("RUST_LOG", "warn");
+        Server::spawn("webhooker", command, self.port).await
+    }
+}
+
+/// A server child process that printed its `listening on` line. Dropping it kills the
+/// process (`kill_on_drop`); [`Server::stop`] is the graceful way.
+struct Server {
+    name: &'static str,
+    child: Child,
+    pid: u32,
+    port: u16,
+    spawned_at: Instant,
+    listening_at: Instant,
+}
+
+impl Server {
+    /// Starts the no-storage baseline server on `127.0.0.1:port`.
+    async fn baseline(bins: &Binaries, port: u16) -> Result<Server> {
+        let mut command = Command::new(&bins.baseline);
+        command.env("PORT", port.to_string());
+        Server::spawn("baseline", command, port).await
+    }
+
+    /// Spawns `command` and waits (30 s at most) for `listening on` on its stdout, which
+    /// is drained for the rest of its life. Its stderr goes to ours.
+    async fn spawn(name: &'static str, mut command: Command, port: u16) -> Result<Server> {
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        let spawned_at = Instant::now();
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        let pid = child
+            .id()
+            .with_context(|| format!("{name} exited at once"))?;
+        let stdout = child.stdout.take().context("child stdout is not piped")?;
+        let listening = watch_stdout(stdout);
+        let listening_at = match timeout(STARTUP_DEADLINE, listening).await {
+            Ok(Ok(Ok(at))) => at,
+            Ok(Ok(Err(output))) => bail!("{name} exited before listening; its output:\n{output}"),
+            Ok(Err(_)) => bail!("{name}: the stdout watcher stopped"),
+            Err(_) => bail!(
+                "{name} did not print `listening on` within {}s",
+                STARTUP_DEADLINE.as_secs()
+            ),
+        };
+        Ok(Server {
+            name,
+            child,
+            pid,
+            port,
+            spawned_at,
+            listening_at,
+        })
+    }
+
+    /// SIGTERM, then waits up to 15 s for a clean exit. Returns how long the exit took.
+    async fn stop(mut self) -> Result<Duration> {
+        let asked = Instant::now();
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status()
+            .await
+            .context("running `kill`")?;
+        ensure!(
+            status.success(),
+            "`kill -TERM {}` failed: {status}",
+            self.pid
+        );
+        match timeout(STOP_DEADLINE, self.child.wait()).await {
+            Ok(exit) => {
+                let exit = exit.with_context(|| format!("waiting for {} to exit", self.name))?;
+                ensure!(
+                    exit.success(),
+                    "{} exited with {exit} on SIGTERM",
+                    self.name
+                );
+                Ok(asked.elapsed())
+            }
+            // Returning drops `self`, which kills the process.
+            Err(_) => bail!(
+                "{} did not exit within {}s of SIGTERM; killed",
+                self.name,
+                STOP_DEADLINE.as_secs()
+            ),
+        }
+    }
+}
+
+/// Drains a child's stdout. The receiver gets the instant of the first line containing
+/// `listening on`, or everything printed before the stream ended without one.
+fn watch_stdout(stdout: ChildStdout) -> oneshot::Receiver<Result<Instant, String>> {
+    const KEEP: usize = 16 * 1024;
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stdout).lines();
+        let mut tx = Some(tx);
+        let mut before = String::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if tx.is_none() {
+                continue;
+            }
+            if line.contains("listening on") {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(Ok(Instant::now()));
+                }
+            } else if before.len() < KEEP {
+                before.push_str(&line);
+                before.push('\n');
+            }
+        }
+        if let Some(tx) = tx {
+            let _ = tx.send(Err(before));
+        }
+    });
+    rx
+}
+
+/// Thread count and memory of a process, from `/proc`.
+struct ProcStats {
+    threads: usize,
+    rss_kib: u64,
+    peak_rss_kib: u64,
+}
+
+impl ProcStats {
+    fn read(pid: u32) -> Result<ProcStats> {
+        let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .with_context(|| format!("listing /proc/{pid}/task"))?
+            .count();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .with_context(|| format!("reading /proc/{pid}/status"))?;
+        let field = |name: &str| -> Result<u64> {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .with_context(|| format!("no {name} in /proc/{pid}/status"))
+        };
+        Ok(ProcStats {
+            threads,
+            rss_kib: field("VmRSS:")?,
+            peak_rss_kib: field("VmHWM:")?,
+        })
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released for the caller).
+fn free_port() -> Result<u16> {
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").context("finding a free local port")?;
+    Ok(listener
+        .local_addr()
+        .context("reading a local address")?
+        .port())
+}
+
+/// A directory under the system temp dir, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn create() -> Result<TempDir> {
+        let path = std::env::temp_dir().join(format!("webhooker-loadtest-{}", Uuid::now_v7()));
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(TempDir(path))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            eprintln!("loadtest: could not remove {}: {e}", self.0.display());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// wrk
+// ---------------------------------------------------------------------------------------
+
+/// The `wrk` load generator with a Lua script POSTing the 1 KiB body.
+struct Wrk {
+    script: PathBuf,
+    version: String,
+}
+
+/// What one `wrk` run measured.
+struct WrkResult {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    /// `Non-2xx or 3xx responses` and `Socket errors` lines, if any.
+    problems: Vec<String>,
+}
+
+impl Wrk {
+    /// Checks that `wrk` runs and writes the Lua script into `dir`.
+    async fn prepare(dir: &Path) -> Result<Wrk> {
+        let output = Command::new("wrk")
+            .arg("-v")
+            .output()
+            .await
+            .context("running `wrk -v` (is wrk installed? scripts/loadtest.sh installs it)")?;
+        let version = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .next()
+            .and_then(|l| l.split_whitespace().take(2).last())
+            .unwrap_or("unknown")
+            .to_owned();
+        let script = dir.join("post-1k.lua");
+        // The same 1 KiB JSON document as `event_body()`.
+        let lua = format!(
+            "wrk.method = \"POST\"\n\
+             wrk.body = '{{\"p\":\"' .. string.rep(\"x\", {}) .. '\"}}'\n\
+             wrk.headers[\"Content-Type\"] = \"application/json\"\n",
+            BODY_BYTES - 8
+        );
+        std::fs::write(&script, lua).with_context(|| format!("writing {}", script.display()))?;
+        Ok(Wrk { script, version })
+    }
+
+    /// Runs `wrk --latency` for 10 s at `connections` (two threads, one for c=1).
+    async fn run(&self, url: &str, connections: u32) -> Result<WrkResult> {
+        let threads = connections.min(2);
+        let output = Command::new("wrk")
+            .arg(format!("-t{threads}"))
+            .arg(format!("-c{connections}"))
+            .arg(format!("-d{}s", WRK_DURATION.as_secs()))
+            .arg("--latency")
+            .arg("-s")
+            .arg(&self.script)
+            .arg(url)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let output = timeout(WRK_DURATION + WRK_GRACE, output)
+            .await
+            .context("wrk ran past its deadline")?
+            .context("running wrk")?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        ensure!(
+            output.status.success(),
+            "wrk failed ({}): {}{}",
+            output.status,
+            stdout,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        parse_wrk(&stdout).with_context(|| format!("reading wrk's output:\n{stdout}"))
+    }
+}
+
+/// Reads Requests/sec, the 50% and 99% latencies and any error lines from `wrk --latency`.
+fn parse_wrk(output: &str) -> Result<WrkResult> {
+    let (mut rps, mut p50_ms, mut p99_ms) = (None, None, None);
+    let mut problems = Vec::new();
+    for line in output.lines().map(str::trim) {
+        if let Some(v) = line.strip_prefix("Requests/sec:") {
+            rps = Some(v.trim().parse().context("Requests/sec")?);
+        } else if let Some(v) = line.strip_prefix("50%") {
+            p50_ms = Some(parse_wrk_duration(v.trim())?);
+        } else if let Some(v) = line.strip_prefix("99%") {
+            p99_ms = Some(parse_wrk_duration(v.trim())?);
+        } else if line.starts_with("Non-2xx") || line.starts_with("Socket errors") {
+            problems.push(line.to_owned());
+        }
+    }
+    Ok(WrkResult {
+        rps: rps.context("no Requests/sec line")?,
+        p50_ms: p50_ms.context("no 50% latency line")?,
+        p99_ms: p99_ms.context("no 99% latency line")?,
+        problems,
+    })
+}
+
+/// `wrk` durations such as `812.00us`, `1.25ms`, `2.01s` or `1.02m`, in milliseconds.
+fn parse_wrk_duration(text: &str) -> Result<f64> {
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .with_context(|| format!("no unit in {text:?}"))?;
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .with_context(|| format!("bad number in {text:?}"))?;
+    let scale = match unit {
+        "us" => 0.001,
+        "ms" => 1.0,
+        "s" => 1_000.0,
+        "m" => 60_000.0,
+        "h" => 3_600_000.0,
+        _ => bail!("unknown unit in {text:?}"),
+    };
+    Ok(value * scale)
+}
+
+// ---------------------------------------------------------------------------------------
+// HTTP: the JSON API, the sender and the sink
+// ---------------------------------------------------------------------------------------
+
+/// The 1 KiB JSON document every event carries.
+fn event_body() -> Bytes {
+    Bytes::from(format!(r#"{{"p":"{}"}}"#, "x".repeat(BODY_BYTES - 8)))
+}
+
+/// A webhook created for the test: its id and the URL of its default entrypoint.
+struct Webhook {
+    id: String,
+    url: String,
+}
+
+/// webhooker's JSON API, as `admin` over HTTP Basic.
+struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    fn new(http: reqwest::Client, port: u16) -> Api {
+        Api {
+            http,
+            base: format!("http://127.0.0.1:{port}/api/v1"),
+        }
+    }
+
+    /// Sends a request and returns the JSON answer; anything but 2xx is an error.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self
+            .http
+            .request(method.clone(), &url)
+            .basic_auth("admin", Some(ADMIN_PASSWORD));
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(body).context("encoding a JSON body")?);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("{method} {url}"))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .with_context(|| format!("reading the answer to {method} {url}"))?;
+        ensure!(
+            status.is_success(),
+            "{method} {url}: {status} {}",
+            String::from_utf8_lossy(&bytes)
+        );
+        serde_json::from_slice(&bytes).with_context(|| format!("{method} {url}: not JSON"))
+    }
+
+    /// Creates a webhook (with its default entrypoint) and one target.
+    async fn create_webhook(&self, name: &str, target: Value) -> Result<Webhook> {
+        let hook = self
+            .call(
+                reqwest::Method::POST,
+                "/webhooks",
+                Some(&json!({"name": name})),
+            )
+            .await?;
+        let id = hook["id"].as_str().context("created webhook has no id")?;
+        let url = hook["entrypoints"][0]["url"]
+            .as_str()
+            .context("created webhook has no entrypoint url")?;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/webhooks/{id}/targets"),
+            Some(&target),
+        )
+        .await
+        .context("adding a target")?;
+        Ok(Webhook {
+            id: id.to_owned(),
+            url: url.to_owned(),
+        })
+    }
+
+    /// Number of events stored for a webhook.
+    async fn event_total(&self, id: &str) -> Result<u64> {
+        let page = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/webhooks/{id}/events?per_page=1"),
+                None,
+            )
+            .await?;
+        page["total"].as_u64().context("event list has no total")
+    }
+}
+
+/// One 200 from ingest: the event id and when the answer's head arrived.
+struct Ack {
+    event_id: Uuid,
+    at: Instant,
+}
+
+/// Failed sends: how many, and the first error for the report.
+#[derive(Default)]
+struct Failures {
+    count: usize,
+    first: Option<String>,
+}
+
+impl Failures {
+    fn add(&mut self, error: &anyhow::Error) {
+        self.count += 1;
+        self.first.get_or_insert_with(|| format!("{error:#}"));
+    }
+
+    fn merge(&mut self, other: Failures) {
+        self.count += other.count;
+        if self.first.is_none() {
+            self.first = other.first;
+        }
+    }
+}
+
+/// The result of [`Sender::burst`].
+#[derive(Default)]
+struct Burst {
+    acked: usize,
+    failures: Failures,
+    elapsed: Duration,
+    /// Send → 200, per acked event, in ms.
+    ack_ms: Vec<f64>,
+}
+
+/// One paced event: when it was sent and acked.
+struct Sample {
+    event_id: Uuid,
+    sent: Instant,
+    acked: Instant,
+}
+
+/// The result of [`Sender::paced`].
+struct Paced {
+    samples: Vec<Sample>,
+    failures: Failures,
+    /// From the first send to the last answer.
+    send_window: Duration,
+}
+
+/// Posts events to entrypoints, the way a webhook sender would.
+#[derive(Clone)]
+struct Sender {
+    http: reqwest::Client,
+    body: Bytes,
+}
+
+impl Sender {
+    fn new() -> Result<Sender> {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .tcp_nodelay(true)
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Sender {
+            http,
+            body: event_body(),
+        })
+    }
+
+    /// Posts one event; only a 200 with an `event_id` counts.
+    async fn post_event(&self, url: &str) -> Result<Ack> {
+        let response = self
+            .http
+            .post(url)
+            .header("content-type", "application/json")
+            .body(self.body.clone())
+            .send()
+            .await
+            .context("sending an event")?;
+        let at = Instant::now();
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .context("reading the ingest answer")?;
+        ensure!(
+            status == StatusCode::OK,
+            "ingest answered {status}: {}",
+            String::from_utf8_lossy(&bytes)
+        );
+        let answer: Value = serde_json::from_slice(&bytes).context("ingest answer is not JSON")?;
+        let event_id = answer["event_id"]
+            .as_str()
+            .and_then(|s| Uuid::parse_str(s).ok())
+            .context("ingest answer has no event_id")?;
+        Ok(Ack { event_id, at })
+    }
+
+    /// Sends `count` events from [`SENDERS`] concurrent loops, each sending its next event
+    /// as soon as the previous one is answered. Stops at [`SEND_DEADLINE`].
+    async fn burst(&self, url: &str, count: usize) -> Result<Burst> {
+        let next = Arc::new(AtomicUsize::new(0));
+        let started = Instant::now();
+        let deadline = started + SEND_DEADLINE;
+        let mut loops = JoinSet::new();
+        for _ in 0..SENDERS {
+            let (sender, url, next) = (self.clone(), url.to_owned(), next.clone());
+            loops.spawn(async move {
+                let mut part = Burst::default();
+                while next.fetch_add(1, Ordering::Relaxed) < count && Instant::now() < deadline {
+                    let sent = Instant::now();
+                    match sender.post_event(&url).await {
+                        Ok(ack) => {
+                            part.acked += 1;
+                            part.ack_ms.push(ms(ack.at - sent));
+                        }
+                        Err(e) => part.failures.add(&e),
+                    }
+                }
+                part
+            });
+        }
+        let mut total = Burst::default();
+        while let Some(part) = loops.join_next().await {
+            let part = part.context("a sender task failed")?;
+            total.acked += part.acked;
+            total.failures.merge(part.failures);
+            total.ack_ms.extend(part.ack_ms);
+        }
+        total.elapsed = started.elapsed();
+        ensure!(
+            total.acked > 0,
+            "no event was acked: {:?}",
+            total.failures.first
+        );
+        Ok(total)
+    }
+
+    /// Sends `rate` events per second for `duration` from interval ticks, with at most
+    /// [`PACED_MAX_IN_FLIGHT`] unanswered at once (beyond that the rate drops; the achieved
+    /// rate is reported).
+    async fn paced(&self, url: &str, rate: u32, duration: Duration) -> Result<Paced> {
+        let total = u64::from(rate) * duration.as_secs();
+        let mut ticks = tokio::time::interval(Duration::from_secs(1) / rate);
+        let permits = Arc::new(Semaphore::new(PACED_MAX_IN_FLIGHT));
+        let started = Instant::now();
+        let deadline = started + SEND_DEADLINE;
+        let mut requests = JoinSet::new();
+        for _ in 0..total {
+            ticks.tick().await;
+            let permit = permits
+                .clone()
+                .acquire_owned()
+                .await
+                .context("the in-flight semaphore closed")?;
+            if Instant::now() > deadline {
+                break;
+            }
+            let (sender, url) = (self.clone(), url.to_owned());
+            requests.spawn(async move {
+                let _permit = permit;
+                let sent = Instant::now();
+                sender.post_event(&url).await.map(|ack| Sample {
+                    event_id: ack.event_id,
+                    sent,
+                    acked: ack.at,
+                })
+            });
+        }
+        // Every request has REQUEST_TIMEOUT, so this ends.
+        let mut paced = Paced {
+            samples: Vec::with_capacity(usize::try_from(total).unwrap_or(0)),
+            failures: Failures::default(),
+            send_window: Duration::ZERO,
+        };
+        while let Some(done) = requests.join_next().await {
+            match done.context("a paced request task failed")? {
+                Ok(sample) => paced.samples.push(sample),
+                Err(e) => paced.failures.add(&e),
+            }
+        }
+        paced.send_window = started.elapsed();
+        Ok(paced)
+    }
+}
+
+/// What the sink saw: the first receipt of each event id, the request count, the first
+/// request's instant.
+#[derive(Default)]
+struct SinkState {
+    receipts: Mutex<HashMap<Uuid, Instant>>,
+    requests: AtomicU64,
+    first_request: OnceLock<Instant>,
+}
+
+/// An in-process HTTP receiver on 127.0.0.1 that answers 200 to everything and records
+/// the `X-Webhooker-Event-Id` of each request. Stops serving when dropped.
+struct Sink {
+    addr: SocketAddr,
+    state: Arc<SinkState>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Sink {
+    /// Listens on `127.0.0.1:port` (0 for any free port).
+    async fn start(port: u16) -> Result<Sink> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the sink to {addr}"))?;
+        let addr = listener.local_addr().context("reading the sink address")?;
+        let state = Arc::new(SinkState::default());
+        let app = Router::new()
+            .fallback(receive)
+            .with_state(Arc::clone(&state));
+        let server = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                eprintln!("loadtest: sink stopped: {e}");
+            }
+        });
+        Ok(Sink {
+            addr,
+            state,
+            server,
+        })
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/sink", self.addr)
+    }
+
+    fn receipts(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Instant>> {
+        self.state
+            .receipts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Forgets the receipts (not the request count or the first request).
+    fn reset(&self) {
+        self.receipts().clear();
+    }
+
+    fn distinct(&self) -> usize {
+        self.receipts().len()
+    }
+
+    fn receipt(&self, event_id: Uuid) -> Option<Instant> {
+        self.receipts().get(&event_id).copied()
+    }
+
+    /// When the most recent distinct event arrived.
+    fn last_receipt(&self) -> Option<Instant> {
+        self.receipts().values().max().copied()
+    }
+
+    /// How many distinct events arrived before `instant`.
+    fn arrived_before(&self, instant: Instant) -> usize {
+        self.receipts().values().filter(|&&at| at < instant).count()
+    }
+
+    fn first_request(&self) -> Option<Instant> {
+        self.state.first_request.get().copied()
+    }
+
+    fn requests(&self) -> u64 {
+        self.state.requests.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `count` distinct events arrived or `limit` passed; returns how many did.
+    async fn wait_for(&self, count: usize, limit: Duration) -> usize {
+        let deadline = Instant::now() + limit;
+        while self.distinct() < count && Instant::now() < deadline {
+            sleep(Duration::from_millis(10)).await;
+        }
+        self.distinct()
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// The sink's only handler: records the event id and the instant, answers 200.
+async fn receive(
+    State(state): State<Arc<SinkState>>,
+    headers: HeaderMap,
+    _body: Bytes,
+) -> StatusCode {
+    let now = Instant::now();
+    state.first_request.get_or_init(|| now);
+    state.requests.fetch_add(1, Ordering::Relaxed);
+    let event_id = headers
+        .get("x-webhooker-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| Uuid::parse_str(v).ok());
+    if let Some(id) = event_id {
+        state
+            .receipts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(id)
+            .or_insert(now);
+    }
+    StatusCode::OK
+}
+
+// ---------------------------------------------------------------------------------------
+// Report
+// ---------------------------------------------------------------------------------------
+
+/// The table rows and the notes under it.
+#[derive(Default)]
+struct Report {
+    rows: Vec<[String; 6]>,
+    notes: Vec<String>,
+}
+
+impl Report {
+    fn row(&mut self, cells: [String; 6]) {
+        self.rows.push(cells);
+    }
+
+    /// A row whose only figure is text in the req/s column.
+    fn text_row(&mut self, what: &str, text: String) {
+        self.row([
+            what.to_owned(),
+            String::new(),
+            text,
+            String::new(),
+            String::new(),
+            String::new(),
+        ]);
+    }
+
+    fn note(&mut self, text: impl Into<String>) {
+        self.notes.push(text.into());
+    }
+
+    /// A `wrk` row; `ceiling` is the baseline's req/s at the same connection count.
+    fn wrk_row(&mut self, what: &str, connections: u32, result: &WrkResult, ceiling: f64) {
+        self.row([
+            what.to_owned(),
+            connections.to_string(),
+            fmt_count(result.rps),
+            fmt_ms(result.p50_ms),
+            fmt_ms(result.p99_ms),
+            format!("{:.0}%", 100.0 * result.rps / ceiling),
+        ]);
+        for problem in &result.problems {
+            self.note(format!(
+                "{what} at {connections} connections: wrk says {problem}"
+            ));
+        }
+    }
+
+    fn send_failures(&mut self, what: &str, failures: &Failures) {
+        if let Some(first) = &failures.first {
+            self.note(format!(
+                "{what}: {} sends failed; the first: {first}",
+                failures.count
+            ));
+        }
+    }
+
+    fn print(&self, wrk_version: &str, wall: Duration) {
+        println!("## webhooker load test\n");
+        println!(
+            "- command: `{COMMAND}` (this run: {:.0} s wall time)",
+            wall.as_secs_f64()
+        );
+        println!("- machine: {}", machine_facts());
+        println!(
+            "- load: wrk {wrk_version} (-t2, -t1 at 1 connection, {} s per row, --latency) and \
+             loadtest's own reqwest sender; every request is a POST of a {BODY_BYTES}-byte JSON \
+             body; generator, server and sink share the machine",
+            WRK_DURATION.as_secs()
+        );
+        println!();
+        println!("| measurement | connections | req/s | p50 ms | p99 ms | vs baseline |");
+        println!("|---|---|---|---|---|---|");
+        for row in &self.rows {
+            println!("| {} |", row.join(" | "));
+        }
+        println!();
+        for note in &self.notes {
+            println!("- {note}");
+        }
+    }
+}
+
+/// `nproc`, `uname -r` and the CPU model, read from the system.
+fn machine_facts() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!("nproc {cores}, Linux {kernel} (uname -r), {cpu}")
+}
+
+/// Prints a progress line to stderr.
+fn progress(message: &str) {
+    eprintln!("loadtest: {message}");
+}
+
+/// Nearest-rank percentile (`p` in 0..=100) of `values`, which it sorts; NaN when empty.
+fn percentile(values: &mut [f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let rank = (p / 100.0 * values.len() as f64).ceil() as usize;
+    values[rank.clamp(1, values.len()) - 1]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1_000.0
+}
+
+fn fmt_ms(value: f64) -> String {
+    if value.is_nan() {
+        "–".into()
+    } else {
+        format!("{value:.2}")
+    }
+}
+
+fn fmt_secs(d: Option<Duration>) -> String {
+    d.map_or_else(|| "never".into(), |d| format!("{:.2} s", d.as_secs_f64()))
+}
+
+fn fmt_mib(kib: u64) -> String {
+    format!("{:.1}", kib as f64 / 1024.0)
+}
+
+/// A non-negative number rounded to an integer, with thousands separators.
+fn fmt_count(value: f64) -> String {
+    if !value.is_finite() {
+        return "–".into();
+    }
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WRK_OUTPUT: &str = "Running 10s test @ http://127.0.0.1:1/webhook/x
+  2 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     1.90ms    1.02ms  30.11ms   88.12%
+    Req/Sec    17.01k     1.20k   19.52k    70.50%
+  Latency Distribution
+     50%  812.00us
+     75%    2.20ms
+     90%    3.01ms
+     99%    1.02s
+  338516 requests in 10.00s, 60.05MB read
+  Non-2xx or 3xx responses: 3
+Requests/sec:  33851.60
+Transfer/sec:      6.00MB
+";
+
+    #[test]
+    fn reads_wrk_output() {
+        let r = parse_wrk(WRK_OUTPUT).unwrap();
+        assert!((r.rps - 33851.6).abs() < 1e-9);
+        assert!((r.p50_ms - 0.812).abs() < 1e-9);
+        assert!((r.p99_ms - 1020.0).abs() < 1e-9);
+        assert_eq!(r.problems, ["Non-2xx or 3xx responses: 3"]);
+    }
+
+    #[test]
+    fn body_is_one_kib_of_json() {
+        let body = event_body();
+        assert_eq!(body.len(), BODY_BYTES);
+        serde_json::from_slice::<Value>(&body).unwrap();
+    }
+
+    #[test]
+    fn percentiles_and_counts() {
+        let mut v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&mut v, 50.0), 50.0);
+        assert_eq!(percentile(&mut v, 99.0), 99.0);
+        assert_eq!(percentile(&mut v, 100.0), 100.0);
+        assert_eq!(fmt_count(1234567.4), "1,234,567");
+        assert_eq!(fmt_count(999.0), "999");
+    }
+}
