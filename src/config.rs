@@ -119,6 +119,7 @@ impl Config {
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
         let port: u16 = parse(&get, "PORT", 8080)?;
+        let host: std::net::IpAddr = parse(&get, "HOST", std::net::IpAddr::from([0, 0, 0, 0]))?;
         let environment = match get("WEBHOOKER_ENVIRONMENT").as_deref().map(str::trim) {
             None | Some("dev") => Environment::Dev,
             Some("prod") => Environment::Prod,
@@ -175,7 +176,7 @@ impl Config {
         };
         let trust_proxy = parse_bool(&get, "TRUST_PROXY")?;
         Ok(Config {
-            listen: SocketAddr::from(([0, 0, 0, 0], port)),
+            listen: SocketAddr::new(host, port),
             data_dir: PathBuf::from(get("DATA_DIR").unwrap_or_else(|| "./data".into())),
             environment,
             base_url,
@@ -279,6 +280,7 @@ mod tests {
     fn bad_values_name_the_variable() {
         for (var, val) in [
             ("PORT", "eighty"),
+            ("HOST", "localhost:1"),
             ("MAX_BODY_BYTES", "-1"),
             ("DELIVERY_WORKERS", "0"),
             ("WEBHOOKER_ENVIRONMENT", "staging"),

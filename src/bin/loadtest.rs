@@ -471,6 +471,7 @@ impl Webhooker {
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("DATA_DIR", &self.data_dir)
             .env("PORT", self.port.to_string())
+            .env("HOST", "127.0.0.1")
             .env("WEBHOOKER_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("ALLOWED_TARGET_NETWORKS", "127.0.0.0/8")
             .env("RUST_LOG", "warn");

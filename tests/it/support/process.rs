@@ -28,6 +28,7 @@ impl ServerProcess {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("DATA_DIR", data_dir)
             .env("PORT", port.to_string())
+            .env("HOST", "127.0.0.1")
             .env("WEBHOOKER_ADMIN_PASSWORD", PASSWORD)
             .env("ALLOWED_TARGET_NETWORKS", "127.0.0.0/8")
             .env("RUST_LOG", "warn")
