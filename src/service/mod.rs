@@ -16,7 +16,10 @@ use crate::store::{Store, StoreError};
 
 pub use accounts::{ApiKeyCreated, LoginOutcome, SessionToken};
 pub use events::EventPage;
-pub use webhooks::{TargetInput, WebhookInput, WebhookSummary, WebhookView, parse_retry_limit};
+pub use webhooks::{
+    DEFAULT_RETENTION_DAYS, TargetInput, WebhookInput, WebhookSummary, WebhookView,
+    parse_retry_limit,
+};
 
 /// Why a service call did not succeed.
 #[derive(Debug, thiserror::Error)]

@@ -22,6 +22,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         "text/javascript; charset=utf-8",
         include_bytes!("../../static/js/alpine-csp.min.js"),
     ),
+    (
+        "img/favicon.svg",
+        "image/svg+xml",
+        include_bytes!("../../static/img/favicon.svg"),
+    ),
 ];
 
 pub(super) async fn serve(Path(path): Path<String>) -> Response {

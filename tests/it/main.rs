@@ -6,5 +6,6 @@ mod support;
 mod api;
 mod delivery;
 mod ingest;
+mod pages;
 mod recovery;
 mod store;

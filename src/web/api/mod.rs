@@ -5,6 +5,8 @@ mod dto;
 mod events;
 mod webhooks;
 
+pub(crate) use dto::rfc3339;
+
 use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts};
 use axum::routing::{get, patch, post};

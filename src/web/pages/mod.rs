@@ -1,25 +1,355 @@
 //! HTML pages (BRIEF R10): askama templates rendered from service data.
+//!
+//! Every handler extracts (a [`Viewer`] for GET pages, an [`AuthForm`] for state-changing
+//! POSTs, so no form can skip the CSRF check), makes one service call, then renders a
+//! template or redirects (POST → redirect → GET, with a one-shot [`Flash`] cookie).
+//! Templates live in `templates/`, their structs next to the handlers; askama escapes
+//! everything, and no template uses `|safe`.
+//!
+//! [`AuthForm`]: super::auth::AuthForm
 
+mod account;
+mod auth;
+mod events;
+mod view;
+mod webhooks;
+
+use askama::Template;
+use askama_web::WebTemplate;
 use axum::Router;
-use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::extract::{FromRequestParts, Path, Request};
+use axum::http::{HeaderValue, StatusCode, header, request::Parts};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use serde::de::DeserializeOwned;
 
 use super::AppState;
+use super::auth::CurrentUser;
+use super::error::PageError;
+use crate::service::ServiceError;
+
+/// Name of the one-shot flash message cookie.
+const FLASH_COOKIE: &str = "webhooker_flash";
+
+/// Result of a page handler.
+type PageResult<T> = Result<T, PageError>;
 
 /// The page routes.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/", get(|| async { Redirect::to("/webhooks") }))
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/webhooks") }))
+        .route("/login", get(auth::login_form).post(auth::login))
+        .route("/logout", post(auth::logout))
+        .route("/webhooks", get(webhooks::list))
+        .route(
+            "/webhooks/new",
+            get(webhooks::new_form).post(webhooks::create),
+        )
+        .route("/webhooks/{id}", get(webhooks::detail))
+        .route(
+            "/webhooks/{id}/edit",
+            get(webhooks::edit_form).post(webhooks::update),
+        )
+        .route("/webhooks/{id}/delete", post(webhooks::delete))
+        .route("/webhooks/{id}/entrypoints", post(webhooks::add_entrypoint))
+        .route(
+            "/webhooks/{id}/entrypoints/{eid}/toggle",
+            post(webhooks::toggle_entrypoint),
+        )
+        .route(
+            "/webhooks/{id}/entrypoints/{eid}/delete",
+            post(webhooks::delete_entrypoint),
+        )
+        .route("/webhooks/{id}/targets", post(webhooks::add_target))
+        .route(
+            "/webhooks/{id}/targets/{tid}/toggle",
+            post(webhooks::toggle_target),
+        )
+        .route(
+            "/webhooks/{id}/targets/{tid}/delete",
+            post(webhooks::delete_target),
+        )
+        .route("/webhooks/{id}/events", get(events::list))
+        .route("/webhooks/{id}/events/{event_id}", get(events::detail))
+        .route(
+            "/webhooks/{id}/events/{event_id}/redeliver",
+            post(events::redeliver),
+        )
+        .route("/account", get(account::show))
+        .route("/account/password", post(account::change_password))
+        .route("/account/keys", post(account::create_key))
+        .route("/account/keys/{id}/revoke", post(account::revoke_key))
+        .fallback(|| async { PageError::Status(StatusCode::NOT_FOUND, "Page not found".into()) })
+        .layer(middleware::from_fn(page_headers))
 }
 
-/// A rendered error page.
+/// A one-shot message shown at the top of the next page (POST → redirect → GET).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flash {
+    /// `success`, `error`, `info` or `warning` (the alert style).
+    pub kind: &'static str,
+    /// The message (escaped when shown).
+    pub message: String,
+}
+
+impl Flash {
+    fn encode(&self) -> String {
+        url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("k", self.kind)
+            .append_pair("m", &self.message)
+            .finish()
+    }
+
+    fn decode(raw: &str) -> Option<Flash> {
+        let mut kind = None;
+        let mut message = None;
+        for (k, v) in url::form_urlencoded::parse(raw.as_bytes()) {
+            match &*k {
+                // Only known kinds: the value ends up in a class attribute.
+                "k" => {
+                    kind = ["success", "error", "info", "warning"]
+                        .into_iter()
+                        .find(|known| *known == v)
+                }
+                "m" => message = Some(v.chars().take(500).collect::<String>()),
+                _ => {}
+            }
+        }
+        Some(Flash {
+            kind: kind?,
+            message: message.filter(|m| !m.is_empty())?,
+        })
+    }
+}
+
+/// What the shared layout (`templates/base.html`) needs from every page.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// App version (footer, asset cache busting).
+    pub version: &'static str,
+    /// The logged-in username; `None` hides the navigation.
+    pub user: Option<String>,
+    /// CSRF token for every form on the page (logout included).
+    pub csrf_token: String,
+    /// One-shot message.
+    pub flash: Option<Flash>,
+    /// The nav section to highlight (`webhooks`, `account`).
+    pub nav: &'static str,
+}
+
+impl Ctx {
+    /// The context of a logged-in user, without a flash.
+    pub fn for_user(user: &CurrentUser, nav: &'static str) -> Ctx {
+        Ctx {
+            version: super::VERSION,
+            user: Some(user.user.username.clone()),
+            csrf_token: user.csrf.clone(),
+            flash: None,
+            nav,
+        }
+    }
+
+    /// The context of an anonymous page (login, errors).
+    pub fn anonymous(csrf_token: String) -> Ctx {
+        Ctx {
+            version: super::VERSION,
+            user: None,
+            csrf_token,
+            flash: None,
+            nav: "",
+        }
+    }
+}
+
+/// The logged-in user of a GET page with the page context (including a pending flash).
+/// Rejects with a redirect to the login page.
+pub struct Viewer {
+    /// The user and session.
+    pub user: CurrentUser,
+    /// The layout context.
+    pub ctx: Ctx,
+}
+
+impl Viewer {
+    /// The context with the nav section set.
+    pub fn ctx(&self, nav: &'static str) -> Ctx {
+        Ctx {
+            nav,
+            ..self.ctx.clone()
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Viewer {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PageError> {
+        let user = CurrentUser::from_request_parts(parts, state).await?;
+        let mut ctx = Ctx::for_user(&user, "");
+        ctx.flash = read_flash(&CookieJar::from_headers(&parts.headers));
+        Ok(Viewer { user, ctx })
+    }
+}
+
+/// The pending flash message, if any (the response clears it, see [`page_headers`]).
+pub fn read_flash(jar: &CookieJar) -> Option<Flash> {
+    jar.get(FLASH_COOKIE).and_then(|c| Flash::decode(c.value()))
+}
+
+/// Path parameters of a page; a malformed id is a 404 page like an unknown one.
+pub struct PagePath<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for PagePath<T> {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PageError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(t)) => Ok(PagePath(t)),
+            Err(_) => Err(PageError::Status(
+                StatusCode::NOT_FOUND,
+                "Page not found".into(),
+            )),
+        }
+    }
+}
+
+/// A 303 redirect that leaves a flash message for the next page.
+pub fn redirect_with(to: &str, kind: &'static str, message: impl Into<String>) -> Response {
+    let flash = Flash {
+        kind,
+        message: message.into(),
+    };
+    let cookie = Cookie::build((FLASH_COOKIE, flash.encode()))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .build();
+    (CookieJar::new().add(cookie), Redirect::to(to)).into_response()
+}
+
+/// Headers for every page response: a shown flash is cleared (a page that was not a
+/// redirect has displayed it), and pages are never cached (they carry CSRF tokens and,
+/// once, an API key secret).
+async fn page_headers(req: Request, next: Next) -> Response {
+    let had_flash = CookieJar::from_headers(req.headers())
+        .get(FLASH_COOKIE)
+        .is_some();
+    let mut resp = next.run(req).await;
+    let shown = had_flash && !resp.status().is_redirection();
+    let headers = resp.headers_mut();
+    if shown {
+        headers.append(
+            header::SET_COOKIE,
+            HeaderValue::from_static("webhooker_flash=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"),
+        );
+    }
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// A form field's validation message, shown beside the form that is re-rendered.
+#[derive(Debug, Clone)]
+pub struct FormError {
+    /// The field at fault (for highlighting).
+    pub field: &'static str,
+    /// A sentence for people.
+    pub message: String,
+}
+
+impl FormError {
+    /// An error about `field`.
+    pub fn new(field: &'static str, message: impl Into<String>) -> FormError {
+        FormError {
+            field,
+            message: message.into(),
+        }
+    }
+
+    /// Input errors become form messages; anything else stays an error page.
+    pub fn from_service(e: ServiceError) -> Result<FormError, PageError> {
+        match e {
+            ServiceError::Invalid { field, message } => Ok(FormError {
+                field,
+                message: format!("{} {message}.", field_label(field)),
+            }),
+            ServiceError::TargetRefused(r) => Ok(FormError {
+                field: "url",
+                message: format!("The URL was refused: {r}."),
+            }),
+            other => Err(other.into()),
+        }
+    }
+}
+
+/// `message` as a sentence: capitalised, with a full stop.
+pub fn sentence(message: &str) -> String {
+    let mut out = String::with_capacity(message.len() + 1);
+    let mut chars = message.trim().chars();
+    if let Some(first) = chars.next() {
+        out.extend(first.to_uppercase());
+    }
+    out.extend(chars);
+    if !out.ends_with(['.', '!', '?']) {
+        out.push('.');
+    }
+    out
+}
+
+/// How a form field is called on the page.
+fn field_label(field: &str) -> &'static str {
+    match field {
+        "name" => "Name",
+        "description" => "Description",
+        "retention_days" => "Retention",
+        "kind" => "Kind",
+        "url" => "URL",
+        "timeout_secs" => "Timeout",
+        "max_retries" => "Max retries",
+        "max_backoff_secs" => "Max backoff",
+        "max_in_flight" => "Max in flight",
+        "current_password" => "The current password",
+        "new_password" => "The new password",
+        "target_id" => "Target",
+        _ => "This field",
+    }
+}
+
+/// Parses an optional whole-number field: empty means "not given".
+pub fn parse_u32(field: &'static str, raw: &str) -> Result<Option<u32>, FormError> {
+    let t = raw.trim();
+    if t.is_empty() {
+        return Ok(None);
+    }
+    t.parse().map(Some).map_err(|_| {
+        FormError::new(
+            field,
+            format!("{} must be a whole number.", field_label(field)),
+        )
+    })
+}
+
+/// The error page (`templates/error.html`).
+#[derive(Template, WebTemplate)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    ctx: Ctx,
+    status: u16,
+    title: &'static str,
+    message: String,
+}
+
+/// A rendered error page with `status`.
 pub fn error_page(status: StatusCode, message: &str) -> Response {
-    let body = format!(
-        "<!doctype html><title>{}</title><p>{}</p>",
-        status,
-        askama::filters::escape(message, askama::filters::Html)
-            .map(|s| s.to_string())
-            .unwrap_or_default()
-    );
-    (status, Html(body)).into_response()
+    let message = sentence(message);
+    let page = ErrorPage {
+        ctx: Ctx::anonymous(String::new()),
+        status: status.as_u16(),
+        title: status.canonical_reason().unwrap_or("Error"),
+        message,
+    };
+    (status, page).into_response()
 }

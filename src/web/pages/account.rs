@@ -1,0 +1,169 @@
+//! The account page: change password, create/list/revoke API keys.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::cookie::CookieJar;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::auth::Empty;
+use super::view::When;
+use super::{Ctx, FormError, PagePath, PageResult, Viewer, redirect_with};
+use crate::model::ApiKey;
+use crate::web::AppState;
+use crate::web::auth::{AuthForm, CurrentUser, SESSION_COOKIE, session_cookie};
+
+struct KeyRow {
+    id: Uuid,
+    name: String,
+    created: When,
+    last_used: Option<When>,
+}
+
+/// A key created just now: its secret is on this response and nowhere else.
+struct NewKey {
+    name: String,
+    token: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "account.html")]
+struct AccountPage {
+    ctx: Ctx,
+    username: String,
+    keys: Vec<KeyRow>,
+    new_key: Option<NewKey>,
+    password_error: Option<FormError>,
+    key_error: Option<FormError>,
+    key_name: String,
+}
+
+impl AccountPage {
+    fn new(ctx: Ctx, user: &CurrentUser, keys: Vec<ApiKey>) -> AccountPage {
+        AccountPage {
+            ctx,
+            username: user.user.username.clone(),
+            keys: keys
+                .into_iter()
+                .map(|k| KeyRow {
+                    id: k.id,
+                    name: k.name,
+                    created: When::at(k.created_at),
+                    last_used: k.last_used_at.map(When::at),
+                })
+                .collect(),
+            new_key: None,
+            password_error: None,
+            key_error: None,
+            key_name: String::new(),
+        }
+    }
+}
+
+/// GET /account
+pub(super) async fn show(viewer: Viewer, State(state): State<AppState>) -> PageResult<Response> {
+    let keys = state.service.api_keys(viewer.user.user.id).await?;
+    Ok(AccountPage::new(viewer.ctx("account"), &viewer.user, keys).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct PasswordForm {
+    current_password: String,
+    new_password: String,
+    confirm: String,
+}
+
+/// POST /account/password: ends every session and logs this browser in again.
+pub(super) async fn change_password(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    AuthForm { user, form }: AuthForm<PasswordForm>,
+) -> PageResult<Response> {
+    let result = if form.new_password != form.confirm {
+        Err(FormError::new(
+            "confirm",
+            "The new password and its confirmation differ.",
+        ))
+    } else {
+        match state
+            .service
+            .change_password(&user.user, &form.current_password, &form.new_password)
+            .await
+        {
+            Ok(token) => Ok(token),
+            Err(e) => Err(FormError::from_service(e)?),
+        }
+    };
+    match result {
+        Ok(token) => {
+            let jar = jar.add(session_cookie(
+                SESSION_COOKIE,
+                token.0,
+                state.web.secure_cookies,
+            ));
+            Ok((
+                jar,
+                redirect_with(
+                    "/account",
+                    "success",
+                    "Password changed. Every other session was signed out.",
+                ),
+            )
+                .into_response())
+        }
+        Err(e) => {
+            let keys = state.service.api_keys(user.user.id).await?;
+            let mut page = AccountPage::new(Ctx::for_user(&user, "account"), &user, keys);
+            page.password_error = Some(e);
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct KeyForm {
+    name: String,
+}
+
+/// POST /account/keys: creates a key and shows its secret once, on this response.
+pub(super) async fn create_key(
+    State(state): State<AppState>,
+    AuthForm { user, form }: AuthForm<KeyForm>,
+) -> PageResult<Response> {
+    let created = state.service.create_api_key(user.user.id, &form.name).await;
+    let keys = state.service.api_keys(user.user.id).await?;
+    let mut page = AccountPage::new(Ctx::for_user(&user, "account"), &user, keys);
+    match created {
+        Ok(c) => {
+            page.new_key = Some(NewKey {
+                name: c.key.name,
+                token: c.token,
+            });
+            Ok(page.into_response())
+        }
+        Err(e) => {
+            page.key_error = Some(FormError::from_service(e)?);
+            page.key_name = form.name;
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+    }
+}
+
+/// POST /account/keys/{id}/revoke
+pub(super) async fn revoke_key(
+    State(state): State<AppState>,
+    PagePath(id): PagePath<Uuid>,
+    AuthForm { user, .. }: AuthForm<Empty>,
+) -> PageResult<Response> {
+    state.service.revoke_api_key(user.user.id, id).await?;
+    Ok(redirect_with(
+        "/account",
+        "success",
+        "API key revoked. Requests using it are now refused.",
+    ))
+}

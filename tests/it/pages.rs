@@ -1,0 +1,822 @@
+//! The browser UI over HTTP: login, sessions, CSRF, rate limit, redirects, escaping,
+//! security headers, form errors and the page flows. No cookie jar in reqwest here, so
+//! cookies are carried by hand.
+
+use std::time::Duration;
+
+use reqwest::header::{COOKIE, HeaderMap, LOCATION, SET_COOKIE};
+use reqwest::{Response, StatusCode};
+use serde_json::json;
+
+use crate::support::receiver::Receiver;
+use crate::support::{TestApp, wait_until};
+
+const XSS_SCRIPT: &str = "<script>alert(1)</script>";
+const XSS_ATTR: &str = "\"><img src=x onerror=alert(1)>";
+/// askama escapes `<`, `>`, `"`, `'` and `&` as numeric entities.
+const XSS_SCRIPT_ESCAPED: &str = "&#60;script&#62;alert(1)&#60;/script&#62;";
+const XSS_ATTR_ESCAPED: &str = "&#34;&#62;&#60;img src=x onerror=alert(1)&#62;";
+
+/// A logged-in browser: its cookie header and the session's CSRF token.
+struct Browser {
+    cookie: String,
+    csrf: String,
+}
+
+fn set_cookies(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_string))
+        .collect()
+}
+
+/// The `name=value` part of the Set-Cookie for `name`, if any.
+fn cookie_pair(headers: &HeaderMap, name: &str) -> Option<String> {
+    set_cookies(headers)
+        .into_iter()
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .map(|c| c.split(';').next().unwrap().to_string())
+}
+
+fn csrf_in(html: &str) -> String {
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = html.find(marker).expect("a csrf_token field") + marker.len();
+    let len = html[start..].find('"').unwrap();
+    html[start..start + len].to_string()
+}
+
+fn location(r: &Response) -> String {
+    r.headers()
+        .get(LOCATION)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+fn form(fields: &[(&str, &str)]) -> String {
+    serde_urlencoded::to_string(fields).unwrap()
+}
+
+/// The login form: (pre-login CSRF cookie pair, token).
+async fn login_form(app: &TestApp) -> (String, String) {
+    let r = app.http.get(app.url("/login")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let cookie = cookie_pair(r.headers(), "webhooker_csrf").expect("csrf cookie");
+    let html = r.text().await.unwrap();
+    (cookie, csrf_in(&html))
+}
+
+/// Posts the login form with `password` and `next`.
+async fn post_login(app: &TestApp, password: &str, next: &str) -> Response {
+    let (cookie, token) = login_form(app).await;
+    app.http
+        .post(app.url("/login"))
+        .header(COOKIE, cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[
+            ("username", "admin"),
+            ("password", password),
+            ("csrf_token", &token),
+            ("next", next),
+        ]))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn login(app: &TestApp) -> Browser {
+    let r = post_login(app, &app.password, "/webhooks").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let cookie = cookie_pair(r.headers(), "webhooker_session").expect("session cookie");
+    let b = Browser {
+        cookie,
+        csrf: String::new(),
+    };
+    let html = get(app, &b, "/webhooks").await.text().await.unwrap();
+    Browser {
+        csrf: csrf_in(&html),
+        ..b
+    }
+}
+
+async fn get(app: &TestApp, b: &Browser, path: &str) -> Response {
+    app.http
+        .get(app.url(path))
+        .header(COOKIE, &b.cookie)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn get_ok(app: &TestApp, b: &Browser, path: &str) -> String {
+    let r = get(app, b, path).await;
+    assert_eq!(r.status(), 200, "GET {path}");
+    r.text().await.unwrap()
+}
+
+/// Posts a form with the session cookie and CSRF token.
+async fn post(app: &TestApp, b: &Browser, path: &str, fields: &[(&str, &str)]) -> Response {
+    let mut all = vec![("csrf_token", b.csrf.as_str())];
+    all.extend_from_slice(fields);
+    post_raw(app, &b.cookie, path, &form(&all)).await
+}
+
+async fn post_raw(app: &TestApp, cookie: &str, path: &str, body: &str) -> Response {
+    app.http
+        .post(app.url(path))
+        .header(COOKIE, cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Posts and expects a redirect; returns (location, flash message shown there).
+async fn post_redirect(
+    app: &TestApp,
+    b: &Browser,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> (String, String) {
+    let r = post(app, b, path, fields).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "POST {path}");
+    let to = location(&r);
+    let flash = cookie_pair(r.headers(), "webhooker_flash").expect("a flash");
+    let shown = app
+        .http
+        .get(app.url(&to))
+        .header(COOKIE, format!("{}; {flash}", b.cookie))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(shown.status(), 200, "GET {to}");
+    let cleared = set_cookies(shown.headers())
+        .iter()
+        .any(|c| c.starts_with("webhooker_flash=;") && c.contains("Max-Age=0"));
+    assert!(cleared, "a shown flash is cleared");
+    (to, shown.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn pages_redirect_to_login_when_logged_out() {
+    let app = TestApp::start().await;
+    let id = uuid::Uuid::new_v4();
+    for path in [
+        "/webhooks".to_string(),
+        "/webhooks/new".to_string(),
+        "/account".to_string(),
+        format!("/webhooks/{id}"),
+        format!("/webhooks/{id}/events?page=2"),
+    ] {
+        let r = app.http.get(app.url(&path)).send().await.unwrap();
+        assert!(
+            matches!(r.status().as_u16(), 302 | 303),
+            "{path}: {}",
+            r.status()
+        );
+        let to = location(&r);
+        let next: String = url::form_urlencoded::byte_serialize(path.as_bytes()).collect();
+        assert_eq!(to, format!("/login?next={next}"), "{path}");
+    }
+    // A stale or forged session cookie is no session.
+    let r = app
+        .http
+        .get(app.url("/webhooks"))
+        .header(COOKIE, "webhooker_session=forged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    // "/" goes to the list.
+    let r = app.http.get(app.url("/")).send().await.unwrap();
+    assert_eq!(location(&r), "/webhooks");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn login_success_failure_and_next() {
+    let app = TestApp::start().await;
+    // Failure: the form again, with a message, and no session.
+    let r = post_login(&app, "wrong password", "/account").await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(cookie_pair(r.headers(), "webhooker_session").is_none());
+    let html = r.text().await.unwrap();
+    assert!(html.contains("Wrong username or password"));
+    assert!(html.contains("value=\"/account\""), "next is kept");
+
+    // Success: HttpOnly, SameSite=Lax session cookie; back to a local next.
+    let r = post_login(&app, &app.password, "/account").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/account");
+    let raw = set_cookies(r.headers())
+        .into_iter()
+        .find(|c| c.starts_with("webhooker_session="))
+        .unwrap();
+    assert!(raw.contains("HttpOnly"), "{raw}");
+    assert!(raw.contains("SameSite=Lax"), "{raw}");
+    assert!(raw.contains("Path=/"), "{raw}");
+
+    // Off-site next values are not followed.
+    for evil in ["//evil.com", "https://evil.com", "/\\evil.com"] {
+        let r = post_login(&app, &app.password, evil).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert_eq!(location(&r), "/webhooks", "{evil}");
+    }
+    // Nor rendered into the form.
+    let r = app
+        .http
+        .get(app.url("/login?next=%2F%2Fevil.com"))
+        .send()
+        .await
+        .unwrap();
+    let html = r.text().await.unwrap();
+    assert!(!html.contains("evil.com"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn login_is_rate_limited() {
+    let app = TestApp::start().await;
+    for i in 0..5 {
+        let r = post_login(&app, "wrong", "/").await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "attempt {i}");
+    }
+    let r = post_login(&app, &app.password, "/").await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(cookie_pair(r.headers(), "webhooker_session").is_none());
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("Too many sign-in attempts")
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn csrf_is_required() {
+    let app = TestApp::start().await;
+    let b = login(&app).await;
+    // Login itself: no token, or a token without its cookie.
+    let (_, token) = login_form(&app).await;
+    for body in [
+        form(&[("username", "admin"), ("password", &app.password)]),
+        form(&[
+            ("username", "admin"),
+            ("password", &app.password),
+            ("csrf_token", &token),
+        ]),
+    ] {
+        let r = app
+            .http
+            .post(app.url("/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    }
+    // A state-changing form and logout: missing and wrong tokens.
+    for path in ["/webhooks/new", "/logout"] {
+        for body in [
+            form(&[("name", "x")]),
+            form(&[("name", "x"), ("csrf_token", "wrong")]),
+            form(&[("name", "x"), ("csrf_token", "")]),
+        ] {
+            let r = post_raw(&app, &b.cookie, path, &body).await;
+            assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path} {body}");
+            let html = r.text().await.unwrap();
+            assert!(html.contains("403"));
+        }
+    }
+    // Nothing was created and the session still works.
+    let listed = app.get_json("/webhooks").await;
+    assert_eq!(listed.as_array().unwrap().len(), 0);
+    assert_eq!(get(&app, &b, "/webhooks").await.status(), 200);
+    // Another session's token does not work either.
+    let other = login(&app).await;
+    let r = post_raw(
+        &app,
+        &b.cookie,
+        "/webhooks/new",
+        &form(&[("name", "x"), ("csrf_token", &other.csrf)]),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn logout_ends_the_session() {
+    let app = TestApp::start().await;
+    let b = login(&app).await;
+    assert_eq!(get(&app, &b, "/account").await.status(), 200);
+    let r = post(&app, &b, "/logout", &[]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(location(&r).starts_with("/login"));
+    let cleared = set_cookies(r.headers())
+        .iter()
+        .any(|c| c.starts_with("webhooker_session=") && c.contains("Max-Age=0"));
+    assert!(cleared, "cookie removed");
+    // The old cookie is dead on the server, not just in the browser.
+    let r = get(&app, &b, "/account").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(location(&r).starts_with("/login"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn hostile_payloads_render_escaped() {
+    let app = TestApp::start().await;
+    let b = login(&app).await;
+    let (id, url) = app.webhook(&format!("hook {XSS_SCRIPT}")).await;
+    let body = serde_json::to_vec(&json!({ "html": XSS_SCRIPT, "attr": XSS_ATTR })).unwrap();
+    let json_event = send(&app, &url, "application/json", body).await;
+    let text_event = send(
+        &app,
+        &url,
+        "text/plain",
+        format!("{XSS_SCRIPT} and {XSS_ATTR}").into_bytes(),
+    )
+    .await;
+    // Binary body with the payload inside: shown as hex/base64, never raw.
+    let mut bin = vec![0xff, 0xfe, 0x00];
+    bin.extend_from_slice(XSS_SCRIPT.as_bytes());
+    let bin_event = send(&app, &url, "application/octet-stream", bin).await;
+
+    let mut pages = vec![
+        "/webhooks".to_string(),
+        format!("/webhooks/{id}"),
+        format!("/webhooks/{id}/edit"),
+        format!("/webhooks/{id}/events"),
+    ];
+    for ev in [&json_event, &text_event, &bin_event] {
+        pages.push(format!("/webhooks/{id}/events/{ev}"));
+    }
+    for path in &pages {
+        let html = get_ok(&app, &b, path).await;
+        assert!(!html.contains(XSS_SCRIPT), "{path}: raw script tag");
+        assert!(!html.contains("<img src=x"), "{path}: raw img tag");
+        assert!(html.contains(XSS_SCRIPT_ESCAPED), "{path}: escaped form");
+    }
+    for path in [
+        format!("/webhooks/{id}/events"),
+        format!("/webhooks/{id}/events/{text_event}"),
+    ] {
+        let html = get_ok(&app, &b, &path).await;
+        assert!(html.contains(XSS_ATTR_ESCAPED), "{path}: escaped attribute");
+        // The header value too.
+        assert!(html.contains("x-evil"), "{path}: header shown");
+    }
+    app.stop().await;
+}
+
+async fn send(app: &TestApp, url: &str, content_type: &str, body: Vec<u8>) -> String {
+    let r = app
+        .http
+        .post(url)
+        .header("content-type", content_type)
+        .header("x-evil", format!("{XSS_SCRIPT}{XSS_ATTR}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json::<serde_json::Value>().await.unwrap()["event_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn security_headers_on_every_page() {
+    let app = TestApp::start().await;
+    let b = login(&app).await;
+    let (id, url) = app.webhook("headers").await;
+    let ev = send(&app, &url, "text/plain", b"hi".to_vec()).await;
+    let paths = [
+        "/login".to_string(),
+        "/webhooks".to_string(),
+        "/webhooks/new".to_string(),
+        format!("/webhooks/{id}"),
+        format!("/webhooks/{id}/edit"),
+        format!("/webhooks/{id}/events"),
+        format!("/webhooks/{id}/events/{ev}"),
+        "/account".to_string(),
+        "/no/such/page".to_string(),
+        format!("/webhooks/{}", uuid::Uuid::new_v4()),
+        "/webhooks/not-a-uuid".to_string(),
+    ];
+    let anonymous = Browser {
+        cookie: String::new(),
+        csrf: String::new(),
+    };
+    for path in &paths {
+        let who = if path == "/login" { &anonymous } else { &b };
+        let r = get(&app, who, path).await;
+        assert!(r.status().as_u16() < 500, "{path}: {}", r.status());
+        let h = r.headers();
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("script-src 'self'"), "{path}: {csp}");
+        assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
+        assert!(!csp.contains("unsafe-eval"), "{path}: {csp}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert!(h.contains_key("referrer-policy"), "{path}");
+        assert_eq!(h["cache-control"], "no-store", "{path}");
+        assert!(
+            h["content-type"].to_str().unwrap().starts_with("text/html"),
+            "{path}"
+        );
+        let html = r.text().await.unwrap();
+        assert!(!html.contains("<script>"), "{path}: inline script");
+        assert!(!html.contains(" style=\""), "{path}: inline style");
+    }
+    // Unknown and malformed ids are 404 pages, not 400 or 500.
+    for path in &paths[8..] {
+        assert_eq!(get(&app, &b, path).await.status(), 404, "{path}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_forms_rerender_with_a_message() {
+    let app = TestApp::start().await;
+    let b = login(&app).await;
+    let r = post(
+        &app,
+        &b,
+        "/webhooks/new",
+        &[("name", "  "), ("description", "kept text")],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("Name must not be empty."), "{html}");
+    assert!(html.contains("kept text"), "values are kept");
+    let r = post(
+        &app,
+        &b,
+        "/webhooks/new",
+        &[("name", "ok"), ("retention_days", "soon")],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("Retention must be a whole number.")
+    );
+
+    let (id, _) = app.webhook("forms").await;
+    for (fields, message) in [
+        (
+            vec![("name", "t"), ("kind", "http"), ("url", "")],
+            "URL is required for http targets.",
+        ),
+        (
+            vec![("name", "t"), ("kind", "http"), ("url", "ftp://x")],
+            "URL must be an absolute http:// or https:// URL.",
+        ),
+        (
+            vec![
+                ("name", "t"),
+                ("kind", "http"),
+                ("url", "http://127.0.0.1:9/"),
+                ("max_retries", "lots"),
+            ],
+            "Max retries must be a number of retries or “unlimited”.",
+        ),
+        (
+            vec![
+                ("name", "t"),
+                ("kind", "http"),
+                ("url", "http://127.0.0.1:9/"),
+                ("timeout_secs", "0"),
+            ],
+            "Timeout must be between 1 and 300.",
+        ),
+        (
+            vec![("name", "t"), ("kind", "http"), ("url", "http://10.0.0.1/")],
+            "The URL was refused",
+        ),
+        (vec![("name", "t"), ("kind", "ftp")], "Kind must be one of"),
+    ] {
+        let r = post(&app, &b, &format!("/webhooks/{id}/targets"), &fields).await;
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{fields:?}");
+        let html = r.text().await.unwrap();
+        assert!(html.contains(message), "{fields:?}: {message}");
+    }
+    // Password change: mismatch and wrong current password.
+    for (fields, message) in [
+        (
+            [
+                ("current_password", app.password.as_str()),
+                ("new_password", "abcdefghij"),
+                ("confirm", "abcdefghiX"),
+            ],
+            "differ",
+        ),
+        (
+            [
+                ("current_password", "nope"),
+                ("new_password", "abcdefghij"),
+                ("confirm", "abcdefghij"),
+            ],
+            "The current password is not correct.",
+        ),
+        (
+            [
+                ("current_password", app.password.as_str()),
+                ("new_password", "short"),
+                ("confirm", "short"),
+            ],
+            "at least 8 characters",
+        ),
+    ] {
+        let r = post(&app, &b, "/account/password", &fields).await;
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(r.text().await.unwrap().contains(message), "{message}");
+    }
+    let r = post(&app, &b, "/account/keys", &[("name", " ")]).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn webhook_pages_flow() {
+    let app = TestApp::start().await;
+    let b = login(&app).await;
+    let sink = Receiver::start().await;
+
+    // Empty states.
+    let html = get_ok(&app, &b, "/webhooks").await;
+    assert!(html.contains("No webhooks yet"));
+    assert!(html.contains("href=\"/webhooks/new\""));
+
+    // Create → detail with a default entrypoint and a flash.
+    let (to, html) = post_redirect(
+        &app,
+        &b,
+        "/webhooks/new",
+        &[("name", "Orders"), ("description", "from the shop")],
+    )
+    .await;
+    let id = to.strip_prefix("/webhooks/").unwrap().to_string();
+    assert!(html.contains("Created webhook “Orders”"));
+    assert!(html.contains("No targets yet"));
+    assert!(html.contains("No events yet"));
+    let api = app.get_json(&format!("/webhooks/{id}")).await;
+    let ep_url = api["entrypoints"][0]["url"].as_str().unwrap().to_string();
+    let ep_id = api["entrypoints"][0]["id"].as_str().unwrap().to_string();
+    assert!(html.contains(&ep_url), "entrypoint URL shown");
+    assert_eq!(api["retention_days"], 30);
+
+    // Edit.
+    post_redirect(
+        &app,
+        &b,
+        &format!("/webhooks/{id}/edit"),
+        &[
+            ("name", "Orders v2"),
+            ("description", ""),
+            ("retention_days", "0"),
+        ],
+    )
+    .await;
+    let api = app.get_json(&format!("/webhooks/{id}")).await;
+    assert_eq!(api["name"], "Orders v2");
+    assert_eq!(api["retention_days"], 0);
+
+    // Entrypoints: add, disable (410), enable, delete.
+    post_redirect(
+        &app,
+        &b,
+        &format!("/webhooks/{id}/entrypoints"),
+        &[("description", "second")],
+    )
+    .await;
+    let api = app.get_json(&format!("/webhooks/{id}")).await;
+    assert_eq!(api["entrypoints"].as_array().unwrap().len(), 2);
+    let second = api["entrypoints"][1]["id"].as_str().unwrap().to_string();
+    post_redirect(
+        &app,
+        &b,
+        &format!("/webhooks/{id}/entrypoints/{ep_id}/toggle"),
+        &[("active", "false")],
+    )
+    .await;
+    let r = app.http.post(&ep_url).body("x").send().await.unwrap();
+    assert_eq!(r.status(), 410);
+    post_redirect(
+        &app,
+        &b,
+        &format!("/webhooks/{id}/entrypoints/{ep_id}/toggle"),
+        &[("active", "true")],
+    )
+    .await;
+    post_redirect(
+        &app,
+        &b,
+        &format!("/webhooks/{id}/entrypoints/{second}/delete"),
+        &[],
+    )
+    .await;
+    let api = app.get_json(&format!("/webhooks/{id}")).await;
+    assert_eq!(api["entrypoints"].as_array().unwrap().len(), 1);
+    assert_eq!(api["entrypoints"][0]["active"], true);
+
+    // Targets: an http target to the sink (defaults: unlimited retries), a log target.
+    let (_, html) = post_redirect(
+        &app,
+        &b,
+        &format!("/webhooks/{id}/targets"),
+        &[
+            ("name", "sink"),
+            ("kind", "http"),
+            ("url", &sink.url("/in")),
+            ("timeout_secs", "5"),
+            ("max_retries", ""),
+        ],
+    )
+    .await;
+    assert!(html.contains("Added target “sink”"));
+    post_redirect(
+        &app,
+        &b,
+        &format!("/webhooks/{id}/targets"),
+        &[("name", "logger"), ("kind", "log")],
+    )
+    .await;
+    let api = app.get_json(&format!("/webhooks/{id}")).await;
+    let targets = api["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 2);
+    assert_eq!(targets[0]["max_retries"], "unlimited");
+    assert_eq!(targets[0]["timeout_secs"], 5);
+    let sink_id = targets[0]["id"].as_str().unwrap().to_string();
+    let log_id = targets[1]["id"].as_str().unwrap().to_string();
+
+    // An event, delivered; listed on the detail page and the log; detail with attempts.
+    let ev = send(
+        &app,
+        &ep_url,
+        "application/json",
+        br#"{"b":1,"a":2}"#.to_vec(),
+    )
+    .await;
+    app.wait_finished(&id, &ev, Duration::from_secs(10)).await;
+    let html = get_ok(&app, &b, &format!("/webhooks/{id}")).await;
+    assert!(html.contains(&format!("/webhooks/{id}/events/{ev}")));
+    let html = get_ok(&app, &b, &format!("/webhooks/{id}/events")).await;
+    assert!(html.contains("badge-success\">delivered"));
+    assert!(
+        html.contains("{\n  &#34;b&#34;: 1,\n  &#34;a&#34;: 2\n}"),
+        "pretty, in order"
+    );
+    let html = get_ok(&app, &b, &format!("/webhooks/{id}/events/{ev}")).await;
+    assert!(html.contains("HTTP 200"));
+    assert!(html.contains("Redeliver to sink"));
+
+    // Redeliver to one target, then to all.
+    let (_, html) = post_redirect(
+        &app,
+        &b,
+        &format!("/webhooks/{id}/events/{ev}/redeliver"),
+        &[("target_id", &sink_id)],
+    )
+    .await;
+    assert!(html.contains("Redelivery queued"));
+    assert!(wait_until(Duration::from_secs(10), || async { sink.count() == 2 }).await);
+    post_redirect(
+        &app,
+        &b,
+        &format!("/webhooks/{id}/events/{ev}/redeliver"),
+        &[("target_id", "")],
+    )
+    .await;
+    assert!(wait_until(Duration::from_secs(10), || async { sink.count() == 3 }).await);
+    let detail = app.event(&id, &ev).await;
+    assert_eq!(detail["deliveries"].as_array().unwrap().len(), 5);
+
+    // Disable a target: no redelivery to it; delete the other.
+    post_redirect(
+        &app,
+        &b,
+        &format!("/webhooks/{id}/targets/{sink_id}/toggle"),
+        &[("active", "false")],
+    )
+    .await;
+    let (_, html) = post_redirect(
+        &app,
+        &b,
+        &format!("/webhooks/{id}/events/{ev}/redeliver"),
+        &[("target_id", &sink_id)],
+    )
+    .await;
+    assert!(html.contains("alert-error"), "inactive target refused");
+    post_redirect(
+        &app,
+        &b,
+        &format!("/webhooks/{id}/targets/{log_id}/delete"),
+        &[],
+    )
+    .await;
+    let api = app.get_json(&format!("/webhooks/{id}")).await;
+    assert_eq!(api["targets"].as_array().unwrap().len(), 1);
+    assert_eq!(api["targets"][0]["active"], false);
+
+    // Event log pagination: 26 events → 2 pages.
+    for i in 0..25 {
+        send(&app, &ep_url, "text/plain", format!("n{i}").into_bytes()).await;
+    }
+    let html = get_ok(&app, &b, &format!("/webhooks/{id}/events")).await;
+    assert!(html.contains("Showing <span class=\"font-medium text-gray-900\">1–25</span>"));
+    assert!(html.contains("?page=2"));
+    let html = get_ok(&app, &b, &format!("/webhooks/{id}/events?page=2")).await;
+    assert!(
+        html.contains(&format!("/webhooks/{id}/events/{ev}")),
+        "oldest last"
+    );
+    let html = get_ok(&app, &b, &format!("/webhooks/{id}/events?page=99")).await;
+    assert!(html.contains("No events on this page"));
+
+    // List counts, then delete.
+    let html = get_ok(&app, &b, "/webhooks").await;
+    assert!(html.contains("Orders v2"));
+    assert!(html.contains("<span class=\"count-n\">26</span> events"));
+    let (to, html) = post_redirect(&app, &b, &format!("/webhooks/{id}/delete"), &[]).await;
+    assert_eq!(to, "/webhooks");
+    assert!(html.contains("No webhooks yet"));
+    assert_eq!(
+        get(&app, &b, &format!("/webhooks/{id}")).await.status(),
+        404
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn account_keys_and_password() {
+    let app = TestApp::start().await;
+    let b = login(&app).await;
+    let html = get_ok(&app, &b, "/account").await;
+    assert!(html.contains("No API keys"));
+
+    // The secret is on the creation response only.
+    let r = post(&app, &b, "/account/keys", &[("name", "deploy")]).await;
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    let start = html.find("value=\"whk_").expect("token shown") + 7;
+    let token = html[start..start + html[start..].find('"').unwrap()].to_string();
+    let r = app
+        .http
+        .get(app.url("/api/v1/webhooks"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let html = get_ok(&app, &b, "/account").await;
+    assert!(html.contains("deploy"));
+    assert!(!html.contains(&token), "shown once");
+    let key_id = app.get_json("/keys").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    post_redirect(&app, &b, &format!("/account/keys/{key_id}/revoke"), &[]).await;
+    let r = app
+        .http
+        .get(app.url("/api/v1/webhooks"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // Password change: other sessions end, this browser gets a fresh cookie.
+    let other = login(&app).await;
+    let r = post(
+        &app,
+        &b,
+        "/account/password",
+        &[
+            ("current_password", &app.password),
+            ("new_password", "a much better password"),
+            ("confirm", "a much better password"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let fresh = cookie_pair(r.headers(), "webhooker_session").expect("new session cookie");
+    assert_ne!(fresh, b.cookie);
+    assert_eq!(get(&app, &other, "/webhooks").await.status(), 303);
+    assert_eq!(get(&app, &b, "/webhooks").await.status(), 303);
+    let renewed = Browser {
+        cookie: fresh,
+        csrf: String::new(),
+    };
+    assert_eq!(get(&app, &renewed, "/webhooks").await.status(), 200);
+    app.stop().await;
+}
