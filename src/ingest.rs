@@ -131,16 +131,34 @@ impl Ingestor {
         let event_id = event.id;
         let body_len = req.body.len();
 
+        let tasks: Vec<DeliveryTask> = targets
+            .into_iter()
+            .zip(deliveries.iter().cloned())
+            .map(|(target, delivery)| DeliveryTask {
+                webhook_id,
+                target,
+                event: payload.clone(),
+                delivery,
+            })
+            .collect();
+
         let store = self.event_store(webhook_id).await?;
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let engine = self.engine.clone();
         store.try_submit(
             WriteOp::Ingest(NewEvent {
                 event,
                 body: req.body,
-                deliveries: deliveries.clone(),
+                deliveries,
             }),
             Box::new(move |r| {
-                // The sender only goes away if the client hung up; the event is stored anyway.
+                // Dispatch here, on the writer thread right after the commit: any later
+                // commit for these deliveries goes through this same writer, so none can
+                // have finished (and left memory) before they are queued (I5).
+                if r.is_ok() {
+                    engine.dispatch(tasks);
+                }
+                // The receiver only goes away if the client hung up; the event is stored.
                 let _unused = tx.send(r);
             }),
         )?;
@@ -149,17 +167,6 @@ impl Ingestor {
         let webhook = webhook_id.to_string();
         metrics::counter!(m::EVENTS_RECEIVED, "webhook" => webhook.clone()).increment(1);
         metrics::counter!(m::EVENT_BODY_BYTES, "webhook" => webhook).increment(body_len as u64);
-        let tasks = targets
-            .into_iter()
-            .zip(deliveries)
-            .map(|(target, delivery)| DeliveryTask {
-                webhook_id,
-                target,
-                event: payload.clone(),
-                delivery,
-            })
-            .collect();
-        self.engine.dispatch(tasks);
         Ok(event_id)
     }
 

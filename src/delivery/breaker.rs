@@ -82,6 +82,11 @@ impl CircuitBreaker {
         };
     }
 
+    /// Whether attempts flow freely.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed { .. })
+    }
+
     /// A number for metrics: 0 closed, 1 open, 2 half-open.
     pub fn gauge(&self) -> f64 {
         match self.state {

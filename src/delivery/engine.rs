@@ -59,7 +59,7 @@ pub(super) struct Shared {
     queue_rx: Receiver<DeliveryTask>,
     pub(super) scheduler_tx: Sender<SchedulerMsg>,
     pub(super) scheduled: AtomicUsize,
-    pub(super) claims: Claims,
+    pub(super) claims: Arc<Claims>,
     targets: Mutex<HashMap<Uuid, TargetState>>,
     parked: AtomicUsize,
     client: reqwest::Client,
@@ -132,7 +132,7 @@ impl Engine {
             queue_rx,
             scheduler_tx,
             scheduled: AtomicUsize::new(0),
-            claims: Claims::default(),
+            claims: Arc::default(),
             targets: Mutex::new(HashMap::new()),
             parked: AtomicUsize::new(0),
             client,
@@ -270,6 +270,7 @@ fn attempt(s: &Arc<Shared>, task: DeliveryTask) -> Option<DeliveryTask> {
     let target = match current {
         Some(t) if t.active => t,
         Some(_) => {
+            release_waiting(s, task.delivery.target_id, false);
             record(
                 s,
                 task,
@@ -280,6 +281,7 @@ fn attempt(s: &Arc<Shared>, task: DeliveryTask) -> Option<DeliveryTask> {
             return None;
         }
         None => {
+            release_waiting(s, task.delivery.target_id, true);
             record(
                 s,
                 task,
@@ -304,7 +306,7 @@ fn attempt(s: &Arc<Shared>, task: DeliveryTask) -> Option<DeliveryTask> {
                 target_name = %task.target.name,
                 event_id = %e.id,
                 method = %e.method,
-                path = %e.path,
+                path = %e.display_path(),
                 content_type = e.content_type.as_deref().unwrap_or(""),
                 body_bytes = e.body_len,
                 "webhook event"
@@ -323,6 +325,8 @@ fn attempt(s: &Arc<Shared>, task: DeliveryTask) -> Option<DeliveryTask> {
                 Admit::Go { probe } => probe,
                 Admit::Waiting => return None,
                 Admit::Defer(until) => {
+                    // Nothing will free a slot while the breaker holds attempts back.
+                    release_waiting(s, task.target.id, false);
                     defer(s, task, until);
                     return None;
                 }
@@ -443,11 +447,38 @@ fn release_slot(
         metrics::gauge!(m::BREAKER_STATE, "target" => target_id.to_string())
             .set(state.breaker.gauge());
     }
+    if !state.breaker.is_closed() {
+        // The breaker just opened (or stays half-open): waiting tasks would only be
+        // deferred one by one; hand them all back to the due index now.
+        drain_waiting(s, state);
+        return None;
+    }
     let next = state.waiting.pop_front();
     if next.is_some() {
         s.parked.fetch_sub(1, Ordering::Relaxed);
     }
     next
+}
+
+/// Gives every task waiting for a slot of this target back to the due index (releasing
+/// its claim): used when no attempt to the target will free a slot soon. With `forget`,
+/// the target's state goes too (the target was deleted).
+fn release_waiting(s: &Shared, target_id: Uuid, forget: bool) {
+    let mut targets = s.lock_targets();
+    if let Some(state) = targets.get_mut(&target_id) {
+        drain_waiting(s, state);
+        if forget && state.in_flight == 0 {
+            targets.remove(&target_id);
+        }
+    }
+}
+
+fn drain_waiting(s: &Shared, state: &mut TargetState) {
+    let n = state.waiting.len();
+    for task in state.waiting.drain(..) {
+        s.claims.release(task.delivery.id);
+    }
+    s.parked.fetch_sub(n, Ordering::Relaxed);
 }
 
 fn webhooker_headers(task: &DeliveryTask) -> [(&'static str, String); 3] {

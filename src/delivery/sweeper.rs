@@ -1,21 +1,26 @@
 //! The sweeper: every `sweep_interval` it range-scans each webhook's due index for rows due
 //! now and queues those not already in memory. Its first pass at startup is crash
 //! recovery; later passes pick up what a full queue or full scheduler left behind (I2).
+//!
+//! The queue's free room is shared between webhooks, starting from a different webhook
+//! each pass, so one webhook's large backlog cannot starve the others.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use uuid::Uuid;
 
 use super::engine::Shared;
-use super::task::{DeliveryTask, EventPayload};
+use super::task::{DeliveryTask, EventPayload, MAX_INLINE_BODY};
 use crate::metrics as m;
-use crate::model::now_ms;
-use crate::store::{DueRow, EventStore};
+use crate::model::{Delivery, DeliveryResult, DeliveryStatus, Target, TargetKind, now_ms};
+use crate::store::{AttemptWrite, DueRow, EventStore, StoreError, WriteOp};
 
 pub(super) fn run(s: &Shared) {
+    let pass = AtomicUsize::new(0);
     loop {
-        sweep(s);
+        sweep(s, pass.fetch_add(1, Ordering::Relaxed));
         publish_depths(s);
         crossbeam_channel::select! {
             recv(s.stop_rx) -> _ => return,
@@ -24,10 +29,16 @@ pub(super) fn run(s: &Shared) {
     }
 }
 
-/// One pass over every webhook. Stops early once the delivery queue is full.
-pub(super) fn sweep(s: &Shared) {
-    let catalog = s.store.catalog();
-    for webhook in catalog.webhooks() {
+/// One pass over every webhook, starting at webhook number `pass` (round robin).
+pub(super) fn sweep(s: &Shared, pass: usize) {
+    let mut webhooks = s.store.catalog().webhooks();
+    if webhooks.is_empty() {
+        return;
+    }
+    let start = pass % webhooks.len();
+    webhooks.rotate_left(start);
+    let count = webhooks.len();
+    for (i, webhook) in webhooks.into_iter().enumerate() {
         if s.stopping() {
             return;
         }
@@ -35,6 +46,8 @@ pub(super) fn sweep(s: &Shared) {
         if room == 0 {
             return;
         }
+        // A fair share of what is left; the last webhooks get whatever the others left.
+        let share = room.div_ceil(count - i);
         let store = match s.store.events(webhook.id) {
             Ok(store) => store,
             Err(e) => {
@@ -42,82 +55,141 @@ pub(super) fn sweep(s: &Shared) {
                 continue;
             }
         };
-        // Scan a bit past the room: some rows are in memory already and get skipped.
-        let rows = match store.due_before(now_ms(), room + s.claims.len().min(room * 4)) {
+        // Scan a bit past the share: some rows are in memory already and get skipped.
+        let rows = match store.due_before(now_ms(), share + s.claims.len().min(share * 4)) {
             Ok(rows) => rows,
             Err(e) => {
                 tracing::error!(webhook_id = %webhook.id, error = %e, "due index scan failed");
                 continue;
             }
         };
-        if let Err(e) = requeue(s, &store, rows, room) {
-            tracing::error!(webhook_id = %webhook.id, error = %e, "requeue failed");
-        }
+        requeue(s, &store, rows, share);
     }
 }
 
-fn requeue(
-    s: &Shared,
-    store: &Arc<EventStore>,
-    rows: Vec<DueRow>,
-    room: usize,
-) -> Result<(), crate::store::StoreError> {
+/// Queues up to `share` of the rows that nobody holds in memory.
+fn requeue(s: &Shared, store: &Arc<EventStore>, rows: Vec<DueRow>, share: usize) {
     let catalog = s.store.catalog();
     let mut payloads: HashMap<Uuid, Arc<EventPayload>> = HashMap::new();
     let mut queued = 0;
     for row in rows {
-        if queued >= room {
+        if queued >= share {
             break;
         }
         if !s.claims.claim(row.delivery_id) {
             continue;
         }
-        // Re-read AFTER claiming: a worker may have finished it between the scan and the
-        // claim, and only a read begun after the claim is sure to see that commit (I5).
-        let delivery = match store.delivery(row.event_id, row.delivery_id)? {
-            Some(d) if !d.status.is_terminal() && d.next_attempt_at == Some(row.due_at) => d,
-            _ => {
+        let task = match load_task(store, &row, &mut payloads, &catalog) {
+            Ok(Some(task)) => task,
+            Ok(None) => {
+                s.claims.release(row.delivery_id);
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(delivery_id = %row.delivery_id, error = %e, "cannot load due delivery");
                 s.claims.release(row.delivery_id);
                 continue;
             }
         };
-        let payload = match payloads.get(&row.event_id) {
-            Some(p) => p.clone(),
-            None => match store.event_with_body(row.event_id)? {
-                Some((event, body)) => {
-                    let p = Arc::new(EventPayload::new(&event, body.into()));
-                    payloads.insert(row.event_id, p.clone());
-                    p
-                }
-                None => {
-                    s.claims.release(row.delivery_id);
-                    continue;
-                }
-            },
-        };
-        // A deleted target still gets a task: the worker records why it failed.
-        let target = catalog.target(row.target_id).cloned().unwrap_or_else(|| {
-            Arc::new(crate::model::Target {
-                id: row.target_id,
-                webhook_id: store.webhook_id(),
-                name: "(deleted)".into(),
-                active: false,
-                kind: crate::model::TargetKind::Database,
-                created_at: 0,
-            })
-        });
-        let task = DeliveryTask {
-            webhook_id: store.webhook_id(),
-            target,
-            event: payload,
-            delivery,
+        let task = match task {
+            Loaded::Task(task) => task,
+            Loaded::Orphan(delivery) => {
+                fail_orphan(s, store, delivery);
+                continue;
+            }
         };
         if !s.enqueue_claimed(task) {
             break;
         }
         queued += 1;
     }
-    Ok(())
+}
+
+enum Loaded {
+    Task(DeliveryTask),
+    /// The delivery's event is gone (removed between redelivery and retention).
+    Orphan(Delivery),
+}
+
+/// Re-reads the claimed row's delivery and builds its task. Reading AFTER claiming matters:
+/// a worker may have finished the delivery between the scan and the claim, and only a read
+/// begun after the claim is sure to see that commit (I5). `None`: nothing to do.
+fn load_task(
+    store: &EventStore,
+    row: &DueRow,
+    payloads: &mut HashMap<Uuid, Arc<EventPayload>>,
+    catalog: &crate::store::Catalog,
+) -> Result<Option<Loaded>, StoreError> {
+    let delivery = match store.delivery(row.event_id, row.delivery_id)? {
+        Some(d) if !d.status.is_terminal() && d.next_attempt_at == Some(row.due_at) => d,
+        _ => return Ok(None),
+    };
+    let payload = match payloads.get(&row.event_id) {
+        Some(p) => p.clone(),
+        None => match store.event_with_small_body(row.event_id, MAX_INLINE_BODY)? {
+            Some((event, body)) => {
+                let p = Arc::new(EventPayload::new(
+                    &event,
+                    body.map(Into::into).unwrap_or_default(),
+                ));
+                payloads.insert(row.event_id, p.clone());
+                p
+            }
+            None => return Ok(Some(Loaded::Orphan(delivery))),
+        },
+    };
+    // A deleted target still gets a task: the worker records why it failed.
+    let target = catalog.target(row.target_id).cloned().unwrap_or_else(|| {
+        Arc::new(Target {
+            id: row.target_id,
+            webhook_id: store.webhook_id(),
+            name: "(deleted)".into(),
+            active: false,
+            kind: TargetKind::Database,
+            created_at: 0,
+        })
+    });
+    Ok(Some(Loaded::Task(DeliveryTask {
+        webhook_id: store.webhook_id(),
+        target,
+        event: payload,
+        delivery,
+    })))
+}
+
+/// Records a terminal failure for a delivery whose event no longer exists, so its due row
+/// goes (I2) instead of being found again every pass.
+fn fail_orphan(s: &Shared, store: &EventStore, delivery: Delivery) {
+    let id = delivery.id;
+    let now = now_ms();
+    let previous_due = delivery.next_attempt_at;
+    let attempt = delivery.attempts + 1;
+    let failed = Delivery {
+        status: DeliveryStatus::Failed,
+        attempts: attempt,
+        next_attempt_at: None,
+        ..delivery
+    };
+    let write = AttemptWrite {
+        delivery: failed,
+        previous_due,
+        result: Some(DeliveryResult {
+            delivery_id: id,
+            attempt,
+            started_at: now,
+            duration_us: 0,
+            status_code: None,
+            error: Some("event no longer stored".into()),
+            response_body: Vec::new(),
+            success: false,
+        }),
+    };
+    let claims = s.claims.clone();
+    let done = Box::new(move |_: Result<(), StoreError>| claims.release(id));
+    if let Err(e) = store.submit(WriteOp::Attempt(write), done) {
+        tracing::warn!(error = %e, delivery_id = %id, "could not fail orphan delivery");
+        s.claims.release(id);
+    }
 }
 
 fn publish_depths(s: &Shared) {

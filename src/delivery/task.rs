@@ -49,6 +49,25 @@ impl EventPayload {
     }
 }
 
+impl EventPayload {
+    /// The path with the entrypoint id masked: the id is the URL's secret, and Slack
+    /// channels and logs are no place for it.
+    pub fn display_path(&self) -> String {
+        redact_entrypoint(&self.path)
+    }
+}
+
+/// `/webhook/{id}?q` → `/webhook/…?q`.
+pub fn redact_entrypoint(path: &str) -> String {
+    match path.strip_prefix("/webhook/") {
+        Some(rest) => {
+            let query = rest.find('?').map(|i| &rest[i..]).unwrap_or("");
+            format!("/webhook/…{query}")
+        }
+        None => path.to_string(),
+    }
+}
+
 /// One delivery in memory: queued, scheduled, parked or being attempted. A delivery id is
 /// in memory at most once (I5), enforced by the engine's claim set.
 #[derive(Debug, Clone)]

@@ -100,7 +100,8 @@ impl Service {
             ));
         }
         let now = now_ms();
-        let tasks = self
+        let engine = self.engine.clone();
+        let ids = self
             .blocking(move |store| {
                 let events = store.events(webhook_id)?;
                 let (event, body) = events
@@ -111,21 +112,24 @@ impl Service {
                     .iter()
                     .map(|t| Delivery::pending(event_id, t.id, now))
                     .collect();
-                events.write_blocking(WriteOp::AddDeliveries(deliveries.clone()))?;
-                Ok(targets
+                let tasks: Vec<DeliveryTask> = targets
                     .into_iter()
-                    .zip(deliveries)
+                    .zip(deliveries.iter().cloned())
                     .map(|(target, delivery)| DeliveryTask {
                         webhook_id,
                         target,
                         event: payload.clone(),
                         delivery,
                     })
-                    .collect::<Vec<_>>())
+                    .collect();
+                let ids = deliveries.iter().map(|d| d.id).collect::<Vec<_>>();
+                // Queued by the writer right after the commit, as ingest does (I5).
+                events.write_blocking_then(WriteOp::AddDeliveries(deliveries), move || {
+                    engine.dispatch(tasks)
+                })?;
+                Ok(ids)
             })
             .await?;
-        let ids = tasks.iter().map(|t| t.delivery.id).collect();
-        self.engine.dispatch(tasks);
         Ok(ids)
     }
 }

@@ -115,6 +115,9 @@ pub struct EventWithBody {
     pub deliveries: Vec<Delivery>,
 }
 
+/// An event with its body when the body is small (see `event_with_small_body`).
+pub type EventMaybeBody = (Event, Option<Vec<u8>>);
+
 /// An event with every delivery and every attempt.
 #[derive(Debug, Clone)]
 pub struct EventDetail {
@@ -217,10 +220,23 @@ impl EventStore {
 
     /// Queues a write and waits for its commit (for callers off the hot path).
     pub fn write_blocking(&self, op: WriteOp) -> Result<(), StoreError> {
+        self.write_blocking_then(op, || {})
+    }
+
+    /// Like [`write_blocking`](Self::write_blocking), running `on_commit` on the writer
+    /// thread right after a successful commit, before any later write is committed.
+    pub fn write_blocking_then(
+        &self,
+        op: WriteOp,
+        on_commit: impl FnOnce() + Send + 'static,
+    ) -> Result<(), StoreError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.submit(
             op,
             Box::new(move |r| {
+                if r.is_ok() {
+                    on_commit();
+                }
                 // The waiter only disappears if its thread died; nothing to tell then.
                 let _unused = tx.send(r);
             }),
@@ -284,6 +300,26 @@ impl EventStore {
         };
         let event: Event = codec::decode(v.value())?;
         let body = body_in(&rx.open_table(BODIES)?, event_id.as_u128())?;
+        Ok(Some((event, body)))
+    }
+
+    /// One event, with its body only when smaller than `max_body` (the sweeper does not
+    /// read large bodies it would only drop; they are read at delivery).
+    pub fn event_with_small_body(
+        &self,
+        event_id: Uuid,
+        max_body: usize,
+    ) -> Result<Option<EventMaybeBody>, StoreError> {
+        let rx = self.read()?;
+        let Some(v) = rx.open_table(EVENTS)?.get(event_id.as_u128())? else {
+            return Ok(None);
+        };
+        let event: Event = codec::decode(v.value())?;
+        let body = if (event.body_len as usize) < max_body {
+            Some(body_in(&rx.open_table(BODIES)?, event_id.as_u128())?)
+        } else {
+            None
+        };
         Ok(Some((event, body)))
     }
 
@@ -351,48 +387,22 @@ impl EventStore {
     }
 
     /// Removes events received before `cutoff` whose deliveries are all finished, with
-    /// their bodies, deliveries and results; compacts when much was removed.
+    /// their bodies, deliveries and results, in transactions of at most `PRUNE_CHUNK`
+    /// events so the writer thread is never held up for long; compacts when much went.
     pub fn prune(&self, cutoff: Millis) -> Result<PruneReport, StoreError> {
         // UUIDv7 ids start with their millisecond timestamp: the cutoff is a key bound.
-        let bound = Uuid::new_v7(uuid::Timestamp::from_unix(
-            uuid::NoContext,
-            (cutoff.max(0) / 1000) as u64,
-            ((cutoff.max(0) % 1000) * 1_000_000) as u32,
-        ))
-        .as_u128()
-            & !((1u128 << 80) - 1);
+        let bound = (cutoff.max(0) as u128) << 80;
         let mut report = PruneReport::default();
-        let total;
-        {
-            let db = self.db.read().unwrap_or_else(|p| p.into_inner());
-            let tx = db.begin_write()?;
-            {
-                let mut events = tx.open_table(EVENTS)?;
-                let mut bodies = tx.open_table(BODIES)?;
-                let mut deliveries = tx.open_table(DELIVERIES)?;
-                let mut results = tx.open_table(RESULTS)?;
-                let mut doomed = Vec::new();
-                for row in events.range(..bound)? {
-                    let id = row?.0.value();
-                    let ds = deliveries_in(&deliveries, id)?;
-                    if ds.iter().all(|d| d.status.is_terminal()) {
-                        doomed.push((id, ds));
-                    }
-                }
-                for (id, ds) in &doomed {
-                    for d in ds {
-                        let did = d.id.as_u128();
-                        results.retain_in((did, 0)..=(did, u32::MAX), |_, _| false)?;
-                        deliveries.remove((*id, did))?;
-                    }
-                    events.remove(*id)?;
-                    bodies.remove(*id)?;
-                }
-                report.events_removed = doomed.len() as u64;
-                total = events.len()?;
+        let mut from = 0u128;
+        loop {
+            let (removed, next) = self.prune_chunk(from, bound)?;
+            report.events_removed += removed;
+            match next {
+                Some(n) => from = n,
+                None => break,
             }
-            tx.commit()?;
         }
+        let total = self.event_count()?;
         // Compaction rewrites the file; worth it only when a good share was freed.
         if report.events_removed >= 1000 && report.events_removed >= total / 4 {
             let mut db = self.db.write().unwrap_or_else(|p| p.into_inner());
@@ -403,6 +413,45 @@ impl EventStore {
             }
         }
         Ok(report)
+    }
+
+    /// One retention transaction over events in `[from, bound)`: returns how many were
+    /// removed and where the next chunk starts, if the range is not exhausted.
+    fn prune_chunk(&self, from: u128, bound: u128) -> Result<(u64, Option<u128>), StoreError> {
+        const PRUNE_CHUNK: usize = 500;
+        let db = self.db.read().unwrap_or_else(|p| p.into_inner());
+        let tx = db.begin_write()?;
+        let mut removed = 0;
+        let mut next = None;
+        {
+            let mut events = tx.open_table(EVENTS)?;
+            let mut bodies = tx.open_table(BODIES)?;
+            let mut deliveries = tx.open_table(DELIVERIES)?;
+            let mut results = tx.open_table(RESULTS)?;
+            let mut scanned = Vec::with_capacity(PRUNE_CHUNK);
+            for row in events.range(from..bound)?.take(PRUNE_CHUNK + 1) {
+                scanned.push(row?.0.value());
+            }
+            if scanned.len() > PRUNE_CHUNK {
+                next = scanned.pop();
+            }
+            for id in scanned {
+                let ds = deliveries_in(&deliveries, id)?;
+                if !ds.iter().all(|d| d.status.is_terminal()) {
+                    continue;
+                }
+                for d in &ds {
+                    let did = d.id.as_u128();
+                    results.retain_in((did, 0)..=(did, u32::MAX), |_, _| false)?;
+                    deliveries.remove((id, did))?;
+                }
+                events.remove(id)?;
+                bodies.remove(id)?;
+                removed += 1;
+            }
+        }
+        tx.commit()?;
+        Ok((removed, next))
     }
 }
 
@@ -432,6 +481,17 @@ fn deliveries_in(
 }
 
 fn run_writer(db: &RwLock<Database>, rx: &Receiver<WriterMsg>) {
+    write_until_stopped(db, rx);
+    // Requests that arrived after Stop are not committed; tell their owners so claims and
+    // waiters are released (the due index still holds every delivery).
+    while let Ok(msg) = rx.try_recv() {
+        if let WriterMsg::Job(_, done) = msg {
+            done(Err(StoreError::Closed));
+        }
+    }
+}
+
+fn write_until_stopped(db: &RwLock<Database>, rx: &Receiver<WriterMsg>) {
     let mut stop = false;
     while !stop {
         let Ok(first) = rx.recv() else { return };

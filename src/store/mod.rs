@@ -12,7 +12,7 @@ mod main_db;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use uuid::Uuid;
 
@@ -108,7 +108,8 @@ impl Store {
             main,
             events: EventStores {
                 dir: data_dir.to_path_buf(),
-                open: Mutex::new(HashMap::new()),
+                open: RwLock::new(HashMap::new()),
+                opening: Mutex::new(false),
             },
         })
     }
@@ -119,28 +120,28 @@ impl Store {
     }
 
     /// The event file of an existing webhook, opened on first use and kept open. Refuses
-    /// webhooks missing from the catalog, so a late write for a deleted webhook cannot
-    /// bring its file back.
+    /// webhooks missing from the catalog (checked again under the open lock), so a late
+    /// write for a deleted webhook cannot bring its file back.
     pub fn events(&self, webhook_id: Uuid) -> Result<Arc<EventStore>, StoreError> {
-        if self.catalog().webhook(webhook_id).is_none() {
-            return Err(StoreError::UnknownWebhook);
-        }
-        self.events.get_or_open(webhook_id)
+        self.events
+            .get_or_open(webhook_id, || self.catalog().webhook(webhook_id).is_some())
     }
 
     /// Creates (or opens) the event file of a webhook being created.
     pub fn create_events(&self, webhook_id: Uuid) -> Result<Arc<EventStore>, StoreError> {
-        self.events.get_or_open(webhook_id)
+        self.events.get_or_open(webhook_id, || true)
     }
 
-    /// The event file of a webhook if it is already open (no I/O).
+    /// The event file of a webhook if it is already open (no I/O, never waits for an open).
     pub fn events_if_open(&self, webhook_id: Uuid) -> Option<Arc<EventStore>> {
-        self.events.lock().get(&webhook_id).cloned()
+        self.events.read().get(&webhook_id).cloned()
     }
 
     /// Closes and deletes a webhook's event file.
     pub fn remove_events(&self, webhook_id: Uuid) -> Result<(), StoreError> {
-        let store = self.events.lock().remove(&webhook_id);
+        // Under the open lock: nobody can be opening this file meanwhile.
+        let _opening = self.events.lock_opening();
+        let store = self.events.write().remove(&webhook_id);
         if let Some(store) = store {
             store.close();
         }
@@ -151,9 +152,12 @@ impl Store {
         }
     }
 
-    /// Stops every event writer after it has committed what it holds.
+    /// Stops every event writer after it has committed what it holds. No file is opened
+    /// after this (late callers get `Closed`).
     pub fn close(&self) {
-        let all: Vec<_> = self.events.lock().drain().map(|(_, s)| s).collect();
+        let mut closed = self.events.lock_opening();
+        *closed = true;
+        let all: Vec<_> = self.events.write().drain().map(|(_, s)| s).collect();
         for store in all {
             store.close();
         }
@@ -163,7 +167,11 @@ impl Store {
 /// Lazily opened per-webhook files, keyed by webhook id.
 struct EventStores {
     dir: PathBuf,
-    open: Mutex<HashMap<Uuid, Arc<EventStore>>>,
+    /// Lookups only take the read lock, so ingest never waits for a file being opened.
+    open: RwLock<HashMap<Uuid, Arc<EventStore>>>,
+    /// Serialises opening and removing files (redb locks a file: two opens of one file
+    /// would fail). Holds whether the store is closed.
+    opening: Mutex<bool>,
 }
 
 impl EventStores {
@@ -171,20 +179,39 @@ impl EventStores {
         self.dir.join(format!("events-{webhook_id}.redb"))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Arc<EventStore>>> {
-        // A panic while holding this lock cannot leave the map inconsistent: recover it.
-        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    // Poisoned locks are recovered: a panic cannot leave these maps inconsistent.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Uuid, Arc<EventStore>>> {
+        self.open.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn get_or_open(&self, webhook_id: Uuid) -> Result<Arc<EventStore>, StoreError> {
-        // Held across the open: redb locks the file, so two concurrent opens of one file
-        // would fail. Opening happens once per webhook per process, so the wait is rare.
-        let mut map = self.lock();
-        if let Some(s) = map.get(&webhook_id) {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Uuid, Arc<EventStore>>> {
+        self.open.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_opening(&self) -> std::sync::MutexGuard<'_, bool> {
+        self.opening.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get_or_open(
+        &self,
+        webhook_id: Uuid,
+        exists: impl FnOnce() -> bool,
+    ) -> Result<Arc<EventStore>, StoreError> {
+        if let Some(s) = self.read().get(&webhook_id) {
             return Ok(s.clone());
         }
+        let closed = self.lock_opening();
+        if *closed {
+            return Err(StoreError::Closed);
+        }
+        if let Some(s) = self.read().get(&webhook_id) {
+            return Ok(s.clone());
+        }
+        if !exists() {
+            return Err(StoreError::UnknownWebhook);
+        }
         let opened = Arc::new(EventStore::open(webhook_id, &self.path(webhook_id))?);
-        map.insert(webhook_id, opened.clone());
+        self.write().insert(webhook_id, opened.clone());
         Ok(opened)
     }
 }

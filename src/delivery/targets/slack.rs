@@ -24,7 +24,7 @@ pub fn slack_text(event: &EventPayload, body: &[u8]) -> String {
     format!(
         "*Webhook received* `{} {}`\n*Content-Type:* {}\n*Received:* {}\n*Size:* {} bytes\n```\n{}\n```",
         event.method,
-        event.path,
+        event.display_path(),
         event.content_type.as_deref().unwrap_or("(none)"),
         received,
         event.body_len,
@@ -42,7 +42,7 @@ mod tests {
             id: Uuid::now_v7(),
             received_at: 0,
             method: "POST".into(),
-            path: "/webhook/x".into(),
+            path: "/webhook/0194d0a2-secret?x=1".into(),
             headers: vec![],
             content_type: Some("application/json".into()),
             body_len: body.len() as u64,
@@ -54,7 +54,11 @@ mod tests {
     fn pretty_prints_json() {
         let t = slack_text(&payload(br#"{"a":1}"#), br#"{"a":1}"#);
         assert!(t.contains("{\n  \"a\": 1\n}"), "{t}");
-        assert!(t.contains("POST /webhook/x"));
+        assert!(t.contains("POST /webhook/…?x=1"), "{t}");
+        assert!(
+            !t.contains("secret"),
+            "the entrypoint id is the URL's secret"
+        );
         assert!(t.contains("1970-01-01 00:00:00 UTC"));
     }
 
