@@ -25,6 +25,7 @@ use crate::web::error::PageError;
 #[template(path = "login.html")]
 struct LoginPage {
     ctx: Ctx,
+    notice: Option<super::Flash>,
     error: Option<String>,
     next: String,
     username_value: String,
@@ -75,10 +76,10 @@ fn login_page(
     } else {
         jar
     };
-    let mut ctx = Ctx::anonymous(csrf.token);
-    ctx.flash = super::read_flash(&jar);
     let page = LoginPage {
-        ctx,
+        ctx: Ctx::anonymous(csrf.token),
+        // Shown inside the narrow login column rather than across the page.
+        notice: super::read_flash(&jar),
         error,
         next: safe_next(next).to_string(),
         username_value: username,

@@ -108,6 +108,8 @@ pub(super) async fn list(
 
 struct AttemptView {
     attempt: u32,
+    /// One line of the response for the collapsed row.
+    preview: String,
     started: When,
     duration: String,
     success: bool,
@@ -118,14 +120,26 @@ struct AttemptView {
 
 impl AttemptView {
     fn new(r: &DeliveryResult) -> AttemptView {
+        let response = BodyView::new(&r.response_body, None, 4096);
+        let preview = match response.kind {
+            "text" | "json" => {
+                let line: String = String::from_utf8_lossy(&r.response_body)
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                line.chars().take(120).collect()
+            }
+            _ => String::new(),
+        };
         AttemptView {
             attempt: r.attempt,
+            preview,
             started: When::at(r.started_at),
             duration: human_duration(r.duration_us),
             success: r.success,
             status_code: r.status_code,
             error: r.error.clone(),
-            response: BodyView::new(&r.response_body, None, 4096),
+            response,
         }
     }
 }
@@ -134,7 +148,8 @@ struct DeliveryView {
     id: Uuid,
     target_id: Uuid,
     target: String,
-    /// The target still exists and is active, so it can be redelivered to.
+    /// The latest delivery to a target that still exists and is active: it gets the
+    /// redeliver button (one per target).
     can_redeliver: bool,
     status: &'static str,
     attempts: u32,
@@ -181,11 +196,13 @@ pub(super) async fn detail(
     let deliveries = detail
         .deliveries
         .iter()
-        .map(|(d, results)| DeliveryView {
+        .enumerate()
+        .map(|(i, (d, results))| DeliveryView {
             id: d.id,
             target_id: d.target_id,
             target: target_name(&view.targets, d.target_id),
-            can_redeliver: view.targets.iter().any(|t| t.id == d.target_id && t.active),
+            can_redeliver: view.targets.iter().any(|t| t.id == d.target_id && t.active)
+                && !plain[i + 1..].iter().any(|l| l.target_id == d.target_id),
             status: d.status.as_str(),
             attempts: d.attempts,
             created: When::at(d.created_at),

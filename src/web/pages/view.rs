@@ -73,9 +73,10 @@ pub fn bytes_text(bytes: &[u8]) -> String {
     }
 }
 
-/// A short id for headings: the first 8 hex digits.
+/// A short id for headings: the last 8 hex digits (random in a UUIDv7; the first ones
+/// are the timestamp, shared by events of the same minute).
 pub fn short_id(id: Uuid) -> String {
-    id.simple().to_string()[..8].to_string()
+    id.simple().to_string()[24..].to_string()
 }
 
 /// How a body (or response excerpt) is shown.

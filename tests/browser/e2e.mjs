@@ -1,0 +1,466 @@
+// Real-browser end-to-end test of the webhooker UI (run through run.sh, which starts the
+// server). Drives Debian's chromium with playwright-core: log in, create a webhook, add an
+// http target pointing at a loopback sink, send a webhook to the entrypoint URL read from
+// the page, open the event log, expand the event, open its detail, check it was
+// delivered, redeliver, look at the account page, log out. Fails on any console error,
+// page error, failed request, HTTP error response or CSP violation. Screenshots of every
+// page go to SCREENSHOT_DIR (desktop 1280 wide; detail, event log and menu at 390).
+
+import http from "node:http";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+const BASE = required("WEBHOOKER_URL");
+const PASSWORD = required("WEBHOOKER_PASSWORD");
+const SHOTS = required("SCREENSHOT_DIR");
+const EXECUTABLE = process.env.CHROMIUM || "/usr/bin/chromium";
+const STEP_TIMEOUT = 10_000;
+const TOTAL_TIMEOUT = 240_000;
+
+function required(name) {
+    const v = process.env[name];
+    if (!v) {
+        console.error(`browser e2e: ${name} is not set (run tests/browser/run.sh)`);
+        process.exit(2);
+    }
+    return v;
+}
+
+function sleep(ms) {
+    return new Promise((r) => setTimeout(r, ms));
+}
+
+function check(cond, message) {
+    if (!cond) {
+        throw new Error(`check failed: ${message}`);
+    }
+}
+
+/** Polls `fn` until it returns a truthy value or `limit` ms pass. */
+async function waitFor(what, fn, limit = STEP_TIMEOUT) {
+    const deadline = Date.now() + limit;
+    for (;;) {
+        const v = await fn();
+        if (v) {
+            return v;
+        }
+        if (Date.now() > deadline) {
+            throw new Error(`timed out waiting for ${what}`);
+        }
+        await sleep(100);
+    }
+}
+
+// ---------- loopback sink: the http target ----------
+
+function startSink() {
+    const received = [];
+    const server = http.createServer((req, res) => {
+        const chunks = [];
+        req.on("data", (c) => chunks.push(c));
+        req.on("end", () => {
+            received.push({
+                method: req.method,
+                url: req.url,
+                headers: req.headers,
+                body: Buffer.concat(chunks).toString("utf8"),
+            });
+            res.writeHead(200, { "content-type": "application/json" });
+            res.end(JSON.stringify({ ok: true, seen: received.length }));
+        });
+    });
+    return new Promise((resolve, reject) => {
+        server.on("error", reject);
+        server.listen(0, "127.0.0.1", () => {
+            const { port } = server.address();
+            resolve({ server, received, url: `http://127.0.0.1:${port}/hooks/incoming` });
+        });
+    });
+}
+
+async function waitForServer() {
+    await waitFor(
+        "webhooker to answer its health check",
+        async () => {
+            try {
+                const r = await fetch(`${BASE}/.well-known/healthcheck`);
+                return r.ok;
+            } catch {
+                return false;
+            }
+        },
+        30_000,
+    );
+}
+
+// ---------- the run ----------
+
+const problems = [];
+/** Problems expected during the current step (e.g. the 401 of a wrong password). */
+let allowed = [];
+function problem(text) {
+    if (!allowed.some((re) => re.test(text))) {
+        problems.push(text);
+    }
+}
+async function expecting(patterns, fn) {
+    allowed = patterns;
+    try {
+        return await fn();
+    } finally {
+        allowed = [];
+    }
+}
+let shotNo = 0;
+
+async function shot(page, name) {
+    shotNo += 1;
+    const file = path.join(SHOTS, `${String(shotNo).padStart(2, "0")}-${name}.png`);
+    await page.screenshot({ path: file, fullPage: true });
+    console.log(`  screenshot ${path.relative(process.cwd(), file) || file}`);
+}
+
+/** No horizontal scrolling: nothing may stick out of the viewport. */
+async function checkNoOverflow(page, where) {
+    const { scroll, width, culprits } = await page.evaluate(() => {
+        const width = document.documentElement.clientWidth;
+        const culprits = [];
+        for (const el of document.querySelectorAll("body *")) {
+            const r = el.getBoundingClientRect();
+            if (r.right > width + 1 && r.width > 0 && getComputedStyle(el).position !== "fixed") {
+                // Only report elements that are not inside a scroll container.
+                let p = el.parentElement;
+                let clipped = false;
+                while (p && p !== document.body) {
+                    const ov = getComputedStyle(p).overflowX;
+                    if (ov === "auto" || ov === "scroll" || ov === "hidden") {
+                        clipped = true;
+                        break;
+                    }
+                    p = p.parentElement;
+                }
+                if (!clipped) {
+                    culprits.push(`${el.tagName.toLowerCase()}.${[...el.classList].join(".")}`);
+                }
+            }
+        }
+        return { scroll: document.documentElement.scrollWidth, width, culprits: culprits.slice(0, 5) };
+    });
+    check(scroll <= width + 1, `${where}: page is ${scroll}px wide in a ${width}px viewport (${culprits.join(", ")})`);
+}
+
+async function main() {
+    await waitForServer();
+    const sink = await startSink();
+    const browser = await chromium.launch({
+        executablePath: EXECUTABLE,
+        headless: true,
+        args: [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ],
+        timeout: 30_000,
+    });
+    try {
+        await run(browser, sink);
+    } finally {
+        await browser.close().catch(() => {});
+        sink.server.close();
+    }
+}
+
+async function run(browser, sink) {
+    const context = await browser.newContext({
+        viewport: { width: 1280, height: 900 },
+        baseURL: BASE,
+    });
+    await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: BASE });
+    // CSP violations are reported to the test through a binding (init scripts are not
+    // subject to the page's CSP).
+    await context.exposeBinding("__reportCsp", (_source, text) => {
+        problem(`CSP violation: ${text}`);
+    });
+    await context.addInitScript(() => {
+        document.addEventListener("securitypolicyviolation", (e) => {
+            window.__reportCsp(`${e.violatedDirective} blocked ${e.blockedURI || "inline"} at ${e.sourceFile}:${e.lineNumber}`);
+        });
+    });
+    const page = await context.newPage();
+    page.setDefaultTimeout(STEP_TIMEOUT);
+    page.setDefaultNavigationTimeout(15_000);
+    page.on("console", (msg) => {
+        if (msg.type() === "error") {
+            problem(`console error on ${page.url()}: ${msg.text()}`);
+        }
+    });
+    page.on("pageerror", (err) => problem(`page error on ${page.url()}: ${err.message}`));
+    page.on("requestfailed", (req) =>
+        problem(`request failed: ${req.method()} ${req.url()} (${req.failure()?.errorText})`),
+    );
+    page.on("response", (res) => {
+        if (res.status() >= 400) {
+            problem(`HTTP ${res.status()} for ${res.request().method()} ${res.url()}`);
+        }
+    });
+    page.on("dialog", (d) => {
+        problem(`unexpected dialog: ${d.message()}`);
+        d.dismiss().catch(() => {});
+    });
+    const step = (name) => console.log(`- ${name}`);
+    const noProblems = (where) => check(problems.length === 0, `${where}:\n  ${problems.join("\n  ")}`);
+
+    // ---- login ----
+    step("logged out: /webhooks redirects to the login page");
+    await page.goto("/webhooks");
+    await page.waitForURL(/\/login\?next=%2Fwebhooks$/);
+    await shot(page, "login");
+    await page.fill("#username", "admin");
+    await page.fill("#password", "not the password");
+    await expecting([/HTTP 401 for POST .*\/login$/, /status of 401 \(Unauthorized\)/], async () => {
+        await page.click("button[type=submit]");
+        await page.waitForSelector(".alert-error");
+    });
+    check((await page.inputValue("#username")) === "admin", "username kept after a failed login");
+    await shot(page, "login-failed");
+    await page.fill("#password", PASSWORD);
+    await Promise.all([page.waitForURL(/\/webhooks$/), page.click("button[type=submit]")]);
+    noProblems("login");
+
+    // ---- empty list, new webhook ----
+    step("empty webhook list, then create a webhook");
+    await page.getByText("No webhooks yet").waitFor();
+    await shot(page, "webhooks-empty");
+    await Promise.all([page.waitForURL(/\/webhooks\/new$/), page.click("text=Create your first webhook")]);
+    await shot(page, "webhook-new");
+    await page.fill("#name", "GitHub pushes");
+    await page.fill("#description", "Push events from the main repository, forwarded to the deploy hook.");
+    await Promise.all([page.waitForURL(/\/webhooks\/[0-9a-f-]{36}$/), page.click("button:has-text('Create webhook')")]);
+    const webhookUrl = page.url();
+    await page.locator(".alert-success").waitFor();
+    check((await page.locator(".alert-success").innerText()).includes("Created webhook"), "flash after create");
+    await shot(page, "webhook-detail-new");
+
+    // ---- entrypoint URL and copy button ----
+    step("read the entrypoint URL; the copy button works");
+    const urlInput = page.locator("[x-data=copyField] input").first();
+    const entrypointUrl = await urlInput.inputValue();
+    check(/^http:\/\/127\.0\.0\.1:\d+\/webhook\/[0-9a-f-]{36}$/.test(entrypointUrl), `entrypoint URL ${entrypointUrl}`);
+    const copyButton = page.locator("[x-data=copyField] button").first();
+    await copyButton.click();
+    await waitFor("the copy button to say Copied", async () => (await copyButton.innerText()).trim() === "Copied");
+    const clip = await page.evaluate(() => navigator.clipboard.readText().catch(() => ""));
+    check(clip === "" || clip === entrypointUrl, `clipboard holds the URL (got ${clip})`);
+    // Dismissing the flash (Alpine).
+    await page.click(".alert-dismiss");
+    await page.locator(".alert-success").waitFor({ state: "hidden" });
+
+    // ---- kind-aware target form ----
+    step("add-target form: only the chosen kind's fields are shown and submitted");
+    const httpSet = page.locator("fieldset:has(#t-http-url)");
+    const slackSet = page.locator("fieldset:has(#t-slack-url)");
+    check(await httpSet.isVisible(), "http fields visible by default");
+    check(!(await slackSet.isVisible()), "slack fields hidden by default");
+    check(await slackSet.evaluate((el) => el.disabled), "hidden slack fieldset is disabled");
+    await page.selectOption("#t-kind", "slack");
+    await waitFor("slack fields", () => slackSet.isVisible());
+    check(!(await httpSet.isVisible()), "http fields hidden for slack");
+    check(await httpSet.evaluate((el) => el.disabled), "hidden http fieldset is disabled");
+    await page.selectOption("#t-kind", "log");
+    await page.getByText("each event is written to the server log").waitFor();
+    await page.selectOption("#t-kind", "http");
+    await waitFor("http fields", () => httpSet.isVisible());
+
+    step("add an http target pointing at the sink");
+    await page.fill("#t-name", "Deploy hook");
+    await page.fill("#t-http-url", sink.url);
+    await page.fill("#t-retries", "3");
+    await Promise.all([page.waitForURL(/\/webhooks\/[0-9a-f-]{36}(#.*)?$/), page.click("button:has-text('Add target')")]);
+    await page.locator(".alert-success").waitFor();
+    check((await page.locator(".alert-success").innerText()).includes("Added target"), "flash after adding a target");
+    await page.getByText(sink.url).waitFor();
+
+    step("add and delete a second entrypoint (confirm dialog)");
+    await page.fill("#ep-description", "Staging sender");
+    await Promise.all([page.waitForLoadState("load"), page.click("button:has-text('Add entrypoint')")]);
+    await page.getByText("Staging sender").waitFor();
+    check((await page.locator("[x-data=copyField] input").count()) === 2, "two entrypoint URLs");
+    page.removeAllListeners("dialog");
+    let dialogs = 0;
+    page.on("dialog", async (d) => {
+        dialogs += 1;
+        // The first confirm is cancelled (nothing happens), the second accepted.
+        if (dialogs === 1) {
+            await d.dismiss();
+        } else {
+            await d.accept();
+        }
+    });
+    const deleteSecond = page.locator("li:has-text('Staging sender') button:has-text('Delete')");
+    await deleteSecond.click();
+    await sleep(300);
+    check((await page.locator("[x-data=copyField] input").count()) === 2, "cancelled confirm keeps the entrypoint");
+    await Promise.all([page.waitForLoadState("load"), deleteSecond.click()]);
+    await page.locator(".alert-success").waitFor();
+    check((await page.locator("[x-data=copyField] input").count()) === 1, "entrypoint deleted after confirm");
+    check(dialogs === 2, "two confirm dialogs");
+    page.removeAllListeners("dialog");
+    page.on("dialog", (d) => {
+        problem(`unexpected dialog: ${d.message()}`);
+        d.dismiss().catch(() => {});
+    });
+    noProblems("webhook detail");
+
+    // ---- send a webhook ----
+    step("send a webhook to the entrypoint URL from node");
+    const payload = { action: "push", ref: "refs/heads/main", commits: [{ id: "a1b2c3d", message: "Fix the <b>build</b>" }], repository: { full_name: "acme/shop" } };
+    const res = await fetch(entrypointUrl, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-github-event": "push" },
+        body: JSON.stringify(payload),
+    });
+    check(res.status === 200, `ingest answered ${res.status}`);
+    const { event_id: eventId } = await res.json();
+    check(/^[0-9a-f-]{36}$/.test(eventId), "ingest returned an event id");
+    await waitFor("the sink to receive the event", () => sink.received.length >= 1);
+    check(sink.received[0].headers["x-webhooker-event-id"] === eventId, "sink saw X-Webhooker-Event-Id");
+    check(JSON.parse(sink.received[0].body).ref === "refs/heads/main", "sink got the body");
+
+    await page.goto("/webhooks");
+    await page.getByText("GitHub pushes").waitFor();
+    await shot(page, "webhooks");
+    await page.goto(webhookUrl);
+    await page.locator(`a[href$="/events/${eventId}"]`).waitFor();
+    await shot(page, "webhook-detail");
+
+    // ---- event log ----
+    step("event log: expand the event to its headers and body");
+    await Promise.all([page.waitForURL(/\/events$/), page.click("a:has-text('Event log')")]);
+    await waitFor("the delivered badge in the log", async () => {
+        if ((await page.locator(".event .badge-success:has-text('delivered')").count()) > 0) {
+            return true;
+        }
+        await page.reload();
+        return false;
+    });
+    const panel = page.locator(`#event-${eventId}`);
+    check(!(await panel.isVisible()), "event collapsed at first");
+    await shot(page, "events");
+    await page.click(`button[aria-controls="event-${eventId}"]`);
+    await panel.waitFor({ state: "visible" });
+    check((await page.getAttribute(`button[aria-controls="event-${eventId}"]`, "aria-expanded")) === "true", "aria-expanded");
+    const panelText = await panel.innerText();
+    check(panelText.includes("x-github-event"), "headers shown");
+    check(panelText.includes('"ref": "refs/heads/main"'), "JSON body pretty-printed");
+    check(panelText.includes("Fix the <b>build</b>"), "body text shown as text, not HTML");
+    await sleep(250); // the chevron's rotation
+    await shot(page, "events-expanded");
+
+    // ---- event detail ----
+    step("event detail: delivered, attempts, redeliver");
+    await Promise.all([page.waitForURL(new RegExp(`/events/${eventId}$`)), page.click(`a[href$="/events/${eventId}"]:has-text('Details')`)]);
+    await page.locator(".delivery .badge-success:has-text('delivered')").first().waitFor();
+    await page.getByText("HTTP 200").first().waitFor();
+    await shot(page, "event-detail");
+    await Promise.all([page.waitForLoadState("load"), page.click("button:has-text('Redeliver to Deploy hook')")]);
+    await page.locator(".alert-success:has-text('Redelivery queued')").waitFor();
+    await waitFor("the sink to receive the redelivery", () => sink.received.length >= 2);
+    check(sink.received[1].headers["x-webhooker-event-id"] === eventId, "redelivery carries the same event id");
+    check(sink.received[1].headers["x-webhooker-delivery-id"] !== sink.received[0].headers["x-webhooker-delivery-id"], "redelivery is a new delivery");
+    await waitFor("both deliveries delivered", async () => {
+        await page.reload();
+        return (await page.locator(".delivery .badge-success:has-text('delivered')").count()) === 2;
+    });
+    check((await page.locator("button:has-text('Redeliver to Deploy hook')").count()) === 1, "one redeliver button per target");
+    // Expand a response excerpt.
+    const responseToggle = page.locator(".delivery .attempt-toggle").first();
+    await responseToggle.click();
+    await page.locator(".delivery .attempt pre").first().waitFor({ state: "visible" });
+    await sleep(250);
+    await shot(page, "event-detail-redelivered");
+    noProblems("event pages");
+
+    // ---- account ----
+    step("account page: create an API key (shown once)");
+    await Promise.all([page.waitForURL(/\/account$/), page.click("nav >> text=Account")]);
+    await page.getByText("No API keys").waitFor();
+    await shot(page, "account");
+    await page.fill("#key-name", "CI deploy");
+    await Promise.all([page.waitForLoadState("load"), page.click("button:has-text('Create key')")]);
+    const token = await page.locator("[x-data=copyField] input").inputValue();
+    check(token.startsWith("whk_"), "API key shown");
+    const api = await fetch(`${BASE}/api/v1/webhooks`, { headers: { authorization: `Bearer ${token}` } });
+    check(api.status === 200, "the new key works on the API");
+    await shot(page, "account-key-created");
+
+    // ---- error page ----
+    step("404 page");
+    await expecting([/HTTP 404 for GET/, /status of 404 \(Not Found\)/], async () => {
+        await page.goto("/webhooks/00000000-0000-0000-0000-000000000000");
+        await page.getByText("Webhook not found").waitFor();
+    });
+    await shot(page, "not-found");
+    noProblems("error page");
+
+    // ---- mobile ----
+    step("mobile (390 wide): webhook detail, event log, menu");
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.goto("/webhooks");
+    await checkNoOverflow(page, "mobile webhook list");
+    await shot(page, "mobile-webhooks");
+    await page.goto(webhookUrl);
+    await checkNoOverflow(page, "mobile webhook detail");
+    await shot(page, "mobile-webhook-detail");
+    await page.goto(`${webhookUrl}/events`);
+    await page.click(`button[aria-controls="event-${eventId}"]`);
+    await panel.waitFor({ state: "visible" });
+    await checkNoOverflow(page, "mobile event log");
+    await shot(page, "mobile-events");
+    await page.goto(`${webhookUrl}/events/${eventId}`);
+    await checkNoOverflow(page, "mobile event detail");
+    await shot(page, "mobile-event-detail");
+    check(!(await page.locator("#mobile-menu").isVisible()), "mobile menu closed at first");
+    await page.click("button[aria-label='Toggle navigation']");
+    await page.locator("#mobile-menu").waitFor({ state: "visible" });
+    await page.screenshot({ path: path.join(SHOTS, `${String(++shotNo).padStart(2, "0")}-mobile-menu.png`) });
+    await page.keyboard.press("Escape");
+    await page.locator("#mobile-menu").waitFor({ state: "hidden" });
+    await page.setViewportSize({ width: 1280, height: 900 });
+    noProblems("mobile");
+
+    // ---- logout ----
+    step("log out: the session ends");
+    await page.goto("/webhooks");
+    await Promise.all([page.waitForURL(/\/login$/), page.click("nav >> button:has-text('Log out')")]);
+    await page.getByText("You have been signed out").waitFor();
+    await shot(page, "logged-out");
+    await page.goto("/account");
+    await page.waitForURL(/\/login\?next=%2Faccount$/);
+    noProblems("logout");
+}
+
+const watchdog = setTimeout(() => {
+    console.error(`browser e2e: gave up after ${TOTAL_TIMEOUT / 1000} s`);
+    console.log("browser e2e: 0 passed, 1 failed");
+    process.exit(1);
+}, TOTAL_TIMEOUT);
+
+try {
+    await main();
+    if (problems.length > 0) {
+        throw new Error(`problems seen:\n  ${problems.join("\n  ")}`);
+    }
+    clearTimeout(watchdog);
+    console.log("browser e2e: 1 passed, 0 failed");
+    process.exit(0);
+} catch (err) {
+    clearTimeout(watchdog);
+    console.error(`browser e2e FAILED: ${err.stack || err}`);
+    console.log("browser e2e: 0 passed, 1 failed");
+    process.exit(1);
+}
