@@ -94,6 +94,13 @@ impl Service {
         mac.finalize().into_bytes().into()
     }
 
+    async fn argon2_permit(&self) -> ServiceResult<tokio::sync::SemaphorePermit<'_>> {
+        self.argon2_permits
+            .acquire()
+            .await
+            .map_err(|e| ServiceError::Internal(e.to_string()))
+    }
+
     /// First run: creates `admin` when no user exists. Returns the password when it was
     /// generated here (the caller prints it once); `None` when set from the environment or
     /// when users already exist.
@@ -125,6 +132,7 @@ impl Service {
         }
         let username = username.trim().to_string();
         let password = password.to_string();
+        let _permit = self.argon2_permit().await?;
         self.blocking(move |store| {
             let user = store.main.user_by_name(&username)?;
             match user {
@@ -237,6 +245,7 @@ impl Service {
             .map_err(|_| ServiceError::invalid("current_password", "is not correct"))?;
         let new = new.to_string();
         let id = user.id;
+        let _permit = self.argon2_permit().await?;
         // Cached Basic credentials of the old password must stop working now.
         self.verified
             .lock()

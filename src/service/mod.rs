@@ -74,6 +74,9 @@ pub struct Service {
     /// Recently verified Basic credentials (keyed by HMAC of user and password), so API
     /// clients using Basic auth pay the argon2 cost once a minute, not per request.
     verified: Arc<std::sync::Mutex<BasicCache>>,
+    /// At most one argon2 computation per core: each takes ~30 ms and 19 MiB, so a burst
+    /// of logins queues here instead of exhausting memory and the blocking pool.
+    argon2_permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl Service {
@@ -86,6 +89,9 @@ impl Service {
             policy,
             session_key,
             verified: Arc::default(),
+            argon2_permits: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
         })
     }
 

@@ -79,9 +79,15 @@ pub fn router(state: AppState) -> Router {
         .route("/s/{*path}", get(assets::serve))
         .nest(
             "/api/v1",
-            api::router().layer(DefaultBodyLimit::max(MAX_FORM_BYTES)),
+            api::router()
+                .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
+                .layer(request_timeout()),
         )
-        .merge(pages::router().layer(DefaultBodyLimit::max(MAX_FORM_BYTES)));
+        .merge(
+            pages::router()
+                .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
+                .layer(request_timeout()),
+        );
     if state.web.metrics_credentials.is_some() {
         app = app.route("/metrics", get(health::metrics));
     }
@@ -107,22 +113,33 @@ pub fn router(state: AppState) -> Router {
     ))
     .layer(TraceLayer::new_for_http())
     .layer(CatchPanicLayer::new())
-    .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+    .with_state(state)
+}
+
+/// A time limit for UI and API requests. Ingest has none: a request waiting for its commit
+/// must not be answered "timed out" and then be stored anyway (the sender would resend).
+fn request_timeout() -> tower_http::timeout::TimeoutLayer {
+    tower_http::timeout::TimeoutLayer::with_status_code(
         axum::http::StatusCode::REQUEST_TIMEOUT,
         Duration::from_secs(60),
-    ))
-    .with_state(state)
+    )
 }
 
 /// The client's IP: the peer address, or the first forwarded address when TRUST_PROXY is
 /// set (a direct client could otherwise forge it).
 pub fn client_ip(headers: &HeaderMap, peer: SocketAddr, trust_proxy: bool) -> IpAddr {
     if trust_proxy {
+        // X-Real-IP is set by the proxy alone. In X-Forwarded-For the client may have
+        // written anything on the left; the right-most entry is the one our proxy added.
         let forwarded = headers
-            .get("x-forwarded-for")
+            .get("x-real-ip")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .or_else(|| headers.get("x-real-ip").and_then(|v| v.to_str().ok()))
+            .or_else(|| {
+                headers
+                    .get("x-forwarded-for")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.rsplit(',').next())
+            })
             .and_then(|v| v.trim().parse::<IpAddr>().ok());
         if let Some(ip) = forwarded {
             return ip;
@@ -157,4 +174,33 @@ pub fn public_base(web: &WebConfig, headers: &HeaderMap) -> String {
         "http"
     };
     format!("{scheme}://{host}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ip_trusts_forwarded_headers_only_when_told() {
+        let peer: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, 203.0.113.7"),
+        );
+        assert_eq!(client_ip(&h, peer, false), peer.ip());
+        // The right-most entry is the one the trusted proxy appended.
+        assert_eq!(
+            client_ip(&h, peer, true),
+            "203.0.113.7".parse::<IpAddr>().unwrap()
+        );
+        h.insert("x-real-ip", HeaderValue::from_static("198.51.100.2"));
+        assert_eq!(
+            client_ip(&h, peer, true),
+            "198.51.100.2".parse::<IpAddr>().unwrap()
+        );
+        let mut junk = HeaderMap::new();
+        junk.insert("x-forwarded-for", HeaderValue::from_static("not an ip"));
+        assert_eq!(client_ip(&junk, peer, true), peer.ip());
+    }
 }

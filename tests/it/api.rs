@@ -349,3 +349,64 @@ async fn password_change_invalidates_cached_basic_credentials() {
     assert_eq!(new.status(), 200);
     app.stop().await;
 }
+
+/// Basic auth on the API shares the login limit: guessing passwords is not unlimited.
+#[tokio::test]
+async fn basic_auth_failures_are_rate_limited() {
+    let app = TestApp::start().await;
+    let url = app.url("/api/v1/webhooks");
+    for _ in 0..5 {
+        let r = app
+            .http
+            .get(&url)
+            .basic_auth("admin", Some("guess"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let r = app
+        .http
+        .get(&url)
+        .basic_auth("admin", Some("guess"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let r = app
+        .http
+        .get(&url)
+        .basic_auth("admin", Some(&app.password))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        429,
+        "the limit holds for the right password too"
+    );
+    // API keys are not affected.
+    let key = app
+        .app()
+        .service()
+        .create_api_key(
+            app.app()
+                .service()
+                .verify_password("admin", &app.password)
+                .await
+                .unwrap()
+                .id,
+            "k",
+        )
+        .await
+        .unwrap();
+    let r = app
+        .http
+        .get(&url)
+        .bearer_auth(&key.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    app.stop().await;
+}

@@ -4,7 +4,11 @@
 mod rate_limit;
 mod session;
 
-use axum::extract::FromRequestParts;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::StatusCode;
 use axum::http::{HeaderMap, header, request::Parts};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -15,8 +19,8 @@ pub use session::{
     AnonCsrf, AuthForm, CSRF_COOKIE, CurrentUser, MaybeUser, SESSION_COOKIE, session_cookie,
 };
 
-use super::AppState;
 use super::error::ApiError;
+use super::{AppState, client_ip};
 use crate::model::User;
 use crate::service::ServiceError;
 
@@ -53,16 +57,39 @@ impl FromRequestParts<AppState> for ApiUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let service = &state.service;
-        let result = if let Some(token) = bearer_token(&parts.headers) {
-            service.authenticate_api_key(token).await
-        } else if let Some((u, p)) = basic_credentials(&parts.headers) {
-            service.verify_basic(&u, &p).await
-        } else {
-            Err(ServiceError::Unauthorized)
+        if let Some(token) = bearer_token(&parts.headers) {
+            // API keys are 256-bit random secrets checked by SHA-256: no guessing to limit.
+            return match service.authenticate_api_key(token).await {
+                Ok(user) => Ok(ApiUser(user)),
+                Err(ServiceError::Unauthorized) => Err(ApiError::unauthorized()),
+                Err(e) => Err(e.into()),
+            };
+        }
+        let Some((username, password)) = basic_credentials(&parts.headers) else {
+            return Err(ApiError::unauthorized());
         };
-        match result {
+        // Passwords can be guessed: Basic failures share the login limit per client IP.
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| client_ip(&parts.headers, c.0, state.web.trust_proxy));
+        let now = Instant::now();
+        if let Some(ip) = ip
+            && state.limiter.is_limited(ip, now)
+        {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many failed logins; wait a minute",
+            ));
+        }
+        match service.verify_basic(&username, &password).await {
             Ok(user) => Ok(ApiUser(user)),
-            Err(ServiceError::Unauthorized) => Err(ApiError::unauthorized()),
+            Err(ServiceError::Unauthorized) => {
+                if let Some(ip) = ip {
+                    state.limiter.record_failure(ip, now);
+                }
+                Err(ApiError::unauthorized())
+            }
             Err(e) => Err(e.into()),
         }
     }

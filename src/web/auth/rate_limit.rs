@@ -22,6 +22,21 @@ impl LoginLimiter {
     /// Records an attempt at `now`; false when the IP is over its limit (the attempt is not
     /// counted then, so waiting a minute always helps).
     pub fn allow(&self, ip: IpAddr, now: Instant) -> bool {
+        self.check(ip, now, true)
+    }
+
+    /// Whether the IP is over its limit, without counting an attempt (API Basic auth counts
+    /// only failures, via [`record_failure`](Self::record_failure)).
+    pub fn is_limited(&self, ip: IpAddr, now: Instant) -> bool {
+        !self.check(ip, now, false)
+    }
+
+    /// Counts a failed attempt.
+    pub fn record_failure(&self, ip: IpAddr, now: Instant) {
+        self.check(ip, now, true);
+    }
+
+    fn check(&self, ip: IpAddr, now: Instant, record: bool) -> bool {
         let mut map = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() > SWEEP_AT {
             map.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < WINDOW));
@@ -33,7 +48,9 @@ impl LoginLimiter {
         if q.len() >= MAX_ATTEMPTS {
             return false;
         }
-        q.push_back(now);
+        if record {
+            q.push_back(now);
+        }
         true
     }
 }
