@@ -30,6 +30,9 @@ pub enum IngestError {
     /// The body could not be read from the connection.
     #[error("could not read request body")]
     BodyUnreadable,
+    /// Too many large bodies are in memory at once; the sender should retry shortly.
+    #[error("too many requests in progress; retry shortly")]
+    Overloaded,
     /// Storage failed or is saturated; nothing was acknowledged.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -50,22 +53,53 @@ pub struct IncomingRequest {
     pub body: Bytes,
 }
 
+/// Body bytes that requests in flight may hold in memory together, as a multiple of
+/// `MAX_BODY_BYTES` (and at least 64 MiB), so memory does not grow with the number of
+/// concurrent senders (I3).
+const BODY_BUDGET_BODIES: usize = 8;
+/// How long a request may wait for room in the budget before it gets 503.
+const BODY_BUDGET_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Accepts webhooks; cheap to clone.
 #[derive(Clone)]
 pub struct Ingestor {
     store: Arc<Store>,
     engine: Engine,
     max_body_bytes: usize,
+    /// Permits are KiB of body memory.
+    body_budget: Arc<tokio::sync::Semaphore>,
+}
+
+/// Room for one body in the ingest memory budget, held until the request is answered.
+pub struct BodyReservation {
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Ingestor {
     /// An ingestor writing to `store` and feeding `engine`.
     pub fn new(store: Arc<Store>, engine: Engine, max_body_bytes: usize) -> Ingestor {
+        let budget_kib = (max_body_bytes.saturating_mul(BODY_BUDGET_BODIES) / 1024).max(64 * 1024);
         Ingestor {
             store,
             engine,
             max_body_bytes,
+            body_budget: Arc::new(tokio::sync::Semaphore::new(budget_kib)),
         }
+    }
+
+    /// Reserves memory for a body of up to `bytes` (the declared length, or the limit when
+    /// the length is unknown) before it is read; waits a little, then gives up.
+    pub async fn reserve_body(&self, bytes: usize) -> Result<BodyReservation, IngestError> {
+        let kib =
+            u32::try_from(bytes.min(self.max_body_bytes).div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+        let permit = tokio::time::timeout(
+            BODY_BUDGET_WAIT,
+            self.body_budget.clone().acquire_many_owned(kib),
+        )
+        .await
+        .map_err(|_| IngestError::Overloaded)?
+        .map_err(|_| IngestError::Overloaded)?;
+        Ok(BodyReservation { _permit: permit })
     }
 
     /// The body size limit.

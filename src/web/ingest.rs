@@ -50,6 +50,10 @@ async fn receive_inner(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(IngestError::BodyTooLarge { limit }.into());
     }
+    // Hold room for the body in the ingest memory budget until we have answered.
+    let _reservation = ingestor
+        .reserve_body(declared.map_or(limit, |n| n as usize))
+        .await?;
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, limit).await.map_err(|e| {
         let too_large = std::error::Error::source(&e)
