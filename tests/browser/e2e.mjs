@@ -385,6 +385,34 @@ async function run(browser, sink) {
     await shot(page, "event-detail-redelivered");
     noProblems("event pages");
 
+    // ---- binary bodies and pagination ----
+    step("binary body as a hex dump; 26 more events paginate");
+    const binary = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52, 0xff, 0xfe, 0x3c, 0x62, 0x3e]);
+    const bin = await fetch(`${entrypointUrl}?kind=binary`, { method: "POST", headers: { "content-type": "application/octet-stream" }, body: binary });
+    check(bin.status === 200, "binary ingest");
+    const { event_id: binId } = await bin.json();
+    await page.goto(`${webhookUrl}/events`);
+    await page.click(`button[aria-controls="event-${binId}"]`);
+    const binPanel = page.locator(`#event-${binId}`);
+    await binPanel.waitFor({ state: "visible" });
+    const binText = await binPanel.innerText();
+    check(binText.includes("Binary · hex dump"), "binary body labelled");
+    check(binText.includes("00000000  89 50 4e 47 0d 0a 1a 0a  00 00 00 0d 49 48 44 52"), "hex dump");
+    await binPanel.locator("summary").click();
+    check((await binPanel.innerText()).includes(binary.toString("base64")), "base64 on demand");
+    await sleep(250);
+    await shot(page, "events-binary");
+    for (let i = 0; i < 25; i++) {
+        const r = await fetch(entrypointUrl, { method: "POST", headers: { "content-type": "text/plain" }, body: `line ${i}\nsecond line` });
+        check(r.status === 200, "bulk ingest");
+    }
+    await page.goto(`${webhookUrl}/events`);
+    await page.getByText("Showing 1–25 of 27").waitFor();
+    await Promise.all([page.waitForURL(/\?page=2$/), page.click("a[rel=next]")]);
+    await page.getByText("Showing 26–27 of 27").waitFor();
+    await page.locator(`button[aria-controls="event-${eventId}"]`).waitFor();
+    await shot(page, "events-page-2");
+
     // ---- account ----
     step("account page: create an API key (shown once)");
     await Promise.all([page.waitForURL(/\/account$/), page.click("nav >> text=Account")]);
@@ -416,9 +444,10 @@ async function run(browser, sink) {
     await page.goto(webhookUrl);
     await checkNoOverflow(page, "mobile webhook detail");
     await shot(page, "mobile-webhook-detail");
-    await page.goto(`${webhookUrl}/events`);
+    await page.goto(`${webhookUrl}/events?page=2`);
     await page.click(`button[aria-controls="event-${eventId}"]`);
     await panel.waitFor({ state: "visible" });
+    await sleep(250);
     await checkNoOverflow(page, "mobile event log");
     await shot(page, "mobile-events");
     await page.goto(`${webhookUrl}/events/${eventId}`);

@@ -67,6 +67,7 @@ mkdir -p "$work/data"
 ) >"$work/server.log" 2>&1 &
 server_pid=$!
 
+rm -rf "$root/target/browser-screenshots"
 mkdir -p "$root/target/browser-screenshots"
 WEBHOOKER_URL="http://127.0.0.1:$port" \
     WEBHOOKER_PASSWORD="$password" \

@@ -142,7 +142,15 @@ async fn post_redirect(
     let r = post(app, b, path, fields).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER, "POST {path}");
     let to = location(&r);
-    let flash = cookie_pair(r.headers(), "webhooker_flash").expect("a flash");
+    let raw = set_cookies(r.headers())
+        .into_iter()
+        .find(|c| c.starts_with("webhooker_flash="))
+        .expect("a flash");
+    assert!(
+        raw.contains("Max-Age=60") && raw.contains("HttpOnly"),
+        "{raw}"
+    );
+    let flash = raw.split(';').next().unwrap().to_string();
     let shown = app
         .http
         .get(app.url(&to))

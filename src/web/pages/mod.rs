@@ -22,7 +22,9 @@ use axum::http::{HeaderValue, StatusCode, header, request::Parts};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use axum_extra::extract::cookie::CookieJar;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::de::DeserializeOwned;
 
 use super::AppState;
@@ -95,32 +97,21 @@ pub struct Flash {
 }
 
 impl Flash {
+    /// Cookie value: base64url of `kind\nmessage` (survives cookie percent-decoding).
     fn encode(&self) -> String {
-        url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("k", self.kind)
-            .append_pair("m", &self.message)
-            .finish()
+        URL_SAFE_NO_PAD.encode(format!("{}\n{}", self.kind, self.message))
     }
 
     fn decode(raw: &str) -> Option<Flash> {
-        let mut kind = None;
-        let mut message = None;
-        for (k, v) in url::form_urlencoded::parse(raw.as_bytes()) {
-            match &*k {
-                // Only known kinds: the value ends up in a class attribute.
-                "k" => {
-                    kind = ["success", "error", "info", "warning"]
-                        .into_iter()
-                        .find(|known| *known == v)
-                }
-                "m" => message = Some(v.chars().take(500).collect::<String>()),
-                _ => {}
-            }
-        }
-        Some(Flash {
-            kind: kind?,
-            message: message.filter(|m| !m.is_empty())?,
-        })
+        let bytes = URL_SAFE_NO_PAD.decode(raw.trim()).ok()?;
+        let text = String::from_utf8(bytes).ok()?;
+        let (kind, message) = text.split_once('\n')?;
+        // Only known kinds: the value ends up in a class attribute.
+        let kind = ["success", "error", "info", "warning"]
+            .into_iter()
+            .find(|known| *known == kind)?;
+        let message: String = message.chars().take(500).collect();
+        (!message.is_empty()).then_some(Flash { kind, message })
     }
 }
 
@@ -215,18 +206,22 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for PagePath<T> {
     }
 }
 
-/// A 303 redirect that leaves a flash message for the next page.
+/// A 303 redirect that leaves a flash message for the next page, in a cookie that lives
+/// a minute at most and is cleared by the page that shows it.
 pub fn redirect_with(to: &str, kind: &'static str, message: impl Into<String>) -> Response {
     let flash = Flash {
         kind,
         message: message.into(),
     };
-    let cookie = Cookie::build((FLASH_COOKIE, flash.encode()))
-        .path("/")
-        .http_only(true)
-        .same_site(SameSite::Lax)
-        .build();
-    (CookieJar::new().add(cookie), Redirect::to(to)).into_response()
+    let cookie = format!(
+        "{FLASH_COOKIE}={}; Path=/; Max-Age=60; HttpOnly; SameSite=Lax",
+        flash.encode()
+    );
+    let mut resp = Redirect::to(to).into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
 }
 
 /// Headers for every page response: a shown flash is cleared (a page that was not a
@@ -352,4 +347,27 @@ pub fn error_page(status: StatusCode, message: &str) -> Response {
         message,
     };
     (status, page).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Flash;
+
+    #[test]
+    fn flash_round_trip() {
+        let f = Flash {
+            kind: "success",
+            message: "Saved “a & b + c”; 100% done".into(),
+        };
+        assert_eq!(Flash::decode(&f.encode()), Some(f));
+        assert_eq!(Flash::decode("not base64!"), None);
+        let evil = Flash {
+            kind: "success",
+            message: String::new(),
+        };
+        assert_eq!(Flash::decode(&evil.encode()), None, "empty message");
+        use base64::Engine as _;
+        let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("x\" onclick=\nhi");
+        assert_eq!(Flash::decode(&forged), None, "unknown kind");
+    }
 }
