@@ -276,7 +276,22 @@ async function run(browser, sink) {
     await page.selectOption("#t-kind", "http");
     await waitFor("http fields", () => httpSet.isVisible());
 
+    step("a refused target URL re-renders the form with the message and the values");
+    await page.fill("#t-name", "Private network");
+    await page.fill("#t-http-url", "http://10.1.2.3/hook");
+    await page.fill("#t-retries", "5");
+    await expecting([/HTTP 422 for POST/, /status of 422/], async () => {
+        await Promise.all([page.waitForURL(/\/targets#add-target$/), page.click("button:has-text('Add target')")]);
+        await page.locator("#add-target .alert-error").waitFor();
+    });
+    check((await page.locator("#add-target .alert-error").innerText()).includes("refused"), "SSRF message shown");
+    check((await page.inputValue("#t-name")) === "Private network", "name kept");
+    check((await page.inputValue("#t-retries")) === "5", "retries kept");
+    check(await page.locator("#t-http-url").evaluate((el) => el.classList.contains("input-error")), "URL field marked");
+    await page.locator("#add-target").screenshot({ path: path.join(SHOTS, `${String(++shotNo).padStart(2, "0")}-target-form-error.png`) });
+
     step("add an http target pointing at the sink");
+    await page.fill("#t-name", "");
     await page.fill("#t-name", "Deploy hook");
     await page.fill("#t-http-url", sink.url);
     await page.fill("#t-retries", "3");
@@ -284,6 +299,15 @@ async function run(browser, sink) {
     await page.locator(".alert-success").waitFor();
     check((await page.locator(".alert-success").innerText()).includes("Added target"), "flash after adding a target");
     await page.getByText(sink.url).waitFor();
+
+    step("edit the webhook");
+    await Promise.all([page.waitForURL(/\/edit$/), page.click("a:has-text('Edit')")]);
+    check((await page.inputValue("#name")) === "GitHub pushes", "edit form prefilled");
+    await page.fill("#retention_days", "14");
+    await shot(page, "webhook-edit");
+    await Promise.all([page.waitForURL(/\/webhooks\/[0-9a-f-]{36}$/), page.click("button:has-text('Save changes')")]);
+    await page.locator(".alert-success:has-text('Saved webhook')").waitFor();
+    await page.locator(".stat:has-text('14 days')").waitFor();
 
     step("add and delete a second entrypoint (confirm dialog)");
     await page.fill("#ep-description", "Staging sender");
