@@ -42,6 +42,7 @@ fn new_event(body: &Bytes) -> NewEvent {
         event,
         body: body.clone(),
         deliveries: vec![delivery],
+        results: Vec::new(),
     }
 }
 

@@ -9,7 +9,9 @@ use uuid::Uuid;
 
 use crate::delivery::{DeliveryTask, Engine, EventPayload};
 use crate::metrics as m;
-use crate::model::{Delivery, Entrypoint, Event, now_ms};
+use crate::model::{
+    Delivery, DeliveryResult, DeliveryStatus, Entrypoint, Event, TargetKind, now_ms,
+};
 use crate::store::{EventStore, NewEvent, Store, StoreError, WriteOp};
 
 /// Why a webhook was not accepted.
@@ -157,24 +159,33 @@ impl Ingestor {
             remote_addr: req.remote_addr,
             body_len: req.body.len() as u64,
         };
-        let deliveries: Vec<Delivery> = targets
-            .iter()
-            .map(|t| Delivery::pending(event.id, t.id, now))
-            .collect();
+        // A `database` target's delivery is the commit itself: it is recorded as delivered
+        // in the ingest transaction, with no trip through the engine and no second write.
+        let mut deliveries = Vec::with_capacity(targets.len());
+        let mut results = Vec::new();
+        let mut tasks = Vec::with_capacity(targets.len());
+        let mut local_targets = Vec::new();
         let payload = Arc::new(EventPayload::new(&event, req.body.clone()));
+        for target in targets {
+            let mut delivery = Delivery::pending(event.id, target.id, now);
+            if matches!(target.kind, TargetKind::Database) {
+                delivery.status = DeliveryStatus::Delivered;
+                delivery.attempts = 1;
+                delivery.next_attempt_at = None;
+                results.push(DeliveryResult::local_success(delivery.id, 1, now));
+                local_targets.push(target.id);
+            } else {
+                tasks.push(DeliveryTask {
+                    webhook_id,
+                    target,
+                    event: payload.clone(),
+                    delivery: delivery.clone(),
+                });
+            }
+            deliveries.push(delivery);
+        }
         let event_id = event.id;
         let body_len = req.body.len();
-
-        let tasks: Vec<DeliveryTask> = targets
-            .into_iter()
-            .zip(deliveries.iter().cloned())
-            .map(|(target, delivery)| DeliveryTask {
-                webhook_id,
-                target,
-                event: payload.clone(),
-                delivery,
-            })
-            .collect();
 
         let store = self.event_store(webhook_id).await?;
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -184,6 +195,7 @@ impl Ingestor {
                 event,
                 body: req.body,
                 deliveries,
+                results,
             }),
             Box::new(move |r| {
                 // Dispatch here, on the writer thread right after the commit: any later
@@ -201,6 +213,13 @@ impl Ingestor {
         let webhook = webhook_id.to_string();
         metrics::counter!(m::EVENTS_RECEIVED, "webhook" => webhook.clone()).increment(1);
         metrics::counter!(m::EVENT_BODY_BYTES, "webhook" => webhook).increment(body_len as u64);
+        for target in local_targets {
+            let target = target.to_string();
+            metrics::counter!(m::DELIVERY_ATTEMPTS, "target" => target.clone(), "outcome" => "delivered")
+                .increment(1);
+            metrics::counter!(m::DELIVERIES_FINISHED, "target" => target, "status" => "delivered")
+                .increment(1);
+        }
         Ok(event_id)
     }
 

@@ -246,18 +246,20 @@ impl Shared {
 }
 
 fn worker_loop(s: &Arc<Shared>) {
-    loop {
-        crossbeam_channel::select! {
-            recv(s.queue_rx) -> task => match task {
-                Ok(task) => {
-                    let mut next = Some(task);
-                    while let Some(task) = next.take() {
-                        next = attempt(s, task);
-                    }
+    // A plain blocking receive (not a select with the stop channel): with many idle workers
+    // on one queue, select's register/unregister per task cost measurable context switches.
+    // Stopping is noticed within `STOP_POLL` of idleness, or after the current task.
+    const STOP_POLL: Duration = Duration::from_millis(100);
+    while !s.stopping() {
+        match s.queue_rx.recv_timeout(STOP_POLL) {
+            Ok(task) => {
+                let mut next = Some(task);
+                while let Some(task) = next.take() {
+                    next = attempt(s, task);
                 }
-                Err(_) => return,
-            },
-            recv(s.stop_rx) -> _ => return,
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
         }
     }
 }

@@ -56,8 +56,10 @@ pub struct NewEvent {
     pub event: Event,
     /// The raw body.
     pub body: Bytes,
-    /// Its deliveries, each `Pending` and due now.
+    /// Its deliveries: `Pending` and due now, or already finished (see `results`).
     pub deliveries: Vec<Delivery>,
+    /// Results of deliveries finished within the ingest itself (`database` targets).
+    pub results: Vec<DeliveryResult>,
 }
 
 /// A delivery's new state after an attempt or a deferral.
@@ -562,6 +564,15 @@ fn apply(tx: &WriteTransaction, op: &WriteOp) -> Result<(), StoreError> {
             tx.open_table(EVENTS)?
                 .insert(id, codec::encode(&n.event)?.as_slice())?;
             tx.open_table(BODIES)?.insert(id, n.body.as_ref())?;
+            if !n.results.is_empty() {
+                let mut results = tx.open_table(RESULTS)?;
+                for r in &n.results {
+                    results.insert(
+                        (r.delivery_id.as_u128(), r.attempt),
+                        codec::encode(r)?.as_slice(),
+                    )?;
+                }
+            }
             insert_deliveries(tx, &n.deliveries)
         }
         WriteOp::AddDeliveries(ds) => insert_deliveries(tx, ds),

@@ -31,6 +31,7 @@ fn event_with(status: DeliveryStatus, due: Option<i64>) -> NewEvent {
         event,
         body: Bytes::from_static(b"abc"),
         deliveries: vec![delivery],
+        results: Vec::new(),
     }
 }
 
