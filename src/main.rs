@@ -7,6 +7,9 @@ use tracing_subscriber::EnvFilter;
 use webhooker::app::App;
 use webhooker::config::Config;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     if std::env::args().nth(1).as_deref() == Some("healthcheck") {
         std::process::exit(healthcheck());
