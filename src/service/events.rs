@@ -33,20 +33,23 @@ impl EventPage {
 }
 
 impl Service {
-    /// A page of events, newest first.
+    /// A page of events, newest first, with at most `body_limit` bytes of each body.
     pub async fn list_events(
         &self,
         webhook_id: Uuid,
         page: usize,
         per_page: usize,
+        body_limit: usize,
     ) -> ServiceResult<EventPage> {
         self.webhook(webhook_id).await?;
         let page = page.max(1);
         let per_page = per_page.clamp(1, MAX_PER_PAGE);
         self.blocking(move |store| {
-            let (events, total) = store
-                .events(webhook_id)?
-                .list_events((page - 1).saturating_mul(per_page), per_page)?;
+            let (events, total) = store.events(webhook_id)?.list_events(
+                (page - 1).saturating_mul(per_page),
+                per_page,
+                body_limit,
+            )?;
             Ok(EventPage {
                 events,
                 page,

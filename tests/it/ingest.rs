@@ -247,3 +247,23 @@ async fn eight_webhooks_ingesting_concurrently_lose_nothing() {
     assert!(ok);
     app.stop().await;
 }
+
+/// Lists carry at most 64 KiB of each body; the detail carries it whole.
+#[tokio::test]
+async fn event_lists_truncate_large_bodies() {
+    let app = TestApp::start().await;
+    let (wh, url) = app.webhook("big").await;
+    let body = vec![b'y'; 200 * 1024];
+    let r = app.http.post(&url).body(body.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let page = app.get_json(&format!("/webhooks/{wh}/events")).await;
+    let ev = &page["events"][0];
+    assert_eq!(ev["body_truncated"], true);
+    assert_eq!(ev["body_size"], 200 * 1024);
+    assert_eq!(ev["body"].as_str().unwrap().len(), 64 * 1024);
+    let id = ev["id"].as_str().unwrap();
+    let full = app.event(&wh, id).await;
+    assert_eq!(full["body_truncated"], false);
+    assert_eq!(full["body"].as_str().unwrap().len(), 200 * 1024);
+    app.stop().await;
+}

@@ -162,11 +162,14 @@ pub struct EventOut {
     pub body_size: u64,
     pub body: String,
     pub body_encoding: &'static str,
+    /// Lists carry at most 64 KiB of each body; the event detail carries all of it.
+    pub body_truncated: bool,
     pub deliveries: Vec<DeliveryOut>,
 }
 
 impl EventOut {
     pub fn new(e: &Event, body: &[u8], deliveries: Vec<DeliveryOut>) -> EventOut {
+        let body_truncated = (body.len() as u64) < e.body_len;
         let (body, body_encoding) = encode_bytes(body);
         EventOut {
             id: e.id,
@@ -189,6 +192,7 @@ impl EventOut {
             content_type: e.content_type.clone(),
             remote_addr: e.remote_addr.clone(),
             body_size: e.body_len,
+            body_truncated,
             body,
             body_encoding,
             deliveries,

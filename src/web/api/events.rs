@@ -18,6 +18,9 @@ type ApiResult<T> = Result<T, ApiError>;
 
 /// Default page size.
 const DEFAULT_PER_PAGE: usize = 25;
+/// Body bytes per event in a list (`body_truncated` says when there is more; the event
+/// detail has all of it).
+const LIST_BODY_LIMIT: usize = 64 * 1024;
 
 pub(super) async fn list(
     _: ApiUser,
@@ -30,6 +33,7 @@ pub(super) async fn list(
             id,
             q.page.unwrap_or(1),
             q.per_page.unwrap_or(DEFAULT_PER_PAGE),
+            LIST_BODY_LIMIT,
         )
         .await?;
     let names = target_names(&service, id).await;

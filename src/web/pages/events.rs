@@ -84,7 +84,9 @@ pub(super) async fn list(
         .unwrap_or(1)
         .clamp(1, 1_000_000);
     let view = service.webhook(id).await?;
-    let list = service.list_events(id, page, PER_PAGE).await?;
+    let list = service
+        .list_events(id, page, PER_PAGE, LOG_BODY_LIMIT)
+        .await?;
     let first = (list.page - 1) * list.per_page + 1;
     Ok(LogPage {
         ctx: viewer.ctx("webhooks"),

@@ -330,11 +330,10 @@ impl EventRow {
         let mut row = EventRow::summary(&e.event, &e.deliveries, targets);
         if body_limit > 0 {
             row.headers = header_rows(&e.event);
-            row.body = Some(BodyView::new(
-                &e.body,
-                e.event.content_type.as_deref(),
-                body_limit,
-            ));
+            let mut body = BodyView::new(&e.body, e.event.content_type.as_deref(), body_limit);
+            // The store hands out at most `body_limit` bytes; the size shown is the real one.
+            body.len = e.event.body_len as usize;
+            row.body = Some(body);
         }
         row
     }

@@ -322,7 +322,7 @@ async fn detail_page(
     target_error: Option<FormError>,
 ) -> PageResult<DetailPage> {
     let view = service.webhook(id).await?;
-    let recent = service.list_events(id, 1, RECENT_EVENTS).await?;
+    let recent = service.list_events(id, 1, RECENT_EVENTS, 0).await?;
     let base = public_base(&state.web, headers);
     Ok(DetailPage {
         ctx,
