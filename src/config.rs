@@ -75,9 +75,12 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             workers: DEFAULT_DELIVERY_WORKERS,
-            queue_capacity: 10_000,
-            scheduler_capacity: 10_000,
-            parked_capacity: 10_000,
+            // Each task in memory costs ~3 KiB (payload, headers, target); these bounds keep
+            // a backlog of any size under ~30 MiB of tasks. Beyond them the due index holds
+            // the work, which costs disk, not memory.
+            queue_capacity: 4096,
+            scheduler_capacity: 4096,
+            parked_capacity: 2048,
             sweep_interval: Duration::from_secs(1),
             retry_base: Duration::from_secs(1),
             breaker_threshold: 5,

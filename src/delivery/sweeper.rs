@@ -20,31 +20,41 @@ use crate::store::{AttemptWrite, DueRow, EventStore, StoreError, WriteOp};
 pub(super) fn run(s: &Shared) {
     let pass = AtomicUsize::new(0);
     loop {
-        sweep(s, pass.fetch_add(1, Ordering::Relaxed));
+        let backlog = sweep(s, pass.fetch_add(1, Ordering::Relaxed));
         publish_depths(s);
+        // With more due work than the queue took, come back as soon as the workers have
+        // made room, so a recovered backlog drains at delivery speed, not one queue per
+        // interval.
+        let wait = if backlog {
+            s.config.sweep_interval / 20
+        } else {
+            s.config.sweep_interval
+        };
         crossbeam_channel::select! {
             recv(s.stop_rx) -> _ => return,
-            default(s.config.sweep_interval) => {}
+            default(wait) => {}
         }
     }
 }
 
-/// One pass over every webhook, starting at webhook number `pass` (round robin).
-pub(super) fn sweep(s: &Shared, pass: usize) {
+/// One pass over every webhook, starting at webhook number `pass` (round robin). Returns
+/// whether due work was left behind for lack of room in the queue.
+pub(super) fn sweep(s: &Shared, pass: usize) -> bool {
     let mut webhooks = s.store.catalog().webhooks();
     if webhooks.is_empty() {
-        return;
+        return false;
     }
+    let mut backlog = false;
     let start = pass % webhooks.len();
     webhooks.rotate_left(start);
     let count = webhooks.len();
     for (i, webhook) in webhooks.into_iter().enumerate() {
         if s.stopping() {
-            return;
+            return false;
         }
         let room = s.config.queue_capacity.saturating_sub(s.queue_tx.len());
         if room == 0 {
-            return;
+            return true;
         }
         // A fair share of what is left; the last webhooks get whatever the others left.
         let share = room.div_ceil(count - i);
@@ -63,12 +73,15 @@ pub(super) fn sweep(s: &Shared, pass: usize) {
                 continue;
             }
         };
-        requeue(s, &store, rows, share);
+        let scanned = rows.len();
+        let queued = requeue(s, &store, rows, share);
+        backlog |= queued >= share && scanned > queued;
     }
+    backlog
 }
 
-/// Queues up to `share` of the rows that nobody holds in memory.
-fn requeue(s: &Shared, store: &Arc<EventStore>, rows: Vec<DueRow>, share: usize) {
+/// Queues up to `share` of the rows that nobody holds in memory; returns how many.
+fn requeue(s: &Shared, store: &Arc<EventStore>, rows: Vec<DueRow>, share: usize) -> usize {
     let catalog = s.store.catalog();
     let mut payloads: HashMap<Uuid, Arc<EventPayload>> = HashMap::new();
     let mut queued = 0;
@@ -103,6 +116,7 @@ fn requeue(s: &Shared, store: &Arc<EventStore>, rows: Vec<DueRow>, share: usize)
         }
         queued += 1;
     }
+    queued
 }
 
 enum Loaded {
