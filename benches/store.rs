@@ -5,13 +5,13 @@
 
 use std::hint::black_box;
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use uuid::Uuid;
 use webhooker::model::{Delivery, DeliveryStatus, Event, now_ms};
-use webhooker::store::{NewEvent, Store, WriteOp};
+use webhooker::store::{EventStore, NewEvent, Store, WriteOp};
 
 fn new_event(body: &Bytes) -> NewEvent {
     let now = now_ms();
@@ -46,6 +46,25 @@ fn new_event(body: &Bytes) -> NewEvent {
     }
 }
 
+/// Submits `count` ingests at once and waits for every acknowledgement.
+fn ingest_and_wait(events: &EventStore, body: &Bytes, count: usize) {
+    let (tx, rx) = mpsc::channel();
+    for _ in 0..count {
+        let tx = tx.clone();
+        events
+            .submit(
+                WriteOp::Ingest(new_event(body)),
+                Box::new(move |r| {
+                    let _ = tx.send(r.is_ok());
+                }),
+            )
+            .unwrap();
+    }
+    for _ in 0..count {
+        assert!(rx.recv().unwrap());
+    }
+}
+
 /// Submits `batch` ingests at once (the writer commits what is queued together) and waits
 /// for every acknowledgement: what `batch` concurrent senders see.
 fn ingest(c: &mut Criterion) {
@@ -63,25 +82,7 @@ fn ingest(c: &mut Criterion) {
             group.bench_with_input(
                 BenchmarkId::new(format!("body_{body_size}"), batch),
                 &batch,
-                |b, &batch| {
-                    b.iter(|| {
-                        let (tx, rx) = mpsc::channel();
-                        for _ in 0..batch {
-                            let tx = tx.clone();
-                            events
-                                .submit(
-                                    WriteOp::Ingest(new_event(&body)),
-                                    Box::new(move |r| {
-                                        let _ = tx.send(r.is_ok());
-                                    }),
-                                )
-                                .unwrap();
-                        }
-                        for _ in 0..batch {
-                            assert!(rx.recv().unwrap());
-                        }
-                    })
-                },
+                |b, &batch| b.iter(|| ingest_and_wait(&events, &body, batch)),
             );
         }
     }
@@ -95,22 +96,7 @@ fn due_scan(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let events = store.create_events(Uuid::new_v4()).unwrap();
-    let body = Bytes::from_static(b"{}");
-    let (tx, rx) = mpsc::channel();
-    for _ in 0..100_000 {
-        let tx = tx.clone();
-        events
-            .submit(
-                WriteOp::Ingest(new_event(&body)),
-                Box::new(move |r| {
-                    let _ = tx.send(r.is_ok());
-                }),
-            )
-            .unwrap();
-    }
-    for _ in 0..100_000 {
-        assert!(rx.recv().unwrap());
-    }
+    ingest_and_wait(&events, &Bytes::from_static(b"{}"), 100_000);
     let now = now_ms() + 1;
     let mut group = c.benchmark_group("due_index_100k");
     group.sample_size(10);
@@ -124,7 +110,6 @@ fn due_scan(c: &mut Criterion) {
         b.iter(|| black_box(events.due_before(0, 1000).unwrap().len()))
     });
     group.finish();
-    let _ = Instant::now();
     store.close();
 }
 
