@@ -28,7 +28,7 @@ else
 fi
 
 (cd "$root" && cargo build --quiet --bin webhooker)
-bin="$root/target/debug/webhooker"
+bin="${CARGO_TARGET_DIR:-$root/target}/debug/webhooker"
 
 work="$(mktemp -d)"
 server_pid=""
