@@ -19,8 +19,14 @@ use crate::store::{AttemptWrite, DueRow, EventStore, StoreError, WriteOp};
 
 pub(super) fn run(s: &Shared) {
     let pass = AtomicUsize::new(0);
+    // Deferrals by a circuit breaker of the previous process are not binding on this one,
+    // whose breakers start closed: during the first cooldown after start, work due before
+    // its end counts as due now. If the target is still down, this process's own breaker
+    // opens after a few failures and defers it again.
+    let recovery_until = now_ms() + s.config.breaker_cooldown.as_millis() as i64;
     loop {
-        let backlog = sweep(s, pass.fetch_add(1, Ordering::Relaxed));
+        let horizon = now_ms().max(recovery_until);
+        let backlog = sweep(s, pass.fetch_add(1, Ordering::Relaxed), horizon);
         publish_depths(s);
         // With more due work than the queue took, come back as soon as the workers have
         // made room, so a recovered backlog drains at delivery speed, not one queue per
@@ -37,9 +43,9 @@ pub(super) fn run(s: &Shared) {
     }
 }
 
-/// One pass over every webhook, starting at webhook number `pass` (round robin). Returns
-/// whether due work was left behind for lack of room in the queue.
-pub(super) fn sweep(s: &Shared, pass: usize) -> bool {
+/// One pass over every webhook, starting at webhook number `pass` (round robin), for work
+/// due at or before `horizon`. Returns whether due work was left behind for lack of room.
+pub(super) fn sweep(s: &Shared, pass: usize, horizon: i64) -> bool {
     let mut webhooks = s.store.catalog().webhooks();
     if webhooks.is_empty() {
         return false;
@@ -66,7 +72,7 @@ pub(super) fn sweep(s: &Shared, pass: usize) -> bool {
             }
         };
         // Scan a bit past the share: some rows are in memory already and get skipped.
-        let rows = match store.due_before(now_ms(), share + s.claims.len().min(share * 4)) {
+        let rows = match store.due_before(horizon, share + s.claims.len().min(share * 4)) {
             Ok(rows) => rows,
             Err(e) => {
                 tracing::error!(webhook_id = %webhook.id, error = %e, "due index scan failed");
