@@ -368,8 +368,9 @@ async fn drain_backlog(
     });
     report.note(format!(
         "Backlog drain: {} sink requests for {} distinct events after the restart ({} after \
-         the spawn). Deliveries deferred by the open circuit breaker (5 failures → open \
-         30 s) are due up to 30 s after the stop, so the drain time includes that wait.",
+         the spawn). The breaker had deferred them while the target was down; the restarted \
+         process's breaker starts closed, so its startup sweep takes them at once and they \
+         drain at the target's max_in_flight.",
         fmt_count(sink.requests() as f64),
         fmt_count(delivered as f64),
         arrived_by.join(", "),
