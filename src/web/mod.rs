@@ -129,20 +129,18 @@ fn request_timeout() -> tower_http::timeout::TimeoutLayer {
 /// set (a direct client could otherwise forge it).
 pub fn client_ip(headers: &HeaderMap, peer: SocketAddr, trust_proxy: bool) -> IpAddr {
     if trust_proxy {
-        // X-Real-IP is set by the proxy alone. In X-Forwarded-For the client may have
-        // written anything on the left; the right-most entry is the one our proxy added.
+        // In X-Forwarded-For the client may have written anything on the left; the
+        // right-most entry is the one our proxy appended. (X-Real-IP is not used: many
+        // proxies pass a client's own X-Real-IP through untouched.)
         let forwarded = headers
-            .get("x-real-ip")
+            .get_all("x-forwarded-for")
+            .iter()
+            .next_back()
             .and_then(|v| v.to_str().ok())
-            .or_else(|| {
-                headers
-                    .get("x-forwarded-for")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.rsplit(',').next())
-            })
+            .and_then(|v| v.rsplit(',').next())
             .and_then(|v| v.trim().parse::<IpAddr>().ok());
         if let Some(ip) = forwarded {
-            return ip;
+            return ip.to_canonical();
         }
     }
     peer.ip().to_canonical()
@@ -194,10 +192,11 @@ mod tests {
             client_ip(&h, peer, true),
             "203.0.113.7".parse::<IpAddr>().unwrap()
         );
+        // X-Real-IP is ignored: many proxies pass a client's own value through.
         h.insert("x-real-ip", HeaderValue::from_static("198.51.100.2"));
         assert_eq!(
             client_ip(&h, peer, true),
-            "198.51.100.2".parse::<IpAddr>().unwrap()
+            "203.0.113.7".parse::<IpAddr>().unwrap()
         );
         let mut junk = HeaderMap::new();
         junk.insert("x-forwarded-for", HeaderValue::from_static("not an ip"));

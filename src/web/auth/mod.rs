@@ -73,9 +73,11 @@ impl FromRequestParts<AppState> for ApiUser {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| client_ip(&parts.headers, c.0, state.web.trust_proxy));
+        // Counted before the (slow) check, so concurrent guesses cannot all slip past the
+        // limit; a success gives its count back.
         let now = Instant::now();
         if let Some(ip) = ip
-            && state.limiter.is_limited(ip, now)
+            && !state.limiter.allow(ip, now)
         {
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -83,13 +85,13 @@ impl FromRequestParts<AppState> for ApiUser {
             ));
         }
         match service.verify_basic(&username, &password).await {
-            Ok(user) => Ok(ApiUser(user)),
-            Err(ServiceError::Unauthorized) => {
+            Ok(user) => {
                 if let Some(ip) = ip {
-                    state.limiter.record_failure(ip, now);
+                    state.limiter.refund(ip, now);
                 }
-                Err(ApiError::unauthorized())
+                Ok(ApiUser(user))
             }
+            Err(ServiceError::Unauthorized) => Err(ApiError::unauthorized()),
             Err(e) => Err(e.into()),
         }
     }

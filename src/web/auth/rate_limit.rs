@@ -22,21 +22,6 @@ impl LoginLimiter {
     /// Records an attempt at `now`; false when the IP is over its limit (the attempt is not
     /// counted then, so waiting a minute always helps).
     pub fn allow(&self, ip: IpAddr, now: Instant) -> bool {
-        self.check(ip, now, true)
-    }
-
-    /// Whether the IP is over its limit, without counting an attempt (API Basic auth counts
-    /// only failures, via [`record_failure`](Self::record_failure)).
-    pub fn is_limited(&self, ip: IpAddr, now: Instant) -> bool {
-        !self.check(ip, now, false)
-    }
-
-    /// Counts a failed attempt.
-    pub fn record_failure(&self, ip: IpAddr, now: Instant) {
-        self.check(ip, now, true);
-    }
-
-    fn check(&self, ip: IpAddr, now: Instant, record: bool) -> bool {
         let mut map = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() > SWEEP_AT {
             map.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < WINDOW));
@@ -48,10 +33,18 @@ impl LoginLimiter {
         if q.len() >= MAX_ATTEMPTS {
             return false;
         }
-        if record {
-            q.push_back(now);
-        }
+        q.push_back(now);
         true
+    }
+
+    /// Gives back the attempt counted at `now` (a successful API Basic login).
+    pub fn refund(&self, ip: IpAddr, now: Instant) {
+        let mut map = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(q) = map.get_mut(&ip)
+            && let Some(i) = q.iter().rposition(|t| *t == now)
+        {
+            q.remove(i);
+        }
     }
 }
 
@@ -71,5 +64,11 @@ mod tests {
         assert!(!l.allow(a, t0));
         assert!(l.allow(b, t0));
         assert!(l.allow(a, t0 + WINDOW));
+        // A refunded attempt does not count.
+        let t1 = t0 + WINDOW * 3;
+        for _ in 0..10 {
+            assert!(l.allow(b, t1));
+            l.refund(b, t1);
+        }
     }
 }

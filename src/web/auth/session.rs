@@ -66,7 +66,9 @@ impl FromRequestParts<AppState> for CurrentUser {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PageError> {
         match MaybeUser::from_request_parts(parts, state).await {
             Ok(MaybeUser(Some(u))) => Ok(u),
-            _ => {
+            // A storage error is not "logged out": answer it as the error it is.
+            Err(e) => Err(e),
+            Ok(MaybeUser(None)) => {
                 let next = if parts.method == axum::http::Method::GET {
                     parts
                         .uri

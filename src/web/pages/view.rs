@@ -109,9 +109,15 @@ impl BodyView {
                 shown: 0,
             };
         }
-        let text = std::str::from_utf8(bytes)
-            .ok()
-            .filter(|s| !s.contains('\0'));
+        // A prefix cut inside a multi-byte character is still text: keep the valid part.
+        let text = match std::str::from_utf8(bytes) {
+            Ok(s) => Some(s),
+            Err(e) if e.error_len().is_none() && e.valid_up_to() > 0 => {
+                std::str::from_utf8(&bytes[..e.valid_up_to()]).ok()
+            }
+            Err(_) => None,
+        }
+        .filter(|s| !s.contains('\0'));
         if let Some(s) = text {
             let looks_json = content_type.is_some_and(|c| c.to_ascii_lowercase().contains("json"))
                 || matches!(s.trim_start().as_bytes().first(), Some(b'{' | b'['));
@@ -198,7 +204,13 @@ pub fn hex_dump(bytes: &[u8]) -> String {
 
 /// Re-indents valid JSON text with two spaces, keeping key order, number spelling and
 /// string escapes exactly as sent (a parse-and-print would sort keys and reformat numbers).
+/// Indentation stops growing past this depth: deep nesting from an untrusted body must not
+/// multiply the output.
+const MAX_INDENT: usize = 16;
+
 pub fn pretty_json(s: &str) -> String {
+    // Bound the output too: a body built to explode (`[[[…0,0,0…]]]`) is shown as sent.
+    let budget = s.len().saturating_mul(4).saturating_add(4096);
     let mut out = String::with_capacity(s.len() * 2);
     let mut depth = 0usize;
     let mut in_string = false;
@@ -206,11 +218,14 @@ pub fn pretty_json(s: &str) -> String {
     let mut chars = s.chars().peekable();
     let newline = |out: &mut String, depth: usize| {
         out.push('\n');
-        for _ in 0..depth {
+        for _ in 0..depth.min(MAX_INDENT) {
             out.push_str("  ");
         }
     };
     while let Some(c) = chars.next() {
+        if out.len() > budget {
+            return s.to_string();
+        }
         if in_string {
             out.push(c);
             if escaped {
@@ -427,5 +442,40 @@ mod tests {
         assert_eq!(human_duration(12_345), "12 ms");
         assert_eq!(human_duration(1_250_000), "1.25 s");
         assert_eq!(bytes_text(b"a\xffb"), "a\\xffb");
+    }
+}
+
+#[cfg(test)]
+mod review_tests {
+    use super::*;
+
+    /// Regression: deeply nested JSON made the pretty-printer's output ~127x the input.
+    #[test]
+    fn pretty_json_output_is_bounded() {
+        let hostile = format!(
+            "{}{}{}",
+            "[".repeat(126),
+            "0,".repeat(50_000) + "0",
+            "]".repeat(126)
+        );
+        let out = pretty_json(&hostile);
+        assert!(
+            out.len() <= hostile.len() * 4 + 4096 + 64,
+            "{} bytes",
+            out.len()
+        );
+        assert_eq!(
+            pretty_json("{\"a\":[1,2]}"),
+            "{\n  \"a\": [\n    1,\n    2\n  ]\n}"
+        );
+    }
+
+    /// Regression: a text prefix cut inside a multi-byte character showed as binary.
+    #[test]
+    fn cut_utf8_prefix_is_still_text() {
+        let body = "héllo wörld".as_bytes();
+        let cut = &body[..2]; // "h" plus half of "é"
+        let view = BodyView::new(cut, Some("text/plain"), 1024);
+        assert_eq!(view.kind, "text");
     }
 }
