@@ -555,3 +555,55 @@ async fn deleting_a_webhook_mid_delivery_does_not_resurrect_its_file() {
     );
     app.stop().await;
 }
+
+/// Regression: tasks waiting for a `max_in_flight` slot stayed in memory (claimed) for
+/// good once their target was deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_target_releases_its_waiting_deliveries() {
+    let app = TestApp::start().await;
+    let slow = Receiver::start().await;
+    slow.set_default(Reply {
+        status: 200,
+        retry_after: None,
+        delay: Duration::from_millis(300),
+    });
+    let (wh, url) = app.webhook("waiting").await;
+    let t = app
+        .target(
+            &wh,
+            json!({"name": "slow", "kind": "http", "url": slow.url("/"), "max_in_flight": 1}),
+        )
+        .await;
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        ids.push(app.send(&url, b"{}").await);
+    }
+    assert!(wait_until(Duration::from_secs(5), || async { slow.count() >= 1 }).await);
+    assert!(
+        app.app().engine().stats().parked > 0,
+        "tasks wait for the slot"
+    );
+    let r = app
+        .api(
+            reqwest::Method::DELETE,
+            &format!("/webhooks/{wh}/targets/{t}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    for id in &ids {
+        let ev = app.wait_finished(&wh, id, Duration::from_secs(10)).await;
+        assert!(matches!(
+            ev["deliveries"][0]["status"].as_str(),
+            Some("failed" | "delivered")
+        ));
+    }
+    let drained = wait_until(Duration::from_secs(5), || async {
+        let s = app.app().engine().stats();
+        s.parked == 0 && s.claimed == 0
+    })
+    .await;
+    assert!(drained, "stranded: {:?}", app.app().engine().stats());
+    app.stop().await;
+}
