@@ -15,7 +15,7 @@ use crate::delivery::ssrf::NetworkPolicy;
 use crate::ingest::Ingestor;
 use crate::service::Service;
 use crate::store::Store;
-use crate::web::{self, AppState, WebConfig};
+use crate::web::{self, AppParts, AppState, WebConfig};
 
 /// A running webhooker.
 pub struct App {
@@ -52,20 +52,20 @@ impl App {
             .metrics_credentials
             .as_ref()
             .and_then(|_| crate::metrics::handle());
-        let state = AppState {
+        let state = AppState::new(AppParts {
             service: service.clone(),
             ingestor: Ingestor::new(store.clone(), engine.clone(), config.max_body_bytes),
             engine: engine.clone(),
-            web: Arc::new(WebConfig {
+            web: WebConfig {
                 base_url: config.base_url.clone(),
                 secure_cookies: config.environment == Environment::Prod,
                 trust_proxy: config.trust_proxy,
                 metrics_credentials: config.metrics_credentials.clone(),
-            }),
+            },
             metrics,
             limiter: Default::default(),
             started: Instant::now(),
-        };
+        });
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;

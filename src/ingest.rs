@@ -165,7 +165,8 @@ impl Ingestor {
         let mut results = Vec::new();
         let mut tasks = Vec::with_capacity(targets.len());
         let mut local_targets = Vec::new();
-        let payload = Arc::new(EventPayload::new(&event, req.body.clone()));
+        // Built only if some delivery goes through the engine (it copies the headers).
+        let mut payload: Option<Arc<EventPayload>> = None;
         for target in targets {
             let mut delivery = Delivery::pending(event.id, target.id, now);
             if matches!(target.kind, TargetKind::Database) {
@@ -175,10 +176,13 @@ impl Ingestor {
                 results.push(DeliveryResult::local_success(delivery.id, 1, now));
                 local_targets.push(target.id);
             } else {
+                let event = payload
+                    .get_or_insert_with(|| Arc::new(EventPayload::new(&event, req.body.clone())))
+                    .clone();
                 tasks.push(DeliveryTask {
                     webhook_id,
                     target,
-                    event: payload.clone(),
+                    event,
                     delivery: delivery.clone(),
                 });
             }

@@ -48,9 +48,8 @@ pub struct WebConfig {
     pub metrics_credentials: Option<(String, String)>,
 }
 
-/// Shared state of every handler; every field is a cheap-clone handle.
-#[derive(Clone, FromRef)]
-pub struct AppState {
+/// What every handler can reach; shared behind one `Arc` in [`AppState`].
+pub struct AppParts {
     /// The service layer.
     pub service: Service,
     /// Ingest.
@@ -58,13 +57,39 @@ pub struct AppState {
     /// The delivery engine (health and stats only).
     pub engine: Engine,
     /// Web settings.
-    pub web: Arc<WebConfig>,
+    pub web: WebConfig,
     /// Prometheus handle when metrics are enabled.
     pub metrics: Option<PrometheusHandle>,
     /// Login rate limiter.
     pub limiter: LoginLimiter,
     /// Process start, for uptime.
     pub started: Instant,
+}
+
+/// Shared state of every handler. axum clones the state for every request, so it is one
+/// `Arc` (one reference count) rather than a struct of a dozen handles.
+#[derive(Clone)]
+pub struct AppState(Arc<AppParts>);
+
+impl AppState {
+    /// Wraps the parts.
+    pub fn new(parts: AppParts) -> AppState {
+        AppState(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+impl FromRef<AppState> for Service {
+    fn from_ref(state: &AppState) -> Service {
+        state.service.clone()
+    }
 }
 
 /// Builds the router with all routes and layers.
