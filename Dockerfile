@@ -7,7 +7,7 @@ COPY src ./src
 COPY templates ./templates
 COPY static ./static
 COPY benches ./benches
-RUN cargo build --release --locked && strip target/release/webhooker
+RUN cargo build --release --locked --bin webhooker && strip target/release/webhooker
 
 # Runtime stage: small Debian with CA certificates for HTTPS targets, non-root user.
 FROM debian:bookworm-slim
