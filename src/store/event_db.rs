@@ -298,14 +298,9 @@ impl EventStore {
 
     /// One event with its body only (no deliveries): for delivering large bodies.
     pub fn event_with_body(&self, event_id: Uuid) -> Result<Option<(Event, Vec<u8>)>, StoreError> {
-        let rx = self.read()?;
-        let events = rx.open_table(EVENTS)?;
-        let Some(v) = events.get(event_id.as_u128())? else {
-            return Ok(None);
-        };
-        let event: Event = codec::decode(v.value())?;
-        let body = body_in(&rx.open_table(BODIES)?, event_id.as_u128())?;
-        Ok(Some((event, body)))
+        Ok(self
+            .event_with_small_body(event_id, usize::MAX)?
+            .map(|(event, body)| (event, body.unwrap_or_default())))
     }
 
     /// One event, with its body only when smaller than `max_body` (the sweeper does not
@@ -471,7 +466,7 @@ fn due_key(at: Millis) -> u64 {
 }
 
 fn body_in(t: &impl ReadableTable<u128, &'static [u8]>, id: u128) -> Result<Vec<u8>, StoreError> {
-    Ok(t.get(id)?.map(|v| v.value().to_vec()).unwrap_or_default())
+    body_prefix(t, id, usize::MAX)
 }
 
 fn body_prefix(
