@@ -293,11 +293,7 @@ async fn breaker_stops_attempts_then_sends_one_probe() {
 async fn max_in_flight_is_a_hard_cap() {
     let app = TestApp::start_with(|c| c.engine.workers = 8).await;
     let slow = Receiver::start().await;
-    slow.set_default(Reply {
-        status: 200,
-        retry_after: None,
-        delay: Duration::from_millis(30),
-    });
+    slow.set_default(Reply::delayed(200, Duration::from_millis(30)));
     let (wh, url) = app.webhook("cap").await;
     app.target(
         &wh,
@@ -334,11 +330,7 @@ async fn fan_out_is_parallel_and_a_slow_target_delays_nobody() {
     let app = TestApp::start().await;
     let (wh, url) = app.webhook("fanout").await;
     let slow = Receiver::start().await;
-    slow.set_default(Reply {
-        status: 200,
-        retry_after: None,
-        delay: Duration::from_secs(3),
-    });
+    slow.set_default(Reply::delayed(200, Duration::from_secs(3)));
     let fast: Vec<Receiver> = vec![
         Receiver::start().await,
         Receiver::start().await,
@@ -523,11 +515,7 @@ async fn slack_target_posts_a_summary() {
 async fn deleting_a_webhook_mid_delivery_does_not_resurrect_its_file() {
     let app = TestApp::start().await;
     let slow = Receiver::start().await;
-    slow.set_default(Reply {
-        status: 503,
-        retry_after: None,
-        delay: Duration::from_millis(300),
-    });
+    slow.set_default(Reply::delayed(503, Duration::from_millis(300)));
     let (wh, url) = app.webhook("doomed").await;
     app.target(
         &wh,
@@ -562,11 +550,7 @@ async fn deleting_a_webhook_mid_delivery_does_not_resurrect_its_file() {
 async fn deleting_a_target_releases_its_waiting_deliveries() {
     let app = TestApp::start().await;
     let slow = Receiver::start().await;
-    slow.set_default(Reply {
-        status: 200,
-        retry_after: None,
-        delay: Duration::from_millis(300),
-    });
+    slow.set_default(Reply::delayed(200, Duration::from_millis(300)));
     let (wh, url) = app.webhook("waiting").await;
     let t = app
         .target(

@@ -85,11 +85,7 @@ async fn sigkill_mid_delivery_loses_no_acknowledged_event() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Receiver::start().await;
     // A slow receiver keeps deliveries in flight and queued when the kill comes.
-    sink.set_default(Reply {
-        status: 200,
-        retry_after: None,
-        delay: Duration::from_millis(20),
-    });
+    sink.set_default(Reply::delayed(200, Duration::from_millis(20)));
     let dir_path = dir.path().to_path_buf();
     let mut server = tokio::task::spawn_blocking(move || ServerProcess::start(&dir_path, None))
         .await

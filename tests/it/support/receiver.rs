@@ -41,6 +41,13 @@ pub struct Reply {
 }
 
 impl Reply {
+    pub fn delayed(status: u16, delay: Duration) -> Reply {
+        Reply {
+            delay,
+            ..Reply::status(status)
+        }
+    }
+
     pub fn status(status: u16) -> Reply {
         Reply {
             status,
