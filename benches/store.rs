@@ -42,7 +42,6 @@ fn new_event(body: &Bytes) -> NewEvent {
         event,
         body: body.clone(),
         deliveries: vec![delivery],
-        results: Vec::new(),
     }
 }
 

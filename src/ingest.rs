@@ -9,9 +9,7 @@ use uuid::Uuid;
 
 use crate::delivery::{DeliveryTask, Engine, EventPayload};
 use crate::metrics as m;
-use crate::model::{
-    Delivery, DeliveryResult, DeliveryStatus, Entrypoint, Event, TargetKind, now_ms,
-};
+use crate::model::{Delivery, DeliveryStatus, Entrypoint, Event, TargetKind, now_ms};
 use crate::store::{EventStore, NewEvent, Store, StoreError, WriteOp};
 
 /// Why a webhook was not accepted.
@@ -160,9 +158,9 @@ impl Ingestor {
             body_len: req.body.len() as u64,
         };
         // A `database` target's delivery is the commit itself: it is recorded as delivered
-        // in the ingest transaction, with no trip through the engine and no second write.
+        // in the ingest transaction, with no trip through the engine, no attempt record and
+        // no second write (BRIEF R4: "the event is already stored").
         let mut deliveries = Vec::with_capacity(targets.len());
-        let mut results = Vec::new();
         let mut tasks = Vec::with_capacity(targets.len());
         let mut local_targets = Vec::new();
         // Built only if some delivery goes through the engine (it copies the headers).
@@ -173,7 +171,6 @@ impl Ingestor {
                 delivery.status = DeliveryStatus::Delivered;
                 delivery.attempts = 1;
                 delivery.next_attempt_at = None;
-                results.push(DeliveryResult::local_success(delivery.id, 1, now));
                 local_targets.push(target.id);
             } else {
                 let event = payload
@@ -199,7 +196,6 @@ impl Ingestor {
                 event,
                 body: req.body,
                 deliveries,
-                results,
             }),
             Box::new(move |r| {
                 // Dispatch here, on the writer thread right after the commit: any later

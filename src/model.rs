@@ -280,22 +280,6 @@ impl Delivery {
     }
 }
 
-impl DeliveryResult {
-    /// A successful attempt that involved no network (database target).
-    pub fn local_success(delivery_id: uuid::Uuid, attempt: u32, at: Millis) -> DeliveryResult {
-        DeliveryResult {
-            delivery_id,
-            attempt,
-            started_at: at,
-            duration_us: 0,
-            status_code: None,
-            error: None,
-            response_body: Vec::new(),
-            success: true,
-        }
-    }
-}
-
 /// The record of one attempt.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeliveryResult {

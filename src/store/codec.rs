@@ -11,20 +11,39 @@ const RECORD_VERSION: u8 = 1;
 
 /// Encodes a record as `[RECORD_VERSION] ++ bincode(value)`.
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    let mut out = Vec::with_capacity(64);
+    encode_with_tail(value, &[])
+}
+
+/// Encodes a record followed by raw bytes, `[RECORD_VERSION] ++ bincode(value) ++ tail`, so
+/// a record and a blob share one row (and one B-tree insert).
+pub(crate) fn encode_with_tail<T: Serialize>(
+    value: &T,
+    tail: &[u8],
+) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::with_capacity(128 + tail.len());
     out.push(RECORD_VERSION);
     bincode::serde::encode_into_std_write(value, &mut out, bincode::config::standard())
         .map_err(|e| StoreError::Codec(e.to_string()))?;
+    out.extend_from_slice(tail);
     Ok(out)
 }
 
 /// Decodes a record written by [`encode`].
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    decode_with_tail(bytes).map(|(v, _)| v)
+}
+
+/// Decodes a record written by [`encode_with_tail`]; returns it with the tail (empty for
+/// a record written by [`encode`]).
+pub(crate) fn decode_with_tail<T: DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<(T, &[u8]), StoreError> {
     match bytes.split_first() {
         Some((&RECORD_VERSION, rest)) => {
-            bincode::serde::decode_from_slice(rest, bincode::config::standard())
-                .map(|(v, _)| v)
-                .map_err(|e| StoreError::Codec(e.to_string()))
+            let (value, read) =
+                bincode::serde::decode_from_slice(rest, bincode::config::standard())
+                    .map_err(|e| StoreError::Codec(e.to_string()))?;
+            Ok((value, rest.get(read..).unwrap_or_default()))
         }
         Some((v, _)) => Err(StoreError::Codec(format!("unknown record version {v}"))),
         None => Err(StoreError::Codec("empty record".into())),
@@ -52,6 +71,16 @@ mod tests {
         assert_eq!(bytes[0], RECORD_VERSION);
         let back: Delivery = decode(&bytes).unwrap();
         assert_eq!(back, d);
+    }
+
+    #[test]
+    fn tail_follows_the_record() {
+        let bytes = encode_with_tail(&(7u32, "x"), b"\x00tail\xff").unwrap();
+        let ((n, s), tail): ((u32, String), _) = decode_with_tail(&bytes).unwrap();
+        assert_eq!((n, s.as_str(), tail), (7, "x", &b"\x00tail\xff"[..]));
+        let plain = encode(&(7u32, "x")).unwrap();
+        let (_, tail): ((u32, String), _) = decode_with_tail(&plain).unwrap();
+        assert!(tail.is_empty());
     }
 
     #[test]

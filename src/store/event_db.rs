@@ -17,8 +17,8 @@ use std::thread::JoinHandle;
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use redb::{
-    Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
-    TableDefinition, WriteTransaction,
+    Database, Key, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table,
+    TableDefinition, Value, WriteTransaction,
 };
 use uuid::Uuid;
 
@@ -26,8 +26,11 @@ use super::{FORMAT_VERSION, StoreError, check_format_version, codec};
 use crate::model::{Delivery, DeliveryResult, Event, Millis};
 
 const META: TableDefinition<'static, &str, u32> = TableDefinition::new("meta");
+/// The event record, followed by its body when that is at most [`INLINE_BODY_BYTES`]
+/// (see [`codec::encode_with_tail`]): a typical webhook is one insert, not two.
 const EVENTS: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("events");
-/// Bodies apart from event metadata: listing events never pays for large bodies it skips.
+/// Bodies larger than [`INLINE_BODY_BYTES`], apart from the event record, so listing
+/// events never pays for large bodies it skips.
 const BODIES: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("bodies");
 /// `(event_id, delivery_id)`: an event's deliveries are one range.
 const DELIVERIES: TableDefinition<'static, (u128, u128), &[u8]> =
@@ -38,6 +41,10 @@ const RESULTS: TableDefinition<'static, (u128, u32), &[u8]> = TableDefinition::n
 const DUE: TableDefinition<'static, (u64, u128), (u128, u128)> = TableDefinition::new("due");
 
 const FORMAT_KEY: &str = "format_version";
+
+/// Bodies up to this size are stored in the event's own row. A page of the event log reads
+/// at most this much per event.
+const INLINE_BODY_BYTES: usize = 16 * 1024;
 
 /// Most requests committed in one transaction.
 const MAX_BATCH_OPS: usize = 1024;
@@ -56,10 +63,9 @@ pub struct NewEvent {
     pub event: Event,
     /// The raw body.
     pub body: Bytes,
-    /// Its deliveries: `Pending` and due now, or already finished (see `results`).
+    /// Its deliveries: `Pending` and due now, or already `Delivered` by this very commit
+    /// (`database` targets: no attempt record, no due row).
     pub deliveries: Vec<Delivery>,
-    /// Results of deliveries finished within the ingest itself (`database` targets).
-    pub results: Vec<DeliveryResult>,
 }
 
 /// A delivery's new state after an attempt or a deferral.
@@ -286,9 +292,9 @@ impl EventStore {
         let mut out = Vec::with_capacity(limit);
         for row in events.range::<u128>(..)?.rev().skip(offset).take(limit) {
             let (k, v) = row?;
-            let event: Event = codec::decode(v.value())?;
+            let (event, body) = event_row(v.value(), k.value(), &bodies, body_limit)?;
             out.push(EventWithBody {
-                body: body_prefix(&bodies, k.value(), body_limit)?,
+                body,
                 deliveries: deliveries_in(&deliveries, k.value())?,
                 event,
             });
@@ -314,11 +320,17 @@ impl EventStore {
         let Some(v) = rx.open_table(EVENTS)?.get(event_id.as_u128())? else {
             return Ok(None);
         };
-        let event: Event = codec::decode(v.value())?;
-        let body = if (event.body_len as usize) < max_body {
-            Some(body_in(&rx.open_table(BODIES)?, event_id.as_u128())?)
-        } else {
+        let (event, inline) = codec::decode_with_tail::<Event>(v.value())?;
+        let body = if (event.body_len as usize) >= max_body {
             None
+        } else if inline.len() as u64 == event.body_len {
+            Some(inline.to_vec())
+        } else {
+            Some(body_prefix(
+                &rx.open_table(BODIES)?,
+                event_id.as_u128(),
+                usize::MAX,
+            )?)
         };
         Ok(Some((event, body)))
     }
@@ -329,8 +341,12 @@ impl EventStore {
         let Some(v) = rx.open_table(EVENTS)?.get(event_id.as_u128())? else {
             return Ok(None);
         };
-        let event: Event = codec::decode(v.value())?;
-        let body = body_in(&rx.open_table(BODIES)?, event_id.as_u128())?;
+        let (event, body) = event_row(
+            v.value(),
+            event_id.as_u128(),
+            &rx.open_table(BODIES)?,
+            usize::MAX,
+        )?;
         let results = rx.open_table(RESULTS)?;
         let mut deliveries = Vec::new();
         for d in deliveries_in(&rx.open_table(DELIVERIES)?, event_id.as_u128())? {
@@ -465,8 +481,22 @@ fn due_key(at: Millis) -> u64 {
     at.max(0) as u64
 }
 
-fn body_in(t: &impl ReadableTable<u128, &'static [u8]>, id: u128) -> Result<Vec<u8>, StoreError> {
-    body_prefix(t, id, usize::MAX)
+/// Decodes an `EVENTS` row: the event and the first `body_limit` bytes of its body, from
+/// the row itself or, for a large body (or a row written before bodies were inlined), from
+/// `BODIES`.
+fn event_row(
+    row: &[u8],
+    id: u128,
+    bodies: &impl ReadableTable<u128, &'static [u8]>,
+    body_limit: usize,
+) -> Result<(Event, Vec<u8>), StoreError> {
+    let (event, inline) = codec::decode_with_tail::<Event>(row)?;
+    let body = if inline.len() as u64 == event.body_len {
+        inline[..inline.len().min(body_limit)].to_vec()
+    } else {
+        body_prefix(bodies, id, body_limit)?
+    };
+    Ok((event, body))
 }
 
 fn body_prefix(
@@ -561,71 +591,155 @@ fn commit_batch(db: &RwLock<Database>, batch: Vec<(WriteOp, Completion)>) {
 
 fn commit<'a>(db: &Database, ops: impl Iterator<Item = &'a WriteOp>) -> Result<(), StoreError> {
     let tx = db.begin_write()?;
-    for op in ops {
-        apply(&tx, op)?;
+    {
+        let mut tables = WriteTables::new(&tx);
+        for op in ops {
+            tables.apply(op)?;
+        }
     }
     tx.commit()?;
     Ok(())
 }
 
-fn apply(tx: &WriteTransaction, op: &WriteOp) -> Result<(), StoreError> {
-    match op {
-        WriteOp::Ingest(n) => {
-            let id = n.event.id.as_u128();
-            tx.open_table(EVENTS)?
-                .insert(id, codec::encode(&n.event)?.as_slice())?;
-            tx.open_table(BODIES)?.insert(id, n.body.as_ref())?;
-            if !n.results.is_empty() {
-                let mut results = tx.open_table(RESULTS)?;
-                for r in &n.results {
-                    results.insert(
-                        (r.delivery_id.as_u128(), r.attempt),
-                        codec::encode(r)?.as_slice(),
+/// The tables of one write transaction, each opened on first use and then kept: an open
+/// costs a lookup and closing a modified table a table-tree update, so a batch pays them
+/// once per table, not once per request, and a table the batch never touches costs nothing.
+struct WriteTables<'t> {
+    tx: &'t WriteTransaction,
+    events: Option<Table<'t, u128, &'static [u8]>>,
+    bodies: Option<Table<'t, u128, &'static [u8]>>,
+    deliveries: Option<Table<'t, (u128, u128), &'static [u8]>>,
+    results: Option<Table<'t, (u128, u32), &'static [u8]>>,
+    due: Option<Table<'t, (u64, u128), (u128, u128)>>,
+}
+
+/// The table in `slot`, opened now if it is not yet.
+fn opened<'s, 't, K: Key + 'static, V: Value + 'static>(
+    tx: &'t WriteTransaction,
+    slot: &'s mut Option<Table<'t, K, V>>,
+    definition: TableDefinition<'static, K, V>,
+) -> Result<&'s mut Table<'t, K, V>, StoreError> {
+    let table = match slot.take() {
+        Some(t) => t,
+        None => tx.open_table(definition)?,
+    };
+    Ok(slot.insert(table))
+}
+
+impl<'t> WriteTables<'t> {
+    fn new(tx: &'t WriteTransaction) -> WriteTables<'t> {
+        WriteTables {
+            tx,
+            events: None,
+            bodies: None,
+            deliveries: None,
+            results: None,
+            due: None,
+        }
+    }
+
+    fn apply(&mut self, op: &WriteOp) -> Result<(), StoreError> {
+        match op {
+            WriteOp::Ingest(n) => {
+                let id = n.event.id.as_u128();
+                let inline = n.body.len() <= INLINE_BODY_BYTES;
+                let row = codec::encode_with_tail(&n.event, if inline { &n.body } else { &[] })?;
+                opened(self.tx, &mut self.events, EVENTS)?.insert(id, row.as_slice())?;
+                if !inline {
+                    opened(self.tx, &mut self.bodies, BODIES)?.insert(id, n.body.as_ref())?;
+                }
+                self.insert_deliveries(&n.deliveries)
+            }
+            WriteOp::AddDeliveries(ds) => self.insert_deliveries(ds),
+            WriteOp::Attempt(a) => {
+                let d = &a.delivery;
+                self.put_delivery(d)?;
+                let due = opened(self.tx, &mut self.due, DUE)?;
+                if let Some(prev) = a.previous_due {
+                    due.remove((due_key(prev), d.id.as_u128()))?;
+                }
+                if let Some(next) = d.next_attempt_at {
+                    due.insert(
+                        (due_key(next), d.id.as_u128()),
+                        (d.event_id.as_u128(), d.target_id.as_u128()),
                     )?;
                 }
+                if let Some(r) = &a.result {
+                    opened(self.tx, &mut self.results, RESULTS)?
+                        .insert((d.id.as_u128(), r.attempt), codec::encode(r)?.as_slice())?;
+                }
+                Ok(())
             }
-            insert_deliveries(tx, &n.deliveries)
         }
-        WriteOp::AddDeliveries(ds) => insert_deliveries(tx, ds),
-        WriteOp::Attempt(a) => {
-            let d = &a.delivery;
-            tx.open_table(DELIVERIES)?.insert(
-                (d.event_id.as_u128(), d.id.as_u128()),
-                codec::encode(d)?.as_slice(),
-            )?;
-            let mut due = tx.open_table(DUE)?;
-            if let Some(prev) = a.previous_due {
-                due.remove((due_key(prev), d.id.as_u128()))?;
-            }
-            if let Some(next) = d.next_attempt_at {
-                due.insert(
-                    (due_key(next), d.id.as_u128()),
+    }
+
+    fn insert_deliveries(&mut self, ds: &[Delivery]) -> Result<(), StoreError> {
+        for d in ds {
+            self.put_delivery(d)?;
+            if let Some(at) = d.next_attempt_at {
+                opened(self.tx, &mut self.due, DUE)?.insert(
+                    (due_key(at), d.id.as_u128()),
                     (d.event_id.as_u128(), d.target_id.as_u128()),
                 )?;
             }
-            if let Some(r) = &a.result {
-                tx.open_table(RESULTS)?
-                    .insert((d.id.as_u128(), r.attempt), codec::encode(r)?.as_slice())?;
-            }
-            Ok(())
         }
+        Ok(())
     }
-}
 
-fn insert_deliveries(tx: &WriteTransaction, ds: &[Delivery]) -> Result<(), StoreError> {
-    let mut deliveries = tx.open_table(DELIVERIES)?;
-    let mut due = tx.open_table(DUE)?;
-    for d in ds {
-        deliveries.insert(
+    fn put_delivery(&mut self, d: &Delivery) -> Result<(), StoreError> {
+        opened(self.tx, &mut self.deliveries, DELIVERIES)?.insert(
             (d.event_id.as_u128(), d.id.as_u128()),
             codec::encode(d)?.as_slice(),
         )?;
-        if let Some(at) = d.next_attempt_at {
-            due.insert(
-                (due_key(at), d.id.as_u128()),
-                (d.event_id.as_u128(), d.target_id.as_u128()),
-            )?;
-        }
+        Ok(())
     }
-    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Files written before bodies moved into the event row keep every body in `BODIES`
+    /// and nothing after the event record; they must read exactly as before.
+    #[test]
+    fn rows_without_an_inline_body_read_the_body_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EventStore::open(Uuid::new_v4(), &dir.path().join("e.redb")).unwrap();
+        let body = b"\xffold layout".to_vec();
+        let event = Event {
+            id: Uuid::now_v7(),
+            entrypoint_id: Uuid::nil(),
+            received_at: 1,
+            method: "POST".into(),
+            path: "/".into(),
+            headers: vec![],
+            content_type: None,
+            remote_addr: "127.0.0.1".into(),
+            body_len: body.len() as u64,
+        };
+        {
+            let db = store.db.read().unwrap();
+            let tx = db.begin_write().unwrap();
+            let id = event.id.as_u128();
+            let row = codec::encode(&event).unwrap();
+            tx.open_table(EVENTS)
+                .unwrap()
+                .insert(id, row.as_slice())
+                .unwrap();
+            tx.open_table(BODIES)
+                .unwrap()
+                .insert(id, body.as_slice())
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        assert_eq!(store.event_detail(event.id).unwrap().unwrap().body, body);
+        let (_, small) = store
+            .event_with_small_body(event.id, 1024)
+            .unwrap()
+            .unwrap();
+        assert_eq!(small.as_deref(), Some(&body[..]));
+        let (page, _) = store.list_events(0, 1, 4).unwrap();
+        assert_eq!(page[0].body, &body[..4]);
+        store.close();
+    }
 }

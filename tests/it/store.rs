@@ -6,6 +6,10 @@ use webhooker::model::{Delivery, DeliveryStatus, Event, now_ms};
 use webhooker::store::{NewEvent, Store, StoreError, WriteOp};
 
 fn event_with(status: DeliveryStatus, due: Option<i64>) -> NewEvent {
+    event_with_body(status, due, Bytes::from_static(b"abc"))
+}
+
+fn event_with_body(status: DeliveryStatus, due: Option<i64>, body: Bytes) -> NewEvent {
     let now = now_ms();
     let event = Event {
         id: Uuid::now_v7(),
@@ -16,7 +20,7 @@ fn event_with(status: DeliveryStatus, due: Option<i64>) -> NewEvent {
         headers: vec![],
         content_type: None,
         remote_addr: "127.0.0.1".into(),
-        body_len: 3,
+        body_len: body.len() as u64,
     };
     let delivery = Delivery {
         id: Uuid::now_v7(),
@@ -29,10 +33,52 @@ fn event_with(status: DeliveryStatus, due: Option<i64>) -> NewEvent {
     };
     NewEvent {
         event,
-        body: Bytes::from_static(b"abc"),
+        body,
         deliveries: vec![delivery],
-        results: Vec::new(),
     }
+}
+
+#[test]
+fn small_and_large_bodies_read_back_whole_or_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let events = store.create_events(Uuid::new_v4()).unwrap();
+    // Empty, small (stored in the event's row), right at and above the inline limit (the
+    // large one in its own table), all with bytes that are not UTF-8.
+    let bodies: Vec<Bytes> = [0usize, 1000, 16 * 1024, 16 * 1024 + 1, 300_000]
+        .into_iter()
+        .map(|n| {
+            (0..n)
+                .map(|i| (i % 251) as u8 ^ 0x80)
+                .collect::<Vec<u8>>()
+                .into()
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for body in &bodies {
+        let new = event_with_body(DeliveryStatus::Delivered, None, body.clone());
+        ids.push(new.event.id);
+        events.write_blocking(WriteOp::Ingest(new)).unwrap();
+    }
+    for (id, body) in ids.iter().zip(&bodies) {
+        let detail = events.event_detail(*id).unwrap().unwrap();
+        assert_eq!(detail.body, body.as_ref(), "{} bytes", body.len());
+        assert_eq!(detail.event.body_len, body.len() as u64);
+        let (_, whole) = events.event_with_body(*id).unwrap().unwrap();
+        assert_eq!(whole, body.as_ref());
+        let (_, small) = events
+            .event_with_small_body(*id, 16 * 1024)
+            .unwrap()
+            .unwrap();
+        assert_eq!(small.is_some(), body.len() < 16 * 1024);
+    }
+    // The event log cuts every body to its limit; newest first.
+    let (page, total) = events.list_events(0, 10, 100).unwrap();
+    assert_eq!(total, 5);
+    for (row, body) in page.iter().zip(bodies.iter().rev()) {
+        assert_eq!(row.body, &body[..body.len().min(100)]);
+    }
+    store.close();
 }
 
 #[test]
