@@ -1,7 +1,9 @@
-//! Login rate limit: 5 attempts per minute per client IP (BRIEF R11).
+//! Login rate limit: 5 attempts per minute per client IP (BRIEF R11). An IPv6 client counts
+//! by its /64, the block one subscriber usually gets, so rotating through its own addresses
+//! does not multiply its attempts.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,7 +28,7 @@ impl LoginLimiter {
         if map.len() > SWEEP_AT {
             map.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < WINDOW));
         }
-        let q = map.entry(ip).or_default();
+        let q = map.entry(client_key(ip)).or_default();
         while q.front().is_some_and(|t| now.duration_since(*t) >= WINDOW) {
             q.pop_front();
         }
@@ -40,11 +42,22 @@ impl LoginLimiter {
     /// Gives back the attempt counted at `now` (a successful API Basic login).
     pub fn refund(&self, ip: IpAddr, now: Instant) {
         let mut map = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(q) = map.get_mut(&ip)
+        if let Some(q) = map.get_mut(&client_key(ip))
             && let Some(i) = q.iter().rposition(|t| *t == now)
         {
             q.remove(i);
         }
+    }
+}
+
+/// What one client's attempts are counted under: its IPv4 address, or its IPv6 /64.
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & (u128::MAX << 64))),
+        },
     }
 }
 
@@ -70,5 +83,29 @@ mod tests {
             assert!(l.allow(b, t1));
             l.refund(b, t1);
         }
+    }
+
+    #[test]
+    fn ipv6_counts_per_64_and_mapped_ipv4_as_ipv4() {
+        let l = LoginLimiter::default();
+        let t0 = Instant::now();
+        for i in 1..=5 {
+            let ip: IpAddr = format!("2001:db8:1:2::{i}").parse().unwrap();
+            assert!(l.allow(ip, t0));
+        }
+        let same_64: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        assert!(
+            !l.allow(same_64, t0),
+            "a sixth address in the same /64 is refused"
+        );
+        let other_64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert!(l.allow(other_64, t0));
+
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        for _ in 0..5 {
+            assert!(l.allow(v4, t0));
+        }
+        assert!(!l.allow(mapped, t0));
     }
 }
