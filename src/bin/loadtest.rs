@@ -14,8 +14,11 @@
 //!    after, then a restart with the target back up: time to listening, to the first
 //!    delivery and to the last one.
 //!
-//! Everything listens on 127.0.0.1 (webhooker itself binds `0.0.0.0:$PORT`, it has no
-//! listen-address setting; all traffic goes to 127.0.0.1). Every process started here is
+//! For every `wrk` run it also reads, from `/proc`, the server's CPU time per request and
+//! the share of the machine's CPU left idle or waiting for I/O: the second table, which
+//! shows where the time goes (issue #5 asks for the profile when a target is missed).
+//!
+//! Everything listens on 127.0.0.1 (webhooker gets `HOST=127.0.0.1`). Every process started here is
 //! stopped at the end, on error and on SIGINT/SIGTERM (child handles kill on drop), and
 //! every wait has a deadline. Progress goes to stderr, the report to stdout.
 
@@ -111,7 +114,7 @@ async fn run() -> Result<()> {
     };
     let server = webhooker.start().await?;
     let api = Api::new(sender.http.clone(), webhooker.port);
-    let db_hook = ingest_phase(&api, &wrk, &baseline, &mut report).await?;
+    let db_hook = ingest_phase(&api, &server, &wrk, &baseline, &mut report).await?;
     end_to_end_phase(&api, &sender, &mut report).await?;
     server.stop().await?;
 
@@ -156,7 +159,7 @@ async fn baseline_phase(
     let mut ceiling = HashMap::new();
     for connections in CONNECTIONS {
         progress(&format!("baseline: wrk at {connections} connections"));
-        let result = wrk.run(&url, connections).await?;
+        let result = wrk.run(&url, connections, server.pid).await?;
         report.wrk_row("baseline (no storage)", connections, &result, result.rps);
         ceiling.insert(connections, result.rps);
     }
@@ -167,6 +170,7 @@ async fn baseline_phase(
 /// Phase 2: `wrk` against webhooker with a `database` target. Returns that webhook.
 async fn ingest_phase(
     api: &Api,
+    server: &Server,
     wrk: &Wrk,
     baseline: &HashMap<u32, f64>,
     report: &mut Report,
@@ -176,7 +180,7 @@ async fn ingest_phase(
         .await?;
     for connections in CONNECTIONS {
         progress(&format!("ingest: wrk at {connections} connections"));
-        let result = wrk.run(&hook.url, connections).await?;
+        let result = wrk.run(&hook.url, connections, server.pid).await?;
         let ceiling = baseline.get(&connections).copied().unwrap_or(f64::NAN);
         report.wrk_row(
             "webhooker ingest, database target, fsync'd acks",
@@ -672,11 +676,88 @@ struct Wrk {
 
 /// What one `wrk` run measured.
 struct WrkResult {
+    /// Requests completed in the run.
+    requests: u64,
     rps: f64,
     p50_ms: f64,
     p99_ms: f64,
     /// `Non-2xx or 3xx responses` and `Socket errors` lines, if any.
     problems: Vec<String>,
+    /// Where the CPU went during the run.
+    cpu: Option<CpuUse>,
+}
+
+/// CPU counters at one instant: a server process's and the whole machine's.
+struct CpuSample {
+    /// The server's user and system time, in clock ticks.
+    server_user: u64,
+    server_system: u64,
+    /// All CPUs: ticks busy, and ticks idle or waiting for I/O.
+    busy: u64,
+    idle: u64,
+}
+
+/// Where the CPU went between two samples.
+struct CpuUse {
+    /// The server's CPU time per request, user and system, in µs.
+    server_user_us: f64,
+    server_system_us: f64,
+    /// Share of the machine's CPU time that was idle or waiting for I/O.
+    idle_share: f64,
+}
+
+/// Length of a clock tick in `/proc` (`USER_HZ`, 100 on every Linux this runs on).
+const TICK_US: f64 = 10_000.0;
+
+impl CpuSample {
+    /// Reads `/proc/{pid}/stat` (fields 14 and 15: utime, stime) and the `cpu` line of
+    /// `/proc/stat`.
+    fn take(pid: u32) -> Result<CpuSample> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .with_context(|| format!("reading /proc/{pid}/stat"))?;
+        // The command name may hold spaces; the fields after it are space-separated.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let field = |i: usize| -> Result<u64> {
+            fields
+                .get(i)
+                .and_then(|v| v.parse().ok())
+                .with_context(|| format!("no field {i} in /proc/{pid}/stat"))
+        };
+        let machine = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+        let ticks: Vec<u64> = machine
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("cpu "))
+            .context("no cpu line in /proc/stat")?
+            .split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        ensure!(ticks.len() >= 5, "short cpu line in /proc/stat");
+        // user nice system idle iowait irq softirq steal …
+        let idle = ticks[3] + ticks[4];
+        Ok(CpuSample {
+            // After ")": state is field 0, so utime (14th overall) is 11 and stime 12.
+            server_user: field(11)?,
+            server_system: field(12)?,
+            busy: ticks.iter().sum::<u64>() - idle,
+            idle,
+        })
+    }
+
+    /// The CPU used since `before`, per request for the server.
+    fn since(&self, before: &CpuSample, requests: u64) -> CpuUse {
+        let per_request = |ticks: u64| ticks as f64 * TICK_US / requests.max(1) as f64;
+        let busy = self.busy.saturating_sub(before.busy);
+        let idle = self.idle.saturating_sub(before.idle);
+        CpuUse {
+            server_user_us: per_request(self.server_user.saturating_sub(before.server_user)),
+            server_system_us: per_request(self.server_system.saturating_sub(before.server_system)),
+            idle_share: idle as f64 / (busy + idle).max(1) as f64,
+        }
+    }
 }
 
 impl Wrk {
@@ -705,9 +786,11 @@ impl Wrk {
         Ok(Wrk { script, version })
     }
 
-    /// Runs `wrk --latency` for 10 s at `connections` (two threads, one for c=1).
-    async fn run(&self, url: &str, connections: u32) -> Result<WrkResult> {
+    /// Runs `wrk --latency` for 10 s at `connections` (two threads, one for c=1), and
+    /// reads the CPU time `server_pid` and the whole machine spent meanwhile.
+    async fn run(&self, url: &str, connections: u32, server_pid: u32) -> Result<WrkResult> {
         let threads = connections.min(2);
+        let before = CpuSample::take(server_pid)?;
         let output = Command::new("wrk")
             .arg(format!("-t{threads}"))
             .arg(format!("-c{connections}"))
@@ -731,16 +814,21 @@ impl Wrk {
             stdout,
             String::from_utf8_lossy(&output.stderr)
         );
-        parse_wrk(&stdout).with_context(|| format!("reading wrk's output:\n{stdout}"))
+        let mut result =
+            parse_wrk(&stdout).with_context(|| format!("reading wrk's output:\n{stdout}"))?;
+        result.cpu = Some(CpuSample::take(server_pid)?.since(&before, result.requests));
+        Ok(result)
     }
 }
 
 /// Reads Requests/sec, the 50% and 99% latencies and any error lines from `wrk --latency`.
 fn parse_wrk(output: &str) -> Result<WrkResult> {
-    let (mut rps, mut p50_ms, mut p99_ms) = (None, None, None);
+    let (mut requests, mut rps, mut p50_ms, mut p99_ms) = (None, None, None, None);
     let mut problems = Vec::new();
     for line in output.lines().map(str::trim) {
-        if let Some(v) = line.strip_prefix("Requests/sec:") {
+        if let Some((n, _)) = line.split_once(" requests in ") {
+            requests = Some(n.trim().parse().context("requests in")?);
+        } else if let Some(v) = line.strip_prefix("Requests/sec:") {
             rps = Some(v.trim().parse().context("Requests/sec")?);
         } else if let Some(v) = line.strip_prefix("50%") {
             p50_ms = Some(parse_wrk_duration(v.trim())?);
@@ -751,10 +839,12 @@ fn parse_wrk(output: &str) -> Result<WrkResult> {
         }
     }
     Ok(WrkResult {
+        requests: requests.context("no `requests in` line")?,
         rps: rps.context("no Requests/sec line")?,
         p50_ms: p50_ms.context("no 50% latency line")?,
         p99_ms: p99_ms.context("no 99% latency line")?,
         problems,
+        cpu: None,
     })
 }
 
@@ -1201,6 +1291,8 @@ async fn receive(
 #[derive(Default)]
 struct Report {
     rows: Vec<[String; 6]>,
+    /// One per `wrk` run: where the CPU went.
+    cpu_rows: Vec<[String; 5]>,
     notes: Vec<String>,
 }
 
@@ -1235,6 +1327,15 @@ impl Report {
             fmt_ms(result.p99_ms),
             format!("{:.0}%", 100.0 * result.rps / ceiling),
         ]);
+        if let Some(cpu) = &result.cpu {
+            self.cpu_rows.push([
+                what.to_owned(),
+                connections.to_string(),
+                format!("{:.1}", cpu.server_user_us + cpu.server_system_us),
+                format!("{:.1}", cpu.server_system_us),
+                format!("{:.0}%", 100.0 * cpu.idle_share),
+            ]);
+        }
         for problem in &result.problems {
             self.note(format!(
                 "{what} at {connections} connections: wrk says {problem}"
@@ -1268,6 +1369,15 @@ impl Report {
         println!("| measurement | connections | req/s | p50 ms | p99 ms | vs baseline |");
         println!("|---|---|---|---|---|---|");
         for row in &self.rows {
+            println!("| {} |", row.join(" | "));
+        }
+        println!();
+        println!(
+            "| wrk run | connections | server CPU µs per request | of which system | \
+             machine idle or in iowait |"
+        );
+        println!("|---|---|---|---|---|");
+        for row in &self.cpu_rows {
             println!("| {} |", row.join(" | "));
         }
         println!();
@@ -1368,10 +1478,35 @@ Transfer/sec:      6.00MB
     #[test]
     fn reads_wrk_output() {
         let r = parse_wrk(WRK_OUTPUT).unwrap();
+        assert_eq!(r.requests, 338_516);
         assert!((r.rps - 33851.6).abs() < 1e-9);
         assert!((r.p50_ms - 0.812).abs() < 1e-9);
         assert!((r.p99_ms - 1020.0).abs() < 1e-9);
         assert_eq!(r.problems, ["Non-2xx or 3xx responses: 3"]);
+    }
+
+    #[test]
+    fn cpu_sample_counts_this_process_burning_cpu() {
+        let pid = std::process::id();
+        let before = CpuSample::take(pid).unwrap();
+        let ticks = |c: &CpuSample| c.server_user + c.server_system;
+        // Burn CPU until /proc shows at least 3 more ticks (30 ms); bounded.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut x = 0u64;
+        let after = loop {
+            for i in 0..1_000_000u64 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
+            let now = CpuSample::take(pid).unwrap();
+            if ticks(&now) >= ticks(&before) + 3 {
+                break now;
+            }
+            assert!(Instant::now() < deadline, "no CPU time showed up in /proc");
+        };
+        let cpu = after.since(&before, 2);
+        // Two "requests" share at least 30 ms.
+        assert!(cpu.server_user_us + cpu.server_system_us >= 15_000.0);
+        assert!((0.0..=1.0).contains(&cpu.idle_share));
     }
 
     #[test]
