@@ -381,6 +381,26 @@ async fn hostile_payloads_render_escaped() {
     app.stop().await;
 }
 
+/// A `database` target's delivery is finished by the ingest commit: delivered, one
+/// attempt counted, no attempt record, and the page says so instead of "Not attempted yet".
+#[tokio::test]
+async fn database_delivery_shows_stored_with_the_event() {
+    let app = TestApp::start().await;
+    let b = login(&app).await;
+    let (id, url) = app.webhook("stored").await;
+    app.target(&id, json!({"name": "db", "kind": "database"}))
+        .await;
+    let ev = send(&app, &url, "text/plain", b"kept".to_vec()).await;
+    let detail = app.event(&id, &ev).await;
+    let d = &detail["deliveries"][0];
+    assert_eq!(d["status"], "delivered");
+    assert_eq!(d["attempts"], 1);
+    let html = get_ok(&app, &b, &format!("/webhooks/{id}/events/{ev}")).await;
+    assert!(html.contains("Stored with the event."), "{html}");
+    assert!(!html.contains("Not attempted yet."));
+    app.stop().await;
+}
+
 async fn send(app: &TestApp, url: &str, content_type: &str, body: Vec<u8>) -> String {
     let r = app
         .http
