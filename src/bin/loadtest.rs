@@ -736,13 +736,14 @@ impl CpuSample {
             .filter_map(|v| v.parse().ok())
             .collect();
         ensure!(ticks.len() >= 5, "short cpu line in /proc/stat");
-        // user nice system idle iowait irq softirq steal …
+        // user nice system idle iowait irq softirq steal guest guest_nice; guest time is
+        // already counted in user, so only the first eight add up to the total.
         let idle = ticks[3] + ticks[4];
         Ok(CpuSample {
             // After ")": state is field 0, so utime (14th overall) is 11 and stime 12.
             server_user: field(11)?,
             server_system: field(12)?,
-            busy: ticks.iter().sum::<u64>() - idle,
+            busy: ticks.iter().take(8).sum::<u64>() - idle,
             idle,
         })
     }
@@ -790,7 +791,8 @@ impl Wrk {
     /// reads the CPU time `server_pid` and the whole machine spent meanwhile.
     async fn run(&self, url: &str, connections: u32, server_pid: u32) -> Result<WrkResult> {
         let threads = connections.min(2);
-        let before = CpuSample::take(server_pid)?;
+        // Without /proc (not Linux) the run still counts; only the CPU table stays empty.
+        let before = CpuSample::take(server_pid).ok();
         let output = Command::new("wrk")
             .arg(format!("-t{threads}"))
             .arg(format!("-c{connections}"))
@@ -816,7 +818,10 @@ impl Wrk {
         );
         let mut result =
             parse_wrk(&stdout).with_context(|| format!("reading wrk's output:\n{stdout}"))?;
-        result.cpu = Some(CpuSample::take(server_pid)?.since(&before, result.requests));
+        result.cpu = before.and_then(|before| {
+            let after = CpuSample::take(server_pid).ok()?;
+            Some(after.since(&before, result.requests))
+        });
         Ok(result)
     }
 }

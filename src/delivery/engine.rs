@@ -587,10 +587,13 @@ fn record(
         response_body: report.response_body,
         success: report.verdict == Verdict::Delivered,
     };
+    // A `database` delivery is finished by the event being stored: there was no attempt to
+    // record, just as when ingest finishes it (redelivery to a database target comes here).
+    let is_database = matches!(task.target.kind, TargetKind::Database);
     let write = AttemptWrite {
         delivery: delivery.clone(),
         previous_due,
-        result: Some(result),
+        result: (!is_database).then_some(result),
     };
     submit_then(s, task, delivery, write);
 }

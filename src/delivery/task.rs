@@ -9,8 +9,9 @@ use uuid::Uuid;
 use crate::model::{Delivery, Event, Millis, Target};
 
 /// Bodies below this size travel inside the task; larger ones are read by event id when
-/// delivered, so queued tasks cost little memory however big the payloads.
-pub const MAX_INLINE_BODY: usize = 16 * 1024;
+/// delivered, so queued tasks cost little memory however big the payloads. The same bound
+/// as the store's: a body carried in a task is one that lives in its event's row.
+pub const MAX_INLINE_BODY: usize = crate::store::INLINE_BODY_BYTES;
 
 /// The request to replay, shared by all targets of one event.
 #[derive(Debug)]

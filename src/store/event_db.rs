@@ -22,15 +22,17 @@ use redb::{
 };
 use uuid::Uuid;
 
-use super::{FORMAT_VERSION, StoreError, check_format_version, codec};
+use super::{
+    EVENTS_FORMAT_VERSION, EVENTS_OLDEST_READABLE, StoreError, check_format_version, codec,
+};
 use crate::model::{Delivery, DeliveryResult, Event, Millis};
 
 const META: TableDefinition<'static, &str, u32> = TableDefinition::new("meta");
-/// The event record, followed by its body when that is at most [`INLINE_BODY_BYTES`]
+/// The event record, followed by its body when that is under [`INLINE_BODY_BYTES`]
 /// (see [`codec::encode_with_tail`]): a typical webhook is one insert, not two.
 const EVENTS: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("events");
-/// Bodies larger than [`INLINE_BODY_BYTES`], apart from the event record, so listing
-/// events never pays for large bodies it skips.
+/// Bodies of [`INLINE_BODY_BYTES`] or more (and every body in version-1 files), apart from
+/// the event record, so walking past events never reads large bodies.
 const BODIES: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("bodies");
 /// `(event_id, delivery_id)`: an event's deliveries are one range.
 const DELIVERIES: TableDefinition<'static, (u128, u128), &[u8]> =
@@ -42,9 +44,10 @@ const DUE: TableDefinition<'static, (u64, u128), (u128, u128)> = TableDefinition
 
 const FORMAT_KEY: &str = "format_version";
 
-/// Bodies up to this size are stored in the event's own row. A page of the event log reads
-/// at most this much per event.
-const INLINE_BODY_BYTES: usize = 16 * 1024;
+/// Bodies smaller than this are stored in the event's own row (one insert per event, not
+/// two); larger ones in `BODIES`. The price: walking past events (a deep page of the event
+/// log, a retention scan) reads their small bodies too, up to this much per event.
+pub const INLINE_BODY_BYTES: usize = 16 * 1024;
 
 /// Most requests committed in one transaction.
 const MAX_BATCH_OPS: usize = 1024;
@@ -75,7 +78,8 @@ pub struct AttemptWrite {
     pub delivery: Delivery,
     /// The due time the delivery's due-index row is filed under now.
     pub previous_due: Option<Millis>,
-    /// The attempt's record; `None` for a deferral (breaker open), which spends no attempt.
+    /// The attempt's record; `None` for a deferral (breaker open), which spends no attempt,
+    /// and for a `database` delivery, whose only "attempt" is the event being stored.
     pub result: Option<DeliveryResult>,
 }
 
@@ -179,8 +183,8 @@ impl EventStore {
         {
             let mut meta = tx.open_table(META)?;
             let found = meta.get(FORMAT_KEY)?.map(|v| v.value());
-            if check_format_version(path, found)? {
-                meta.insert(FORMAT_KEY, FORMAT_VERSION)?;
+            if check_format_version(path, found, EVENTS_FORMAT_VERSION, EVENTS_OLDEST_READABLE)? {
+                meta.insert(FORMAT_KEY, EVENTS_FORMAT_VERSION)?;
             }
             tx.open_table(EVENTS)?;
             tx.open_table(BODIES)?;
@@ -321,14 +325,15 @@ impl EventStore {
             return Ok(None);
         };
         let (event, inline) = codec::decode_with_tail::<Event>(v.value())?;
-        let body = if (event.body_len as usize) >= max_body {
+        let body = if event.body_len >= max_body as u64 {
             None
-        } else if inline.len() as u64 == event.body_len {
-            Some(inline.to_vec())
         } else {
-            Some(body_prefix(
-                &rx.open_table(BODIES)?,
+            let bodies = rx.open_table(BODIES)?;
+            Some(event_body(
+                &event,
+                inline,
                 event_id.as_u128(),
+                &bodies,
                 usize::MAX,
             )?)
         };
@@ -491,25 +496,39 @@ fn event_row(
     body_limit: usize,
 ) -> Result<(Event, Vec<u8>), StoreError> {
     let (event, inline) = codec::decode_with_tail::<Event>(row)?;
-    let body = if inline.len() as u64 == event.body_len {
-        inline[..inline.len().min(body_limit)].to_vec()
-    } else {
-        body_prefix(bodies, id, body_limit)?
-    };
+    let body = event_body(&event, inline, id, bodies, body_limit)?;
     Ok((event, body))
 }
 
-fn body_prefix(
-    t: &impl ReadableTable<u128, &'static [u8]>,
+/// The first `limit` bytes of an event's body: the bytes after its record when the body is
+/// inline, else its `BODIES` row. Anything else is an error, never a silently empty body
+/// that could be delivered as if it were the event's.
+fn event_body(
+    event: &Event,
+    inline: &[u8],
     id: u128,
+    bodies: &impl ReadableTable<u128, &'static [u8]>,
     limit: usize,
 ) -> Result<Vec<u8>, StoreError> {
-    Ok(t.get(id)?
-        .map(|v| {
-            let b = v.value();
-            b[..b.len().min(limit)].to_vec()
-        })
-        .unwrap_or_default())
+    let cut = |b: &[u8]| b[..b.len().min(limit)].to_vec();
+    if inline.len() as u64 == event.body_len {
+        return Ok(cut(inline));
+    }
+    if !inline.is_empty() {
+        return Err(StoreError::Codec(format!(
+            "event {}: {} body bytes in its row, {} recorded",
+            event.id,
+            inline.len(),
+            event.body_len
+        )));
+    }
+    match bodies.get(id)? {
+        Some(v) => Ok(cut(v.value())),
+        None => Err(StoreError::Codec(format!(
+            "event {}: its {}-byte body is missing",
+            event.id, event.body_len
+        ))),
+    }
 }
 
 fn deliveries_in(
@@ -627,6 +646,7 @@ fn opened<'s, 't, K: Key + 'static, V: Value + 'static>(
 }
 
 impl<'t> WriteTables<'t> {
+    /// No table opened yet.
     fn new(tx: &'t WriteTransaction) -> WriteTables<'t> {
         WriteTables {
             tx,
@@ -638,11 +658,12 @@ impl<'t> WriteTables<'t> {
         }
     }
 
+    /// Writes one request's rows into the transaction.
     fn apply(&mut self, op: &WriteOp) -> Result<(), StoreError> {
         match op {
             WriteOp::Ingest(n) => {
                 let id = n.event.id.as_u128();
-                let inline = n.body.len() <= INLINE_BODY_BYTES;
+                let inline = n.body.len() < INLINE_BODY_BYTES;
                 let row = codec::encode_with_tail(&n.event, if inline { &n.body } else { &[] })?;
                 opened(self.tx, &mut self.events, EVENTS)?.insert(id, row.as_slice())?;
                 if !inline {
@@ -673,6 +694,7 @@ impl<'t> WriteTables<'t> {
         }
     }
 
+    /// New deliveries, each with a due row unless already finished.
     fn insert_deliveries(&mut self, ds: &[Delivery]) -> Result<(), StoreError> {
         for d in ds {
             self.put_delivery(d)?;
@@ -686,6 +708,7 @@ impl<'t> WriteTables<'t> {
         Ok(())
     }
 
+    /// Inserts or replaces a delivery's row.
     fn put_delivery(&mut self, d: &Delivery) -> Result<(), StoreError> {
         opened(self.tx, &mut self.deliveries, DELIVERIES)?.insert(
             (d.event_id.as_u128(), d.id.as_u128()),
@@ -699,14 +722,8 @@ impl<'t> WriteTables<'t> {
 mod tests {
     use super::*;
 
-    /// Files written before bodies moved into the event row keep every body in `BODIES`
-    /// and nothing after the event record; they must read exactly as before.
-    #[test]
-    fn rows_without_an_inline_body_read_the_body_table() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = EventStore::open(Uuid::new_v4(), &dir.path().join("e.redb")).unwrap();
-        let body = b"\xffold layout".to_vec();
-        let event = Event {
+    fn event(body: &[u8]) -> Event {
+        Event {
             id: Uuid::now_v7(),
             entrypoint_id: Uuid::nil(),
             received_at: 1,
@@ -716,30 +733,102 @@ mod tests {
             content_type: None,
             remote_addr: "127.0.0.1".into(),
             body_len: body.len() as u64,
-        };
-        {
-            let db = store.db.read().unwrap();
-            let tx = db.begin_write().unwrap();
+        }
+    }
+
+    /// Writes a file the way version 1 did: the event record alone in `EVENTS`, every body
+    /// in `BODIES`, `format_version` 1.
+    fn write_v1_file(path: &Path, rows: &[(&Event, &[u8])]) {
+        let db = Database::create(path).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_table(META).unwrap().insert(FORMAT_KEY, 1).unwrap();
+        for (event, body) in rows {
             let id = event.id.as_u128();
-            let row = codec::encode(&event).unwrap();
+            let row = codec::encode(event).unwrap();
             tx.open_table(EVENTS)
                 .unwrap()
                 .insert(id, row.as_slice())
                 .unwrap();
-            tx.open_table(BODIES)
-                .unwrap()
-                .insert(id, body.as_slice())
-                .unwrap();
+            tx.open_table(BODIES).unwrap().insert(id, *body).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+
+    fn stored_version(path: &Path) -> u32 {
+        let db = Database::create(path).unwrap();
+        let rx = db.begin_read().unwrap();
+        let meta = rx.open_table(META).unwrap();
+        meta.get(FORMAT_KEY).unwrap().unwrap().value()
+    }
+
+    /// A version-1 file opens, reads every body exactly as before, and is marked version 2
+    /// so an older build refuses it rather than reading inline bodies as empty.
+    #[test]
+    fn version_1_files_read_as_before_and_are_marked_2() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.redb");
+        let body = b"\xffold layout".to_vec();
+        let (old, empty) = (event(&body), event(b""));
+        write_v1_file(&path, &[(&old, &body), (&empty, b"")]);
+
+        let store = EventStore::open(Uuid::new_v4(), &path).unwrap();
+        assert_eq!(store.event_detail(old.id).unwrap().unwrap().body, body);
+        assert_eq!(store.event_detail(empty.id).unwrap().unwrap().body, b"");
+        let (_, small) = store.event_with_small_body(old.id, 1024).unwrap().unwrap();
+        assert_eq!(small.as_deref(), Some(&body[..]));
+        let (page, _) = store.list_events(0, 2, 4).unwrap();
+        assert_eq!(page[1].body, &body[..4]);
+        store.close();
+        drop(store);
+        assert_eq!(stored_version(&path), EVENTS_FORMAT_VERSION);
+    }
+
+    #[test]
+    fn newer_event_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.redb");
+        {
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(META).unwrap().insert(FORMAT_KEY, 99).unwrap();
             tx.commit().unwrap();
         }
-        assert_eq!(store.event_detail(event.id).unwrap().unwrap().body, body);
-        let (_, small) = store
-            .event_with_small_body(event.id, 1024)
-            .unwrap()
-            .unwrap();
-        assert_eq!(small.as_deref(), Some(&body[..]));
-        let (page, _) = store.list_events(0, 1, 4).unwrap();
-        assert_eq!(page[0].body, &body[..4]);
+        assert!(matches!(
+            EventStore::open(Uuid::new_v4(), &path),
+            Err(StoreError::FormatVersion {
+                found: 99,
+                expected: EVENTS_FORMAT_VERSION,
+                ..
+            })
+        ));
+    }
+
+    /// A row whose body does not match its record, or whose large body is gone, is an
+    /// error: never an empty body that a retry would deliver as the event's.
+    #[test]
+    fn a_body_that_does_not_match_its_record_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EventStore::open(Uuid::new_v4(), &dir.path().join("e.redb")).unwrap();
+        let short = event(b"12345");
+        let missing = event(&[7; 20]);
+        {
+            let db = store.db.read().unwrap();
+            let tx = db.begin_write().unwrap();
+            let mut events = tx.open_table(EVENTS).unwrap();
+            let row = codec::encode_with_tail(&short, b"123").unwrap();
+            events.insert(short.id.as_u128(), row.as_slice()).unwrap();
+            let row = codec::encode(&missing).unwrap();
+            events.insert(missing.id.as_u128(), row.as_slice()).unwrap();
+            drop(events);
+            tx.commit().unwrap();
+        }
+        for id in [short.id, missing.id] {
+            assert!(matches!(store.event_detail(id), Err(StoreError::Codec(_))));
+            assert!(matches!(
+                store.event_with_body(id),
+                Err(StoreError::Codec(_))
+            ));
+        }
         store.close();
     }
 }

@@ -18,12 +18,22 @@ use uuid::Uuid;
 
 pub use catalog::Catalog;
 pub use event_db::{
-    AttemptWrite, DueRow, EventDetail, EventStore, EventWithBody, NewEvent, PruneReport, WriteOp,
+    AttemptWrite, DueRow, EventDetail, EventStore, EventWithBody, INLINE_BODY_BYTES, NewEvent,
+    PruneReport, WriteOp,
 };
 pub use main_db::MainDb;
 
-/// Version of the on-disk layout of both kinds of file, checked at open.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the main file's on-disk layout, checked at open.
+pub const MAIN_FORMAT_VERSION: u32 = 1;
+
+/// Version of the event files' on-disk layout, checked at open. 2: bodies under
+/// `INLINE_BODY_BYTES` live in the event's row. A version-1 file reads correctly under the
+/// version-2 rules and is marked 2 at open, so an older build refuses it instead of reading
+/// those bodies as empty.
+pub const EVENTS_FORMAT_VERSION: u32 = 2;
+
+/// The oldest event-file version this build reads.
+const EVENTS_OLDEST_READABLE: u32 = 1;
 
 /// Everything that can go wrong below the service layer.
 #[derive(Debug, thiserror::Error)]
@@ -58,16 +68,24 @@ pub enum StoreError {
     UnknownWebhook,
 }
 
-/// Checks a file's stored format version: `Ok(true)` when the file is new and the version
-/// must be written, `Ok(false)` when it matches, an error naming the file otherwise.
-fn check_format_version(path: &Path, found: Option<u32>) -> Result<bool, StoreError> {
+/// Checks a file's stored format version against the `current` one this build writes and
+/// the oldest it reads: `Ok(true)` when `current` must be written (a new file, or an older
+/// readable one), `Ok(false)` when it matches, an error naming the file otherwise (newer,
+/// or too old).
+fn check_format_version(
+    path: &Path,
+    found: Option<u32>,
+    current: u32,
+    oldest_readable: u32,
+) -> Result<bool, StoreError> {
     match found {
         None => Ok(true),
-        Some(v) if v == FORMAT_VERSION => Ok(false),
+        Some(v) if v == current => Ok(false),
+        Some(v) if (oldest_readable..current).contains(&v) => Ok(true),
         Some(found) => Err(StoreError::FormatVersion {
             path: path.to_path_buf(),
             found,
-            expected: FORMAT_VERSION,
+            expected: current,
         }),
     }
 }

@@ -388,15 +388,31 @@ async fn database_delivery_shows_stored_with_the_event() {
     let app = TestApp::start().await;
     let b = login(&app).await;
     let (id, url) = app.webhook("stored").await;
-    app.target(&id, json!({"name": "db", "kind": "database"}))
+    let db = app
+        .target(&id, json!({"name": "db", "kind": "database"}))
         .await;
     let ev = send(&app, &url, "text/plain", b"kept".to_vec()).await;
-    let detail = app.event(&id, &ev).await;
-    let d = &detail["deliveries"][0];
-    assert_eq!(d["status"], "delivered");
-    assert_eq!(d["attempts"], 1);
+    // Redelivered: the engine finishes it the same way.
+    let r = app
+        .api(
+            reqwest::Method::POST,
+            &format!("/webhooks/{id}/events/{ev}/redeliver"),
+        )
+        .json(&json!({"target_id": db}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let detail = app.wait_finished(&id, &ev, Duration::from_secs(10)).await;
+    let deliveries = detail["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 2);
+    for d in deliveries {
+        assert_eq!(d["status"], "delivered");
+        assert_eq!(d["attempts"], 1);
+        assert_eq!(d["results"], json!([]), "{d}");
+    }
     let html = get_ok(&app, &b, &format!("/webhooks/{id}/events/{ev}")).await;
-    assert!(html.contains("Stored with the event."), "{html}");
+    assert_eq!(html.matches("Stored with the event.").count(), 2, "{html}");
     assert!(!html.contains("Not attempted yet."));
     app.stop().await;
 }

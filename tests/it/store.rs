@@ -155,7 +155,10 @@ fn event_file_written_by_another_format_is_refused() {
         Err(StoreError::FormatVersion {
             found, expected, ..
         }) => {
-            assert_eq!((found, expected), (99, webhooker::store::FORMAT_VERSION));
+            assert_eq!(
+                (found, expected),
+                (99, webhooker::store::MAIN_FORMAT_VERSION)
+            );
         }
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("a file of another format was opened"),

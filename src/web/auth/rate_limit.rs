@@ -11,18 +11,19 @@ use std::time::{Duration, Instant};
 const MAX_ATTEMPTS: usize = 5;
 /// The window.
 const WINDOW: Duration = Duration::from_secs(60);
-/// Above this many tracked IPs, stale entries are swept.
+/// Above this many tracked clients, stale entries are swept.
 const SWEEP_AT: usize = 10_000;
 
-/// Sliding-window counter of login attempts per IP; cheap to clone.
+/// Sliding-window counter of login attempts per client (see [`client_key`]); cheap to
+/// clone.
 #[derive(Debug, Clone, Default)]
 pub struct LoginLimiter {
     attempts: Arc<Mutex<HashMap<IpAddr, VecDeque<Instant>>>>,
 }
 
 impl LoginLimiter {
-    /// Records an attempt at `now`; false when the IP is over its limit (the attempt is not
-    /// counted then, so waiting a minute always helps).
+    /// Records an attempt from `ip` at `now`; false when its client is over the limit (the
+    /// attempt is not counted then, so waiting a minute always helps).
     pub fn allow(&self, ip: IpAddr, now: Instant) -> bool {
         let mut map = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() > SWEEP_AT {
@@ -50,14 +51,13 @@ impl LoginLimiter {
     }
 }
 
-/// What one client's attempts are counted under: its IPv4 address, or its IPv6 /64.
+/// What one client's attempts are counted under: its IPv4 address (also when written as
+/// IPv4-mapped IPv6), or its IPv6 /64. Like clients behind one IPv4 NAT, the hosts of one
+/// /64 share a budget.
 fn client_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & (u128::MAX << 64))),
-        },
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & (u128::MAX << 64))),
+        v4 => v4,
     }
 }
 
