@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::delivery::{DeliveryTask, Engine, EventPayload};
 use crate::metrics as m;
-use crate::model::{Delivery, DeliveryStatus, Entrypoint, Event, TargetKind, now_ms};
+use crate::model::{Delivery, Entrypoint, Event, now_ms};
 use crate::store::{EventStore, NewEvent, Store, StoreError, WriteOp};
 
 /// Why a webhook was not accepted.
@@ -157,20 +157,14 @@ impl Ingestor {
             remote_addr: req.remote_addr,
             body_len: req.body.len() as u64,
         };
-        // A `database` target's delivery is the commit itself: it is recorded as delivered
-        // in the ingest transaction, with no trip through the engine, no attempt record and
-        // no second write (BRIEF R4: "the event is already stored").
         let mut deliveries = Vec::with_capacity(targets.len());
         let mut tasks = Vec::with_capacity(targets.len());
         let mut local_targets = Vec::new();
         // Built only if some delivery goes through the engine (it copies the headers).
         let mut payload: Option<Arc<EventPayload>> = None;
         for target in targets {
-            let mut delivery = Delivery::pending(event.id, target.id, now);
-            if matches!(target.kind, TargetKind::Database) {
-                delivery.status = DeliveryStatus::Delivered;
-                delivery.attempts = 1;
-                delivery.next_attempt_at = None;
+            let delivery = Delivery::for_target(event.id, &target, now);
+            if !delivery.needs_engine() {
                 local_targets.push(target.id);
             } else {
                 let event = payload
@@ -213,13 +207,7 @@ impl Ingestor {
         let webhook = webhook_id.to_string();
         metrics::counter!(m::EVENTS_RECEIVED, "webhook" => webhook.clone()).increment(1);
         metrics::counter!(m::EVENT_BODY_BYTES, "webhook" => webhook).increment(body_len as u64);
-        for target in local_targets {
-            let target = target.to_string();
-            metrics::counter!(m::DELIVERY_ATTEMPTS, "target" => target.clone(), "outcome" => "delivered")
-                .increment(1);
-            metrics::counter!(m::DELIVERIES_FINISHED, "target" => target, "status" => "delivered")
-                .increment(1);
-        }
+        local_targets.into_iter().for_each(m::delivered_by_commit);
         Ok(event_id)
     }
 

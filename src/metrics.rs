@@ -70,3 +70,13 @@ fn describe() {
     );
     describe_gauge!(DUE_ROWS, "Unfinished deliveries in the due index");
 }
+
+/// Counts a delivery finished by its own commit (a `database` target) as one delivered
+/// attempt, like the engine counts the attempts it makes.
+pub fn delivered_by_commit(target_id: uuid::Uuid) {
+    let target = target_id.to_string();
+    metrics::counter!(DELIVERY_ATTEMPTS, "target" => target.clone(), "outcome" => "delivered")
+        .increment(1);
+    metrics::counter!(DELIVERIES_FINISHED, "target" => target, "status" => "delivered")
+        .increment(1);
+}

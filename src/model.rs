@@ -278,6 +278,24 @@ impl Delivery {
             created_at: now,
         }
     }
+
+    /// A new delivery of `event_id` to `target`: pending and due at `now`, except for a
+    /// `database` target, whose delivery is the event being stored (BRIEF R4), so it is
+    /// delivered by the very commit that writes it, with no attempt record and no due row.
+    pub fn for_target(event_id: uuid::Uuid, target: &Target, now: Millis) -> Delivery {
+        let mut delivery = Delivery::pending(event_id, target.id, now);
+        if matches!(target.kind, TargetKind::Database) {
+            delivery.status = DeliveryStatus::Delivered;
+            delivery.attempts = 1;
+            delivery.next_attempt_at = None;
+        }
+        delivery
+    }
+
+    /// Whether this delivery still goes through the delivery engine.
+    pub fn needs_engine(&self) -> bool {
+        !self.status.is_terminal()
+    }
 }
 
 /// The record of one attempt.

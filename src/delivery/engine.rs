@@ -296,6 +296,8 @@ fn attempt(s: &Arc<Shared>, task: DeliveryTask) -> Option<DeliveryTask> {
     };
     let task = DeliveryTask { target, ..task };
     match &task.target.kind {
+        // Ingest and redelivery create database deliveries already delivered; only a
+        // pending one written by an earlier version can reach the engine.
         TargetKind::Database => {
             record(s, task, AttemptReport::delivered_locally(), 0, now_ms());
             None
@@ -587,13 +589,10 @@ fn record(
         response_body: report.response_body,
         success: report.verdict == Verdict::Delivered,
     };
-    // A `database` delivery is finished by the event being stored: there was no attempt to
-    // record, just as when ingest finishes it (redelivery to a database target comes here).
-    let is_database = matches!(task.target.kind, TargetKind::Database);
     let write = AttemptWrite {
         delivery: delivery.clone(),
         previous_due,
-        result: (!is_database).then_some(result),
+        result: Some(result),
     };
     submit_then(s, task, delivery, write);
 }

@@ -113,11 +113,17 @@ impl Service {
                 let payload = Arc::new(EventPayload::new(&event, body.into()));
                 let deliveries: Vec<Delivery> = targets
                     .iter()
-                    .map(|t| Delivery::pending(event_id, t.id, now))
+                    .map(|t| Delivery::for_target(event_id, t, now))
+                    .collect();
+                let local: Vec<Uuid> = deliveries
+                    .iter()
+                    .filter(|d| !d.needs_engine())
+                    .map(|d| d.target_id)
                     .collect();
                 let tasks: Vec<DeliveryTask> = targets
                     .into_iter()
                     .zip(deliveries.iter().cloned())
+                    .filter(|(_, delivery)| delivery.needs_engine())
                     .map(|(target, delivery)| DeliveryTask {
                         webhook_id,
                         target,
@@ -130,6 +136,9 @@ impl Service {
                 events.write_blocking_then(WriteOp::AddDeliveries(deliveries), move || {
                     engine.dispatch(tasks)
                 })?;
+                local
+                    .into_iter()
+                    .for_each(crate::metrics::delivered_by_commit);
                 Ok(ids)
             })
             .await?;

@@ -78,8 +78,7 @@ pub struct AttemptWrite {
     pub delivery: Delivery,
     /// The due time the delivery's due-index row is filed under now.
     pub previous_due: Option<Millis>,
-    /// The attempt's record; `None` for a deferral (breaker open), which spends no attempt,
-    /// and for a `database` delivery, whose only "attempt" is the event being stored.
+    /// The attempt's record; `None` for a deferral (breaker open), which spends no attempt.
     pub result: Option<DeliveryResult>,
 }
 

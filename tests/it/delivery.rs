@@ -441,16 +441,7 @@ async fn redelivery_creates_a_new_delivery_and_keeps_history() {
         .await;
     let id = app.send(&url, b"again").await;
     app.wait_finished(&wh, &id, Duration::from_secs(10)).await;
-    let r = app
-        .api(
-            reqwest::Method::POST,
-            &format!("/webhooks/{wh}/events/{id}/redeliver"),
-        )
-        .json(&json!({"target_id": t}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
+    assert_eq!(app.redeliver(&wh, &id, Some(&t)).await, 202);
     let ev = app.wait_finished(&wh, &id, Duration::from_secs(10)).await;
     let to_sink: Vec<_> = ev["deliveries"]
         .as_array()
@@ -463,15 +454,7 @@ async fn redelivery_creates_a_new_delivery_and_keeps_history() {
     assert_eq!(sink.count(), 2);
     assert_eq!(sink.received()[1].body.as_ref(), b"again");
     // All targets.
-    let r = app
-        .api(
-            reqwest::Method::POST,
-            &format!("/webhooks/{wh}/events/{id}/redeliver"),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
+    assert_eq!(app.redeliver(&wh, &id, None).await, 202);
     let ev = app.wait_finished(&wh, &id, Duration::from_secs(10)).await;
     assert_eq!(ev["deliveries"].as_array().unwrap().len(), 5);
     app.stop().await;

@@ -393,16 +393,7 @@ async fn database_delivery_shows_stored_with_the_event() {
         .await;
     let ev = send(&app, &url, "text/plain", b"kept".to_vec()).await;
     // Redelivered: the engine finishes it the same way.
-    let r = app
-        .api(
-            reqwest::Method::POST,
-            &format!("/webhooks/{id}/events/{ev}/redeliver"),
-        )
-        .json(&json!({"target_id": db}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
+    assert_eq!(app.redeliver(&id, &ev, Some(&db)).await, 202);
     let detail = app.wait_finished(&id, &ev, Duration::from_secs(10)).await;
     let deliveries = detail["deliveries"].as_array().unwrap();
     assert_eq!(deliveries.len(), 2);

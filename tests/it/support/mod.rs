@@ -142,6 +142,24 @@ impl TestApp {
         v["event_id"].as_str().unwrap().to_string()
     }
 
+    /// `POST .../redeliver` through the API, to one target or (with `None`) all active
+    /// targets; returns the status.
+    pub async fn redeliver(
+        &self,
+        webhook: &str,
+        event: &str,
+        target: Option<&str>,
+    ) -> reqwest::StatusCode {
+        let mut req = self.api(
+            reqwest::Method::POST,
+            &format!("/webhooks/{webhook}/events/{event}/redeliver"),
+        );
+        if let Some(t) = target {
+            req = req.json(&json!({ "target_id": t }));
+        }
+        req.send().await.unwrap().status()
+    }
+
     pub async fn event(&self, webhook: &str, event: &str) -> Value {
         self.get_json(&format!("/webhooks/{webhook}/events/{event}"))
             .await
