@@ -25,7 +25,7 @@ pub struct App {
     engine: Engine,
     store: Arc<Store>,
     stop: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<std::io::Result<()>>>,
+    server: Option<JoinHandle<()>>,
 }
 
 impl App {
@@ -61,6 +61,7 @@ impl App {
                 secure_cookies: config.environment == Environment::Prod,
                 trust_proxy: config.trust_proxy,
                 metrics_credentials: config.metrics_credentials.clone(),
+                http: config.http.clone(),
             },
             metrics,
             limiter: Default::default(),
@@ -72,16 +73,13 @@ impl App {
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
         let router = web::router(state);
+        let limits = config.http.clone();
         let server = tokio::spawn(async move {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async {
+            web::server::serve(listener, router, &limits, async {
                 // Either an explicit stop or the App being dropped ends the server.
                 let _unused = stopped.await;
             })
-            .await
+            .await;
         });
         tracing::info!(%addr, "webhooker listening");
         Ok(App {
@@ -122,12 +120,10 @@ impl App {
             // The server may already have stopped on its own.
             let _unused = stop.send(());
         }
-        if let Some(server) = self.server.take() {
-            match server.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "server error"),
-                Err(e) => tracing::error!(error = %e, "server task failed"),
-            }
+        if let Some(server) = self.server.take()
+            && let Err(e) = server.await
+        {
+            tracing::error!(error = %e, "server task failed");
         }
         let engine = self.engine.clone();
         let store = self.store.clone();

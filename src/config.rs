@@ -13,6 +13,8 @@ use ipnet::IpNet;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 /// Default number of delivery threads.
 pub const DEFAULT_DELIVERY_WORKERS: usize = 16;
+/// Default cap on open HTTP connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 /// Deployment environment: `prod` turns on Secure cookies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,8 +44,36 @@ pub struct Config {
     pub admin_password: Option<String>,
     /// Trust `X-Forwarded-For` / `X-Real-IP` for the client address.
     pub trust_proxy: bool,
+    /// HTTP server limits.
+    pub http: HttpConfig,
     /// Delivery engine tunables.
     pub engine: EngineConfig,
+}
+
+/// Limits that keep slow or stalled clients from tying up the server (BRIEF I3): each
+/// connection, header and ingest body must make progress or be dropped.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Connections served at once; further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers. It also closes a keep-alive
+    /// connection that sends no next request for this long.
+    pub header_read_timeout: Duration,
+    /// Longest pause between two pieces of an ingest body.
+    pub body_idle_timeout: Duration,
+    /// Time to receive a whole ingest body (10 MiB at ~100 KB/s fits).
+    pub body_read_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_read_timeout: Duration::from_secs(20),
+            body_idle_timeout: Duration::from_secs(15),
+            body_read_timeout: Duration::from_secs(120),
+        }
+    }
 }
 
 /// The delivery engine's slice of the configuration (BRIEF R3–R6).
@@ -178,6 +208,13 @@ impl Config {
             })?,
         };
         let trust_proxy = parse_bool(&get, "TRUST_PROXY")?;
+        let max_connections: usize = parse(&get, "MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS)?;
+        if !(16..=1_000_000).contains(&max_connections) {
+            return Err(ConfigError {
+                var: "MAX_CONNECTIONS",
+                reason: "must be between 16 and 1000000".into(),
+            });
+        }
         Ok(Config {
             listen: SocketAddr::new(host, port),
             data_dir: PathBuf::from(get("DATA_DIR").unwrap_or_else(|| "./data".into())),
@@ -187,6 +224,10 @@ impl Config {
             metrics_credentials,
             admin_password: get("WEBHOOKER_ADMIN_PASSWORD"),
             trust_proxy,
+            http: HttpConfig {
+                max_connections,
+                ..HttpConfig::default()
+            },
             engine: EngineConfig {
                 workers,
                 allowed_target_networks,
@@ -206,6 +247,7 @@ impl Config {
             metrics_credentials: None,
             admin_password: None,
             trust_proxy: false,
+            http: HttpConfig::default(),
             engine: EngineConfig::default(),
         }
     }
@@ -276,6 +318,7 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("./data"));
         assert_eq!(c.max_body_bytes, 10 * 1024 * 1024);
         assert_eq!(c.engine.workers, 16);
+        assert_eq!(c.http.max_connections, 1024);
         assert!(c.metrics_credentials.is_none());
     }
 
@@ -289,6 +332,7 @@ mod tests {
             ("WEBHOOKER_ENVIRONMENT", "staging"),
             ("ALLOWED_TARGET_NETWORKS", "10.0.0.0/33"),
             ("TRUST_PROXY", "maybe"),
+            ("MAX_CONNECTIONS", "3"),
             ("BASE_URL", "example.com"),
             ("METRICS_USERNAME", "u"),
         ] {

@@ -15,7 +15,7 @@ use crate::store::{EventStore, NewEvent, Store, StoreError, WriteOp};
 /// Why a webhook was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
-    /// No entrypoint has this id (or the id is not a UUID).
+    /// No entrypoint has this id (or the id is not a hyphenated UUID).
     #[error("unknown entrypoint")]
     UnknownEntrypoint,
     /// The entrypoint exists but is switched off.
@@ -30,6 +30,9 @@ pub enum IngestError {
     /// The body could not be read from the connection.
     #[error("could not read request body")]
     BodyUnreadable,
+    /// The body stalled or took longer than the server allows.
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
     /// Too many large bodies are in memory at once; the sender should retry shortly.
     #[error("too many requests in progress; retry shortly")]
     Overloaded,
@@ -70,9 +73,45 @@ pub struct Ingestor {
     body_budget: Arc<tokio::sync::Semaphore>,
 }
 
-/// Room for one body in the ingest memory budget, held until the request is answered.
+/// Room for one body in the ingest memory budget, held until the request is answered. It
+/// grows as the body arrives ([`BodyReservation::cover`]), so a client that declares 10 MiB
+/// and then stalls holds only what it has sent.
 pub struct BodyReservation {
-    _permit: tokio::sync::OwnedSemaphorePermit,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    /// The body limit in KiB: the reservation never grows past it.
+    max_kib: u32,
+}
+
+impl BodyReservation {
+    /// Makes the reservation cover at least `bytes`. It grows at least twofold each time, so
+    /// a large body waits for the budget a few times, not once per piece.
+    pub async fn cover(&mut self, bytes: usize) -> Result<(), IngestError> {
+        let held = u32::try_from(self.permit.num_permits()).unwrap_or(u32::MAX);
+        let need = kib(bytes);
+        if need <= held {
+            return Ok(());
+        }
+        let want = need.max(held.saturating_mul(2)).min(self.max_kib.max(need));
+        let more = acquire(self.permit.semaphore().clone(), want - held).await?;
+        self.permit.merge(more);
+        Ok(())
+    }
+}
+
+/// Bytes as whole KiB (the budget's unit), at least 1.
+fn kib(bytes: usize) -> u32 {
+    u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX)
+}
+
+/// Takes `kib` permits from the budget, waiting at most [`BODY_BUDGET_WAIT`].
+async fn acquire(
+    budget: Arc<tokio::sync::Semaphore>,
+    kib: u32,
+) -> Result<tokio::sync::OwnedSemaphorePermit, IngestError> {
+    tokio::time::timeout(BODY_BUDGET_WAIT, budget.acquire_many_owned(kib))
+        .await
+        .map_err(|_| IngestError::Overloaded)?
+        .map_err(|_| IngestError::Overloaded)
 }
 
 impl Ingestor {
@@ -87,19 +126,12 @@ impl Ingestor {
         }
     }
 
-    /// Reserves memory for a body of up to `bytes` (the declared length, or the limit when
-    /// the length is unknown) before it is read; waits a little, then gives up.
+    /// Reserves memory for the first `bytes` of a body before reading it (grow it with
+    /// [`BodyReservation::cover`] as more arrives); waits a little for room, then gives up.
     pub async fn reserve_body(&self, bytes: usize) -> Result<BodyReservation, IngestError> {
-        let kib =
-            u32::try_from(bytes.min(self.max_body_bytes).div_ceil(1024).max(1)).unwrap_or(u32::MAX);
-        let permit = tokio::time::timeout(
-            BODY_BUDGET_WAIT,
-            self.body_budget.clone().acquire_many_owned(kib),
-        )
-        .await
-        .map_err(|_| IngestError::Overloaded)?
-        .map_err(|_| IngestError::Overloaded)?;
-        Ok(BodyReservation { _permit: permit })
+        let max_kib = kib(self.max_body_bytes);
+        let permit = acquire(self.body_budget.clone(), kib(bytes).min(max_kib)).await?;
+        Ok(BodyReservation { permit, max_kib })
     }
 
     /// The body size limit.
@@ -109,6 +141,11 @@ impl Ingestor {
 
     /// Resolves an entrypoint id from the URL, before the body is read (no I/O).
     pub fn entrypoint(&self, raw_id: &str) -> Result<Arc<Entrypoint>, IngestError> {
+        // Only the hyphenated spelling that the UI shows (either case): `{…}`, `urn:uuid:…`
+        // and unhyphenated aliases of one entrypoint would be needless extra URLs.
+        if raw_id.len() != uuid::fmt::Hyphenated::LENGTH {
+            return Err(IngestError::UnknownEntrypoint);
+        }
         let id = Uuid::parse_str(raw_id).map_err(|_| IngestError::UnknownEntrypoint)?;
         let catalog = self.store.catalog();
         let entrypoint = catalog

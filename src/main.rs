@@ -22,6 +22,9 @@ fn main() -> anyhow::Result<()> {
         }
     };
     init_logging();
+    if let Err(e) = webhooker::web::server::raise_open_file_limit() {
+        tracing::warn!(error = %e, "cannot raise the open-file limit");
+    }
     webhooker::delivery::install_crypto_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -95,6 +95,7 @@ impl From<IngestError> for ApiError {
             IngestError::InactiveEntrypoint => StatusCode::GONE,
             IngestError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             IngestError::BodyUnreadable => StatusCode::BAD_REQUEST,
+            IngestError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             IngestError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             IngestError::Store(s) => {
                 let (status, message) = store_status(s);

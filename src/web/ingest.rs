@@ -5,22 +5,31 @@ use std::net::SocketAddr;
 
 use axum::Json;
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderValue, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
 use serde::Serialize;
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::error::ApiError;
 use super::{AppState, client_ip};
-use crate::ingest::{IncomingRequest, IngestError};
+use crate::config::HttpConfig;
+use crate::ingest::{BodyReservation, IncomingRequest, IngestError, Ingestor};
 
 pub(super) async fn receive(
     State(state): State<AppState>,
-    Path(entrypoint): Path<String>,
+    entrypoint: Result<Path<String>, PathRejection>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request<Body>,
 ) -> Response {
+    // A path that does not decode names no entrypoint: a JSON 404 like any other.
+    let Ok(Path(entrypoint)) = entrypoint else {
+        return ApiError::from(IngestError::UnknownEntrypoint).into_response();
+    };
     match receive_inner(&state, &entrypoint, peer, req).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
@@ -51,20 +60,10 @@ async fn receive_inner(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(IngestError::BodyTooLarge { limit }.into());
     }
-    // Hold room for the body in the ingest memory budget until we have answered.
-    let _reservation = ingestor
-        .reserve_body(declared.map_or(limit, |n| n as usize))
-        .await?;
     let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if too_large {
-            IngestError::BodyTooLarge { limit }
-        } else {
-            IngestError::BodyUnreadable
-        }
-    })?;
+    // The reservation holds room for the body in the ingest memory budget until we have
+    // answered.
+    let (body, _reservation) = read_body(ingestor, &state.web.http, body, declared).await?;
     let headers = parts
         .headers
         .iter()
@@ -88,6 +87,59 @@ async fn receive_inner(
         event_id,
     })
     .into_response())
+}
+
+/// The part of a body reserved in the memory budget before its first byte is read.
+const FIRST_PIECE: usize = 64 * 1024;
+
+/// Reads an ingest body within `MAX_BODY_BYTES`, the ingest memory budget (reserved as the
+/// bytes arrive) and the time limits: a body that pauses longer than `body_idle_timeout`,
+/// or is not complete within `body_read_timeout`, gets 408 and nothing is stored.
+async fn read_body(
+    ingestor: &Ingestor,
+    limits: &HttpConfig,
+    mut body: Body,
+    declared: Option<u64>,
+) -> Result<(Bytes, BodyReservation), IngestError> {
+    let limit = ingestor.max_body_bytes();
+    let first = declared.map_or(FIRST_PIECE, |n| {
+        usize::try_from(n).unwrap_or(usize::MAX).min(FIRST_PIECE)
+    });
+    let mut reservation = ingestor.reserve_body(first).await?;
+    let deadline = Instant::now() + limits.body_read_timeout;
+    let next_deadline = || (Instant::now() + limits.body_idle_timeout).min(deadline);
+    let timer = tokio::time::sleep_until(next_deadline());
+    let mut timer = std::pin::pin!(timer);
+    let mut pieces: Vec<Bytes> = Vec::new();
+    let mut len = 0usize;
+    loop {
+        let frame = tokio::select! {
+            biased;
+            frame = body.frame() => frame,
+            () = timer.as_mut() => return Err(IngestError::BodyTimeout),
+        };
+        let Some(frame) = frame else { break };
+        let frame = frame.map_err(|_| IngestError::BodyUnreadable)?;
+        // Trailers are not part of the event.
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        len += data.len();
+        if len > limit {
+            return Err(IngestError::BodyTooLarge { limit });
+        }
+        reservation.cover(len).await?;
+        pieces.push(data);
+        timer.as_mut().reset(next_deadline());
+    }
+    let body = if pieces.len() == 1 {
+        pieces.swap_remove(0)
+    } else {
+        let mut whole = BytesMut::with_capacity(len);
+        pieces.iter().for_each(|p| whole.extend_from_slice(p));
+        whole.freeze()
+    };
+    Ok((body, reservation))
 }
 
 /// The answer to an accepted webhook: `{"status":"ok","event_id":"…"}`. A struct rather than

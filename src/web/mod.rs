@@ -11,6 +11,7 @@ pub mod error;
 mod health;
 mod ingest;
 pub mod pages;
+pub mod server;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::config::HttpConfig;
 use crate::delivery::Engine;
 use crate::ingest::Ingestor;
 use crate::service::Service;
@@ -46,6 +48,8 @@ pub struct WebConfig {
     pub trust_proxy: bool,
     /// `/metrics` basic-auth credentials; the route exists only when set.
     pub metrics_credentials: Option<(String, String)>,
+    /// Connection, header and ingest-body limits.
+    pub http: HttpConfig,
 }
 
 /// What every handler can reach; shared behind one `Arc` in [`AppState`].

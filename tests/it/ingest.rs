@@ -37,16 +37,39 @@ async fn ingest_status_codes_and_nothing_stored_on_errors() {
             .status(),
         404
     );
-    let malformed = app.url("/webhook/not-a-uuid");
+    // Malformed ids, other spellings of the real id, and a path that is not UTF-8: all a
+    // JSON 404.
+    let real = url.rsplit('/').next().unwrap().to_string();
+    let simple = real.replace('-', "");
+    for id in [
+        "not-a-uuid".to_string(),
+        simple.clone(),
+        format!("{{{real}}}"),
+        format!("urn:uuid:{real}"),
+        "%FF%FE".to_string(),
+    ] {
+        let r = app
+            .http
+            .post(app.url(&format!("/webhook/{id}")))
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{id}");
+        let v: Value = r.json().await.unwrap();
+        assert!(v["error"].is_string(), "{id}: {v}");
+    }
+    // The canonical spelling in upper case is the same entrypoint.
+    let upper = app.url(&format!("/webhook/{}", real.to_uppercase()));
     assert_eq!(
         app.http
-            .post(malformed)
+            .post(upper)
             .body("x")
             .send()
             .await
             .unwrap()
             .status(),
-        404
+        200
     );
     // 413 over the limit, declared or streamed.
     let r = app
@@ -60,8 +83,8 @@ async fn ingest_status_codes_and_nothing_stored_on_errors() {
     assert_eq!(chunked_post(&url, &[&[b'b'; 600], &[b'c'; 600]]).await, 413);
     assert_eq!(
         total_events(&app, &wh).await,
-        0,
-        "nothing stored on error paths"
+        1,
+        "nothing stored on error paths (the one event is the upper-case id)"
     );
 
     // 200 for POST, PUT and PATCH, exactly at the limit.
@@ -78,7 +101,7 @@ async fn ingest_status_codes_and_nothing_stored_on_errors() {
         assert_eq!(v["status"], "ok");
         assert!(v["event_id"].as_str().is_some());
     }
-    assert_eq!(total_events(&app, &wh).await, 3);
+    assert_eq!(total_events(&app, &wh).await, 4);
 
     // 410 once the entrypoint is switched off; nothing more stored.
     let detail = app.get_json(&format!("/webhooks/{wh}")).await;
@@ -94,7 +117,7 @@ async fn ingest_status_codes_and_nothing_stored_on_errors() {
         app.http.post(&url).body("x").send().await.unwrap().status(),
         410
     );
-    assert_eq!(total_events(&app, &wh).await, 3);
+    assert_eq!(total_events(&app, &wh).await, 4);
     app.stop().await;
 }
 

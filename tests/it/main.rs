@@ -6,6 +6,7 @@ mod support;
 mod api;
 mod delivery;
 mod ingest;
+mod limits;
 mod pages;
 mod recovery;
 mod store;

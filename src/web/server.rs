@@ -1,0 +1,131 @@
+//! The accept loop. `axum::serve` gives no deadline for request headers and no cap on open
+//! connections, so a few thousand half-sent requests (slowloris) could hold every file
+//! descriptor. Here each connection needs a permit, hyper drops a client that is too slow
+//! with its headers (which also ends idle keep-alive connections), and shutdown drains
+//! gracefully within a bound.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::http::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::config::HttpConfig;
+
+/// File descriptors kept free for everything but client connections: the redb files,
+/// connections to targets, logs.
+const RESERVED_FDS: u64 = 256;
+/// How long open requests may finish after shutdown begins.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The connection cap to use: `configured`, lowered (with a warning) when the process may
+/// not open that many files.
+pub fn connection_cap(configured: usize) -> usize {
+    let Ok((soft, _hard)) = rlimit::getrlimit(rlimit::Resource::NOFILE) else {
+        return configured;
+    };
+    let fits = usize::try_from(soft.saturating_sub(RESERVED_FDS))
+        .unwrap_or(usize::MAX)
+        .max(16);
+    if fits < configured {
+        tracing::warn!(
+            configured,
+            open_file_limit = soft,
+            using = fits,
+            "MAX_CONNECTIONS exceeds what the open-file limit allows; lowering it"
+        );
+        return fits;
+    }
+    configured
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then stops accepting and gives
+/// open requests [`DRAIN_TIMEOUT`] to finish. Handlers see the peer as
+/// `ConnectInfo<SocketAddr>`.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: &HttpConfig,
+    shutdown: impl Future<Output = ()>,
+) {
+    let permits = Arc::new(Semaphore::new(connection_cap(limits.max_connections)));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        // Take the permit before accepting: at the cap, new clients wait in the kernel's
+        // backlog instead of costing a descriptor each.
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_closed) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    accept_failed(e).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Small JSON answers: do not let Nagle hold them back waiting for an ACK.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        let router = router.clone();
+        let service = tower::service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            let mut router = router.clone();
+            async move { tower::Service::call(&mut router, req).await }
+        });
+        let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("open requests did not finish within the drain timeout; dropping them");
+    }
+}
+
+/// Per-connection accept errors are the client's business; anything else (such as running
+/// out of file descriptors) would spin the loop, so wait a moment first.
+async fn accept_failed(e: std::io::Error) {
+    use std::io::ErrorKind as K;
+    if matches!(
+        e.kind(),
+        K::ConnectionRefused | K::ConnectionAborted | K::ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(error = %e, "accept failed; pausing 1 s");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+/// Raises this process's open-file soft limit to its hard limit, so the default
+/// `MAX_CONNECTIONS` fits on systems whose soft limit is 1024. Returns the new limit.
+pub fn raise_open_file_limit() -> std::io::Result<u64> {
+    rlimit::increase_nofile_limit(u64::MAX)
+}

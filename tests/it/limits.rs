@@ -1,0 +1,159 @@
+//! Slow and stalled clients: a body that stops arriving, headers that never finish, more
+//! connections than the cap. Each must be cut off or made to wait without blocking others.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::TestApp;
+
+/// Opens a raw connection to the app.
+async fn connect(app: &TestApp) -> TcpStream {
+    let addr = app.app().local_addr();
+    TcpStream::connect(addr).await.unwrap()
+}
+
+/// Reads until the server closes the connection (or `limit` passes); returns what it sent.
+async fn read_to_close(s: &mut TcpStream, limit: Duration) -> String {
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(limit, s.read_to_end(&mut out)).await;
+    assert!(read.is_ok(), "the server did not close the connection");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Starts a POST declaring `declared` body bytes, waits for `100 Continue` (the handler has
+/// reserved memory and begun reading), sends `sent` bytes, and leaves the rest unsent.
+async fn stalled_post(app: &TestApp, path: &str, declared: usize, sent: usize) -> TcpStream {
+    let mut s = connect(app).await;
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {declared}\r\nExpect: 100-continue\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = [0u8; 25];
+    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut buf))
+        .await
+        .expect("no 100 Continue")
+        .unwrap();
+    assert!(buf.starts_with(b"HTTP/1.1 100 Continue\r\n\r\n"));
+    s.write_all(&vec![b'x'; sent]).await.unwrap();
+    s
+}
+
+#[tokio::test]
+async fn stalled_bodies_do_not_hold_the_memory_budget() {
+    let app = TestApp::start().await;
+    let (wh, url) = app.webhook("stalls").await;
+    let path = reqwest::Url::parse(&url).unwrap().path().to_string();
+    // Twelve senders declare the 10 MiB maximum and stall after 1 KB. Reserving what they
+    // declared would take 120 MiB of the 80 MiB budget: the ninth would get 503 instead of
+    // 100 Continue, and so would everyone after it until the stalls time out.
+    let mut stalled = Vec::new();
+    for _ in 0..12 {
+        stalled.push(stalled_post(&app, &path, 10 * 1024 * 1024, 1000).await);
+    }
+    let r = app.http.post(&url).body("on time").send().await.unwrap();
+    assert_eq!(r.status(), 200, "a normal sender is served meanwhile");
+    drop(stalled);
+    let events = app.get_json(&format!("/webhooks/{wh}/events")).await;
+    assert_eq!(
+        events["total"], 1,
+        "nothing stored from the stalled senders"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_stalled_body_gets_408_and_nothing_is_stored() {
+    let app = TestApp::start_with(|c| c.http.body_idle_timeout = Duration::from_millis(300)).await;
+    let (wh, url) = app.webhook("stall").await;
+    let path = reqwest::Url::parse(&url).unwrap().path().to_string();
+    let mut s = stalled_post(&app, &path, 5000, 1000).await;
+    let answer = read_to_close(&mut s, Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#""error""#), "{answer}");
+    let events = app.get_json(&format!("/webhooks/{wh}/events")).await;
+    assert_eq!(events["total"], 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_that_trickles_past_the_read_deadline_gets_408() {
+    let app = TestApp::start_with(|c| {
+        c.http.body_idle_timeout = Duration::from_secs(5);
+        c.http.body_read_timeout = Duration::from_millis(800);
+    })
+    .await;
+    let (wh, url) = app.webhook("trickle").await;
+    let path = reqwest::Url::parse(&url).unwrap().path().to_string();
+    let s = stalled_post(&app, &path, 1000, 1).await;
+    let (mut rx, mut tx) = s.into_split();
+    // One byte every 50 ms never trips the idle timeout, only the overall deadline.
+    let trickle = tokio::spawn(async move {
+        for _ in 0..400 {
+            if tx.write_all(b"y").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), rx.read_to_end(&mut answer)).await;
+    trickle.abort();
+    assert!(read.is_ok(), "the server did not close the connection");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let events = app.get_json(&format!("/webhooks/{wh}/events")).await;
+    assert_eq!(events["total"], 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn half_sent_headers_and_idle_connections_are_closed() {
+    let app =
+        TestApp::start_with(|c| c.http.header_read_timeout = Duration::from_millis(300)).await;
+    // Headers that never finish (slowloris).
+    let mut slow = connect(&app).await;
+    slow.write_all(b"POST /webhook/x HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    // A connection that never sends anything.
+    let mut silent = connect(&app).await;
+    read_to_close(&mut slow, Duration::from_secs(10)).await;
+    read_to_close(&mut silent, Duration::from_secs(10)).await;
+    // The server still answers complete requests.
+    let r = app
+        .http
+        .get(app.url("/.well-known/healthcheck"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_wait_for_a_free_slot() {
+    let app = TestApp::start_with(|c| c.http.max_connections = 2).await;
+    // Two connections that send nothing hold both slots.
+    let first = connect(&app).await;
+    let _second = connect(&app).await;
+    let client = reqwest::Client::new();
+    let health = app.url("/.well-known/healthcheck");
+    let mut request = tokio::spawn(async move { client.get(health).send().await });
+    // While both slots are held the request cannot be served, however long we look.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut request)
+            .await
+            .is_err(),
+        "served beyond the connection cap"
+    );
+    drop(first);
+    let served = tokio::time::timeout(Duration::from_secs(10), request)
+        .await
+        .expect("not served after a slot was freed")
+        .unwrap()
+        .unwrap();
+    assert_eq!(served.status(), 200);
+    app.stop().await;
+}
