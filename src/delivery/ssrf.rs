@@ -66,30 +66,30 @@ impl NetworkPolicy {
         }
     }
 
-    /// Save-time check: the URL parses as absolute http(s); a literal IP is checked; a host
-    /// name is resolved and every address checked. A name that does not resolve yet is
-    /// accepted (the connect-time check still applies).
-    pub async fn check_url(&self, url: &str) -> Result<(), SsrfError> {
-        let parsed = reqwest::Url::parse(url).map_err(|_| SsrfError::BadUrl(url.to_string()))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(SsrfError::BadUrl(url.to_string()));
+    /// Save-time check: the URL parses as absolute http(s) with a usable port; a literal IP
+    /// is checked; a host name is resolved and every address checked. A name that does not
+    /// resolve yet is accepted (the connect-time check still applies). Returns the URL as it
+    /// will be requested: normalised, with tabs and line breaks removed.
+    pub async fn check_url(&self, url: &str) -> Result<reqwest::Url, SsrfError> {
+        let bad = || SsrfError::BadUrl(url.to_string());
+        let parsed = reqwest::Url::parse(url).map_err(|_| bad())?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.port() == Some(0) {
+            return Err(bad());
         }
         let port = parsed.port_or_known_default().unwrap_or(80);
         match parsed.host() {
-            None => Err(SsrfError::BadUrl(url.to_string())),
-            Some(url::Host::Ipv4(ip)) => self.check_ip(IpAddr::V4(ip)),
-            Some(url::Host::Ipv6(ip)) => self.check_ip(IpAddr::V6(ip)),
+            None => return Err(bad()),
+            Some(url::Host::Ipv4(ip)) => self.check_ip(IpAddr::V4(ip))?,
+            Some(url::Host::Ipv6(ip)) => self.check_ip(IpAddr::V6(ip))?,
             Some(url::Host::Domain(name)) => {
-                let addrs = match tokio::net::lookup_host((name, port)).await {
-                    Ok(a) => a,
-                    Err(_) => return Ok(()),
-                };
-                for a in addrs {
-                    self.check_ip(a.ip())?;
+                if let Ok(addrs) = tokio::net::lookup_host((name, port)).await {
+                    for a in addrs {
+                        self.check_ip(a.ip())?;
+                    }
                 }
-                Ok(())
             }
         }
+        Ok(parsed)
     }
 }
 
@@ -227,6 +227,11 @@ mod tests {
             p.check_url("not a url").await,
             Err(SsrfError::BadUrl(_))
         ));
-        assert!(p.check_url("https://93.184.216.34/hook").await.is_ok());
+        assert!(matches!(
+            p.check_url("https://93.184.216.34:0/").await,
+            Err(SsrfError::BadUrl(_))
+        ));
+        let url = p.check_url("https://93.184.216.34/ho\r\nok").await.unwrap();
+        assert_eq!(url.as_str(), "https://93.184.216.34/hook");
     }
 }

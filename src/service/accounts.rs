@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use super::{Service, ServiceError, ServiceResult};
+use super::{Service, ServiceError, ServiceResult, clean_name};
 use crate::model::{ApiKey, Session, User, now_ms};
 
 /// How long a login lasts.
@@ -258,15 +258,12 @@ impl Service {
 
     /// Creates an API key for a user.
     pub async fn create_api_key(&self, user_id: Uuid, name: &str) -> ServiceResult<ApiKeyCreated> {
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > 100 {
-            return Err(ServiceError::invalid("name", "must be 1 to 100 characters"));
-        }
+        let name = clean_name("name", name)?;
         let secret = URL_SAFE_NO_PAD.encode(random_bytes::<32>());
         let key = ApiKey {
             id: Uuid::new_v4(),
             user_id,
-            name: name.to_string(),
+            name,
             secret_hash: Sha256::digest(secret.as_bytes()).to_vec(),
             created_at: now_ms(),
             last_used_at: None,

@@ -58,6 +58,31 @@ impl ServiceError {
     }
 }
 
+/// Longest accepted name (webhooks, targets, API keys).
+const MAX_NAME: usize = 200;
+
+/// A display name as entered: trimmed, not empty, at most [`MAX_NAME`] characters, no
+/// control characters (they would corrupt logs and pages).
+pub(crate) fn clean_name(field: &'static str, raw: &str) -> ServiceResult<String> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err(ServiceError::invalid(field, "must not be empty"));
+    }
+    if name.chars().count() > MAX_NAME {
+        return Err(ServiceError::invalid(
+            field,
+            format!("at most {MAX_NAME} characters"),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ServiceError::invalid(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(name.to_string())
+}
+
 /// Keyed credential hash → (user id, when verified).
 type BasicCache = std::collections::HashMap<[u8; 32], (uuid::Uuid, std::time::Instant)>;
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::{Service, ServiceError, ServiceResult};
+use super::{Service, ServiceError, ServiceResult, clean_name};
 use crate::model::{
     DEFAULT_MAX_BACKOFF_SECS, DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT_SECS, Entrypoint, HttpTarget,
     RetryLimit, SlackTarget, Target, TargetKind, Webhook, now_ms,
@@ -13,8 +13,6 @@ use crate::model::{
 
 /// Default retention for new webhooks.
 pub const DEFAULT_RETENTION_DAYS: u32 = 30;
-/// Longest accepted name.
-const MAX_NAME: usize = 200;
 /// Longest accepted description.
 const MAX_DESCRIPTION: usize = 2000;
 /// Longest accepted URL.
@@ -88,25 +86,21 @@ pub fn parse_retry_limit(raw: &str) -> Result<RetryLimit, ServiceError> {
     }
 }
 
-fn clean_name(field: &'static str, raw: &str) -> ServiceResult<String> {
-    let name = raw.trim();
-    if name.is_empty() {
-        return Err(ServiceError::invalid(field, "must not be empty"));
-    }
-    if name.chars().count() > MAX_NAME {
-        return Err(ServiceError::invalid(
-            field,
-            format!("at most {MAX_NAME} characters"),
-        ));
-    }
-    Ok(name.to_string())
-}
-
 fn clean_description(raw: &str) -> ServiceResult<String> {
     if raw.chars().count() > MAX_DESCRIPTION {
         return Err(ServiceError::invalid(
             "description",
             format!("at most {MAX_DESCRIPTION} characters"),
+        ));
+    }
+    // Line breaks and tabs are fine in a description; NUL, escapes and the like are not.
+    if raw
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(ServiceError::invalid(
+            "description",
+            "must not contain control characters other than line breaks and tabs",
         ));
     }
     Ok(raw.trim().to_string())
@@ -431,7 +425,7 @@ impl Service {
             ));
         }
         match self.policy.check_url(url).await {
-            Ok(()) => Ok(url.to_string()),
+            Ok(parsed) => Ok(parsed.into()),
             Err(crate::delivery::ssrf::SsrfError::BadUrl(_)) => Err(ServiceError::invalid(
                 "url",
                 "must be an absolute http:// or https:// URL",

@@ -97,6 +97,18 @@ async fn hostile_json_gets_4xx_never_5xx() {
         ("/webhooks".into(), deep),
         ("/webhooks".into(), huge),
         ("/webhooks".into(), "\u{0}\u{1}".into()),
+        // Control characters in names and descriptions (JSON escapes).
+        ("/webhooks".into(), r#"{"name": "a\u0000b"}"#.into()),
+        ("/webhooks".into(), r#"{"name": "a\u001b[31mred"}"#.into()),
+        (
+            "/webhooks".into(),
+            r#"{"name": "a", "description": "bell\u0007"}"#.into(),
+        ),
+        ("/keys".into(), r#"{"name": "k\u0000"}"#.into()),
+        (
+            format!("/webhooks/{wh}/targets"),
+            r#"{"name":"t","kind":"http","url":"http://127.0.0.1:0/"}"#.into(),
+        ),
         (
             format!("/webhooks/{wh}/targets"),
             "{\"name\":\"t\",\"kind\":\"ftp\"}".into(),
@@ -408,5 +420,33 @@ async fn basic_auth_failures_are_rate_limited() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn target_urls_are_stored_as_they_will_be_requested() {
+    let app = TestApp::start().await;
+    let (wh, _) = app.webhook("urls").await;
+    // Line breaks and tabs pasted into a URL are dropped (WHATWG URL parsing), so what is
+    // stored and shown is exactly what will be requested; no CR/LF reaches a header.
+    let id = app
+        .target(
+            &wh,
+            json!({
+                "name": "pasted",
+                "kind": "http",
+                "url": "http://127.0.0.1:9/a\r\nX-Injected: 1\tb",
+            }),
+        )
+        .await;
+    let detail = app.get_json(&format!("/webhooks/{wh}")).await;
+    let target = detail["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == id.as_str())
+        .unwrap();
+    let url = target["url"].as_str().unwrap();
+    assert_eq!(url, "http://127.0.0.1:9/aX-Injected:%201b");
     app.stop().await;
 }
