@@ -224,6 +224,9 @@ async fn login_success_failure_and_next() {
     assert!(raw.contains("HttpOnly"), "{raw}");
     assert!(raw.contains("SameSite=Lax"), "{raw}");
     assert!(raw.contains("Path=/"), "{raw}");
+    // It outlives the browser session, as long as the server-side session (7 days).
+    assert!(raw.contains("Max-Age=604800"), "{raw}");
+    assert!(!raw.contains("Secure"), "not Secure in dev: {raw}");
 
     // Off-site next values are not followed.
     for evil in ["//evil.com", "https://evil.com", "/\\evil.com"] {
@@ -240,6 +243,43 @@ async fn login_success_failure_and_next() {
         .unwrap();
     let html = r.text().await.unwrap();
     assert!(!html.contains("evil.com"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn prod_cookies_are_secure_and_plain_http_logins_are_explained() {
+    let app = TestApp::start_with(|c| c.environment = webhooker::config::Environment::Prod).await;
+    let r = app.http.get(app.url("/login")).send().await.unwrap();
+    let nonce = set_cookies(r.headers())
+        .into_iter()
+        .find(|c| c.starts_with("webhooker_csrf="))
+        .unwrap();
+    assert!(nonce.contains("Secure"), "{nonce}");
+    let token = csrf_in(&r.text().await.unwrap());
+    // A browser on plain HTTP drops the Secure cookie: the answer says why.
+    let r = app
+        .http
+        .post(app.url("/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[
+            ("username", "admin"),
+            ("password", &app.password),
+            ("csrf_token", &token),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("WEBHOOKER_ENVIRONMENT=dev"), "{html}");
+    // Over HTTPS the browser sends it back, and the session cookie is Secure too.
+    let r = post_login(&app, &app.password, "/webhooks").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let session = set_cookies(r.headers())
+        .into_iter()
+        .find(|c| c.starts_with("webhooker_session="))
+        .unwrap();
+    assert!(session.contains("Secure"), "{session}");
     app.stop().await;
 }
 

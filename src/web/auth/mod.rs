@@ -16,7 +16,8 @@ use subtle::ConstantTimeEq;
 
 pub use rate_limit::LoginLimiter;
 pub use session::{
-    AnonCsrf, AuthForm, CSRF_COOKIE, CurrentUser, MaybeUser, SESSION_COOKIE, session_cookie,
+    AnonCsrf, AuthForm, CSRF_COOKIE, CurrentUser, MaybeUser, SESSION_COOKIE, csrf_nonce_cookie,
+    session_cookie,
 };
 
 use super::error::ApiError;

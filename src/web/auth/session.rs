@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 
 use super::constant_time_eq;
 use crate::model::User;
-use crate::service::Service;
+use crate::service::{SESSION_TTL_MS, Service};
 use crate::web::AppState;
 use crate::web::error::PageError;
 
@@ -24,8 +24,20 @@ pub const SESSION_COOKIE: &str = "webhooker_session";
 /// Name of the pre-login CSRF nonce cookie.
 pub const CSRF_COOKIE: &str = "webhooker_csrf";
 
-/// Builds a session cookie (HttpOnly, SameSite=Lax, Secure in prod).
-pub fn session_cookie(name: &'static str, value: String, secure: bool) -> Cookie<'static> {
+/// The session cookie (HttpOnly, SameSite=Lax, Secure in prod). It lasts as long as the
+/// server-side session, so closing the browser does not sign out.
+pub fn session_cookie(token: String, secure: bool) -> Cookie<'static> {
+    let mut cookie = private_cookie(SESSION_COOKIE, token, secure);
+    cookie.set_max_age(time::Duration::milliseconds(SESSION_TTL_MS));
+    cookie
+}
+
+/// The pre-login CSRF nonce cookie; it ends with the browser session.
+pub fn csrf_nonce_cookie(nonce: String, secure: bool) -> Cookie<'static> {
+    private_cookie(CSRF_COOKIE, nonce, secure)
+}
+
+fn private_cookie(name: &'static str, value: String, secure: bool) -> Cookie<'static> {
     Cookie::build((name, value))
         .path("/")
         .http_only(true)

@@ -14,7 +14,7 @@ use super::view::When;
 use super::{Ctx, FormError, PagePath, PageResult, Viewer, redirect_with};
 use crate::model::ApiKey;
 use crate::web::AppState;
-use crate::web::auth::{AuthForm, CurrentUser, SESSION_COOKIE, session_cookie};
+use crate::web::auth::{AuthForm, CurrentUser, session_cookie};
 
 struct KeyRow {
     id: Uuid,
@@ -100,11 +100,7 @@ pub(super) async fn change_password(
     };
     match result {
         Ok(token) => {
-            let jar = jar.add(session_cookie(
-                SESSION_COOKIE,
-                token.0,
-                state.web.secure_cookies,
-            ));
+            let jar = jar.add(session_cookie(token.0, state.web.secure_cookies));
             Ok((
                 jar,
                 redirect_with(

@@ -16,7 +16,7 @@ use super::{Ctx, PageResult};
 use crate::service::ServiceError;
 use crate::web::AppState;
 use crate::web::auth::{
-    AnonCsrf, AuthForm, CSRF_COOKIE, MaybeUser, SESSION_COOKIE, session_cookie,
+    AnonCsrf, AuthForm, CSRF_COOKIE, MaybeUser, SESSION_COOKIE, csrf_nonce_cookie, session_cookie,
 };
 use crate::web::client_ip;
 use crate::web::error::PageError;
@@ -57,6 +57,12 @@ pub(super) fn safe_next(next: &str) -> &str {
     if local { next } else { "/webhooks" }
 }
 
+/// Why a login in prod got no cookie back, and what to do about it.
+const SECURE_COOKIES_NEED_HTTPS: &str = "Your browser sent no sign-in cookie. \
+     With WEBHOOKER_ENVIRONMENT=prod cookies are Secure, so browsers send them only over \
+     HTTPS: open this site through https://, or set WEBHOOKER_ENVIRONMENT=dev to use plain \
+     HTTP.";
+
 /// The login page plus the pre-login CSRF cookie when it is new.
 fn login_page(
     state: &AppState,
@@ -68,8 +74,7 @@ fn login_page(
 ) -> Response {
     let csrf = AnonCsrf::from_jar(&state.service, &jar);
     let jar = if csrf.fresh {
-        jar.add(session_cookie(
-            CSRF_COOKIE,
+        jar.add(csrf_nonce_cookie(
             csrf.nonce.clone(),
             state.web.secure_cookies,
         ))
@@ -117,16 +122,25 @@ pub(super) async fn login(
         ));
     }
     let form: LoginForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    AnonCsrf::from_jar(&state.service, &jar).check(form.csrf_token.as_deref())?;
+    let csrf = AnonCsrf::from_jar(&state.service, &jar);
+    if csrf.fresh && state.web.secure_cookies {
+        // The nonce cookie did not come back. In prod it is Secure, and a browser on plain
+        // HTTP drops it: say so, instead of a puzzling "form expired".
+        return Ok(login_page(
+            &state,
+            jar,
+            StatusCode::FORBIDDEN,
+            Some(SECURE_COOKIES_NEED_HTTPS.into()),
+            &form.next,
+            form.username,
+        ));
+    }
+    csrf.check(form.csrf_token.as_deref())?;
     match state.service.login(&form.username, &form.password).await {
         Ok(outcome) => {
             let jar = jar
                 .remove(Cookie::build(CSRF_COOKIE).path("/"))
-                .add(session_cookie(
-                    SESSION_COOKIE,
-                    outcome.token.0,
-                    state.web.secure_cookies,
-                ));
+                .add(session_cookie(outcome.token.0, state.web.secure_cookies));
             Ok((jar, Redirect::to(safe_next(&form.next))).into_response())
         }
         Err(ServiceError::Unauthorized) => Ok(login_page(
