@@ -33,6 +33,10 @@ pub enum IngestError {
     /// The body stalled or took longer than the server allows.
     #[error("the request body did not arrive in time")]
     BodyTimeout,
+    /// The body came in a flood of tiny pieces (each costs far more to handle than it
+    /// carries).
+    #[error("the request body arrived in too many tiny pieces")]
+    BodyFragmented,
     /// Too many large bodies are in memory at once; the sender should retry shortly.
     #[error("too many requests in progress; retry shortly")]
     Overloaded,
@@ -62,6 +66,13 @@ pub struct IncomingRequest {
 const BODY_BUDGET_BODIES: usize = 8;
 /// How long a request may wait for room in the budget before it gets 503.
 const BODY_BUDGET_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// The first bytes of every body need no budget: at most `MAX_CONNECTIONS` of them are in
+/// memory at once, which bounds them already. Most webhooks are this small, so they never
+/// queue behind large uploads.
+pub const UNBUDGETED_BODY_BYTES: usize = 64 * 1024;
+/// A body of unknown length grows its reservation in steps of a quarter of what it has,
+/// and at least this much.
+const BUDGET_STEP_BYTES: usize = 1024 * 1024;
 
 /// Accepts webhooks; cheap to clone.
 #[derive(Clone)]
@@ -73,42 +84,49 @@ pub struct Ingestor {
     body_budget: Arc<tokio::sync::Semaphore>,
 }
 
-/// Room for one body in the ingest memory budget, held until the request is answered. It
-/// grows as the body arrives ([`BodyReservation::cover`]), so a client that declares 10 MiB
-/// and then stalls holds only what it has sent.
+/// Room for one body in the ingest memory budget, held until the request is answered.
+///
+/// A body with a declared length over [`UNBUDGETED_BODY_BYTES`] reserves all of it before
+/// the first byte is read, so large uploads wait for each other without holding part of
+/// the budget (no two can each hold half and wait for the rest). A body of unknown length
+/// reserves in steps as it grows ([`BodyReservation::cover`]). Either way a stalled body is
+/// cut off by the read timeouts, which ends its hold.
 pub struct BodyReservation {
-    permit: tokio::sync::OwnedSemaphorePermit,
-    /// The body limit in KiB: the reservation never grows past it.
-    max_kib: u32,
+    budget: Arc<tokio::sync::Semaphore>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// Bytes the reservation covers, counting the unbudgeted start.
+    covers: usize,
+    /// The body limit: the reservation never grows past it.
+    max_body_bytes: usize,
 }
 
 impl BodyReservation {
-    /// Makes the reservation cover at least `bytes`. It grows at least twofold each time, so
-    /// a large body waits for the budget a few times, not once per piece.
-    pub async fn cover(&mut self, bytes: usize) -> Result<(), IngestError> {
-        let held = u32::try_from(self.permit.num_permits()).unwrap_or(u32::MAX);
-        let need = kib(bytes);
-        if need <= held {
+    /// Makes the reservation cover `received` bytes, waiting for room if it must grow.
+    pub async fn cover(&mut self, received: usize) -> Result<(), IngestError> {
+        if received <= self.covers {
             return Ok(());
         }
-        let want = need.max(held.saturating_mul(2)).min(self.max_kib.max(need));
-        let more = acquire(self.permit.semaphore().clone(), want - held).await?;
-        self.permit.merge(more);
+        let want = received
+            .saturating_add((received / 4).max(BUDGET_STEP_BYTES))
+            .min(self.max_body_bytes.max(received));
+        let more = acquire(&self.budget, want - self.covers).await?;
+        match &mut self.permit {
+            Some(permit) => permit.merge(more),
+            None => self.permit = Some(more),
+        }
+        self.covers = want;
         Ok(())
     }
 }
 
-/// Bytes as whole KiB (the budget's unit), at least 1.
-fn kib(bytes: usize) -> u32 {
-    u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX)
-}
-
-/// Takes `kib` permits from the budget, waiting at most [`BODY_BUDGET_WAIT`].
+/// Takes room for `bytes` (in KiB permits) from the budget, waiting at most
+/// [`BODY_BUDGET_WAIT`].
 async fn acquire(
-    budget: Arc<tokio::sync::Semaphore>,
-    kib: u32,
+    budget: &Arc<tokio::sync::Semaphore>,
+    bytes: usize,
 ) -> Result<tokio::sync::OwnedSemaphorePermit, IngestError> {
-    tokio::time::timeout(BODY_BUDGET_WAIT, budget.acquire_many_owned(kib))
+    let kib = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+    tokio::time::timeout(BODY_BUDGET_WAIT, budget.clone().acquire_many_owned(kib))
         .await
         .map_err(|_| IngestError::Overloaded)?
         .map_err(|_| IngestError::Overloaded)
@@ -126,12 +144,28 @@ impl Ingestor {
         }
     }
 
-    /// Reserves memory for the first `bytes` of a body before reading it (grow it with
-    /// [`BodyReservation::cover`] as more arrives); waits a little for room, then gives up.
-    pub async fn reserve_body(&self, bytes: usize) -> Result<BodyReservation, IngestError> {
-        let max_kib = kib(self.max_body_bytes);
-        let permit = acquire(self.body_budget.clone(), kib(bytes).min(max_kib)).await?;
-        Ok(BodyReservation { permit, max_kib })
+    /// Reserves memory for a body before it is read: all of a `declared` length beyond the
+    /// unbudgeted start, or nothing yet for an unknown length (see [`BodyReservation`]).
+    /// Waits a little for room, then gives up with [`IngestError::Overloaded`].
+    pub async fn reserve_body(
+        &self,
+        declared: Option<u64>,
+    ) -> Result<BodyReservation, IngestError> {
+        let mut reservation = BodyReservation {
+            budget: self.body_budget.clone(),
+            permit: None,
+            covers: UNBUDGETED_BODY_BYTES,
+            max_body_bytes: self.max_body_bytes,
+        };
+        if let Some(declared) = declared {
+            let declared = usize::try_from(declared).unwrap_or(usize::MAX);
+            if declared > UNBUDGETED_BODY_BYTES {
+                let bytes = declared.min(self.max_body_bytes);
+                reservation.permit = Some(acquire(&self.body_budget, bytes).await?);
+                reservation.covers = bytes;
+            }
+        }
+        Ok(reservation)
     }
 
     /// The body size limit.

@@ -89,12 +89,17 @@ async fn receive_inner(
     .into_response())
 }
 
-/// The part of a body reserved in the memory budget before its first byte is read.
-const FIRST_PIECE: usize = 64 * 1024;
+/// After this many pieces, a body must average [`MIN_AVERAGE_PIECE`] bytes per piece.
+/// Honest senders write kilobytes at a time; a sender writing one byte per chunk makes the
+/// server do ~100× the work per byte.
+const PIECES_BEFORE_AVERAGE_CHECK: usize = 16 * 1024;
+/// See [`PIECES_BEFORE_AVERAGE_CHECK`].
+const MIN_AVERAGE_PIECE: usize = 64;
 
-/// Reads an ingest body within `MAX_BODY_BYTES`, the ingest memory budget (reserved as the
-/// bytes arrive) and the time limits: a body that pauses longer than `body_idle_timeout`,
-/// or is not complete within `body_read_timeout`, gets 408 and nothing is stored.
+/// Reads an ingest body within `MAX_BODY_BYTES`, the ingest memory budget (see
+/// [`BodyReservation`]) and the time limits: a body that pauses longer than
+/// `body_idle_timeout`, or is not complete within `body_read_timeout` of its first byte
+/// being awaited, gets 408 and nothing is stored.
 async fn read_body(
     ingestor: &Ingestor,
     limits: &HttpConfig,
@@ -102,21 +107,33 @@ async fn read_body(
     declared: Option<u64>,
 ) -> Result<(Bytes, BodyReservation), IngestError> {
     let limit = ingestor.max_body_bytes();
-    let first = declared.map_or(FIRST_PIECE, |n| {
-        usize::try_from(n).unwrap_or(usize::MAX).min(FIRST_PIECE)
-    });
-    let mut reservation = ingestor.reserve_body(first).await?;
-    let deadline = Instant::now() + limits.body_read_timeout;
-    let next_deadline = || (Instant::now() + limits.body_idle_timeout).min(deadline);
-    let timer = tokio::time::sleep_until(next_deadline());
+    let mut reservation = ingestor.reserve_body(declared).await?;
+    let start = Instant::now();
+    let deadline = start + limits.body_read_timeout;
+    let mut last_piece = start;
+    // One timer for the whole body, re-armed only when it fires: resetting it per piece
+    // would cost a timer-wheel update for every few bytes a slow sender trickles in.
+    let timer = tokio::time::sleep_until((start + limits.body_idle_timeout).min(deadline));
     let mut timer = std::pin::pin!(timer);
-    let mut pieces: Vec<Bytes> = Vec::new();
+    // The common single-piece body is kept as is; anything else is copied into one buffer
+    // as it arrives, so no piece holds on to hyper's read buffer.
+    let mut first: Option<Bytes> = None;
+    let mut rest = BytesMut::new();
     let mut len = 0usize;
+    let mut pieces = 0usize;
     loop {
         let frame = tokio::select! {
             biased;
             frame = body.frame() => frame,
-            () = timer.as_mut() => return Err(IngestError::BodyTimeout),
+            () = timer.as_mut() => {
+                let now = Instant::now();
+                let idle_until = last_piece + limits.body_idle_timeout;
+                if now >= deadline || now >= idle_until {
+                    return Err(IngestError::BodyTimeout);
+                }
+                timer.as_mut().reset(idle_until.min(deadline));
+                continue;
+            }
         };
         let Some(frame) = frame else { break };
         let frame = frame.map_err(|_| IngestError::BodyUnreadable)?;
@@ -124,21 +141,29 @@ async fn read_body(
         let Ok(data) = frame.into_data() else {
             continue;
         };
+        last_piece = Instant::now();
+        pieces += 1;
         len += data.len();
         if len > limit {
             return Err(IngestError::BodyTooLarge { limit });
         }
+        if pieces > PIECES_BEFORE_AVERAGE_CHECK && len < pieces * MIN_AVERAGE_PIECE {
+            return Err(IngestError::BodyFragmented);
+        }
         reservation.cover(len).await?;
-        pieces.push(data);
-        timer.as_mut().reset(next_deadline());
+        match first.take() {
+            None if rest.is_empty() => first = Some(data),
+            earlier => {
+                if let Some(earlier) = earlier {
+                    let expected = declared.and_then(|n| usize::try_from(n).ok());
+                    rest.reserve(expected.unwrap_or(0).min(limit).max(len));
+                    rest.extend_from_slice(&earlier);
+                }
+                rest.extend_from_slice(&data);
+            }
+        }
     }
-    let body = if pieces.len() == 1 {
-        pieces.swap_remove(0)
-    } else {
-        let mut whole = BytesMut::with_capacity(len);
-        pieces.iter().for_each(|p| whole.extend_from_slice(p));
-        whole.freeze()
-    };
+    let body = first.unwrap_or_else(|| rest.freeze());
     Ok((body, reservation))
 }
 

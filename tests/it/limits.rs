@@ -41,25 +41,109 @@ async fn stalled_post(app: &TestApp, path: &str, declared: usize, sent: usize) -
 }
 
 #[tokio::test]
-async fn stalled_bodies_do_not_hold_the_memory_budget() {
+async fn small_webhooks_pass_while_large_uploads_fill_the_budget() {
     let app = TestApp::start().await;
     let (wh, url) = app.webhook("stalls").await;
     let path = reqwest::Url::parse(&url).unwrap().path().to_string();
-    // Twelve senders declare the 10 MiB maximum and stall after 1 KB. Reserving what they
-    // declared would take 120 MiB of the 80 MiB budget: the ninth would get 503 instead of
-    // 100 Continue, and so would everyone after it until the stalls time out.
+    // Eight senders declare the 10 MiB maximum and stall after 1 KB: they hold all of the
+    // 80 MiB budget until their bodies time out.
     let mut stalled = Vec::new();
-    for _ in 0..12 {
+    for _ in 0..8 {
         stalled.push(stalled_post(&app, &path, 10 * 1024 * 1024, 1000).await);
     }
+    // Small bodies need no budget and are served at once.
     let r = app.http.post(&url).body("on time").send().await.unwrap();
-    assert_eq!(r.status(), 200, "a normal sender is served meanwhile");
+    assert_eq!(r.status(), 200, "a small webhook is served meanwhile");
+    // A large upload waits for room instead of holding a part of it...
+    let client = app.http.clone();
+    let large_url = url.clone();
+    let mut large = tokio::spawn(async move {
+        client
+            .post(large_url)
+            .body(vec![b'L'; 1024 * 1024])
+            .send()
+            .await
+            .map(|r| r.status())
+    });
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut large)
+            .await
+            .is_err(),
+        "a large body was read although the budget was full"
+    );
+    // ...and goes through once the stalled senders are gone.
     drop(stalled);
+    let status = tokio::time::timeout(Duration::from_secs(15), large)
+        .await
+        .expect("the large upload never got room")
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 200);
     let events = app.get_json(&format!("/webhooks/{wh}/events")).await;
     assert_eq!(
-        events["total"], 1,
+        events["total"], 2,
         "nothing stored from the stalled senders"
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn parallel_large_uploads_do_not_lock_each_other_out() {
+    let app = TestApp::start().await;
+    let (wh, url) = app.webhook("parallel").await;
+    let path = reqwest::Url::parse(&url).unwrap().path().to_string();
+    let addr = app.app().local_addr();
+    // 24 × 4 MiB is more than the 80 MiB budget. Each sends half, pauses, then the rest:
+    // were the budget taken piece by piece, every upload could hold half and wait for the
+    // rest until all gave up with 503.
+    const SIZE: usize = 4 * 1024 * 1024;
+    let uploads: Vec<_> = (0..24)
+        .map(|_| {
+            let path = path.clone();
+            tokio::spawn(async move {
+                let mut s = TcpStream::connect(addr).await.unwrap();
+                let head = format!(
+                    "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {SIZE}\r\nConnection: close\r\n\r\n"
+                );
+                s.write_all(head.as_bytes()).await.unwrap();
+                let half = vec![b'p'; SIZE / 2];
+                // The server may answer early (503) and close; the status tells.
+                let _ = s.write_all(&half).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let _ = s.write_all(&half).await;
+                let answer = read_to_close(&mut s, Duration::from_secs(30)).await;
+                answer.get(9..12).unwrap_or("").to_string()
+            })
+        })
+        .collect();
+    for upload in uploads {
+        assert_eq!(upload.await.unwrap(), "200");
+    }
+    let events = app.get_json(&format!("/webhooks/{wh}/events")).await;
+    assert_eq!(events["total"], 24);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_in_thousands_of_one_byte_chunks_is_refused() {
+    let app = TestApp::start().await;
+    let (wh, url) = app.webhook("chunks").await;
+    let path = reqwest::Url::parse(&url).unwrap().path().to_string();
+    let mut s = connect(&app).await;
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    .into_bytes();
+    for _ in 0..20_000 {
+        req.extend_from_slice(b"1\r\nx\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    let _ = s.write_all(&req).await;
+    let answer = read_to_close(&mut s, Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("tiny pieces"), "{answer}");
+    let events = app.get_json(&format!("/webhooks/{wh}/events")).await;
+    assert_eq!(events["total"], 0);
     app.stop().await;
 }
 
