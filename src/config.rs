@@ -56,9 +56,15 @@ pub struct Config {
 pub struct HttpConfig {
     /// Connections served at once; further clients wait in the listen backlog.
     pub max_connections: usize,
+    /// Connections one client (IPv4 address or IPv6 /64) may hold open; more are answered
+    /// 429 and closed. `None` behind a trusted proxy, where every connection comes from the
+    /// proxy (which must do this itself).
+    pub max_connections_per_client: Option<usize>,
     /// Time a client has to send a request's headers. It also closes a keep-alive
     /// connection that sends no next request for this long.
     pub header_read_timeout: Duration,
+    /// Longest a client may leave a response unread before the connection is dropped.
+    pub write_timeout: Duration,
     /// Longest pause between two pieces of an ingest body.
     pub body_idle_timeout: Duration,
     /// Time to receive a whole ingest body (10 MiB at ~100 KB/s fits).
@@ -69,7 +75,9 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
-            header_read_timeout: Duration::from_secs(20),
+            max_connections_per_client: Some(per_client_share(DEFAULT_MAX_CONNECTIONS)),
+            header_read_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
             body_idle_timeout: Duration::from_secs(15),
             body_read_timeout: Duration::from_secs(120),
         }
@@ -226,6 +234,8 @@ impl Config {
             trust_proxy,
             http: HttpConfig {
                 max_connections,
+                max_connections_per_client: (!trust_proxy)
+                    .then(|| per_client_share(max_connections)),
                 ..HttpConfig::default()
             },
             engine: EngineConfig {
@@ -251,6 +261,12 @@ impl Config {
             engine: EngineConfig::default(),
         }
     }
+}
+
+/// One client's share of the connection cap: a quarter, so one address alone cannot take
+/// every connection.
+fn per_client_share(max_connections: usize) -> usize {
+    (max_connections / 4).max(4)
 }
 
 /// Parses a comma-separated CIDR list; a bare address counts as a single-host network.
@@ -319,6 +335,9 @@ mod tests {
         assert_eq!(c.max_body_bytes, 10 * 1024 * 1024);
         assert_eq!(c.engine.workers, 16);
         assert_eq!(c.http.max_connections, 1024);
+        assert_eq!(c.http.max_connections_per_client, Some(256));
+        let proxied = load(&[("TRUST_PROXY", "true")]).unwrap();
+        assert_eq!(proxied.http.max_connections_per_client, None);
         assert!(c.metrics_credentials.is_none());
     }
 

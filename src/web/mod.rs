@@ -13,7 +13,7 @@ mod ingest;
 pub mod pages;
 pub mod server;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -173,6 +173,17 @@ pub fn client_ip(headers: &HeaderMap, peer: SocketAddr, trust_proxy: bool) -> Ip
         }
     }
     peer.ip().to_canonical()
+}
+
+/// What one client is counted under (login attempts, open connections): its IPv4 address
+/// (also when written as IPv4-mapped IPv6), or its IPv6 /64. Like the hosts behind one IPv4
+/// NAT, the hosts of one /64 (the block one subscriber usually gets) share a budget, so
+/// rotating through one's own addresses does not multiply it.
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & (u128::MAX << 64))),
+        v4 => v4,
+    }
 }
 
 /// The public base URL: `BASE_URL`, else scheme and Host of the request.

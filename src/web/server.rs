@@ -1,11 +1,14 @@
 //! The accept loop. `axum::serve` gives no deadline for request headers and no cap on open
 //! connections, so a few thousand half-sent requests (slowloris) could hold every file
-//! descriptor. Here each connection needs a permit, hyper drops a client that is too slow
-//! with its headers (which also ends idle keep-alive connections), and shutdown drains
-//! gracefully within a bound.
+//! descriptor. Here each connection needs a permit, one client may hold only a share of
+//! them, hyper drops a client that is too slow with its headers (which also ends idle
+//! keep-alive connections), a response left unread times out, and shutdown drains within a
+//! bound.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -17,8 +20,18 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_io_timeout::TimeoutStream;
 
+use super::client_key;
 use crate::config::HttpConfig;
+
+/// Largest request head (request line and headers) hyper buffers; more is answered 431.
+/// Also bounds the read buffer each connection may grow to.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// What a client over its connection share hears before the connection is closed.
+const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\nconnection: close\r\n\
+    content-type: application/json\r\ncontent-length: 38\r\n\r\n\
+    {\"error\":\"too many open connections\"}\n";
 
 /// File descriptors kept free for everything but client connections: the redb files,
 /// connections to targets, logs.
@@ -57,9 +70,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let permits = Arc::new(Semaphore::new(connection_cap(limits.max_connections)));
+    let per_client = limits.max_connections_per_client.map(ClientShares::new);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(MAX_HEAD_BYTES);
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -82,23 +97,37 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let share = match &per_client {
+            None => None,
+            Some(shares) => match shares.take(peer.ip()) {
+                Some(share) => Some(share),
+                None => {
+                    // One non-blocking try: a client hogging connections gets no more care.
+                    let _unused = stream.try_write(TOO_MANY_CONNECTIONS);
+                    tracing::debug!(%peer, "connection refused: client over its share");
+                    continue;
+                }
+            },
+        };
         // Small JSON answers: do not let Nagle hold them back waiting for an ACK.
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
+        let mut stream = TimeoutStream::new(stream);
+        stream.set_write_timeout(Some(limits.write_timeout));
         let router = router.clone();
         let service = tower::service_fn(move |mut req: Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
             let mut router = router.clone();
             async move { tower::Service::call(&mut router, req).await }
         });
-        let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-        let conn = graceful.watch(conn);
+        let io = TokioIo::new(Box::pin(stream));
+        let conn = graceful.watch(http.serve_connection(io, TowerToHyperService::new(service)));
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
-            drop(permit);
+            drop((permit, share));
         });
     }
     drop(listener);
@@ -107,6 +136,54 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("open requests did not finish within the drain timeout; dropping them");
+    }
+}
+
+/// Open connections per client (see [`client_key`]), each at most a share of the cap.
+struct ClientShares {
+    limit: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One connection counted against its client's share, given back on drop.
+struct ClientShare {
+    shares: Arc<ClientShares>,
+    key: IpAddr,
+}
+
+impl ClientShares {
+    fn new(limit: usize) -> Arc<ClientShares> {
+        Arc::new(ClientShares {
+            limit,
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Counts a connection from `ip`, or `None` when its client already has its share.
+    fn take(self: &Arc<Self>, ip: IpAddr) -> Option<ClientShare> {
+        let key = client_key(ip);
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let count = open.entry(key).or_insert(0);
+        if *count >= self.limit {
+            return None;
+        }
+        *count += 1;
+        Some(ClientShare {
+            shares: self.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for ClientShare {
+    fn drop(&mut self) {
+        let mut open = self.shares.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = open.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.key);
+            }
+        }
     }
 }
 

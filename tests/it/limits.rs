@@ -241,3 +241,74 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
     assert_eq!(served.status(), 200);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn one_client_cannot_take_every_connection() {
+    let app = TestApp::start_with(|c| c.http.max_connections_per_client = Some(2)).await;
+    let first = connect(&app).await;
+    let _second = connect(&app).await;
+    // The third connection from the same address is answered 429 and closed.
+    let mut third = connect(&app).await;
+    let answer = read_to_close(&mut third, Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    let body = answer.split("\r\n\r\n").nth(1).unwrap();
+    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(v["error"], "too many open connections");
+    // Closing one gives the share back.
+    drop(first);
+    let client = reqwest::Client::new();
+    let health = app.url("/.well-known/healthcheck");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = client.get(&health).send().await.unwrap();
+        if r.status() == 200 {
+            break;
+        }
+        assert_eq!(r.status(), 429);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "share never given back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_its_responses_is_dropped() {
+    let app = TestApp::start_with(|c| c.http.write_timeout = Duration::from_millis(500)).await;
+    // Pipeline requests for a large asset and never read: the socket buffers fill, the
+    // server's writes stall, and the write timeout ends the connection.
+    let mut s = connect(&app).await;
+    let login = app.http.get(app.url("/login")).send().await.unwrap();
+    let html = login.text().await.unwrap();
+    let start = html.find("/s/").expect("an asset link");
+    let end = start + html[start..].find('"').unwrap();
+    let asset = &html[start..end];
+    let request = format!("GET {asset} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let closed = loop {
+        // Writing fails once the server has given up on us and reset the connection.
+        match tokio::time::timeout(Duration::from_secs(1), s.write_all(request.as_bytes())).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => break true,
+            // Our own send buffer is full: the server stopped reading; wait for its timeout.
+            Err(_) => {}
+        }
+        if tokio::time::Instant::now() > deadline {
+            break false;
+        }
+        let mut probe = [0u8; 1];
+        // Peeking returns 0 (EOF) or an error once the server closed; data means still open.
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(Duration::from_millis(10), s.peek(&mut probe)).await
+        {
+            break true;
+        }
+    };
+    assert!(
+        closed,
+        "the server kept a connection that never read its responses"
+    );
+    app.stop().await;
+}

@@ -3,9 +3,11 @@
 //! does not multiply its attempts.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use crate::web::client_key;
 
 /// Attempts allowed per window.
 const MAX_ATTEMPTS: usize = 5;
@@ -48,16 +50,6 @@ impl LoginLimiter {
         {
             q.remove(i);
         }
-    }
-}
-
-/// What one client's attempts are counted under: its IPv4 address (also when written as
-/// IPv4-mapped IPv6), or its IPv6 /64. Like clients behind one IPv4 NAT, the hosts of one
-/// /64 share a budget.
-fn client_key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & (u128::MAX << 64))),
-        v4 => v4,
     }
 }
 
