@@ -5,6 +5,8 @@
 //! token), so a copy of the file holds no usable session. API key secrets are random
 //! 256-bit values, stored as SHA-256 (a slow hash buys nothing for random secrets).
 
+use std::sync::Arc;
+
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use base64::Engine as _;
@@ -148,25 +150,31 @@ impl Service {
         .await
     }
 
-    /// Checks HTTP Basic credentials, remembering a success for a minute. The cache key
-    /// is an HMAC of both, so the map holds nothing a memory dump could log in with.
-    pub async fn verify_basic(&self, username: &str, password: &str) -> ServiceResult<User> {
+    /// Verifies HTTP Basic credentials, remembering a success for a minute. Only a check
+    /// that runs argon2 asks `admit` first (the caller's login limit); a remembered success
+    /// does not, and identical credentials arriving together wait for the first check
+    /// instead of each counting as an attempt.
+    pub async fn verify_basic(
+        &self,
+        username: &str,
+        password: &str,
+        admit: impl FnOnce() -> bool + Send,
+    ) -> ServiceResult<User> {
         let mut material = Vec::with_capacity(username.len() + password.len() + 1);
         material.extend_from_slice(username.as_bytes());
         material.push(0);
         material.extend_from_slice(password.as_bytes());
         let key = self.mac("basic-cache", &material);
-        let cached = self
-            .verified
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-            .filter(|(_, at)| at.elapsed() < BASIC_CACHE_TTL)
-            .map(|(id, _)| *id);
-        if let Some(id) = cached
-            && let Some(user) = self.blocking(move |store| Ok(store.main.user(id)?)).await?
-        {
+        if let Some(user) = self.remembered_basic(&key).await? {
             return Ok(user);
+        }
+        let gate = BasicGate::enter(&self.basic_gates, key);
+        let _turn = gate.gate.lock().await;
+        if let Some(user) = self.remembered_basic(&key).await? {
+            return Ok(user);
+        }
+        if !admit() {
+            return Err(ServiceError::TooManyAttempts);
         }
         let user = self.verify_password(username, password).await?;
         let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
@@ -175,6 +183,21 @@ impl Service {
         }
         cache.insert(key, (user.id, std::time::Instant::now()));
         Ok(user)
+    }
+
+    /// The user of credentials verified within the last minute.
+    async fn remembered_basic(&self, key: &[u8; 32]) -> ServiceResult<Option<User>> {
+        let cached = self
+            .verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .filter(|(_, at)| at.elapsed() < BASIC_CACHE_TTL)
+            .map(|(id, _)| *id);
+        match cached {
+            Some(id) => self.blocking(move |store| Ok(store.main.user(id)?)).await,
+            None => Ok(None),
+        }
     }
 
     /// Verifies credentials and opens a session.
@@ -326,3 +349,33 @@ impl Service {
 
 /// A valid argon2id hash of a random string, checked against when a username is unknown.
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Yq0y1/0q0j2gQ3X3e9N2P1b8m8e0k1y9rQ3Cq0Gm0xA";
+
+/// A place in line to check one credential; leaving it removes the gate when nobody else
+/// waits (also when the request is dropped midway).
+struct BasicGate<'a> {
+    gates: &'a std::sync::Mutex<super::BasicGates>,
+    key: [u8; 32],
+    gate: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl<'a> BasicGate<'a> {
+    fn enter(gates: &'a std::sync::Mutex<super::BasicGates>, key: [u8; 32]) -> BasicGate<'a> {
+        let gate = gates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key)
+            .or_default()
+            .clone();
+        BasicGate { gates, key, gate }
+    }
+}
+
+impl Drop for BasicGate<'_> {
+    fn drop(&mut self) {
+        let mut gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
+        // Ours and the map's: nobody else is waiting, so the gate can go.
+        if Arc::strong_count(&self.gate) == 2 {
+            gates.remove(&self.key);
+        }
+    }
+}

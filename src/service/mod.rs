@@ -38,6 +38,9 @@ pub enum ServiceError {
     /// Credentials were missing or wrong.
     #[error("invalid credentials")]
     Unauthorized,
+    /// The caller's login limit is used up; nothing was checked.
+    #[error("too many failed logins; wait a minute")]
+    TooManyAttempts,
     /// The target URL points where targets may not go.
     #[error("target URL refused: {0}")]
     TargetRefused(#[from] SsrfError),
@@ -85,6 +88,8 @@ pub(crate) fn clean_name(field: &'static str, raw: &str) -> ServiceResult<String
 
 /// Keyed credential hash → (user id, when verified).
 type BasicCache = std::collections::HashMap<[u8; 32], (uuid::Uuid, std::time::Instant)>;
+/// Keyed credential hash → the gate of its check in progress.
+type BasicGates = std::collections::HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>;
 
 /// Result of a service call.
 pub type ServiceResult<T> = Result<T, ServiceError>;
@@ -99,6 +104,9 @@ pub struct Service {
     /// Recently verified Basic credentials (keyed by HMAC of user and password), so API
     /// clients using Basic auth pay the argon2 cost once a minute, not per request.
     verified: Arc<std::sync::Mutex<BasicCache>>,
+    /// One gate per credential being checked, so identical credentials sent in parallel
+    /// wait for the first check instead of each running argon2.
+    basic_gates: Arc<std::sync::Mutex<BasicGates>>,
     /// At most one argon2 computation per core: each takes ~30 ms and 19 MiB, so a burst
     /// of logins queues here instead of exhausting memory and the blocking pool.
     argon2_permits: Arc<tokio::sync::Semaphore>,
@@ -114,6 +122,7 @@ impl Service {
             policy,
             session_key,
             verified: Arc::default(),
+            basic_gates: Arc::default(),
             argon2_permits: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),

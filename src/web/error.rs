@@ -51,6 +51,7 @@ pub(crate) fn service_status(e: &ServiceError) -> (StatusCode, String) {
         ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, e.to_string()),
         ServiceError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
         ServiceError::Unauthorized => (StatusCode::UNAUTHORIZED, e.to_string()),
+        ServiceError::TooManyAttempts => (StatusCode::TOO_MANY_REQUESTS, e.to_string()),
         ServiceError::TargetRefused(_) => (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
         ServiceError::Store(s) => store_status(s),
         ServiceError::Internal(_) => {

@@ -450,3 +450,33 @@ async fn target_urls_are_stored_as_they_will_be_requested() {
     assert_eq!(url, "http://127.0.0.1:9/aX-Injected:%201b");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn parallel_basic_auth_with_correct_credentials_is_not_rate_limited() {
+    let app = TestApp::start().await;
+    // Ten scripts' calls at once, before any was verified: they wait for one argon2 check
+    // instead of each counting against the login limit of 5 per minute.
+    let calls: Vec<_> = (0..10)
+        .map(|_| {
+            let request = app.api(Method::GET, "/webhooks");
+            tokio::spawn(async move { request.send().await.unwrap().status() })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap(), StatusCode::OK);
+    }
+    // Wrong passwords are still limited.
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let r = app
+            .http
+            .get(app.url("/api/v1/webhooks"))
+            .basic_auth("admin", Some("wrong password"))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 429]);
+    app.stop().await;
+}

@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::StatusCode;
 use axum::http::{HeaderMap, header, request::Parts};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -75,17 +74,10 @@ impl FromRequestParts<AppState> for ApiUser {
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| client_ip(&parts.headers, c.0, state.web.trust_proxy));
         // Counted before the (slow) check, so concurrent guesses cannot all slip past the
-        // limit; a success gives its count back.
+        // limit; a success gives its count back. Remembered credentials are not counted.
         let now = Instant::now();
-        if let Some(ip) = ip
-            && !state.limiter.allow(ip, now)
-        {
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many failed logins; wait a minute",
-            ));
-        }
-        match service.verify_basic(&username, &password).await {
+        let admit = || ip.is_none_or(|ip| state.limiter.allow(ip, now));
+        match service.verify_basic(&username, &password, admit).await {
             Ok(user) => {
                 if let Some(ip) = ip {
                     state.limiter.refund(ip, now);
