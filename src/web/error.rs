@@ -45,6 +45,29 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// API errors that axum or a layer answered with an empty body (405 with its `Allow`, the
+/// 408 of the request timeout, …) get the same `{"error": …}` body as every other API
+/// error, keeping their headers.
+pub(crate) async fn api_error_bodies(resp: Response) -> Response {
+    use axum::body::HttpBody as _;
+    let status = resp.status();
+    let is_error = status.is_client_error() || status.is_server_error();
+    if !is_error || resp.body().size_hint().exact() != Some(0) {
+        return resp;
+    }
+    let reason = status
+        .canonical_reason()
+        .unwrap_or("error")
+        .to_ascii_lowercase();
+    let mut json = ApiError::new(status, reason).into_response();
+    for (name, value) in resp.headers() {
+        if name != header::CONTENT_LENGTH && name != header::CONTENT_TYPE {
+            json.headers_mut().insert(name, value.clone());
+        }
+    }
+    json
+}
+
 /// Status and public message for a service error; 5xx causes are logged once here.
 pub(crate) fn service_status(e: &ServiceError) -> (StatusCode, String) {
     match e {

@@ -110,7 +110,8 @@ pub fn router(state: AppState) -> Router {
             "/api/v1",
             api::router()
                 .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
-                .layer(request_timeout()),
+                .layer(request_timeout())
+                .layer(axum::middleware::map_response(error::api_error_bodies)),
         )
         .merge(
             pages::router()
@@ -173,6 +174,18 @@ pub fn client_ip(headers: &HeaderMap, peer: SocketAddr, trust_proxy: bool) -> Ip
         }
     }
     peer.ip().to_canonical()
+}
+
+/// `bytes` as UTF-8 text, forgiving a character cut off at the end (bodies are shown and
+/// listed as prefixes); `None` for anything else.
+pub fn utf8_prefix(bytes: &[u8]) -> Option<&str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Some(s),
+        Err(e) if e.error_len().is_none() && e.valid_up_to() > 0 => {
+            std::str::from_utf8(&bytes[..e.valid_up_to()]).ok()
+        }
+        Err(_) => None,
+    }
 }
 
 /// What one client is counted under (login attempts, open connections): its IPv4 address

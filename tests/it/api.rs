@@ -480,3 +480,22 @@ async fn parallel_basic_auth_with_correct_credentials_is_not_rate_limited() {
     assert_eq!(statuses, [401, 401, 401, 401, 401, 429]);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn every_api_error_has_a_json_body() {
+    let app = TestApp::start().await;
+    // A method the route does not have: 405 with Allow, and the usual error body.
+    let r = app.api(Method::PUT, "/webhooks").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(r.headers()["allow"].to_str().unwrap().contains("POST"));
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "method not allowed");
+    // Unknown routes and bad ids too.
+    for path in ["/nothing-here", "/webhooks/not-a-uuid"] {
+        let r = app.api(Method::GET, path).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+        let v: Value = r.json().await.unwrap();
+        assert!(v["error"].is_string(), "{path}: {v}");
+    }
+    app.stop().await;
+}

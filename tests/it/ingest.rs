@@ -288,5 +288,21 @@ async fn event_lists_truncate_large_bodies() {
     let full = app.event(&wh, id).await;
     assert_eq!(full["body_truncated"], false);
     assert_eq!(full["body"].as_str().unwrap().len(), 200 * 1024);
+
+    // A cut inside a multi-byte character leaves text as text, minus the partial character.
+    let text = format!("a{}", "é".repeat(40_000));
+    let r = app.http.post(&url).body(text.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let page = app.get_json(&format!("/webhooks/{wh}/events")).await;
+    let ev = &page["events"][0];
+    assert_eq!(ev["body_truncated"], true);
+    assert_eq!(ev["body_encoding"], "utf8");
+    let shown = ev["body"].as_str().unwrap();
+    assert_eq!(
+        shown.len(),
+        64 * 1024 - 1,
+        "the cut-off half of an é is dropped"
+    );
+    assert!(text.starts_with(shown));
     app.stop().await;
 }

@@ -170,6 +170,11 @@ pub struct EventOut {
 impl EventOut {
     pub fn new(e: &Event, body: &[u8], deliveries: Vec<DeliveryOut>) -> EventOut {
         let body_truncated = (body.len() as u64) < e.body_len;
+        // A list's cut may split a character; that must not turn text into base64.
+        let body = match body_truncated {
+            true => crate::web::utf8_prefix(body).map_or(body, str::as_bytes),
+            false => body,
+        };
         let (body, body_encoding) = encode_bytes(body);
         EventOut {
             id: e.id,

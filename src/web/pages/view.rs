@@ -110,14 +110,7 @@ impl BodyView {
             };
         }
         // A prefix cut inside a multi-byte character is still text: keep the valid part.
-        let text = match std::str::from_utf8(bytes) {
-            Ok(s) => Some(s),
-            Err(e) if e.error_len().is_none() && e.valid_up_to() > 0 => {
-                std::str::from_utf8(&bytes[..e.valid_up_to()]).ok()
-            }
-            Err(_) => None,
-        }
-        .filter(|s| !s.contains('\0'));
+        let text = crate::web::utf8_prefix(bytes).filter(|s| !s.contains('\0'));
         if let Some(s) = text {
             let looks_json = content_type.is_some_and(|c| c.to_ascii_lowercase().contains("json"))
                 || matches!(s.trim_start().as_bytes().first(), Some(b'{' | b'['));
