@@ -1,4 +1,4 @@
-//! Retention (BRIEF R7): hourly, each webhook with `retention_days > 0` loses events older
+//! Retention (BRIEF R7): a minute after start and then hourly, each webhook with `retention_days > 0` loses events older
 //! than that whose deliveries are all finished; the file is compacted when much went.
 
 use std::time::Duration;
@@ -8,13 +8,18 @@ use crate::model::now_ms;
 
 /// Time between retention passes.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+/// The first pass comes soon after start (a process restarted more often than hourly
+/// would otherwise never prune), but after the startup recovery sweep has had its turn.
+const FIRST_PASS_AFTER: Duration = Duration::from_secs(60);
 
 pub(super) fn run(s: &Shared) {
+    let mut wait = FIRST_PASS_AFTER;
     loop {
         crossbeam_channel::select! {
             recv(s.stop_rx) -> _ => return,
-            default(PRUNE_INTERVAL) => prune_all(s),
+            default(wait) => prune_all(s),
         }
+        wait = PRUNE_INTERVAL;
     }
 }
 

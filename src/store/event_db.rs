@@ -170,6 +170,9 @@ pub struct EventStore {
     db: std::sync::Arc<RwLock<Database>>,
     tx: Sender<WriterMsg>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Events removed since the file was last compacted: a compaction that could not run
+    /// (a read was in progress) is retried by the next pass even if that removes little.
+    pruned_since_compaction: std::sync::atomic::AtomicU64,
 }
 
 impl EventStore {
@@ -204,6 +207,7 @@ impl EventStore {
             db,
             tx: sender,
             writer: Mutex::new(Some(writer)),
+            pruned_since_compaction: Default::default(),
         })
     }
 
@@ -422,12 +426,21 @@ impl EventStore {
                 None => break,
             }
         }
+        use std::sync::atomic::Ordering::Relaxed;
+        let freed = self
+            .pruned_since_compaction
+            .fetch_add(report.events_removed, Relaxed)
+            + report.events_removed;
         let total = self.event_count()?;
-        // Compaction rewrites the file; worth it only when a good share was freed.
-        if report.events_removed >= 1000 && report.events_removed >= total / 4 {
+        // Compaction rewrites the file; worth it only when a good share was freed. It holds
+        // the file's write lock, so this file's writer waits meanwhile.
+        if freed >= 1000 && freed >= total / 4 {
             let mut db = self.db.write().unwrap_or_else(|p| p.into_inner());
             match db.compact() {
-                Ok(done) => report.compacted = done,
+                Ok(done) => {
+                    report.compacted = done;
+                    self.pruned_since_compaction.store(0, Relaxed);
+                }
                 // Live read transactions make compaction fail; the next pass tries again.
                 Err(e) => tracing::debug!(error = %e, "compaction skipped"),
             }
@@ -780,6 +793,39 @@ mod tests {
         store.close();
         drop(store);
         assert_eq!(stored_version(&path), EVENTS_FORMAT_VERSION);
+    }
+
+    /// A compaction that cannot run (a read is in progress) is not forgotten: the next
+    /// pass compacts although it removes nothing itself.
+    #[test]
+    fn a_skipped_compaction_is_retried_by_the_next_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.redb");
+        let body = vec![b'x'; 1000];
+        let events: Vec<Event> = (0..1200).map(|_| event(&body)).collect();
+        let rows: Vec<(&Event, &[u8])> = events.iter().map(|e| (e, &body[..])).collect();
+        write_v1_file(&path, &rows);
+        let store = EventStore::open(Uuid::new_v4(), &path).unwrap();
+        let cutoff = crate::model::now_ms() + 1000;
+
+        let reading = store.read().unwrap();
+        let first = store.prune(cutoff).unwrap();
+        assert_eq!(first.events_removed, 1200);
+        assert!(
+            !first.compacted,
+            "a live read transaction blocks compaction"
+        );
+        drop(reading);
+
+        let second = store.prune(cutoff).unwrap();
+        assert_eq!(second.events_removed, 0);
+        assert!(
+            second.compacted,
+            "the freed space is reclaimed on the next pass"
+        );
+        let third = store.prune(cutoff).unwrap();
+        assert!(!third.compacted, "and only once");
+        store.close();
     }
 
     #[test]
