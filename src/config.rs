@@ -13,6 +13,8 @@ use ipnet::IpNet;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 /// Default number of delivery threads.
 pub const DEFAULT_DELIVERY_WORKERS: usize = 16;
+/// Log filter without `RUST_LOG` or `DEBUG`: our info lines, not one per HTTP request.
+pub const DEFAULT_LOG_FILTER: &str = "info,tower_http=warn";
 /// Default cap on open HTTP connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
@@ -42,8 +44,12 @@ pub struct Config {
     pub metrics_credentials: Option<(String, String)>,
     /// Password for the first-run `admin` user instead of a random one.
     pub admin_password: Option<String>,
-    /// Trust `X-Forwarded-For` / `X-Real-IP` for the client address.
+    /// Trust the right-most `X-Forwarded-For` entry for the client address (and
+    /// `X-Forwarded-Proto` for the scheme).
     pub trust_proxy: bool,
+    /// The log filter: `RUST_LOG`, else `debug` when `DEBUG` is true, else
+    /// `info,tower_http=warn`.
+    pub log_filter: String,
     /// HTTP server limits.
     pub http: HttpConfig,
     /// Delivery engine tunables.
@@ -216,6 +222,17 @@ impl Config {
             })?,
         };
         let trust_proxy = parse_bool(&get, "TRUST_PROXY")?;
+        let log_filter = match get("RUST_LOG") {
+            Some(filter) => {
+                tracing_subscriber::EnvFilter::try_new(&filter).map_err(|e| ConfigError {
+                    var: "RUST_LOG",
+                    reason: format!("`{filter}`: {e}"),
+                })?;
+                filter
+            }
+            None if parse_bool(&get, "DEBUG")? => "debug".to_string(),
+            None => DEFAULT_LOG_FILTER.to_string(),
+        };
         let max_connections: usize = parse(&get, "MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS)?;
         if !(16..=1_000_000).contains(&max_connections) {
             return Err(ConfigError {
@@ -232,6 +249,7 @@ impl Config {
             metrics_credentials,
             admin_password: get("WEBHOOKER_ADMIN_PASSWORD"),
             trust_proxy,
+            log_filter,
             http: HttpConfig {
                 max_connections,
                 max_connections_per_client: (!trust_proxy)
@@ -257,6 +275,7 @@ impl Config {
             metrics_credentials: None,
             admin_password: None,
             trust_proxy: false,
+            log_filter: DEFAULT_LOG_FILTER.to_string(),
             http: HttpConfig::default(),
             engine: EngineConfig::default(),
         }
@@ -335,6 +354,14 @@ mod tests {
         assert_eq!(c.max_body_bytes, 10 * 1024 * 1024);
         assert_eq!(c.engine.workers, 16);
         assert_eq!(c.http.max_connections, 1024);
+        assert_eq!(c.log_filter, "info,tower_http=warn");
+        assert_eq!(load(&[("DEBUG", "1")]).unwrap().log_filter, "debug");
+        assert_eq!(
+            load(&[("DEBUG", "false")]).unwrap().log_filter,
+            c.log_filter
+        );
+        let explicit = load(&[("DEBUG", "1"), ("RUST_LOG", "webhooker=trace")]).unwrap();
+        assert_eq!(explicit.log_filter, "webhooker=trace");
         assert_eq!(c.http.max_connections_per_client, Some(256));
         let proxied = load(&[("TRUST_PROXY", "true")]).unwrap();
         assert_eq!(proxied.http.max_connections_per_client, None);
@@ -351,6 +378,8 @@ mod tests {
             ("WEBHOOKER_ENVIRONMENT", "staging"),
             ("ALLOWED_TARGET_NETWORKS", "10.0.0.0/33"),
             ("TRUST_PROXY", "maybe"),
+            ("DEBUG", "verbose"),
+            ("RUST_LOG", "webhooker=[[["),
             ("MAX_CONNECTIONS", "3"),
             ("BASE_URL", "example.com"),
             ("METRICS_USERNAME", "u"),

@@ -21,7 +21,7 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
-    init_logging();
+    init_logging(&config.log_filter);
     if let Err(e) = webhooker::web::server::raise_open_file_limit() {
         tracing::warn!(error = %e, "cannot raise the open-file limit");
     }
@@ -51,13 +51,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logging() {
-    let default = if std::env::var_os("DEBUG").is_some() {
-        "debug"
-    } else {
-        "info,tower_http=warn"
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+fn init_logging(filter: &str) {
+    // The filter was validated with the rest of the configuration.
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     if std::io::stdout().is_terminal() {
         builder.init();

@@ -217,4 +217,12 @@ fn publish_depths(s: &Shared) {
     metrics::gauge!(m::QUEUE_DEPTH, "queue" => "delivery").set(st.queued as f64);
     metrics::gauge!(m::QUEUE_DEPTH, "queue" => "parked").set(st.parked as f64);
     metrics::gauge!(m::QUEUE_DEPTH, "queue" => "claimed").set(st.claimed as f64);
+    // The backlog per webhook, from files that are open anyway (a row count, no scan).
+    for webhook in s.store.catalog().webhooks() {
+        if let Some(store) = s.store.events_if_open(webhook.id)
+            && let Ok(rows) = store.due_count()
+        {
+            metrics::gauge!(m::DUE_ROWS, "webhook" => webhook.id.to_string()).set(rows as f64);
+        }
+    }
 }

@@ -370,8 +370,11 @@ impl Service {
         input: &TargetInput,
         creating: bool,
     ) -> ServiceResult<TargetKind> {
+        // Only kinds that send somewhere have a URL to check; for the others a URL (say, left
+        // in the form after switching kinds) is ignored, like their other unused fields.
+        let uses_url = matches!(kind, TargetKind::Http(_) | TargetKind::Slack(_));
         let url = match input.url.as_deref().map(str::trim) {
-            Some(u) if !u.is_empty() => Some(self.check_target_url(u).await?),
+            Some(u) if uses_url && !u.is_empty() => Some(self.check_target_url(u).await?),
             _ => None,
         };
         Ok(match kind {

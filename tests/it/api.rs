@@ -312,6 +312,20 @@ async fn healthcheck_and_metrics() {
     assert_eq!(r.status(), 200);
     let text = r.text().await.unwrap();
     assert!(text.contains("webhooker_events_received_total"), "{text}");
+    // The due-index gauge appears for the webhook once the sweeper has passed.
+    let due_rows = format!("webhooker_due_index_rows{{webhook=\"{wh}\"}} 0");
+    let seen = crate::support::wait_until(std::time::Duration::from_secs(10), || async {
+        let r = app
+            .http
+            .get(app.url("/metrics"))
+            .basic_auth("prom", Some("scrape"))
+            .send()
+            .await
+            .unwrap();
+        r.text().await.unwrap().contains(&due_rows)
+    })
+    .await;
+    assert!(seen, "no {due_rows}");
 
     // Without credentials configured the route does not exist.
     let plain = TestApp::start().await;
@@ -448,6 +462,21 @@ async fn target_urls_are_stored_as_they_will_be_requested() {
         .unwrap();
     let url = target["url"].as_str().unwrap();
     assert_eq!(url, "http://127.0.0.1:9/aX-Injected:%201b");
+    // A kind that sends nowhere ignores a URL (say, left in the form) instead of refusing it.
+    let log = app
+        .target(
+            &wh,
+            json!({"name": "log", "kind": "log", "url": "http://10.0.0.1/"}),
+        )
+        .await;
+    let detail = app.get_json(&format!("/webhooks/{wh}")).await;
+    let target = detail["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == log.as_str())
+        .unwrap();
+    assert!(target["url"].is_null(), "{target}");
     app.stop().await;
 }
 

@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
-use super::{AttemptReport, MAX_RESPONSE_EXCERPT, Verdict, classify_status, forwards_header};
+use super::{AttemptReport, MAX_RESPONSE_EXCERPT, Verdict, classify_status, forwarded_headers};
 use crate::delivery::backoff::parse_retry_after;
 use crate::delivery::ssrf::{NetworkPolicy, SsrfError};
 
@@ -25,10 +25,7 @@ impl HttpRequest<'_> {
         extra: &[(&'static str, String)],
     ) -> HeaderMap {
         let mut map = HeaderMap::with_capacity(original.len() + extra.len());
-        for (name, value) in original {
-            if !forwards_header(name) {
-                continue;
-            }
+        for (name, value) in forwarded_headers(original) {
             // Values arrived through hyper, so they parse; skip anything that does not.
             if let (Ok(n), Ok(v)) = (
                 HeaderName::from_bytes(name.as_bytes()),

@@ -100,11 +100,29 @@ const DROPPED_HEADERS: &[&str] = &[
     "content-length",
 ];
 
-/// Whether an original header is forwarded to http targets. Incoming `X-Webhooker-*`
-/// headers are dropped too, so a sender cannot forge the ids receivers dedupe by.
-pub fn forwards_header(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    !DROPPED_HEADERS.contains(&lower.as_str()) && !lower.starts_with("x-webhooker-")
+/// The original headers forwarded to http targets: not hop-by-hop (the fixed list, plus
+/// any header the sender's `Connection` header names, RFC 9110 §7.6.1), not Host or
+/// framing, and not `X-Webhooker-*`, so a sender cannot forge the ids receivers dedupe by.
+pub fn forwarded_headers(
+    original: &[(String, Vec<u8>)],
+) -> impl Iterator<Item = &(String, Vec<u8>)> {
+    let named_by_connection: Vec<String> = original
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("connection"))
+        .flat_map(|(_, value)| {
+            String::from_utf8_lossy(value)
+                .split(',')
+                .map(|t| t.trim().to_ascii_lowercase())
+                .filter(|t| !t.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    original.iter().filter(move |(name, _)| {
+        let lower = name.to_ascii_lowercase();
+        !DROPPED_HEADERS.contains(&lower.as_str())
+            && !lower.starts_with("x-webhooker-")
+            && !named_by_connection.contains(&lower)
+    })
 }
 
 #[cfg(test)]
@@ -132,21 +150,34 @@ mod tests {
 
     #[test]
     fn header_filter() {
-        for dropped in [
-            "Host",
-            "connection",
-            "Transfer-Encoding",
-            "X-Webhooker-Event-Id",
-        ] {
-            assert!(!forwards_header(dropped), "{dropped}");
-        }
-        for kept in [
-            "content-type",
-            "x-github-event",
-            "authorization",
-            "user-agent",
-        ] {
-            assert!(forwards_header(kept), "{kept}");
-        }
+        let h = |pairs: &[(&str, &str)]| -> Vec<(String, Vec<u8>)> {
+            pairs
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+                .collect()
+        };
+        let original = h(&[
+            ("Host", "x"),
+            ("connection", "keep-alive, X-Hop"),
+            ("Transfer-Encoding", "chunked"),
+            ("X-Webhooker-Event-Id", "forged"),
+            ("x-hop", "named by Connection"),
+            ("content-type", "application/json"),
+            ("x-github-event", "push"),
+            ("authorization", "token"),
+            ("user-agent", "GitHub-Hookshot"),
+        ]);
+        let kept: Vec<&str> = forwarded_headers(&original)
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                "content-type",
+                "x-github-event",
+                "authorization",
+                "user-agent"
+            ]
+        );
     }
 }
