@@ -222,6 +222,7 @@ impl Config {
             })?,
         };
         let trust_proxy = parse_bool(&get, "TRUST_PROXY")?;
+        let debug = parse_bool(&get, "DEBUG")?;
         let log_filter = match get("RUST_LOG") {
             Some(filter) => {
                 tracing_subscriber::EnvFilter::try_new(&filter).map_err(|e| ConfigError {
@@ -230,7 +231,7 @@ impl Config {
                 })?;
                 filter
             }
-            None if parse_bool(&get, "DEBUG")? => "debug".to_string(),
+            None if debug => "debug".to_string(),
             None => DEFAULT_LOG_FILTER.to_string(),
         };
         let max_connections: usize = parse(&get, "MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS)?;
@@ -284,7 +285,7 @@ impl Config {
 
 /// One client's share of the connection cap: a quarter, so one address alone cannot take
 /// every connection.
-fn per_client_share(max_connections: usize) -> usize {
+pub fn per_client_share(max_connections: usize) -> usize {
     (max_connections / 4).max(4)
 }
 

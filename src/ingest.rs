@@ -101,6 +101,12 @@ pub struct BodyReservation {
 }
 
 impl BodyReservation {
+    /// Bytes the reservation covers (the unbudgeted start included): what a body buffer
+    /// may hold without exceeding the budget.
+    pub fn covers(&self) -> usize {
+        self.covers
+    }
+
     /// Makes the reservation cover `received` bytes, waiting for room if it must grow.
     pub async fn cover(&mut self, received: usize) -> Result<(), IngestError> {
         if received <= self.covers {

@@ -23,10 +23,16 @@ pub const BREAKER_STATE: &str = "webhooker_breaker_state";
 /// Unfinished deliveries in the due index, by webhook.
 pub const DUE_ROWS: &str = "webhooker_due_index_rows";
 
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Whether a recorder is installed, so metrics that cost work to compute are worth it.
+pub fn enabled() -> bool {
+    HANDLE.get().is_some_and(Option::is_some)
+}
+
 /// The process-wide recorder, installed on first use. The `metrics` facade is global, so
 /// two `App`s in one process (tests) share it; that only merges their counters.
 pub fn handle() -> Option<PrometheusHandle> {
-    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()

@@ -19,6 +19,7 @@ use crate::store::{AttemptWrite, DueRow, EventStore, StoreError, WriteOp};
 
 pub(super) fn run(s: &Shared) {
     let pass = AtomicUsize::new(0);
+    let mut due_gauges = DueGauges::default();
     // Deferrals by a circuit breaker of the previous process are not binding on this one,
     // whose breakers start closed: during the first cooldown after start, work due before
     // its end counts as due now. If the target is still down, this process's own breaker
@@ -28,6 +29,7 @@ pub(super) fn run(s: &Shared) {
         let horizon = now_ms().max(recovery_until);
         let backlog = sweep(s, pass.fetch_add(1, Ordering::Relaxed), horizon);
         publish_depths(s);
+        due_gauges.publish(s);
         // With more due work than the queue took, come back as soon as the workers have
         // made room, so a recovered backlog drains at delivery speed, not one queue per
         // interval.
@@ -217,12 +219,40 @@ fn publish_depths(s: &Shared) {
     metrics::gauge!(m::QUEUE_DEPTH, "queue" => "delivery").set(st.queued as f64);
     metrics::gauge!(m::QUEUE_DEPTH, "queue" => "parked").set(st.parked as f64);
     metrics::gauge!(m::QUEUE_DEPTH, "queue" => "claimed").set(st.claimed as f64);
-    // The backlog per webhook, from files that are open anyway (a row count, no scan).
-    for webhook in s.store.catalog().webhooks() {
-        if let Some(store) = s.store.events_if_open(webhook.id)
-            && let Ok(rows) = store.due_count()
+}
+
+/// The `due_index_rows` gauge per webhook: the backlog, read as a row count (no scan) from
+/// files that are open anyway, at most once a second and only when metrics are on.
+#[derive(Default)]
+struct DueGauges {
+    published: std::collections::HashSet<Uuid>,
+    last: Option<std::time::Instant>,
+}
+
+impl DueGauges {
+    fn publish(&mut self, s: &Shared) {
+        let now = std::time::Instant::now();
+        if !m::enabled()
+            || self
+                .last
+                .is_some_and(|t| now - t < std::time::Duration::from_secs(1))
         {
-            metrics::gauge!(m::DUE_ROWS, "webhook" => webhook.id.to_string()).set(rows as f64);
+            return;
         }
+        self.last = Some(now);
+        let mut current = std::collections::HashSet::new();
+        for webhook in s.store.catalog().webhooks() {
+            if let Some(store) = s.store.events_if_open(webhook.id)
+                && let Ok(rows) = store.due_count()
+            {
+                metrics::gauge!(m::DUE_ROWS, "webhook" => webhook.id.to_string()).set(rows as f64);
+                current.insert(webhook.id);
+            }
+        }
+        // A deleted webhook has no backlog: say so once rather than repeat its last value.
+        for gone in self.published.difference(&current) {
+            metrics::gauge!(m::DUE_ROWS, "webhook" => gone.to_string()).set(0.0);
+        }
+        self.published = current;
     }
 }

@@ -59,13 +59,17 @@ pub(crate) async fn api_error_bodies(resp: Response) -> Response {
         .canonical_reason()
         .unwrap_or("error")
         .to_ascii_lowercase();
-    let mut json = ApiError::new(status, reason).into_response();
-    for (name, value) in resp.headers() {
-        if name != header::CONTENT_LENGTH && name != header::CONTENT_TYPE {
-            json.headers_mut().insert(name, value.clone());
-        }
+    // Keep the original head (status, every header value, extensions); take the body and
+    // its content type from the standard JSON error.
+    let (mut parts, _) = resp.into_parts();
+    let (json_parts, body) = ApiError::new(status, reason).into_response().into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    if let Some(content_type) = json_parts.headers.get(header::CONTENT_TYPE) {
+        parts
+            .headers
+            .insert(header::CONTENT_TYPE, content_type.clone());
     }
-    json
+    Response::from_parts(parts, body)
 }
 
 /// Status and public message for a service error; 5xx causes are logged once here.

@@ -9,7 +9,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderValue, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http_body_util::BodyExt;
 use serde::Serialize;
 use tokio::time::Instant;
@@ -118,7 +118,9 @@ async fn read_body(
     // The common single-piece body is kept as is; anything else is copied into one buffer
     // as it arrives, so no piece holds on to hyper's read buffer.
     let mut first: Option<Bytes> = None;
-    let mut rest = BytesMut::new();
+    // A Vec grown with `reserve_exact` to what the reservation covers: a doubling buffer
+    // could hold nearly twice what the budget counts.
+    let mut rest: Vec<u8> = Vec::new();
     let mut len = 0usize;
     let mut pieces = 0usize;
     loop {
@@ -154,16 +156,24 @@ async fn read_body(
         match first.take() {
             None if rest.is_empty() => first = Some(data),
             earlier => {
+                if rest.capacity() < len {
+                    // A declared length is allocated once; an unknown one doubles, but
+                    // never past what the reservation covers.
+                    let room = match declared.and_then(|n| usize::try_from(n).ok()) {
+                        Some(declared) => declared.min(limit),
+                        None => (len * 2).max(4096).min(reservation.covers()),
+                    }
+                    .max(len);
+                    rest.reserve_exact(room - rest.len());
+                }
                 if let Some(earlier) = earlier {
-                    let expected = declared.and_then(|n| usize::try_from(n).ok());
-                    rest.reserve(expected.unwrap_or(0).min(limit).max(len));
                     rest.extend_from_slice(&earlier);
                 }
                 rest.extend_from_slice(&data);
             }
         }
     }
-    let body = first.unwrap_or_else(|| rest.freeze());
+    let body = first.unwrap_or_else(|| Bytes::from(rest));
     Ok((body, reservation))
 }
 

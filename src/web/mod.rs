@@ -155,8 +155,8 @@ fn request_timeout() -> tower_http::timeout::TimeoutLayer {
     )
 }
 
-/// The client's IP: the peer address, or the first forwarded address when TRUST_PROXY is
-/// set (a direct client could otherwise forge it).
+/// The client's IP: the peer address, or the right-most `X-Forwarded-For` entry (the one
+/// our proxy appended) when TRUST_PROXY is set (a direct client could otherwise forge it).
 pub fn client_ip(headers: &HeaderMap, peer: SocketAddr, trust_proxy: bool) -> IpAddr {
     if trust_proxy {
         // In X-Forwarded-For the client may have written anything on the left; the

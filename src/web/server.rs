@@ -23,7 +23,7 @@ use tokio::sync::Semaphore;
 use tokio_io_timeout::TimeoutStream;
 
 use super::client_key;
-use crate::config::HttpConfig;
+use crate::config::{HttpConfig, per_client_share};
 
 /// Largest request head (request line and headers) hyper buffers; more is answered 431.
 /// Also bounds the read buffer each connection may grow to.
@@ -69,8 +69,12 @@ pub async fn serve(
     limits: &HttpConfig,
     shutdown: impl Future<Output = ()>,
 ) {
-    let permits = Arc::new(Semaphore::new(connection_cap(limits.max_connections)));
-    let per_client = limits.max_connections_per_client.map(ClientShares::new);
+    let cap = connection_cap(limits.max_connections);
+    let permits = Arc::new(Semaphore::new(cap));
+    // A share of the cap actually in force, which the open-file limit may have lowered.
+    let per_client = limits
+        .max_connections_per_client
+        .map(|share| ClientShares::new(share.min(per_client_share(cap))));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
@@ -102,9 +106,8 @@ pub async fn serve(
             Some(shares) => match shares.take(peer.ip()) {
                 Some(share) => Some(share),
                 None => {
-                    // One non-blocking try: a client hogging connections gets no more care.
-                    let _unused = stream.try_write(TOO_MANY_CONNECTIONS);
                     tracing::debug!(%peer, "connection refused: client over its share");
+                    tokio::spawn(refuse(stream, permit));
                     continue;
                 }
             },
@@ -135,8 +138,33 @@ pub async fn serve(
         .await
         .is_err()
     {
-        tracing::warn!("open requests did not finish within the drain timeout; dropping them");
+        tracing::warn!(
+            "open requests did not finish within the drain timeout; shutting down without them"
+        );
     }
+}
+
+/// Answers a client over its share with 429 and closes. The unread request is drained
+/// for a moment first: closing with it unread would make the kernel send a reset, and
+/// many clients then report "connection reset" instead of the answer. The connection
+/// keeps its permit meanwhile, so refusals cannot pile up beyond the cap.
+async fn refuse(mut stream: tokio::net::TcpStream, permit: tokio::sync::OwnedSemaphorePermit) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let linger = async {
+        stream.write_all(TOO_MANY_CONNECTIONS).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        let mut drained = 0;
+        while drained < MAX_HEAD_BYTES {
+            match stream.read(&mut sink).await? {
+                0 => break,
+                n => drained += n,
+            }
+        }
+        Ok::<(), std::io::Error>(())
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), linger).await;
+    drop(permit);
 }
 
 /// Open connections per client (see [`client_key`]), each at most a share of the cap.
@@ -205,4 +233,22 @@ async fn accept_failed(e: std::io::Error) {
 /// `MAX_CONNECTIONS` fits on systems whose soft limit is 1024. Returns the new limit.
 pub fn raise_open_file_limit() -> std::io::Result<u64> {
     rlimit::increase_nofile_limit(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_canned_429_is_well_formed() {
+        let text = std::str::from_utf8(TOO_MANY_CONNECTIONS).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let length = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .unwrap();
+        assert_eq!(length.parse::<usize>().unwrap(), body.len());
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert!(json["error"].is_string());
+    }
 }

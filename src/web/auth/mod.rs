@@ -76,10 +76,16 @@ impl FromRequestParts<AppState> for ApiUser {
         // Counted before the (slow) check, so concurrent guesses cannot all slip past the
         // limit; a success gives its count back. Remembered credentials are not counted.
         let now = Instant::now();
-        let admit = || ip.is_none_or(|ip| state.limiter.allow(ip, now));
+        let counted = std::sync::atomic::AtomicBool::new(false);
+        let admit = || {
+            counted.store(true, std::sync::atomic::Ordering::Relaxed);
+            ip.is_none_or(|ip| state.limiter.allow(ip, now))
+        };
         match service.verify_basic(&username, &password, admit).await {
             Ok(user) => {
-                if let Some(ip) = ip {
+                if let Some(ip) = ip
+                    && counted.load(std::sync::atomic::Ordering::Relaxed)
+                {
                     state.limiter.refund(ip, now);
                 }
                 Ok(ApiUser(user))
