@@ -17,6 +17,9 @@ if ! command -v wrk >/dev/null 2>&1; then
 fi
 
 cargo build --release --bins
+# A fresh build leaves hundreds of MB of dirty pages; their writeback competes with
+# webhooker's fsyncs and halved the 1-connection figures in a run straight after a build.
+sync
 
 # exec: loadtest gets SIGINT/SIGTERM itself and stops everything it started.
 exec target/release/loadtest
