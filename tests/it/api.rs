@@ -437,6 +437,18 @@ async fn basic_auth_failures_are_rate_limited() {
     app.stop().await;
 }
 
+/// A target as the webhook's detail shows it.
+async fn stored_target(app: &TestApp, webhook: &str, id: &str) -> Value {
+    let detail = app.get_json(&format!("/webhooks/{webhook}")).await;
+    detail["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == id)
+        .unwrap()
+        .clone()
+}
+
 #[tokio::test]
 async fn target_urls_are_stored_as_they_will_be_requested() {
     let app = TestApp::start().await;
@@ -453,13 +465,7 @@ async fn target_urls_are_stored_as_they_will_be_requested() {
             }),
         )
         .await;
-    let detail = app.get_json(&format!("/webhooks/{wh}")).await;
-    let target = detail["targets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["id"] == id.as_str())
-        .unwrap();
+    let target = stored_target(&app, &wh, &id).await;
     let url = target["url"].as_str().unwrap();
     assert_eq!(url, "http://127.0.0.1:9/aX-Injected:%201b");
     // A kind that sends nowhere ignores a URL (say, left in the form) instead of refusing it.
@@ -469,13 +475,7 @@ async fn target_urls_are_stored_as_they_will_be_requested() {
             json!({"name": "log", "kind": "log", "url": "http://10.0.0.1/"}),
         )
         .await;
-    let detail = app.get_json(&format!("/webhooks/{wh}")).await;
-    let target = detail["targets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["id"] == log.as_str())
-        .unwrap();
+    let target = stored_target(&app, &wh, &log).await;
     assert!(target["url"].is_null(), "{target}");
     app.stop().await;
 }
