@@ -7,9 +7,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use uuid::Uuid;
 
-use crate::delivery::{DeliveryTask, Engine, EventPayload};
+use crate::delivery::{DeliveryPlan, Engine, EventPayload};
 use crate::metrics as m;
-use crate::model::{Delivery, Entrypoint, Event, now_ms};
+use crate::model::{Entrypoint, Event, now_ms};
 use crate::store::{EventStore, NewEvent, Store, StoreError, WriteOp};
 
 /// Why a webhook was not accepted.
@@ -155,7 +155,7 @@ impl Ingestor {
     /// Waits a little for room, then gives up with [`IngestError::Overloaded`].
     pub async fn reserve_body(
         &self,
-        declared: Option<u64>,
+        declared: Option<usize>,
     ) -> Result<BodyReservation, IngestError> {
         let mut reservation = BodyReservation {
             budget: self.body_budget.clone(),
@@ -163,13 +163,10 @@ impl Ingestor {
             covers: UNBUDGETED_BODY_BYTES,
             max_body_bytes: self.max_body_bytes,
         };
-        if let Some(declared) = declared {
-            let declared = usize::try_from(declared).unwrap_or(usize::MAX);
-            if declared > UNBUDGETED_BODY_BYTES {
-                let bytes = declared.min(self.max_body_bytes);
-                reservation.permit = Some(acquire(&self.body_budget, bytes).await?);
-                reservation.covers = bytes;
-            }
+        if let Some(declared) = declared.filter(|&n| n > UNBUDGETED_BODY_BYTES) {
+            let bytes = declared.min(self.max_body_bytes);
+            reservation.permit = Some(acquire(&self.body_budget, bytes).await?);
+            reservation.covers = bytes;
         }
         Ok(reservation)
     }
@@ -234,28 +231,13 @@ impl Ingestor {
             remote_addr: req.remote_addr,
             body_len: req.body.len() as u64,
         };
-        let mut deliveries = Vec::with_capacity(targets.len());
-        let mut tasks = Vec::with_capacity(targets.len());
-        let mut local_targets = Vec::new();
-        // Built only if some delivery goes through the engine (it copies the headers).
-        let mut payload: Option<Arc<EventPayload>> = None;
-        for target in targets {
-            let delivery = Delivery::for_target(event.id, &target, now);
-            if !delivery.needs_engine() {
-                local_targets.push(target.id);
-            } else {
-                let event = payload
-                    .get_or_insert_with(|| Arc::new(EventPayload::new(&event, req.body.clone())))
-                    .clone();
-                tasks.push(DeliveryTask {
-                    webhook_id,
-                    target,
-                    event,
-                    delivery: delivery.clone(),
-                });
-            }
-            deliveries.push(delivery);
-        }
+        let DeliveryPlan {
+            deliveries,
+            tasks,
+            delivered_by_commit,
+        } = DeliveryPlan::new(webhook_id, event.id, targets, now, || {
+            Arc::new(EventPayload::new(&event, req.body.clone()))
+        });
         let event_id = event.id;
         let body_len = req.body.len();
 
@@ -284,7 +266,9 @@ impl Ingestor {
         let webhook = webhook_id.to_string();
         metrics::counter!(m::EVENTS_RECEIVED, "webhook" => webhook.clone()).increment(1);
         metrics::counter!(m::EVENT_BODY_BYTES, "webhook" => webhook).increment(body_len as u64);
-        local_targets.into_iter().for_each(m::delivered_by_commit);
+        delivered_by_commit
+            .into_iter()
+            .for_each(m::delivered_by_commit);
         Ok(event_id)
     }
 

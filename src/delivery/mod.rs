@@ -16,4 +16,4 @@ pub mod targets;
 pub mod task;
 
 pub use engine::{Engine, EngineStats, install_crypto_provider};
-pub use task::{DeliveryTask, EventPayload};
+pub use task::{DeliveryPlan, DeliveryTask, EventPayload};

@@ -5,7 +5,7 @@
 //! The queue's free room is shared between webhooks, starting from a different webhook
 //! each pass, so one webhook's large backlog cannot starve the others.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -225,7 +225,7 @@ fn publish_depths(s: &Shared) {
 /// files that are open anyway, at most once a second and only when metrics are on.
 #[derive(Default)]
 struct DueGauges {
-    published: std::collections::HashSet<Uuid>,
+    published: HashSet<Uuid>,
     last: Option<std::time::Instant>,
 }
 
@@ -240,7 +240,7 @@ impl DueGauges {
             return;
         }
         self.last = Some(now);
-        let mut current = std::collections::HashSet::new();
+        let mut current = HashSet::new();
         for webhook in s.store.catalog().webhooks() {
             if let Some(store) = s.store.events_if_open(webhook.id)
                 && let Ok(rows) = store.due_count()

@@ -82,3 +82,51 @@ pub struct DeliveryTask {
     /// The delivery as last committed.
     pub delivery: Delivery,
 }
+
+/// New deliveries of one event, split the way they must be handled: all of them written in
+/// one transaction; the ones the engine attempts dispatched after that commit; the ones the
+/// commit itself finishes (`database` targets, see [`Delivery::for_target`]) counted once
+/// it is done. Ingest and redelivery both build theirs here.
+pub struct DeliveryPlan {
+    /// Every new delivery.
+    pub deliveries: Vec<Delivery>,
+    /// The deliveries the engine attempts.
+    pub tasks: Vec<DeliveryTask>,
+    /// Targets whose delivery is finished by the commit.
+    pub delivered_by_commit: Vec<Uuid>,
+}
+
+impl DeliveryPlan {
+    /// One delivery per target, due at `now`. `payload` is called only if some delivery
+    /// goes through the engine (building it copies the headers).
+    pub fn new(
+        webhook_id: Uuid,
+        event_id: Uuid,
+        targets: Vec<Arc<Target>>,
+        now: Millis,
+        payload: impl Fn() -> Arc<EventPayload>,
+    ) -> DeliveryPlan {
+        let mut plan = DeliveryPlan {
+            deliveries: Vec::with_capacity(targets.len()),
+            tasks: Vec::with_capacity(targets.len()),
+            delivered_by_commit: Vec::new(),
+        };
+        let mut built: Option<Arc<EventPayload>> = None;
+        for target in targets {
+            let delivery = Delivery::for_target(event_id, &target, now);
+            if delivery.needs_engine() {
+                let event = built.get_or_insert_with(&payload).clone();
+                plan.tasks.push(DeliveryTask {
+                    webhook_id,
+                    target,
+                    event,
+                    delivery: delivery.clone(),
+                });
+            } else {
+                plan.delivered_by_commit.push(target.id);
+            }
+            plan.deliveries.push(delivery);
+        }
+        plan
+    }
+}

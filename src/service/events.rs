@@ -5,8 +5,8 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::{Service, ServiceError, ServiceResult};
-use crate::delivery::{DeliveryTask, EventPayload};
-use crate::model::{Delivery, now_ms};
+use crate::delivery::{DeliveryPlan, EventPayload};
+use crate::model::now_ms;
 use crate::store::{EventDetail, EventWithBody, WriteOp};
 
 /// Largest page size.
@@ -110,33 +110,20 @@ impl Service {
                 let (event, body) = events
                     .event_with_body(event_id)?
                     .ok_or(ServiceError::NotFound("event"))?;
-                let payload = Arc::new(EventPayload::new(&event, body.into()));
-                let deliveries: Vec<Delivery> = targets
-                    .iter()
-                    .map(|t| Delivery::for_target(event_id, t, now))
-                    .collect();
-                let local: Vec<Uuid> = deliveries
-                    .iter()
-                    .filter(|d| !d.needs_engine())
-                    .map(|d| d.target_id)
-                    .collect();
-                let tasks: Vec<DeliveryTask> = targets
-                    .into_iter()
-                    .zip(deliveries.iter().cloned())
-                    .filter(|(_, delivery)| delivery.needs_engine())
-                    .map(|(target, delivery)| DeliveryTask {
-                        webhook_id,
-                        target,
-                        event: payload.clone(),
-                        delivery,
-                    })
-                    .collect();
+                let body = bytes::Bytes::from(body);
+                let DeliveryPlan {
+                    deliveries,
+                    tasks,
+                    delivered_by_commit,
+                } = DeliveryPlan::new(webhook_id, event_id, targets, now, || {
+                    Arc::new(EventPayload::new(&event, body.clone()))
+                });
                 let ids = deliveries.iter().map(|d| d.id).collect::<Vec<_>>();
                 // Queued by the writer right after the commit, as ingest does (I5).
                 events.write_blocking_then(WriteOp::AddDeliveries(deliveries), move || {
                     engine.dispatch(tasks)
                 })?;
-                local
+                delivered_by_commit
                     .into_iter()
                     .for_each(crate::metrics::delivered_by_commit);
                 Ok(ids)

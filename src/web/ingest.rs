@@ -56,8 +56,8 @@ async fn receive_inner(
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
         return Err(IngestError::BodyTooLarge { limit }.into());
     }
     let (parts, body) = req.into_parts();
@@ -104,7 +104,7 @@ async fn read_body(
     ingestor: &Ingestor,
     limits: &HttpConfig,
     mut body: Body,
-    declared: Option<u64>,
+    declared: Option<usize>,
 ) -> Result<(Bytes, BodyReservation), IngestError> {
     let limit = ingestor.max_body_bytes();
     let mut reservation = ingestor.reserve_body(declared).await?;
@@ -159,7 +159,7 @@ async fn read_body(
                 if rest.capacity() < len {
                     // A declared length is allocated once; an unknown one doubles, but
                     // never past what the reservation covers.
-                    let room = match declared.and_then(|n| usize::try_from(n).ok()) {
+                    let room = match declared {
                         Some(declared) => declared.min(limit),
                         None => (len * 2).max(4096).min(reservation.covers()),
                     }

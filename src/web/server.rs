@@ -41,7 +41,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The connection cap to use: `configured`, lowered (with a warning) when the process may
 /// not open that many files.
-pub fn connection_cap(configured: usize) -> usize {
+fn connection_cap(configured: usize) -> usize {
     let Ok((soft, _hard)) = rlimit::getrlimit(rlimit::Resource::NOFILE) else {
         return configured;
     };

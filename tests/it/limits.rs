@@ -40,6 +40,21 @@ async fn stalled_post(app: &TestApp, path: &str, declared: usize, sent: usize) -
     s
 }
 
+/// Asserts that `task` is still waiting a moment later. Used only where it cannot finish
+/// while what holds it lasts, so this is no bet on timing.
+async fn assert_held<T>(task: &mut tokio::task::JoinHandle<T>, what: &str) {
+    let waited = tokio::time::timeout(Duration::from_millis(300), task).await;
+    assert!(waited.is_err(), "{what}");
+}
+
+/// The result of `task`, which must finish within `limit`.
+async fn finished<T>(task: tokio::task::JoinHandle<T>, limit: Duration, what: &str) -> T {
+    tokio::time::timeout(limit, task)
+        .await
+        .expect(what)
+        .unwrap()
+}
+
 #[tokio::test]
 async fn small_webhooks_pass_while_large_uploads_fill_the_budget() {
     let app = TestApp::start().await;
@@ -65,19 +80,20 @@ async fn small_webhooks_pass_while_large_uploads_fill_the_budget() {
             .await
             .map(|r| r.status())
     });
-    assert!(
-        tokio::time::timeout(Duration::from_millis(300), &mut large)
-            .await
-            .is_err(),
-        "a large body was read although the budget was full"
-    );
+    assert_held(
+        &mut large,
+        "a large body was read although the budget was full",
+    )
+    .await;
     // ...and goes through once the stalled senders are gone.
     drop(stalled);
-    let status = tokio::time::timeout(Duration::from_secs(15), large)
-        .await
-        .expect("the large upload never got room")
-        .unwrap()
-        .unwrap();
+    let status = finished(
+        large,
+        Duration::from_secs(15),
+        "the large upload never got room",
+    )
+    .await
+    .unwrap();
     assert_eq!(status, 200);
     let events = app.get_json(&format!("/webhooks/{wh}/events")).await;
     assert_eq!(
@@ -226,18 +242,15 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
     let health = app.url("/.well-known/healthcheck");
     let mut request = tokio::spawn(async move { client.get(health).send().await });
     // While both slots are held the request cannot be served, however long we look.
-    assert!(
-        tokio::time::timeout(Duration::from_millis(300), &mut request)
-            .await
-            .is_err(),
-        "served beyond the connection cap"
-    );
+    assert_held(&mut request, "served beyond the connection cap").await;
     drop(first);
-    let served = tokio::time::timeout(Duration::from_secs(10), request)
-        .await
-        .expect("not served after a slot was freed")
-        .unwrap()
-        .unwrap();
+    let served = finished(
+        request,
+        Duration::from_secs(10),
+        "not served after a slot was freed",
+    )
+    .await
+    .unwrap();
     assert_eq!(served.status(), 200);
     app.stop().await;
 }

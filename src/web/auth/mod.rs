@@ -5,6 +5,7 @@ mod rate_limit;
 mod session;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
@@ -76,15 +77,15 @@ impl FromRequestParts<AppState> for ApiUser {
         // Counted before the (slow) check, so concurrent guesses cannot all slip past the
         // limit; a success gives its count back. Remembered credentials are not counted.
         let now = Instant::now();
-        let counted = std::sync::atomic::AtomicBool::new(false);
+        let counted = AtomicBool::new(false);
         let admit = || {
-            counted.store(true, std::sync::atomic::Ordering::Relaxed);
+            counted.store(true, Relaxed);
             ip.is_none_or(|ip| state.limiter.allow(ip, now))
         };
         match service.verify_basic(&username, &password, admit).await {
             Ok(user) => {
                 if let Some(ip) = ip
-                    && counted.load(std::sync::atomic::Ordering::Relaxed)
+                    && counted.load(Relaxed)
                 {
                     state.limiter.refund(ip, now);
                 }
