@@ -72,10 +72,10 @@ impl App {
             .with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let router = web::router(state);
+        let app = web::HttpApp::new(state);
         let limits = config.http.clone();
         let server = tokio::spawn(async move {
-            web::server::serve(listener, router, &limits, async {
+            web::server::serve(listener, app, &limits, async {
                 // Either an explicit stop or the App being dropped ends the server.
                 let _unused = stopped.await;
             })

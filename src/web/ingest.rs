@@ -1,16 +1,19 @@
 //! `POST|PUT|PATCH /webhook/{entrypoint}`: read the request, hand it to the [`Ingestor`],
 //! answer `200 {"status":"ok","event_id":…}` only after the commit.
+//!
+//! These requests do not go through the axum router: [`super::HttpApp`] hands them to
+//! [`receive`] directly (see there for why).
 
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 
 use axum::Json;
-use axum::body::Body;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderValue, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use futures_util::FutureExt;
 use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use serde::Serialize;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -20,27 +23,43 @@ use super::{AppState, client_ip};
 use crate::config::HttpConfig;
 use crate::ingest::{BodyReservation, IncomingRequest, IngestError, Ingestor};
 
+/// What every entrypoint URL starts with.
+const PATH_PREFIX: &str = "/webhook/";
+
+/// The entrypoint id in `path` when it is an entrypoint URL: `/webhook/` and one non-empty
+/// segment, taken as sent (not percent-decoded: only the plain hyphenated UUID names an
+/// entrypoint).
+pub(super) fn entrypoint_in(path: &str) -> Option<&str> {
+    path.strip_prefix(PATH_PREFIX)
+        .filter(|id| !id.is_empty() && !id.contains('/'))
+}
+
+/// Answers a request to an entrypoint URL: JSON in every case, a panic included (500).
 pub(super) async fn receive(
-    State(state): State<AppState>,
-    entrypoint: Result<Path<String>, PathRejection>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    req: Request<Body>,
+    state: &AppState,
+    peer: SocketAddr,
+    req: Request<Incoming>,
 ) -> Response {
-    // A path that does not decode names no entrypoint: a JSON 404 like any other.
-    let Ok(Path(entrypoint)) = entrypoint else {
-        return ApiError::from(IngestError::UnknownEntrypoint).into_response();
+    let method = req.method().clone();
+    let resp = match AssertUnwindSafe(receive_inner(state, peer, req))
+        .catch_unwind()
+        .await
+    {
+        Ok(Ok(resp)) => resp,
+        Ok(Err(e)) => e.into_response(),
+        Err(_panic) => {
+            tracing::error!("ingest request handler panicked");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
     };
-    match receive_inner(&state, &entrypoint, peer, req).await {
-        Ok(resp) => resp,
-        Err(e) => e.into_response(),
-    }
+    tracing::debug!(%method, status = resp.status().as_u16(), "webhook request answered");
+    resp
 }
 
 async fn receive_inner(
     state: &AppState,
-    entrypoint: &str,
     peer: SocketAddr,
-    req: Request<Body>,
+    req: Request<Incoming>,
 ) -> Result<Response, ApiError> {
     if !matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH) {
         let mut resp =
@@ -50,7 +69,8 @@ async fn receive_inner(
         return Ok(resp);
     }
     let ingestor = &state.ingestor;
-    let entrypoint = ingestor.entrypoint(entrypoint)?;
+    let id = entrypoint_in(req.uri().path()).ok_or(IngestError::UnknownEntrypoint)?;
+    let entrypoint = ingestor.entrypoint(id)?;
     let limit = ingestor.max_body_bytes();
     let declared = req
         .headers()
@@ -103,7 +123,7 @@ const MIN_AVERAGE_PIECE: usize = 64;
 async fn read_body(
     ingestor: &Ingestor,
     limits: &HttpConfig,
-    mut body: Body,
+    mut body: Incoming,
     declared: Option<usize>,
 ) -> Result<(Bytes, BodyReservation), IngestError> {
     let limit = ingestor.max_body_bytes();

@@ -11,18 +11,17 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::ConnectInfo;
+use std::convert::Infallible;
+
 use axum::http::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_io_timeout::TimeoutStream;
 
-use super::client_key;
+use super::{HttpApp, client_key};
 use crate::config::{HttpConfig, per_client_share};
 
 /// Largest request head (request line and headers) hyper buffers; more is answered 431.
@@ -60,12 +59,11 @@ fn connection_cap(configured: usize) -> usize {
     configured
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then stops accepting and gives
-/// open requests [`DRAIN_TIMEOUT`] to finish. Handlers see the peer as
-/// `ConnectInfo<SocketAddr>`.
+/// Serves `app` on `listener` until `shutdown` completes, then stops accepting and gives
+/// open requests [`DRAIN_TIMEOUT`] to finish.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    app: HttpApp,
     limits: &HttpConfig,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -118,14 +116,13 @@ pub async fn serve(
         }
         let mut stream = TimeoutStream::new(stream);
         stream.set_write_timeout(Some(limits.write_timeout));
-        let router = router.clone();
-        let service = tower::service_fn(move |mut req: Request<Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(peer));
-            let mut router = router.clone();
-            async move { tower::Service::call(&mut router, req).await }
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let app = app.clone();
+            async move { Ok::<_, Infallible>(app.handle(req, peer).await) }
         });
         let io = TokioIo::new(Box::pin(stream));
-        let conn = graceful.watch(http.serve_connection(io, TowerToHyperService::new(service)));
+        let conn = graceful.watch(http.serve_connection(io, service));
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");

@@ -24,6 +24,8 @@ async fn ingest_status_codes_and_nothing_stored_on_errors() {
         let r = app.http.request(m, &url).send().await.unwrap();
         assert_eq!(r.status(), 405);
         assert_eq!(r.headers()["allow"], "POST, PUT, PATCH");
+        let v: Value = r.json().await.unwrap();
+        assert!(v["error"].is_string(), "{v}");
     }
     // 404 unknown and malformed ids.
     let unknown = app.url(&format!("/webhook/{}", uuid::Uuid::new_v4()));
@@ -41,9 +43,12 @@ async fn ingest_status_codes_and_nothing_stored_on_errors() {
     // JSON 404.
     let real = url.rsplit('/').next().unwrap().to_string();
     let simple = real.replace('-', "");
+    // Entrypoint URLs are not percent-decoded: only the plain spelling names one.
+    let percent_encoded = format!("%{:02X}{}", real.as_bytes()[0], &real[1..]);
     for id in [
         "not-a-uuid".to_string(),
         simple.clone(),
+        percent_encoded,
         format!("{{{real}}}"),
         format!("urn:uuid:{real}"),
         "%FF%FE".to_string(),
@@ -164,6 +169,11 @@ async fn binary_body_and_repeated_headers_round_trip_byte_identical() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    // Ingest skips the router but answers with the same security headers as every route.
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    assert!(r.headers().contains_key("content-security-policy"));
+    assert!(r.headers().contains_key("referrer-policy"));
     let id = r.json::<Value>().await.unwrap()["event_id"]
         .as_str()
         .unwrap()
