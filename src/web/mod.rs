@@ -148,7 +148,7 @@ fn router(state: AppState) -> Router {
                 .layer(axum::middleware::map_response(error::api_error_bodies)),
         )
         .merge(
-            pages::router()
+            pages::router(state.clone())
                 .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
                 .layer(request_timeout()),
         );

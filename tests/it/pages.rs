@@ -280,6 +280,28 @@ async fn prod_cookies_are_secure_and_plain_http_logins_are_explained() {
         .find(|c| c.starts_with("webhooker_session="))
         .unwrap();
     assert!(session.contains("Secure"), "{session}");
+    // So are flash messages and their clearing.
+    let b = login(&app).await;
+    let r = post(&app, &b, "/webhooks/new", &[("name", "Flash")]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let flash = set_cookies(r.headers())
+        .into_iter()
+        .find(|c| c.starts_with("webhooker_flash="))
+        .unwrap();
+    assert!(flash.contains("Secure"), "{flash}");
+    let flash_pair = flash.split(';').next().unwrap().to_string();
+    let shown = app
+        .http
+        .get(app.url(&location(&r)))
+        .header(COOKIE, format!("{}; {flash_pair}", b.cookie))
+        .send()
+        .await
+        .unwrap();
+    let cleared = set_cookies(shown.headers())
+        .into_iter()
+        .find(|c| c.starts_with("webhooker_flash=;"))
+        .unwrap();
+    assert!(cleared.contains("Secure"), "{cleared}");
     app.stop().await;
 }
 

@@ -17,7 +17,7 @@ mod webhooks;
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
-use axum::extract::{FromRequestParts, Path, Request};
+use axum::extract::{FromRequestParts, Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header, request::Parts};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -38,8 +38,8 @@ const FLASH_COOKIE: &str = "webhooker_flash";
 /// Result of a page handler.
 type PageResult<T> = Result<T, PageError>;
 
-/// The page routes.
-pub fn router() -> Router<AppState> {
+/// The page routes; `state` is for the page middleware.
+pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/webhooks") }))
         .route("/login", get(auth::login_form).post(auth::login))
@@ -84,7 +84,7 @@ pub fn router() -> Router<AppState> {
         .route("/account/keys", post(account::create_key))
         .route("/account/keys/{id}/revoke", post(account::revoke_key))
         .fallback(|| async { PageError::Status(StatusCode::NOT_FOUND, "Page not found".into()) })
-        .layer(middleware::from_fn(page_headers))
+        .layer(middleware::from_fn_with_state(state, page_headers))
 }
 
 /// A one-shot message shown at the top of the next page (POST → redirect → GET).
@@ -206,39 +206,46 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for PagePath<T> {
     }
 }
 
-/// A 303 redirect that leaves a flash message for the next page, in a cookie that lives
-/// a minute at most and is cleared by the page that shows it.
+/// A 303 redirect that leaves a flash message for the next page. The message rides in
+/// the response's extensions; [`page_headers`] turns it into the cookie, which knows
+/// whether cookies must be Secure.
 pub fn redirect_with(to: &str, kind: &'static str, message: impl Into<String>) -> Response {
-    let flash = Flash {
+    let mut resp = Redirect::to(to).into_response();
+    resp.extensions_mut().insert(Flash {
         kind,
         message: message.into(),
-    };
-    let cookie = format!(
-        "{FLASH_COOKIE}={}; Path=/; Max-Age=60; HttpOnly; SameSite=Lax",
-        flash.encode()
-    );
-    let mut resp = Redirect::to(to).into_response();
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        resp.headers_mut().append(header::SET_COOKIE, v);
-    }
+    });
     resp
 }
 
-/// Headers for every page response: a shown flash is cleared (a page that was not a
-/// redirect has displayed it), and pages are never cached (they carry CSRF tokens and,
-/// once, an API key secret).
-async fn page_headers(req: Request, next: Next) -> Response {
+/// Headers for every page response: a flash left by [`redirect_with`] becomes a cookie that
+/// lives a minute at most, a shown flash is cleared (a page that was not a redirect has
+/// displayed it), and pages are never cached (they carry CSRF tokens and, once, an API key
+/// secret).
+async fn page_headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let had_flash = CookieJar::from_headers(req.headers())
         .get(FLASH_COOKIE)
         .is_some();
     let mut resp = next.run(req).await;
-    let shown = had_flash && !resp.status().is_redirection();
+    let secure = if state.web.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    let flash_cookie = match resp.extensions_mut().remove::<Flash>() {
+        Some(flash) => Some(flash.encode()),
+        None if had_flash && !resp.status().is_redirection() => Some(String::new()),
+        None => None,
+    };
     let headers = resp.headers_mut();
-    if shown {
-        headers.append(
-            header::SET_COOKIE,
-            HeaderValue::from_static("webhooker_flash=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"),
+    if let Some(value) = flash_cookie {
+        let max_age = if value.is_empty() { 0 } else { 60 };
+        let cookie = format!(
+            "{FLASH_COOKIE}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
         );
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            headers.append(header::SET_COOKIE, v);
+        }
     }
     headers
         .entry(header::CACHE_CONTROL)
