@@ -35,11 +35,13 @@ pub(super) fn entrypoint_in(path: &str) -> Option<&str> {
 }
 
 /// Answers a request to an entrypoint URL: JSON in every case, a panic included (500).
+/// Server errors are logged here, as the router's trace layer does for every other route.
 pub(super) async fn receive(
     state: &AppState,
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Response {
+    let started = Instant::now();
     let method = req.method().clone();
     let resp = match AssertUnwindSafe(receive_inner(state, peer, req))
         .catch_unwind()
@@ -47,12 +49,23 @@ pub(super) async fn receive(
     {
         Ok(Ok(resp)) => resp,
         Ok(Err(e)) => e.into_response(),
-        Err(_panic) => {
-            tracing::error!("ingest request handler panicked");
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("(no message)");
+            tracing::error!(%method, panic = message, "ingest handler panicked");
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
         }
     };
-    tracing::debug!(%method, status = resp.status().as_u16(), "webhook request answered");
+    let status = resp.status().as_u16();
+    let latency_ms = started.elapsed().as_millis();
+    if resp.status().is_server_error() {
+        tracing::error!(%method, status, latency_ms, "webhook request failed");
+    } else {
+        tracing::debug!(%method, status, latency_ms, "webhook request answered");
+    }
     resp
 }
 

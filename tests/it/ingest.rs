@@ -61,6 +61,7 @@ async fn ingest_status_codes_and_nothing_stored_on_errors() {
             .await
             .unwrap();
         assert_eq!(r.status(), 404, "{id}");
+        assert_eq!(r.headers()["x-content-type-options"], "nosniff", "{id}");
         let v: Value = r.json().await.unwrap();
         assert!(v["error"].is_string(), "{id}: {v}");
     }

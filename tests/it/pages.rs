@@ -288,7 +288,10 @@ async fn prod_cookies_are_secure_and_plain_http_logins_are_explained() {
         .into_iter()
         .find(|c| c.starts_with("webhooker_flash="))
         .unwrap();
-    assert!(flash.contains("Secure"), "{flash}");
+    assert!(
+        flash.contains("Secure") && flash.contains("Max-Age=60"),
+        "{flash}"
+    );
     let flash_pair = flash.split(';').next().unwrap().to_string();
     let shown = app
         .http
@@ -297,11 +300,16 @@ async fn prod_cookies_are_secure_and_plain_http_logins_are_explained() {
         .send()
         .await
         .unwrap();
+    assert_eq!(shown.status(), StatusCode::OK);
     let cleared = set_cookies(shown.headers())
         .into_iter()
         .find(|c| c.starts_with("webhooker_flash=;"))
         .unwrap();
-    assert!(cleared.contains("Secure"), "{cleared}");
+    assert!(
+        cleared.contains("Secure") && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
+    assert!(shown.text().await.unwrap().contains("Created webhook"));
     app.stop().await;
 }
 
