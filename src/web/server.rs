@@ -6,12 +6,11 @@
 //! bound.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-use std::convert::Infallible;
 
 use axum::http::Request;
 use hyper::body::Incoming;
