@@ -1,4 +1,4 @@
-//! Wiring: opens the store, starts the engine, builds the service and the router, serves,
+//! Wiring: opens the store, starts the engine, builds the service and the HTTP app, serves,
 //! and shuts everything down in order. `main.rs` and the integration tests both use it.
 
 use std::net::SocketAddr;
