@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use uuid::Uuid;
-use webhooker::model::{Delivery, DeliveryStatus, Event, now_ms};
+use webhooker::model::{Delivery, Event, now_ms};
 use webhooker::store::{EventStore, NewEvent, Store, WriteOp};
 
 fn new_event(body: &Bytes) -> NewEvent {
@@ -29,15 +29,7 @@ fn new_event(body: &Bytes) -> NewEvent {
         remote_addr: "127.0.0.1".into(),
         body_len: body.len() as u64,
     };
-    let delivery = Delivery {
-        id: Uuid::now_v7(),
-        event_id: event.id,
-        target_id: Uuid::nil(),
-        status: DeliveryStatus::Pending,
-        attempts: 0,
-        next_attempt_at: Some(now),
-        created_at: now,
-    };
+    let delivery = Delivery::pending(event.id, Uuid::nil(), now);
     NewEvent {
         event,
         body: body.clone(),

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::delivery::{DeliveryPlan, Engine, EventPayload};
 use crate::metrics as m;
-use crate::model::{Entrypoint, Event, now_ms};
+use crate::model::{Entrypoint, Event, Millis, now_ms};
 use crate::store::{EventStore, NewEvent, Store, StoreError, WriteOp};
 
 /// Why a webhook was not accepted.
@@ -58,6 +58,30 @@ pub struct IncomingRequest {
     pub remote_addr: String,
     /// Body.
     pub body: Bytes,
+}
+
+impl IncomingRequest {
+    /// The event this request becomes when received at `now` on `entrypoint_id`, and its
+    /// body.
+    pub fn into_event(self, entrypoint_id: Uuid, now: Millis) -> (Event, Bytes) {
+        let content_type = self
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+        let event = Event {
+            id: Uuid::now_v7(),
+            entrypoint_id,
+            received_at: now,
+            method: self.method,
+            path: self.path,
+            headers: self.headers,
+            content_type,
+            remote_addr: self.remote_addr,
+            body_len: self.body.len() as u64,
+        };
+        (event, self.body)
+    }
 }
 
 /// Body bytes that requests in flight may hold in memory together, as a multiple of
@@ -215,31 +239,16 @@ impl Ingestor {
             .cloned()
             .collect();
         let now = now_ms();
-        let content_type = req
-            .headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
-        let event = Event {
-            id: Uuid::now_v7(),
-            entrypoint_id: entrypoint.id,
-            received_at: now,
-            method: req.method,
-            path: req.path,
-            headers: req.headers,
-            content_type,
-            remote_addr: req.remote_addr,
-            body_len: req.body.len() as u64,
-        };
+        let (event, body) = req.into_event(entrypoint.id, now);
         let DeliveryPlan {
             deliveries,
             tasks,
             delivered_by_commit,
         } = DeliveryPlan::new(webhook_id, event.id, targets, now, || {
-            Arc::new(EventPayload::new(&event, req.body.clone()))
+            Arc::new(EventPayload::new(&event, body.clone()))
         });
         let event_id = event.id;
-        let body_len = req.body.len();
+        let body_len = body.len();
 
         let store = self.event_store(webhook_id).await?;
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -247,7 +256,7 @@ impl Ingestor {
         store.try_submit(
             WriteOp::Ingest(NewEvent {
                 event,
-                body: req.body,
+                body,
                 deliveries,
             }),
             Box::new(move |r| {

@@ -44,7 +44,8 @@ use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::{sleep, timeout};
 use uuid::Uuid;
-use webhooker::model::{Delivery, DeliveryStatus, Event, now_ms};
+use webhooker::ingest::IncomingRequest;
+use webhooker::model::{Delivery, Target, TargetKind, now_ms};
 use webhooker::store::{NewEvent, Store, WriteOp};
 
 /// The command documented in the README; printed with the results.
@@ -186,19 +187,29 @@ async fn storage_phase(
     progress(&format!("storage only: {writers} writers, no HTTP"));
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let store = Store::open(dir)?;
-    let events = store.create_events(Uuid::new_v4())?;
+    let webhook_id = Uuid::new_v4();
+    let events = store.create_events(webhook_id)?;
+    let target = Arc::new(Target {
+        id: Uuid::new_v4(),
+        webhook_id,
+        name: "db".into(),
+        active: true,
+        kind: TargetKind::Database,
+        created_at: now_ms(),
+    });
     let started = Instant::now();
     let deadline = started + WRK_DURATION;
     let mut tasks = JoinSet::new();
     for _ in 0..writers {
         let events = events.clone();
+        let target = target.clone();
         tasks.spawn(async move {
             let mut latencies = Vec::new();
             while Instant::now() < deadline {
                 let sent = Instant::now();
                 let (tx, rx) = oneshot::channel();
                 events.try_submit(
-                    WriteOp::Ingest(stored_like_wrk()),
+                    WriteOp::Ingest(stored_like_wrk(&target)),
                     Box::new(move |r| {
                         let _unused = tx.send(r);
                     }),
@@ -235,14 +246,10 @@ async fn storage_phase(
     Ok(())
 }
 
-/// The event and delivery that ingest stores for one `wrk` request to a webhook with a
-/// `database` target.
-fn stored_like_wrk() -> NewEvent {
-    let now = now_ms();
-    let event = Event {
-        id: Uuid::now_v7(),
-        entrypoint_id: Uuid::nil(),
-        received_at: now,
+/// What ingest stores for one `wrk` request to a webhook with one `database` target: the
+/// event built the way ingest builds it, and the delivery the commit finishes.
+fn stored_like_wrk(target: &Target) -> NewEvent {
+    let request = IncomingRequest {
         method: "POST".into(),
         path: format!("/webhook/{}", Uuid::nil()),
         headers: vec![
@@ -250,22 +257,14 @@ fn stored_like_wrk() -> NewEvent {
             ("content-length".into(), BODY_BYTES.to_string().into_bytes()),
             ("content-type".into(), b"application/json".to_vec()),
         ],
-        content_type: Some("application/json".into()),
         remote_addr: "127.0.0.1".into(),
-        body_len: BODY_BYTES as u64,
+        body: event_body(),
     };
-    let delivery = Delivery {
-        id: Uuid::now_v7(),
-        event_id: event.id,
-        target_id: Uuid::nil(),
-        status: DeliveryStatus::Delivered,
-        attempts: 0,
-        next_attempt_at: None,
-        created_at: now,
-    };
+    let (event, body) = request.into_event(Uuid::nil(), now_ms());
+    let delivery = Delivery::for_target(event.id, target, event.received_at);
     NewEvent {
         event,
-        body: event_body(),
+        body,
         deliveries: vec![delivery],
     }
 }
