@@ -35,18 +35,25 @@ pub(super) fn entrypoint_in(path: &str) -> Option<&str> {
 }
 
 /// Answers a request to an entrypoint URL: JSON in every case, a panic included (500).
-/// Server errors are logged here, as the router's trace layer does for every other route.
 pub(super) async fn receive(
     state: &AppState,
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Response {
-    let started = Instant::now();
     let method = req.method().clone();
-    let resp = match AssertUnwindSafe(receive_inner(state, peer, req))
-        .catch_unwind()
-        .await
-    {
+    answer(method, receive_inner(state, peer, req)).await
+}
+
+/// Awaits `handling` and turns what it ends with into the response: an error through
+/// [`ApiError`], a panic into `500 {"error":"internal error"}` with the panic's message
+/// logged. Server errors are logged here at ERROR, as the router's trace layer does for
+/// every other route.
+async fn answer(
+    method: Method,
+    handling: impl Future<Output = Result<Response, ApiError>>,
+) -> Response {
+    let started = Instant::now();
+    let resp = match AssertUnwindSafe(handling).catch_unwind().await {
         Ok(Ok(resp)) => resp,
         Ok(Err(e)) => e.into_response(),
         Err(panic) => {
@@ -216,4 +223,88 @@ async fn read_body(
 struct Accepted {
     status: &'static str,
     event_id: Uuid,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// What the tests' subscriber wrote, shared with its writers.
+    #[derive(Clone, Default)]
+    struct Logged(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Logged {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Runs `handling` through [`answer`] under a subscriber that records every event.
+    async fn answered(
+        handling: impl Future<Output = Result<Response, ApiError>>,
+    ) -> (StatusCode, serde_json::Value, String) {
+        let logged = Logged::default();
+        let writer = logged.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        // The test runtime is single-threaded: the future runs under this subscriber.
+        let resp = {
+            let _default = tracing::subscriber::set_default(subscriber);
+            answer(Method::POST, handling).await
+        };
+        let status = resp.status();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let log = String::from_utf8(logged.0.lock().unwrap().clone()).unwrap();
+        (status, serde_json::from_slice(&body).unwrap(), log)
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_answered_500_json_and_logged_with_its_message() {
+        let (status, body, log) = answered(async {
+            if true {
+                panic!("boom in the handler");
+            }
+            Ok(StatusCode::OK.into_response())
+        })
+        .await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body, serde_json::json!({ "error": "internal error" }));
+        assert!(log.contains("ingest handler panicked"), "{log}");
+        assert!(log.contains("boom in the handler"), "{log}");
+        assert!(
+            log.contains("ERROR")
+                && log.contains("webhook request failed")
+                && log.contains("status=500"),
+            "{log}"
+        );
+    }
+
+    #[tokio::test]
+    async fn server_errors_are_logged_at_error_and_client_errors_are_not() {
+        let (status, body, log) =
+            answered(async { Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store busy")) })
+                .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body, serde_json::json!({ "error": "store busy" }));
+        assert!(log.contains("ERROR") && log.contains("status=503"), "{log}");
+
+        let (status, _, log) =
+            answered(async { Err(ApiError::new(StatusCode::NOT_FOUND, "no such entrypoint")) })
+                .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(!log.contains("ERROR"), "{log}");
+        assert!(
+            log.contains("webhook request answered") && log.contains("status=404"),
+            "{log}"
+        );
+    }
 }
