@@ -70,6 +70,8 @@ pub(super) struct Shared {
     stop_tx: Mutex<Option<Sender<()>>>,
     pub(super) stop_rx: Receiver<()>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Targets whose breaker closed after an outage, for the sweeper's next pass.
+    recovered: Mutex<HashSet<Uuid>>,
 }
 
 /// Per-target state: the breaker, the in-flight count and tasks waiting for a slot.
@@ -142,6 +144,7 @@ impl Engine {
             stop_tx: Mutex::new(Some(stop_tx)),
             stop_rx,
             threads: Mutex::new(Vec::new()),
+            recovered: Mutex::new(HashSet::new()),
         });
         let mut threads = Vec::new();
         for i in 0..shared.config.workers {
@@ -238,6 +241,35 @@ impl Shared {
                 false
             }
         }
+    }
+
+    /// A target's breaker closed after an outage: its deliveries waiting out a backoff are
+    /// due now, so the backlog drains at `max_in_flight` from the first successful probe on,
+    /// instead of each delivery waiting for the end of its own backoff (up to
+    /// `max_backoff`). The scheduler brings its entries forward at once; the sweeper's next
+    /// pass those that only the due index holds.
+    fn target_recovered(&self, target_id: Uuid) {
+        self.recovered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(target_id);
+        // A full inbox only delays the scheduler's part until each entry's own due time.
+        let _unused = self
+            .scheduler_tx
+            .try_send(SchedulerMsg::Recovered(target_id));
+    }
+
+    /// Takes the targets recovered since the last call (see `target_recovered`).
+    pub(super) fn take_recovered(&self) -> HashSet<Uuid> {
+        std::mem::take(&mut *self.recovered.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Puts back a recovered target whose due rows did not all fit this pass.
+    pub(super) fn still_recovering(&self, target_id: Uuid) {
+        self.recovered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(target_id);
     }
 
     fn lock_targets(&self) -> MutexGuard<'_, HashMap<Uuid, TargetState>> {
@@ -445,11 +477,15 @@ fn release_slot(
     let state = targets.get_mut(&target_id)?;
     state.in_flight = state.in_flight.saturating_sub(1);
     if uses_breaker {
+        let was_closed = state.breaker.is_closed();
         state
             .breaker
             .record(!report.target_unhealthy(), probe, Instant::now());
         metrics::gauge!(m::BREAKER_STATE, "target" => target_id.to_string())
             .set(state.breaker.gauge());
+        if !was_closed && state.breaker.is_closed() {
+            s.target_recovered(target_id);
+        }
     }
     if !state.breaker.is_closed() {
         // The breaker just opened (or stays half-open): waiting tasks would only be

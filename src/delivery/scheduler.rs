@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
+use uuid::Uuid;
 
 use super::engine::Shared;
 use super::task::DeliveryTask;
@@ -18,6 +19,8 @@ use crate::model::{Millis, now_ms};
 pub(super) enum SchedulerMsg {
     /// Hand this (claimed) task to the delivery queue at this time.
     Schedule(Millis, DeliveryTask),
+    /// This target's breaker closed after an outage: its retries are due now.
+    Recovered(Uuid),
 }
 
 struct Entry {
@@ -50,8 +53,9 @@ pub(super) fn schedule(s: &Shared, due: Millis, task: DeliveryTask) {
         s.claims.release(task.delivery.id);
         return;
     }
-    if let Err(e) = s.scheduler_tx.try_send(SchedulerMsg::Schedule(due, task)) {
-        let SchedulerMsg::Schedule(_, task) = e.into_inner();
+    if let Err(e) = s.scheduler_tx.try_send(SchedulerMsg::Schedule(due, task))
+        && let SchedulerMsg::Schedule(_, task) = e.into_inner()
+    {
         s.claims.release(task.delivery.id);
     }
 }
@@ -73,6 +77,18 @@ pub(super) fn run(s: &Shared, inbox: &Receiver<SchedulerMsg>) {
                         seq += 1;
                         heap.push(Reverse(Entry { due, seq, task }));
                     }
+                }
+                Ok(SchedulerMsg::Recovered(target_id)) => {
+                    let now = now_ms();
+                    heap = heap
+                        .into_iter()
+                        .map(|Reverse(mut e)| {
+                            if e.task.target.id == target_id {
+                                e.due = e.due.min(now);
+                            }
+                            Reverse(e)
+                        })
+                        .collect();
                 }
                 Err(_) => return,
             },

@@ -48,11 +48,11 @@ pub(super) fn run(s: &Shared) {
 /// One pass over every webhook, starting at webhook number `pass` (round robin), for work
 /// due at or before `horizon`. Returns whether due work was left behind for lack of room.
 pub(super) fn sweep(s: &Shared, pass: usize, horizon: i64) -> bool {
+    let mut backlog = requeue_recovered(s);
     let mut webhooks = s.store.catalog().webhooks();
     if webhooks.is_empty() {
-        return false;
+        return backlog;
     }
-    let mut backlog = false;
     let start = pass % webhooks.len();
     webhooks.rotate_left(start);
     let count = webhooks.len();
@@ -84,6 +84,54 @@ pub(super) fn sweep(s: &Shared, pass: usize, horizon: i64) -> bool {
         let scanned = rows.len();
         let queued = requeue(s, &store, rows, share);
         backlog |= queued >= share && scanned > queued;
+    }
+    backlog
+}
+
+/// Queues the deliveries of targets whose breaker closed since the last pass, whatever
+/// their due time (see `Shared::target_recovered`). Returns whether some were left for the
+/// next pass for lack of room.
+fn requeue_recovered(s: &Shared) -> bool {
+    let mut backlog = false;
+    let catalog = s.store.catalog();
+    for target_id in s.take_recovered() {
+        let room = s.config.queue_capacity.saturating_sub(s.queue_tx.len());
+        if room == 0 {
+            s.still_recovering(target_id);
+            backlog = true;
+            continue;
+        }
+        // A deleted target's deliveries are failed by the workers as they come due.
+        let Some(target) = catalog.target(target_id) else {
+            continue;
+        };
+        let store = match s.store.events(target.webhook_id) {
+            Ok(store) => store,
+            Err(e) => {
+                tracing::error!(webhook_id = %target.webhook_id, error = %e, "cannot open event file");
+                continue;
+            }
+        };
+        // As in `sweep`: some rows are in memory already and get skipped.
+        let limit = room + s.claims.len().min(room * 4);
+        let rows = match store.due_for_target(target_id, limit) {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(target_id = %target_id, error = %e, "due index scan failed");
+                continue;
+            }
+        };
+        let scanned = rows.len();
+        let queued = requeue(s, &store, rows, room);
+        if queued > 0 {
+            tracing::info!(target_id = %target_id, queued, "target recovered: retries queued now");
+        }
+        // Made progress and there may be more: again next pass (which comes early when
+        // the queue was the limit).
+        if queued > 0 && (scanned >= limit || queued >= room) {
+            s.still_recovering(target_id);
+            backlog |= queued >= room;
+        }
     }
     backlog
 }

@@ -289,6 +289,88 @@ async fn breaker_stops_attempts_then_sends_one_probe() {
     app.stop().await;
 }
 
+/// A target back from an outage gets its backlog at once: deliveries waiting out a long
+/// backoff are brought forward when a probe closes the breaker, whether they wait in the
+/// scheduler's heap or (with no room there) in the due index alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovered_target_gets_its_backed_off_deliveries_at_once() {
+    for scheduler_capacity in [4096, 0] {
+        backed_off_deliveries_follow_the_closing_probe(scheduler_capacity).await;
+    }
+}
+
+async fn backed_off_deliveries_follow_the_closing_probe(scheduler_capacity: usize) {
+    let app = TestApp::start_with(|c| {
+        // Any failed attempt waits at least 96 s (120 s - 20% jitter): far beyond the
+        // deadline below, so only the breaker closing can bring those deliveries forward.
+        c.engine.retry_base = Duration::from_secs(120);
+        c.engine.breaker_threshold = 1;
+        c.engine.breaker_cooldown = Duration::from_millis(300);
+        c.engine.scheduler_capacity = scheduler_capacity;
+    })
+    .await;
+    let sink = Receiver::start().await;
+    sink.set_default(Reply::status(503));
+    let (wh, url) = app.webhook("outage").await;
+    app.target(
+        &wh,
+        json!({
+            "name": "down", "kind": "http", "url": sink.url("/"),
+            "max_retries": "unlimited", "max_backoff_secs": 3600, "max_in_flight": 1,
+            "timeout_secs": 1
+        }),
+    )
+    .await;
+    // The first event's failure opens the breaker; the second is deferred to the end of
+    // the cooldown, becomes the probe, fails and re-opens it. Both now wait out 96 s+.
+    app.send(&url, b"first").await;
+    assert!(wait_until(Duration::from_secs(10), || async { sink.count() >= 1 }).await);
+    app.send(&url, b"second").await;
+    assert!(wait_until(Duration::from_secs(10), || async { sink.count() >= 2 }).await);
+    let statuses = || async {
+        let page = app
+            .get_json(&format!("/webhooks/{wh}/events?per_page=10"))
+            .await;
+        page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["deliveries"][0]["status"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || async {
+            statuses().await == ["retrying", "retrying"]
+        })
+        .await,
+        "both failed deliveries wait for a retry: {:?}",
+        statuses().await
+    );
+
+    // The receiver is back. The next event is the probe that closes the breaker, and the
+    // two waiting deliveries follow it instead of waiting out their backoff.
+    sink.set_default(Reply::status(200));
+    app.send(&url, b"third").await;
+    let drained = wait_until(Duration::from_secs(20), || async {
+        statuses().await == ["delivered", "delivered", "delivered"]
+    })
+    .await;
+    assert!(
+        drained,
+        "scheduler capacity {scheduler_capacity}: {:?}",
+        statuses().await
+    );
+    let mut bodies = sink
+        .received()
+        .into_iter()
+        .skip(2)
+        .map(|r| r.body)
+        .collect::<Vec<_>>();
+    bodies.sort();
+    assert_eq!(bodies, [&b"first"[..], b"second", b"third"]);
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_in_flight_is_a_hard_cap() {
     let app = TestApp::start_with(|c| c.engine.workers = 8).await;
