@@ -259,6 +259,19 @@ impl Shared {
             .try_send(SchedulerMsg::Recovered(target_id));
     }
 
+    /// Schedules a delivery the breaker deferred: at `due`, or now if the breaker has
+    /// closed since (a deferral committed while the closing probe was out). Decided under
+    /// the targets lock, under which a closing breaker notifies the scheduler, so a
+    /// deferral cannot slip in after that notice and wait out a cooldown for nothing.
+    fn schedule_deferral(&self, due: Millis, task: DeliveryTask) {
+        let targets = self.lock_targets();
+        let closed = targets
+            .get(&task.target.id)
+            .is_none_or(|t| t.breaker.is_closed());
+        let due = if closed { due.min(now_ms()) } else { due };
+        scheduler::schedule(self, due, task);
+    }
+
     /// Takes the targets recovered since the last call (see `target_recovered`).
     pub(super) fn take_recovered(&self) -> HashSet<Uuid> {
         std::mem::take(&mut *self.recovered.lock().unwrap_or_else(|p| p.into_inner()))
@@ -667,11 +680,16 @@ fn submit_then(
         }
     };
     let shared = s.clone();
+    let deferral = write.result.is_none();
     let done = Box::new(move |r: Result<(), crate::store::StoreError>| match r {
         Ok(()) => match delivery.next_attempt_at {
             Some(due) => {
                 let task = DeliveryTask { delivery, ..task };
-                scheduler::schedule(&shared, due, task);
+                if deferral {
+                    shared.schedule_deferral(due, task);
+                } else {
+                    scheduler::schedule(&shared, due, task);
+                }
             }
             None => shared.claims.release(id),
         },

@@ -371,6 +371,65 @@ async fn backed_off_deliveries_follow_the_closing_probe(scheduler_capacity: usiz
     app.stop().await;
 }
 
+/// Deliveries that an open breaker deferred come due together at its reopen time: one is
+/// the probe and the rest are deferred again while it is out. When the probe succeeds they
+/// go at once, also those whose deferral was committed after the breaker had closed,
+/// instead of waiting out another cooldown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_deferred_during_the_closing_probe_follow_it() {
+    let cooldown = Duration::from_secs(3);
+    let app = TestApp::start_with(|c| {
+        c.engine.retry_base = Duration::from_secs(120);
+        c.engine.breaker_threshold = 1;
+        c.engine.breaker_cooldown = cooldown;
+    })
+    .await;
+    let sink = Receiver::start().await;
+    sink.set_default(Reply::status(503));
+    let (wh, url) = app.webhook("reopen").await;
+    app.target(
+        &wh,
+        json!({
+            "name": "flaky", "kind": "http", "url": sink.url("/"),
+            "max_retries": "unlimited", "max_backoff_secs": 3600, "max_in_flight": 10,
+            "timeout_secs": 30
+        }),
+    )
+    .await;
+    app.send(&url, b"opens the breaker").await;
+    assert!(wait_until(Duration::from_secs(10), || async { sink.count() >= 1 }).await);
+    sink.set_default(Reply::status(200));
+    // Deferred to the reopen time, all of them.
+    for _ in 0..20 {
+        app.send(&url, b"deferred").await;
+    }
+    // At the reopen time one of them is the probe; it succeeds. Every deferred delivery
+    // must follow well within the 3 s a second deferral would cost, and the first event's
+    // retry (120 s away) with them.
+    assert!(wait_until(cooldown * 3, || async { sink.count() >= 2 }).await);
+    let probe_arrived = std::time::Instant::now();
+    let delivered = wait_until(Duration::from_secs(2), || async {
+        let page = app
+            .get_json(&format!("/webhooks/{wh}/events?per_page=30"))
+            .await;
+        page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["deliveries"][0]["status"] == "delivered")
+            .count()
+            == 21
+    })
+    .await;
+    assert!(
+        delivered,
+        "{} requests arrived in the {:?} after the probe",
+        sink.count() - 2,
+        probe_arrived.elapsed()
+    );
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_in_flight_is_a_hard_cap() {
     let app = TestApp::start_with(|c| c.engine.workers = 8).await;
