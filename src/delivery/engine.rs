@@ -70,7 +70,8 @@ pub(super) struct Shared {
     stop_tx: Mutex<Option<Sender<()>>>,
     pub(super) stop_rx: Receiver<()>,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    /// Targets whose breaker closed after an outage, for the sweeper's next pass.
+    /// Targets whose breaker closed after an outage, not yet seen by the sweeper (see
+    /// `target_recovered`).
     recovered: Mutex<HashSet<Uuid>>,
 }
 
@@ -144,7 +145,7 @@ impl Engine {
             stop_tx: Mutex::new(Some(stop_tx)),
             stop_rx,
             threads: Mutex::new(Vec::new()),
-            recovered: Mutex::new(HashSet::new()),
+            recovered: Mutex::default(),
         });
         let mut threads = Vec::new();
         for i in 0..shared.config.workers {
@@ -246,17 +247,30 @@ impl Shared {
     /// A target's breaker closed after an outage: its deliveries waiting out a backoff are
     /// due now, so the backlog drains at `max_in_flight` from the first successful probe on,
     /// instead of each delivery waiting for the end of its own backoff (up to
-    /// `max_backoff`). The scheduler brings its entries forward at once; the sweeper's next
-    /// pass those that only the due index holds.
+    /// `max_backoff`). The scheduler brings its entries forward at once; the sweeper queues
+    /// those that only the due index holds. Called under the targets lock (see
+    /// `schedule_deferral`).
     fn target_recovered(&self, target_id: Uuid) {
         self.recovered
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(target_id);
-        // A full inbox only delays the scheduler's part until each entry's own due time.
-        let _unused = self
-            .scheduler_tx
-            .try_send(SchedulerMsg::Recovered(target_id));
+        // A blocking send, in order behind every deferral scheduled before the close (they
+        // are sent under the same lock): the scheduler must see those entries before it
+        // brings the target's entries forward. It never waits for the targets lock, and
+        // once it has stopped the send fails at once.
+        let _stopped = self.scheduler_tx.send(SchedulerMsg::Recovered(target_id));
+    }
+
+    /// Takes the targets recovered since the sweeper last asked.
+    pub(super) fn recovered_for_sweeper(&self) -> HashSet<Uuid> {
+        std::mem::take(&mut *self.recovered.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Whether the target's breaker lets attempts through (a target without state has
+    /// never failed).
+    pub(super) fn breaker_closed(&self, target_id: Uuid) -> bool {
+        breaker_closed(&self.lock_targets(), target_id)
     }
 
     /// Schedules a delivery the breaker deferred: at `due`, or now if the breaker has
@@ -265,29 +279,23 @@ impl Shared {
     /// deferral cannot slip in after that notice and wait out a cooldown for nothing.
     fn schedule_deferral(&self, due: Millis, task: DeliveryTask) {
         let targets = self.lock_targets();
-        let closed = targets
-            .get(&task.target.id)
-            .is_none_or(|t| t.breaker.is_closed());
-        let due = if closed { due.min(now_ms()) } else { due };
+        let due = if breaker_closed(&targets, task.target.id) {
+            due.min(now_ms())
+        } else {
+            due
+        };
         scheduler::schedule(self, due, task);
-    }
-
-    /// Takes the targets recovered since the last call (see `target_recovered`).
-    pub(super) fn take_recovered(&self) -> HashSet<Uuid> {
-        std::mem::take(&mut *self.recovered.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    /// Puts back a recovered target whose due rows did not all fit this pass.
-    pub(super) fn still_recovering(&self, target_id: Uuid) {
-        self.recovered
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(target_id);
     }
 
     fn lock_targets(&self) -> MutexGuard<'_, HashMap<Uuid, TargetState>> {
         self.targets.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+fn breaker_closed(targets: &HashMap<Uuid, TargetState>, target_id: Uuid) -> bool {
+    targets
+        .get(&target_id)
+        .is_none_or(|t| t.breaker.is_closed())
 }
 
 fn worker_loop(s: &Arc<Shared>) {

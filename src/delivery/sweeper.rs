@@ -5,7 +5,7 @@
 //! The queue's free room is shared between webhooks, starting from a different webhook
 //! each pass, so one webhook's large backlog cannot starve the others.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -20,6 +20,7 @@ use crate::store::{AttemptWrite, DueRow, EventStore, StoreError, WriteOp};
 pub(super) fn run(s: &Shared) {
     let pass = AtomicUsize::new(0);
     let mut due_gauges = DueGauges::default();
+    let mut recoveries = Recoveries::default();
     // Deferrals by a circuit breaker of the previous process are not binding on this one,
     // whose breakers start closed: during the first cooldown after start, work due before
     // its end counts as due now. If the target is still down, this process's own breaker
@@ -27,7 +28,8 @@ pub(super) fn run(s: &Shared) {
     let recovery_until = now_ms() + s.config.breaker_cooldown.as_millis() as i64;
     loop {
         let horizon = now_ms().max(recovery_until);
-        let backlog = sweep(s, pass.fetch_add(1, Ordering::Relaxed), horizon);
+        let recovering = recoveries.requeue(s);
+        let backlog = sweep(s, pass.fetch_add(1, Ordering::Relaxed), horizon) || recovering;
         publish_depths(s);
         due_gauges.publish(s);
         // With more due work than the queue took, come back as soon as the workers have
@@ -48,11 +50,11 @@ pub(super) fn run(s: &Shared) {
 /// One pass over every webhook, starting at webhook number `pass` (round robin), for work
 /// due at or before `horizon`. Returns whether due work was left behind for lack of room.
 pub(super) fn sweep(s: &Shared, pass: usize, horizon: i64) -> bool {
-    let mut backlog = requeue_recovered(s);
     let mut webhooks = s.store.catalog().webhooks();
     if webhooks.is_empty() {
-        return backlog;
+        return false;
     }
+    let mut backlog = false;
     let start = pass % webhooks.len();
     webhooks.rotate_left(start);
     let count = webhooks.len();
@@ -88,52 +90,86 @@ pub(super) fn sweep(s: &Shared, pass: usize, horizon: i64) -> bool {
     backlog
 }
 
-/// Queues the deliveries of targets whose breaker closed since the last pass, whatever
-/// their due time (see `Shared::target_recovered`). Returns whether some were left for the
-/// next pass for lack of room.
-fn requeue_recovered(s: &Shared) -> bool {
-    let mut backlog = false;
-    let catalog = s.store.catalog();
-    for target_id in s.take_recovered() {
-        let room = s.config.queue_capacity.saturating_sub(s.queue_tx.len());
-        if room == 0 {
-            s.still_recovering(target_id);
-            backlog = true;
-            continue;
-        }
-        // A deleted target's deliveries are failed by the workers as they come due.
-        let Some(target) = catalog.target(target_id) else {
-            continue;
-        };
-        let store = match s.store.events(target.webhook_id) {
-            Ok(store) => store,
-            Err(e) => {
-                tracing::error!(webhook_id = %target.webhook_id, error = %e, "cannot open event file");
+/// Most due rows read for one target's recovery; beyond them, deliveries wait out their
+/// own backoff. A breaker opens after a handful of failures, so a recovered target usually
+/// has about one backed-off delivery per probe (one per cooldown) plus the threshold.
+const MAX_RECOVERY_ROWS: usize = 10_000;
+
+/// Per pass, a recovered target gets this many tasks per `max_in_flight` slot: enough to
+/// keep it busy until the next pass, not so many that they bounce off a full waiting list.
+const RECOVERY_TASKS_PER_SLOT: usize = 8;
+
+/// The due rows of targets whose breaker closed after an outage (`Shared::target_recovered`),
+/// read once per recovery and queued over the next passes as room allows. Each row is
+/// brought forward at most once, and only while it is unchanged (`requeue` re-reads it):
+/// a delivery that fails again after the recovery waits out its new backoff.
+#[derive(Default)]
+struct Recoveries(HashMap<Uuid, VecDeque<DueRow>>);
+
+impl Recoveries {
+    /// Queues the next rows of each recovering target. Returns whether rows are left.
+    fn requeue(&mut self, s: &Shared) -> bool {
+        let catalog = s.store.catalog();
+        for target_id in s.recovered_for_sweeper() {
+            // A new recovery replaces an unfinished one: the rows are read again.
+            self.0.remove(&target_id);
+            let Some(target) = catalog.target(target_id) else {
                 continue;
+            };
+            let rows = s
+                .store
+                .events(target.webhook_id)
+                .and_then(|store| store.due_for_target(target_id, MAX_RECOVERY_ROWS));
+            match rows {
+                Ok(rows) => {
+                    self.0.insert(target_id, rows.into());
+                }
+                Err(e) => {
+                    tracing::error!(target_id = %target_id, error = %e, "cannot read a recovered target's due rows");
+                }
             }
-        };
-        // As in `sweep`: some rows are in memory already and get skipped.
-        let limit = room + s.claims.len().min(room * 4);
-        let rows = match store.due_for_target(target_id, limit) {
-            Ok(rows) => rows,
-            Err(e) => {
-                tracing::error!(target_id = %target_id, error = %e, "due index scan failed");
-                continue;
+        }
+        let mut left = false;
+        self.0.retain(|&target_id, rows| {
+            // Re-opened since: its deliveries wait for the next recovery.
+            if !s.breaker_closed(target_id) {
+                return false;
             }
-        };
-        let scanned = rows.len();
-        let queued = requeue(s, &store, rows, room);
-        if queued > 0 {
-            tracing::info!(target_id = %target_id, queued, "target recovered: retries queued now");
-        }
-        // Made progress and there may be more: again next pass (which comes early when
-        // the queue was the limit).
-        if queued > 0 && (scanned >= limit || queued >= room) {
-            s.still_recovering(target_id);
-            backlog |= queued >= room;
-        }
+            // A deleted target's deliveries are failed by the workers as they come due.
+            let Some(target) = catalog.target(target_id) else {
+                return false;
+            };
+            let slots = match &target.kind {
+                TargetKind::Http(cfg) => cfg.max_in_flight.max(1) as usize,
+                _ => 1,
+            };
+            let room = s.config.queue_capacity.saturating_sub(s.queue_tx.len());
+            let share = (room / 2).min(slots * RECOVERY_TASKS_PER_SLOT);
+            if share > 0 {
+                let store = match s.store.events(target.webhook_id) {
+                    Ok(store) => store,
+                    Err(e) => {
+                        tracing::error!(webhook_id = %target.webhook_id, error = %e, "cannot open event file");
+                        return false;
+                    }
+                };
+                // Rows in memory already, or changed since they were read, are skipped and
+                // count against nothing.
+                let mut queued = 0;
+                while queued < share {
+                    let Some(row) = rows.pop_front() else { break };
+                    queued += requeue(s, &store, vec![row], 1);
+                }
+                if queued > 0 {
+                    tracing::debug!(target_id = %target_id, queued, "recovered target: retries brought forward");
+                }
+            }
+            let keep = !rows.is_empty();
+            left |= keep;
+            keep
+        });
+        left
     }
-    backlog
 }
 
 /// Queues up to `share` of the rows that nobody holds in memory; returns how many.

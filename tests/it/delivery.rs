@@ -371,13 +371,86 @@ async fn backed_off_deliveries_follow_the_closing_probe(scheduler_capacity: usiz
     app.stop().await;
 }
 
+/// A recovery brings each waiting delivery forward once: one that fails again after the
+/// breaker closed waits out its new backoff, even though the breaker stays closed and the
+/// sweeper keeps passing; in the scheduler's heap or (with no room there) in the due index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovery_brings_each_delivery_forward_only_once() {
+    for scheduler_capacity in [4096, 0] {
+        each_delivery_comes_forward_once(scheduler_capacity).await;
+    }
+}
+
+async fn each_delivery_comes_forward_once(scheduler_capacity: usize) {
+    let app = TestApp::start_with(|c| {
+        c.engine.retry_base = Duration::from_secs(120);
+        c.engine.breaker_threshold = 2;
+        c.engine.breaker_cooldown = Duration::from_millis(300);
+        c.engine.scheduler_capacity = scheduler_capacity;
+    })
+    .await;
+    let sink = Receiver::start().await;
+    sink.set_default(Reply::status(503));
+    let (wh, url) = app.webhook("flapping").await;
+    app.target(
+        &wh,
+        json!({
+            "name": "flapping", "kind": "http", "url": sink.url("/"),
+            "max_retries": "unlimited", "max_backoff_secs": 3600, "max_in_flight": 10,
+            "timeout_secs": 1
+        }),
+    )
+    .await;
+    // Two failures open the breaker; both deliveries wait out 96 s+.
+    app.send(&url, b"a").await;
+    app.send(&url, b"b").await;
+    assert!(wait_until(Duration::from_secs(10), || async { sink.count() >= 2 }).await);
+    // The probe succeeds and closes the breaker; of the two brought forward, the first to
+    // arrive fails again (one failure: the breaker stays closed) and the other succeeds.
+    sink.script([Reply::status(200), Reply::status(503), Reply::status(200)]);
+    app.send(&url, b"probe").await;
+    assert!(wait_until(Duration::from_secs(10), || async { sink.count() >= 5 }).await);
+    // Many sweeper passes (every 100 ms) later, the failed one has not been tried again.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        sink.count(),
+        5,
+        "scheduler capacity {scheduler_capacity}: a delivery brought forward once fails into its backoff"
+    );
+    let page = app
+        .get_json(&format!("/webhooks/{wh}/events?per_page=10"))
+        .await;
+    let mut states = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let d = &e["deliveries"][0];
+            (
+                d["status"].as_str().unwrap().to_owned(),
+                d["attempts"].as_u64().unwrap(),
+            )
+        })
+        .collect::<Vec<_>>();
+    states.sort();
+    assert_eq!(
+        states,
+        [
+            ("delivered".to_owned(), 1),
+            ("delivered".to_owned(), 2),
+            ("retrying".to_owned(), 2)
+        ]
+    );
+    app.stop().await;
+}
+
 /// Deliveries that an open breaker deferred come due together at its reopen time: one is
 /// the probe and the rest are deferred again while it is out. When the probe succeeds they
 /// go at once, also those whose deferral was committed after the breaker had closed,
 /// instead of waiting out another cooldown.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_deferred_during_the_closing_probe_follow_it() {
-    let cooldown = Duration::from_secs(3);
+    let cooldown = Duration::from_secs(4);
     let app = TestApp::start_with(|c| {
         c.engine.retry_base = Duration::from_secs(120);
         c.engine.breaker_threshold = 1;
@@ -397,18 +470,26 @@ async fn deliveries_deferred_during_the_closing_probe_follow_it() {
     )
     .await;
     app.send(&url, b"opens the breaker").await;
-    assert!(wait_until(Duration::from_secs(10), || async { sink.count() >= 1 }).await);
+    // Recorded as retrying: the breaker took the failure (it is fed before the record).
+    let first_retrying = wait_until(Duration::from_secs(10), || async {
+        let page = app
+            .get_json(&format!("/webhooks/{wh}/events?per_page=1"))
+            .await;
+        page["events"][0]["deliveries"][0]["status"] == "retrying"
+    })
+    .await;
+    assert!(first_retrying);
     sink.set_default(Reply::status(200));
     // Deferred to the reopen time, all of them.
     for _ in 0..20 {
         app.send(&url, b"deferred").await;
     }
     // At the reopen time one of them is the probe; it succeeds. Every deferred delivery
-    // must follow well within the 3 s a second deferral would cost, and the first event's
+    // must follow well within the 4 s a second deferral would cost, and the first event's
     // retry (120 s away) with them.
     assert!(wait_until(cooldown * 3, || async { sink.count() >= 2 }).await);
     let probe_arrived = std::time::Instant::now();
-    let delivered = wait_until(Duration::from_secs(2), || async {
+    let delivered = wait_until(Duration::from_secs(3), || async {
         let page = app
             .get_json(&format!("/webhooks/{wh}/events?per_page=30"))
             .await;
