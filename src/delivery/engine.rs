@@ -504,8 +504,16 @@ fn release_slot(
             .record(!report.target_unhealthy(), probe, Instant::now());
         metrics::gauge!(m::BREAKER_STATE, "target" => target_id.to_string())
             .set(state.breaker.gauge());
-        if !was_closed && state.breaker.is_closed() {
-            s.target_recovered(target_id);
+        // Transitions only: a dead target's failed probes (one per cooldown) stay quiet.
+        match (was_closed, state.breaker.is_closed()) {
+            (true, false) => {
+                tracing::warn!(target_id = %target_id, "circuit breaker opened: deliveries to this target wait")
+            }
+            (false, true) => {
+                tracing::info!(target_id = %target_id, "circuit breaker closed: the target is back");
+                s.target_recovered(target_id);
+            }
+            _ => {}
         }
     }
     if !state.breaker.is_closed() {
