@@ -245,7 +245,7 @@ impl Ingestor {
             tasks,
             delivered_by_commit,
         } = DeliveryPlan::new(webhook_id, event.id, targets, now, || {
-            Arc::new(EventPayload::new(&event, body.clone()))
+            Arc::new(EventPayload::new(&event, Some(body.clone())))
         });
         let event_id = event.id;
         let body_len = body.len();

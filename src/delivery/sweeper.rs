@@ -234,10 +234,8 @@ fn load_task(
         Some(p) => p.clone(),
         None => match store.event_with_small_body(row.event_id, MAX_INLINE_BODY)? {
             Some((event, body)) => {
-                let p = Arc::new(EventPayload::new(
-                    &event,
-                    body.map(Into::into).unwrap_or_default(),
-                ));
+                // A large body is not read here (None): the worker reads it when it sends.
+                let p = Arc::new(EventPayload::new(&event, body.map(Into::into)));
                 payloads.insert(row.event_id, p.clone());
                 p
             }

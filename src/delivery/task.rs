@@ -35,8 +35,10 @@ pub struct EventPayload {
 }
 
 impl EventPayload {
-    /// Builds the payload, inlining the body only when it is small.
-    pub fn new(event: &Event, body: Bytes) -> EventPayload {
+    /// Builds the payload. `body` travels inline only when it is the event's whole body and
+    /// small; otherwise (a large body, or the caller does not have it) the delivery thread
+    /// reads it from the store.
+    pub fn new(event: &Event, body: Option<Bytes>) -> EventPayload {
         EventPayload {
             id: event.id,
             received_at: event.received_at,
@@ -45,7 +47,7 @@ impl EventPayload {
             headers: event.headers.clone(),
             content_type: event.content_type.clone(),
             body_len: event.body_len,
-            body: (body.len() < MAX_INLINE_BODY).then_some(body),
+            body: body.filter(|b| b.len() < MAX_INLINE_BODY && b.len() as u64 == event.body_len),
         }
     }
 }

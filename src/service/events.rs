@@ -116,7 +116,7 @@ impl Service {
                     tasks,
                     delivered_by_commit,
                 } = DeliveryPlan::new(webhook_id, event_id, targets, now, || {
-                    Arc::new(EventPayload::new(&event, body.clone()))
+                    Arc::new(EventPayload::new(&event, Some(body.clone())))
                 });
                 let ids = deliveries.iter().map(|d| d.id).collect::<Vec<_>>();
                 // Queued by the writer right after the commit, as ingest does (I5).
