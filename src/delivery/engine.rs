@@ -308,6 +308,13 @@ fn worker_loop(s: &Arc<Shared>) {
             Ok(task) => {
                 let mut next = Some(task);
                 while let Some(task) = next.take() {
+                    if s.stopping() {
+                        // Start nothing once shutdown has begun: its result could no longer
+                        // be recorded, and it would be sent again after the restart. The due
+                        // index still holds it (I2).
+                        s.claims.release(task.delivery.id);
+                        break;
+                    }
                     next = attempt(s, task);
                 }
             }

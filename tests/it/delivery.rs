@@ -423,6 +423,53 @@ async fn a_large_body_is_delivered_whole_when_the_sweeper_requeues_it() {
     app.stop().await;
 }
 
+/// Shutdown starts no new attempt, not even one waiting for a `max_in_flight` slot that
+/// the finishing attempt frees: its result could no longer be recorded and it would be
+/// sent twice. Across the restart every delivery is sent exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_starts_no_waiting_attempt() {
+    let app = TestApp::start_with(|c| c.engine.shutdown_grace = Duration::from_secs(1)).await;
+    let sink = Receiver::start().await;
+    sink.set_default(Reply::delayed(200, Duration::from_millis(400)));
+    let (wh, url) = app.webhook("parked").await;
+    app.target(
+        &wh,
+        json!({"name": "slow", "kind": "http", "url": sink.url("/"), "max_in_flight": 1}),
+    )
+    .await;
+    for _ in 0..6 {
+        app.send(&url, b"{}").await;
+    }
+    // One in flight, the others waiting for its slot.
+    assert!(wait_until(Duration::from_secs(5), || async { sink.count() >= 1 }).await);
+    let dir = app.stop().await;
+    let at_stop = sink.count();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(sink.count(), at_stop, "attempts started after the stop");
+
+    sink.set_default(Reply::status(200));
+    let mut config = test_config(dir.path());
+    config.admin_password = Some("correct horse battery".into());
+    let app = TestApp::start_in(dir, config).await;
+    let distinct = || {
+        let mut ids: Vec<String> = sink
+            .received()
+            .iter()
+            .map(|r| r.header("x-webhooker-delivery-id").unwrap())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids.len()
+    };
+    assert!(wait_until(Duration::from_secs(15), || async { distinct() == 6 }).await);
+    assert_eq!(
+        sink.count(),
+        6,
+        "a delivery was sent twice across a graceful restart"
+    );
+    app.stop().await;
+}
+
 /// A recovery brings each waiting delivery forward once: one that fails again after the
 /// breaker closed waits out its new backoff, even though the breaker stays closed and the
 /// sweeper keeps passing; in the scheduler's heap or (with no room there) in the due index.
