@@ -702,7 +702,17 @@ impl<'t> WriteTables<'t> {
                 }
                 self.insert_deliveries(&n.deliveries)
             }
-            WriteOp::AddDeliveries(ds) => self.insert_deliveries(ds),
+            WriteOp::AddDeliveries(ds) => {
+                // Checked in the transaction: retention may have removed the event since
+                // the caller read it, and its deliveries would be orphans nobody prunes.
+                let events = opened(self.tx, &mut self.events, EVENTS)?;
+                for d in ds {
+                    if events.get(d.event_id.as_u128())?.is_none() {
+                        return Err(StoreError::UnknownEvent);
+                    }
+                }
+                self.insert_deliveries(ds)
+            }
             WriteOp::Attempt(a) => {
                 let d = &a.delivery;
                 self.put_delivery(d)?;

@@ -66,6 +66,9 @@ pub enum StoreError {
     /// The webhook does not exist (any more), so neither does its event file.
     #[error("no such webhook")]
     UnknownWebhook,
+    /// The event does not exist (any more): retention may remove one at any time.
+    #[error("no such event")]
+    UnknownEvent,
 }
 
 /// Checks a file's stored format version against the `current` one this build writes and

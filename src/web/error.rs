@@ -98,7 +98,9 @@ fn store_status(e: &StoreError) -> (StatusCode, String) {
             StatusCode::SERVICE_UNAVAILABLE,
             "shutting down; retry shortly".into(),
         ),
-        StoreError::UnknownWebhook => (StatusCode::NOT_FOUND, e.to_string()),
+        StoreError::UnknownWebhook | StoreError::UnknownEvent => {
+            (StatusCode::NOT_FOUND, e.to_string())
+        }
         StoreError::Redb(_)
         | StoreError::Codec(_)
         | StoreError::FormatVersion { .. }

@@ -164,3 +164,27 @@ fn event_file_written_by_another_format_is_refused() {
         Ok(_) => panic!("a file of another format was opened"),
     }
 }
+
+/// Redelivery reads the event and then commits `AddDeliveries`; retention runs its own
+/// transactions and may remove the event in between. The commit is refused rather than
+/// storing deliveries (and due rows) for an event that is gone, which nothing would prune.
+#[test]
+fn deliveries_for_an_event_removed_meanwhile_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let events = store.create_events(Uuid::new_v4()).unwrap();
+    let new = event_with(DeliveryStatus::Delivered, None);
+    let event_id = new.event.id;
+    events.write_blocking(WriteOp::Ingest(new)).unwrap();
+    assert!(events.event_with_body(event_id).unwrap().is_some());
+    assert_eq!(events.prune(now_ms() + 1000).unwrap().events_removed, 1);
+    let d = Delivery::pending(event_id, Uuid::new_v4(), now_ms());
+    let did = d.id;
+    match events.write_blocking(WriteOp::AddDeliveries(vec![d])) {
+        Err(StoreError::UnknownEvent) => {}
+        other => panic!("expected UnknownEvent, got {other:?}"),
+    }
+    assert!(events.delivery(event_id, did).unwrap().is_none());
+    assert_eq!(events.due_count().unwrap(), 0);
+    store.close();
+}
