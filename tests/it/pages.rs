@@ -330,6 +330,46 @@ async fn login_is_rate_limited() {
     app.stop().await;
 }
 
+/// The current password on the account page can be guessed as at login, so it shares the
+/// login limit (5 a minute per client; the sign-in itself was one).
+#[tokio::test]
+async fn password_change_is_rate_limited() {
+    let app = TestApp::start().await;
+    let b = login(&app).await;
+    let guess = |i: usize| {
+        [
+            ("current_password", format!("guess-{i}")),
+            ("new_password", "a-new-password".to_owned()),
+            ("confirm", "a-new-password".to_owned()),
+        ]
+    };
+    for i in 0..4 {
+        let fields = guess(i);
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let r = post(&app, &b, "/account/password", &fields).await;
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "guess {i}");
+    }
+    let r = post(
+        &app,
+        &b,
+        "/account/password",
+        &[
+            ("current_password", app.password.as_str()),
+            ("new_password", "a-new-password"),
+            ("confirm", "a-new-password"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("Too many password attempts")
+    );
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn csrf_is_required() {
     let app = TestApp::start().await;

@@ -2,8 +2,11 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::State;
-use axum::http::StatusCode;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::CookieJar;
 use serde::Deserialize;
@@ -13,8 +16,9 @@ use super::auth::Empty;
 use super::view::When;
 use super::{Ctx, FormError, PagePath, PageResult, Viewer, redirect_with};
 use crate::model::ApiKey;
-use crate::web::AppState;
 use crate::web::auth::{AuthForm, CurrentUser, session_cookie};
+use crate::web::error::PageError;
+use crate::web::{AppState, client_ip};
 
 struct KeyRow {
     id: Uuid,
@@ -80,6 +84,8 @@ pub(super) struct PasswordForm {
 /// POST /account/password: ends every session and logs this browser in again.
 pub(super) async fn change_password(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     jar: CookieJar,
     AuthForm { user, form }: AuthForm<PasswordForm>,
 ) -> PageResult<Response> {
@@ -89,12 +95,26 @@ pub(super) async fn change_password(
             "The new password and its confirmation differ.",
         ))
     } else {
+        // The current password can be guessed here as at login (with a stolen session, to
+        // keep access after it is revoked): the same limit per client, counted before the
+        // slow check, given back on success.
+        let ip = client_ip(&headers, peer, state.web.trust_proxy);
+        let now = Instant::now();
+        if !state.limiter.allow(ip, now) {
+            return Err(PageError::Status(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many password attempts. Wait a minute and try again.".into(),
+            ));
+        }
         match state
             .service
             .change_password(&user.user, &form.current_password, &form.new_password)
             .await
         {
-            Ok(token) => Ok(token),
+            Ok(token) => {
+                state.limiter.refund(ip, now);
+                Ok(token)
+            }
             Err(e) => Err(FormError::from_service(e)?),
         }
     };
