@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{Service, ServiceError, ServiceResult};
 use crate::delivery::{DeliveryPlan, EventPayload};
-use crate::model::now_ms;
+use crate::model::{Target, now_ms};
 use crate::store::{EventDetail, EventWithBody, WriteOp};
 
 /// Largest page size.
@@ -81,27 +81,8 @@ impl Service {
         target_id: Option<Uuid>,
     ) -> ServiceResult<Vec<Uuid>> {
         let view = self.webhook(webhook_id).await?;
-        let targets: Vec<_> = match target_id {
-            Some(tid) => {
-                let t = view
-                    .targets
-                    .iter()
-                    .find(|t| t.id == tid)
-                    .cloned()
-                    .ok_or(ServiceError::NotFound("target"))?;
-                if !t.active {
-                    return Err(ServiceError::invalid("target_id", "target is inactive"));
-                }
-                vec![t]
-            }
-            None => view.targets.iter().filter(|t| t.active).cloned().collect(),
-        };
-        if targets.is_empty() {
-            return Err(ServiceError::invalid(
-                "target_id",
-                "the webhook has no active target",
-            ));
-        }
+        // Judged after the event is found: a missing event is a 404 whatever the targets.
+        let targets = redelivery_targets(&view.targets, target_id);
         let now = now_ms();
         let engine = self.engine.clone();
         let ids = self
@@ -110,6 +91,7 @@ impl Service {
                 let (event, body) = events
                     .event_with_body(event_id)?
                     .ok_or(ServiceError::NotFound("event"))?;
+                let targets = targets?;
                 let body = bytes::Bytes::from(body);
                 let DeliveryPlan {
                     deliveries,
@@ -131,4 +113,33 @@ impl Service {
             .await?;
         Ok(ids)
     }
+}
+
+/// The targets a redelivery goes to: the one named (which must be active), or every active
+/// target of the webhook (there must be one).
+fn redelivery_targets(
+    targets: &[Arc<Target>],
+    target_id: Option<Uuid>,
+) -> ServiceResult<Vec<Arc<Target>>> {
+    let chosen: Vec<_> = match target_id {
+        Some(tid) => {
+            let t = targets
+                .iter()
+                .find(|t| t.id == tid)
+                .cloned()
+                .ok_or(ServiceError::NotFound("target"))?;
+            if !t.active {
+                return Err(ServiceError::invalid("target_id", "target is inactive"));
+            }
+            vec![t]
+        }
+        None => targets.iter().filter(|t| t.active).cloned().collect(),
+    };
+    if chosen.is_empty() {
+        return Err(ServiceError::invalid(
+            "target_id",
+            "the webhook has no active target",
+        ));
+    }
+    Ok(chosen)
 }

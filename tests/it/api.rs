@@ -506,6 +506,24 @@ async fn parallel_basic_auth_with_correct_credentials_is_not_rate_limited() {
     app.stop().await;
 }
 
+/// A missing event is a 404 before anything is said about the targets (here there is no
+/// active one, which would be a 422 for an event that exists).
+#[tokio::test]
+async fn redelivering_an_unknown_event_is_404_whatever_the_targets() {
+    let app = TestApp::start().await;
+    let (wh, url) = app.webhook("no-targets").await;
+    let path = format!("/webhooks/{wh}/events/{}/redeliver", uuid::Uuid::nil());
+    let r = app.api(Method::POST, &path).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "event not found");
+    let id = app.send(&url, b"{}").await;
+    let path = format!("/webhooks/{wh}/events/{id}/redeliver");
+    let r = app.api(Method::POST, &path).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn every_api_error_has_a_json_body() {
     let app = TestApp::start().await;
