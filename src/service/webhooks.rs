@@ -201,7 +201,7 @@ impl Service {
         if let Some(days) = input.retention_days {
             webhook.retention_days = check_range("retention_days", days, 0, 36_500)?;
         }
-        self.blocking(move |store| Ok(store.main.update_webhook(&webhook)?))
+        self.blocking(move |store| written(store.main.update_webhook(&webhook)?, "webhook"))
             .await?;
         self.webhook(id).await
     }
@@ -233,7 +233,7 @@ impl Service {
             created_at: now_ms(),
         };
         let id = entrypoint.id;
-        self.blocking(move |store| Ok(store.main.put_entrypoint(&entrypoint)?))
+        self.blocking(move |store| written(store.main.insert_entrypoint(&entrypoint)?, "webhook"))
             .await?;
         self.entrypoint(webhook_id, id)
     }
@@ -262,8 +262,10 @@ impl Service {
         if let Some(d) = description {
             entrypoint.description = clean_description(&d)?;
         }
-        self.blocking(move |store| Ok(store.main.put_entrypoint(&entrypoint)?))
-            .await?;
+        self.blocking(move |store| {
+            written(store.main.update_entrypoint(&entrypoint)?, "entrypoint")
+        })
+        .await?;
         self.entrypoint(webhook_id, id)
     }
 
@@ -321,7 +323,7 @@ impl Service {
             created_at: now_ms(),
         };
         let id = target.id;
-        self.blocking(move |store| Ok(store.main.put_target(&target)?))
+        self.blocking(move |store| written(store.main.insert_target(&target)?, "webhook"))
             .await?;
         self.target(webhook_id, id)
     }
@@ -349,7 +351,7 @@ impl Service {
             target.active = a;
         }
         target.kind = self.apply_kind_fields(target.kind, &input, false).await?;
-        self.blocking(move |store| Ok(store.main.put_target(&target)?))
+        self.blocking(move |store| written(store.main.update_target(&target)?, "target"))
             .await?;
         self.target(webhook_id, id)
     }
@@ -435,6 +437,15 @@ impl Service {
             )),
             Err(e) => Err(ServiceError::TargetRefused(e)),
         }
+    }
+}
+
+/// `Ok` when the store wrote the row; `NotFound(what)` when it had been deleted meanwhile.
+fn written(done: bool, what: &'static str) -> ServiceResult<()> {
+    if done {
+        Ok(())
+    } else {
+        Err(ServiceError::NotFound(what))
     }
 }
 

@@ -269,9 +269,10 @@ impl MainDb {
         })
     }
 
-    /// Overwrites a webhook's record.
-    pub fn update_webhook(&self, webhook: &Webhook) -> Result<(), StoreError> {
-        self.write_config(|tx| put(&mut tx.open_table(WEBHOOKS)?, webhook.id, webhook))
+    /// Overwrites a webhook's record; false, writing nothing, if it was deleted meanwhile
+    /// (an update racing a delete must not bring it back).
+    pub fn update_webhook(&self, webhook: &Webhook) -> Result<bool, StoreError> {
+        self.write_config(|tx| replace(&mut tx.open_table(WEBHOOKS)?, webhook.id, webhook))
     }
 
     /// Removes a webhook with its entrypoints and targets; returns whether it existed.
@@ -284,9 +285,20 @@ impl MainDb {
         })
     }
 
-    /// Inserts or overwrites an entrypoint.
-    pub fn put_entrypoint(&self, entrypoint: &Entrypoint) -> Result<(), StoreError> {
-        self.write_config(|tx| put(&mut tx.open_table(ENTRYPOINTS)?, entrypoint.id, entrypoint))
+    /// Adds an entrypoint; false, writing nothing, if its webhook was deleted meanwhile.
+    pub fn insert_entrypoint(&self, entrypoint: &Entrypoint) -> Result<bool, StoreError> {
+        self.write_config(|tx| {
+            if !exists(&tx.open_table(WEBHOOKS)?, entrypoint.webhook_id)? {
+                return Ok(false);
+            }
+            put(&mut tx.open_table(ENTRYPOINTS)?, entrypoint.id, entrypoint)?;
+            Ok(true)
+        })
+    }
+
+    /// Overwrites an entrypoint; false, writing nothing, if it was deleted meanwhile.
+    pub fn update_entrypoint(&self, entrypoint: &Entrypoint) -> Result<bool, StoreError> {
+        self.write_config(|tx| replace(&mut tx.open_table(ENTRYPOINTS)?, entrypoint.id, entrypoint))
     }
 
     /// Removes an entrypoint; returns whether it existed.
@@ -294,9 +306,20 @@ impl MainDb {
         self.write_config(|tx| Ok(tx.open_table(ENTRYPOINTS)?.remove(id.as_u128())?.is_some()))
     }
 
-    /// Inserts or overwrites a target.
-    pub fn put_target(&self, target: &Target) -> Result<(), StoreError> {
-        self.write_config(|tx| put(&mut tx.open_table(TARGETS)?, target.id, target))
+    /// Adds a target; false, writing nothing, if its webhook was deleted meanwhile.
+    pub fn insert_target(&self, target: &Target) -> Result<bool, StoreError> {
+        self.write_config(|tx| {
+            if !exists(&tx.open_table(WEBHOOKS)?, target.webhook_id)? {
+                return Ok(false);
+            }
+            put(&mut tx.open_table(TARGETS)?, target.id, target)?;
+            Ok(true)
+        })
+    }
+
+    /// Overwrites a target; false, writing nothing, if it was deleted meanwhile.
+    pub fn update_target(&self, target: &Target) -> Result<bool, StoreError> {
+        self.write_config(|tx| replace(&mut tx.open_table(TARGETS)?, target.id, target))
     }
 
     /// Removes a target; returns whether it existed.
@@ -316,6 +339,23 @@ fn put<T: Serialize>(
 ) -> Result<(), StoreError> {
     table.insert(id.as_u128(), codec::encode(value)?.as_slice())?;
     Ok(())
+}
+
+/// Overwrites the row `id` only if it exists; returns whether it did.
+fn replace<T: Serialize>(
+    table: &mut redb::Table<'_, u128, &[u8]>,
+    id: Uuid,
+    value: &T,
+) -> Result<bool, StoreError> {
+    if !exists(table, id)? {
+        return Ok(false);
+    }
+    put(table, id, value)?;
+    Ok(true)
+}
+
+fn exists(table: &impl ReadableTable<u128, &'static [u8]>, id: Uuid) -> Result<bool, StoreError> {
+    Ok(table.get(id.as_u128())?.is_some())
 }
 
 fn get_in<T: DeserializeOwned>(

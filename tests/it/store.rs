@@ -2,7 +2,9 @@
 
 use bytes::Bytes;
 use uuid::Uuid;
-use webhooker::model::{Delivery, DeliveryStatus, Event, now_ms};
+use webhooker::model::{
+    Delivery, DeliveryStatus, Entrypoint, Event, Target, TargetKind, Webhook, now_ms,
+};
 use webhooker::store::{NewEvent, Store, StoreError, WriteOp};
 
 fn event_with(status: DeliveryStatus, due: Option<i64>) -> NewEvent {
@@ -186,5 +188,56 @@ fn deliveries_for_an_event_removed_meanwhile_are_refused() {
     }
     assert!(events.delivery(event_id, did).unwrap().is_none());
     assert_eq!(events.due_count().unwrap(), 0);
+    store.close();
+}
+
+/// An update that races a delete must not bring the deleted row back, and a child must not
+/// be added to a webhook deleted meanwhile: the service reads from the in-memory catalog,
+/// so the store checks again inside the write transaction.
+#[test]
+fn updates_and_children_of_deleted_rows_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let webhook = Webhook {
+        id: Uuid::new_v4(),
+        name: "w".into(),
+        description: String::new(),
+        retention_days: 0,
+        created_at: now_ms(),
+    };
+    let entrypoint = Entrypoint {
+        id: Uuid::new_v4(),
+        webhook_id: webhook.id,
+        description: String::new(),
+        active: true,
+        created_at: now_ms(),
+    };
+    let target = Target {
+        id: Uuid::new_v4(),
+        webhook_id: webhook.id,
+        name: "t".into(),
+        active: true,
+        kind: TargetKind::Log,
+        created_at: now_ms(),
+    };
+    store.main.create_webhook(&webhook, &entrypoint).unwrap();
+    assert!(store.main.insert_target(&target).unwrap());
+    assert!(store.main.update_target(&target).unwrap());
+    assert!(store.main.update_entrypoint(&entrypoint).unwrap());
+    assert!(store.main.update_webhook(&webhook).unwrap());
+
+    assert!(store.main.delete_target(target.id).unwrap());
+    assert!(!store.main.update_target(&target).unwrap());
+    assert!(store.main.delete_entrypoint(entrypoint.id).unwrap());
+    assert!(!store.main.update_entrypoint(&entrypoint).unwrap());
+    assert!(store.main.delete_webhook(webhook.id).unwrap());
+    assert!(!store.main.update_webhook(&webhook).unwrap());
+    assert!(!store.main.insert_target(&target).unwrap());
+    assert!(!store.main.insert_entrypoint(&entrypoint).unwrap());
+
+    let catalog = store.catalog();
+    assert!(catalog.webhooks().is_empty());
+    assert!(catalog.target(target.id).is_none());
+    assert!(catalog.entrypoint(entrypoint.id).is_none());
     store.close();
 }
