@@ -158,7 +158,11 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
         || (s[0] == 0x0064 && s[1] == 0xff9b) // NAT64 may map to private v4
         || (s[0] == 0x2002) // 6to4 may map to private v4
-        || s[0] == 0x0100) // discard-only 100::/64
+        || s[0] == 0x0100 // discard-only 100::/64
+        // ::/64 holds no public unicast: what is left of it after `to_canonical` are the
+        // IPv4-compatible (::a.b.c.d) and IPv4-translated (::ffff:0:a.b.c.d) forms, which
+        // embed an IPv4 address that may be private.
+        || s[..4] == [0, 0, 0, 0])
 }
 
 #[cfg(test)]
@@ -186,6 +190,9 @@ mod tests {
             "ff02::1",
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
+            "::7f00:1",
+            "::ffff:0:7f00:1",
+            "::a9fe:a9fe",
         ] {
             assert!(
                 !p.permits(refused.parse().unwrap()),
