@@ -288,11 +288,13 @@ impl MainDb {
     /// Adds an entrypoint; false, writing nothing, if its webhook was deleted meanwhile.
     pub fn insert_entrypoint(&self, entrypoint: &Entrypoint) -> Result<bool, StoreError> {
         self.write_config(|tx| {
-            if !exists(&tx.open_table(WEBHOOKS)?, entrypoint.webhook_id)? {
-                return Ok(false);
-            }
-            put(&mut tx.open_table(ENTRYPOINTS)?, entrypoint.id, entrypoint)?;
-            Ok(true)
+            put_child(
+                tx,
+                ENTRYPOINTS,
+                entrypoint.webhook_id,
+                entrypoint.id,
+                entrypoint,
+            )
         })
     }
 
@@ -308,13 +310,7 @@ impl MainDb {
 
     /// Adds a target; false, writing nothing, if its webhook was deleted meanwhile.
     pub fn insert_target(&self, target: &Target) -> Result<bool, StoreError> {
-        self.write_config(|tx| {
-            if !exists(&tx.open_table(WEBHOOKS)?, target.webhook_id)? {
-                return Ok(false);
-            }
-            put(&mut tx.open_table(TARGETS)?, target.id, target)?;
-            Ok(true)
-        })
+        self.write_config(|tx| put_child(tx, TARGETS, target.webhook_id, target.id, target))
     }
 
     /// Overwrites a target; false, writing nothing, if it was deleted meanwhile.
@@ -351,6 +347,22 @@ fn replace<T: Serialize>(
         return Ok(false);
     }
     put(table, id, value)?;
+    Ok(true)
+}
+
+/// Inserts `value` under `id` in `def` if its webhook `parent` still exists; returns
+/// whether it did.
+fn put_child<T: Serialize>(
+    tx: &WriteTransaction,
+    def: TableDefinition<'_, u128, &'static [u8]>,
+    parent: Uuid,
+    id: Uuid,
+    value: &T,
+) -> Result<bool, StoreError> {
+    if !exists(&tx.open_table(WEBHOOKS)?, parent)? {
+        return Ok(false);
+    }
+    put(&mut tx.open_table(def)?, id, value)?;
     Ok(true)
 }
 
