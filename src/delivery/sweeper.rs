@@ -4,6 +4,9 @@
 //!
 //! The queue's free room is shared between webhooks, starting from a different webhook
 //! each pass, so one webhook's large backlog cannot starve the others.
+//!
+//! When a target's breaker closes after an outage, the sweeper also brings that target's
+//! backed-off deliveries forward, once each ([`Recoveries`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -91,8 +94,10 @@ pub(super) fn sweep(s: &Shared, pass: usize, horizon: i64) -> bool {
 }
 
 /// Most due rows read for one target's recovery; beyond them, deliveries wait out their
-/// own backoff. A breaker opens after a handful of failures, so a recovered target usually
-/// has about one backed-off delivery per probe (one per cooldown) plus the threshold.
+/// own backoff. A breaker opens after a handful of failures and then spends attempts only
+/// on probes, so a recovered target usually has about one backed-off delivery per probe
+/// (one per cooldown) plus the threshold; deferred deliveries are not counted (see
+/// `Recoveries::requeue`).
 const MAX_RECOVERY_ROWS: usize = 10_000;
 
 /// Per pass, a recovered target gets this many tasks per `max_in_flight` slot: enough to
@@ -110,6 +115,9 @@ impl Recoveries {
     /// Queues the next rows of each recovering target. Returns whether rows are left.
     fn requeue(&mut self, s: &Shared) -> bool {
         let catalog = s.store.catalog();
+        // Rows due before the next pass are the regular sweep's (the deferrals waiting for
+        // the breaker's reopen time are): a recovery is for the backed-off ones.
+        let soon = now_ms() + s.config.sweep_interval.as_millis() as i64;
         for target_id in s.recovered_for_sweeper() {
             // A new recovery replaces an unfinished one: the rows are read again.
             self.0.remove(&target_id);
@@ -119,7 +127,7 @@ impl Recoveries {
             let rows = s
                 .store
                 .events(target.webhook_id)
-                .and_then(|store| store.due_for_target(target_id, MAX_RECOVERY_ROWS));
+                .and_then(|store| store.due_for_target(target_id, soon, MAX_RECOVERY_ROWS));
             match rows {
                 Ok(rows) => {
                     self.0.insert(target_id, rows.into());
@@ -156,7 +164,8 @@ impl Recoveries {
                 // Rows in memory already, or changed since they were read, are skipped and
                 // count against nothing.
                 let mut queued = 0;
-                while queued < share {
+                // Stops at a full queue: a row taken then would wait out its backoff.
+                while queued < share && s.queue_tx.len() < s.config.queue_capacity {
                     let Some(row) = rows.pop_front() else { break };
                     queued += requeue(s, &store, vec![row], 1);
                 }

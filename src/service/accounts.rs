@@ -253,6 +253,7 @@ impl Service {
         user: &User,
         current: &str,
         new: &str,
+        admit: impl FnOnce() -> bool + Send,
     ) -> ServiceResult<SessionToken> {
         if new.chars().count() < MIN_PASSWORD {
             return Err(ServiceError::invalid(
@@ -262,6 +263,11 @@ impl Service {
         }
         if new.len() > MAX_PASSWORD {
             return Err(ServiceError::invalid("new_password", "is too long"));
+        }
+        // The current password can be guessed here as at login: `admit` counts the check
+        // against the caller's login limit, as for API Basic auth.
+        if !admit() {
+            return Err(ServiceError::TooManyAttempts);
         }
         self.verify_password(&user.username, current)
             .await

@@ -385,26 +385,34 @@ impl EventStore {
 
     /// Up to `limit` due-index rows due at or before `now`, earliest first.
     pub fn due_before(&self, now: Millis, limit: usize) -> Result<Vec<DueRow>, StoreError> {
-        self.due_rows(now, limit, |_| true)
+        self.due_rows(0, due_key(now), limit, |_| true)
     }
 
-    /// Up to `limit` due-index rows of `target_id`, whatever their due time, earliest
-    /// first. A scan of the whole index (about 7 ms per 100k rows): for the rare moment a
-    /// target comes back after an outage.
-    pub fn due_for_target(&self, target_id: Uuid, limit: usize) -> Result<Vec<DueRow>, StoreError> {
-        self.due_rows(Millis::MAX, limit, |row| row.target_id == target_id)
+    /// Up to `limit` due-index rows of `target_id` due after `after`, earliest first. A scan
+    /// of the index from there (about 7 ms per 100k rows): for the rare moment a target
+    /// comes back after an outage.
+    pub fn due_for_target(
+        &self,
+        target_id: Uuid,
+        after: Millis,
+        limit: usize,
+    ) -> Result<Vec<DueRow>, StoreError> {
+        let from = due_key(after).saturating_add(1);
+        self.due_rows(from, u64::MAX, limit, |row| row.target_id == target_id)
     }
 
+    /// Rows due in `from..=until` (due keys), earliest first, that are `wanted`.
     fn due_rows(
         &self,
-        until: Millis,
+        from: u64,
+        until: u64,
         limit: usize,
         wanted: impl Fn(&DueRow) -> bool,
     ) -> Result<Vec<DueRow>, StoreError> {
         let rx = self.read()?;
         let t = rx.open_table(DUE)?;
         let mut out = Vec::new();
-        for row in t.range((0u64, 0u128)..=(due_key(until), u128::MAX))? {
+        for row in t.range((from, 0u128)..=(until, u128::MAX))? {
             if out.len() >= limit {
                 break;
             }
@@ -617,11 +625,10 @@ fn write_until_stopped(db: &RwLock<Database>, rx: &Receiver<WriterMsg>) {
 
 fn commit_batch(db: &RwLock<Database>, batch: Vec<(WriteOp, Completion)>) {
     let db = db.read().unwrap_or_else(|p| p.into_inner());
-    let result = commit(&db, batch.iter().map(|(op, _)| op));
-    match result {
-        Ok(()) => {
-            for (_, done) in batch {
-                done(Ok(()));
+    match commit(&db, batch.iter().map(|(op, _)| op)) {
+        Ok(outcomes) => {
+            for ((_, done), outcome) in batch.into_iter().zip(outcomes) {
+                done(outcome);
             }
         }
         Err(e) if batch.len() == 1 => {
@@ -633,22 +640,33 @@ fn commit_batch(db: &RwLock<Database>, batch: Vec<(WriteOp, Completion)>) {
             // One bad request must not fail its neighbours: retry each on its own.
             tracing::warn!(error = %e, ops = batch.len(), "batch commit failed; retrying singly");
             for (op, done) in batch {
-                done(commit(&db, std::iter::once(&op)));
+                done(commit(&db, std::iter::once(&op)).and_then(|mut o| o.pop().unwrap_or(Ok(()))));
             }
         }
     }
 }
 
-fn commit<'a>(db: &Database, ops: impl Iterator<Item = &'a WriteOp>) -> Result<(), StoreError> {
+/// Applies `ops` in one transaction and commits it. A request refused before it wrote
+/// anything (redelivery of an event retention removed meanwhile) gets its error in the
+/// returned outcomes, one per op, and the others commit; any other error fails them all.
+fn commit<'a>(
+    db: &Database,
+    ops: impl Iterator<Item = &'a WriteOp>,
+) -> Result<Vec<Result<(), StoreError>>, StoreError> {
     let tx = db.begin_write()?;
+    let mut outcomes = Vec::new();
     {
         let mut tables = WriteTables::new(&tx);
         for op in ops {
-            tables.apply(op)?;
+            match tables.apply(op) {
+                Ok(()) => outcomes.push(Ok(())),
+                Err(StoreError::UnknownEvent) => outcomes.push(Err(StoreError::UnknownEvent)),
+                Err(e) => return Err(e),
+            }
         }
     }
     tx.commit()?;
-    Ok(())
+    Ok(outcomes)
 }
 
 /// The tables of one write transaction, each opened on first use and then kept: an open
@@ -705,6 +723,7 @@ impl<'t> WriteTables<'t> {
             WriteOp::AddDeliveries(ds) => {
                 // Checked in the transaction: retention may have removed the event since
                 // the caller read it, and its deliveries would be orphans nobody prunes.
+                // Refused before anything is written, so the rest of the batch commits.
                 let events = opened(self.tx, &mut self.events, EVENTS)?;
                 for d in ds {
                     if events.get(d.event_id.as_u128())?.is_none() {

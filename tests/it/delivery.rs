@@ -503,7 +503,21 @@ async fn each_delivery_comes_forward_once(scheduler_capacity: usize) {
     // Two failures open the breaker; both deliveries wait out 96 s+.
     app.send(&url, b"a").await;
     app.send(&url, b"b").await;
-    assert!(wait_until(Duration::from_secs(10), || async { sink.count() >= 2 }).await);
+    // Recorded as retrying, so the breaker (fed before the record) has opened.
+    let both_retrying = wait_until(Duration::from_secs(10), || async {
+        let page = app
+            .get_json(&format!("/webhooks/{wh}/events?per_page=10"))
+            .await;
+        page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["deliveries"][0]["status"] == "retrying")
+            .count()
+            == 2
+    })
+    .await;
+    assert!(both_retrying);
     // The probe succeeds and closes the breaker; of the two brought forward, the first to
     // arrive fails again (one failure: the breaker stays closed) and the other succeeds.
     sink.script([Reply::status(200), Reply::status(503), Reply::status(200)]);

@@ -188,6 +188,25 @@ fn deliveries_for_an_event_removed_meanwhile_are_refused() {
     }
     assert!(events.delivery(event_id, did).unwrap().is_none());
     assert_eq!(events.due_count().unwrap(), 0);
+    // Queued together (most likely one batch): the refusal fails only its own request.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let neighbour = event_with(DeliveryStatus::Delivered, None);
+    let neighbour_id = neighbour.event.id;
+    let refused =
+        WriteOp::AddDeliveries(vec![Delivery::pending(event_id, Uuid::new_v4(), now_ms())]);
+    for (name, op) in [
+        ("refused", refused),
+        ("neighbour", WriteOp::Ingest(neighbour)),
+    ] {
+        let tx = tx.clone();
+        events
+            .submit(op, Box::new(move |r| tx.send((name, r.is_ok())).unwrap()))
+            .unwrap();
+    }
+    let mut outcomes = vec![rx.recv().unwrap(), rx.recv().unwrap()];
+    outcomes.sort();
+    assert_eq!(outcomes, [("neighbour", true), ("refused", false)]);
+    assert!(events.event_with_body(neighbour_id).unwrap().is_some());
     store.close();
 }
 

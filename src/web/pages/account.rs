@@ -17,7 +17,6 @@ use super::view::When;
 use super::{Ctx, FormError, PagePath, PageResult, Viewer, redirect_with};
 use crate::model::ApiKey;
 use crate::web::auth::{AuthForm, CurrentUser, session_cookie};
-use crate::web::error::PageError;
 use crate::web::{AppState, client_ip};
 
 struct KeyRow {
@@ -96,19 +95,19 @@ pub(super) async fn change_password(
         ))
     } else {
         // The current password can be guessed here as at login (with a stolen session, to
-        // keep access after it is revoked): the same limit per client, counted before the
-        // slow check, given back on success.
+        // keep access after it is revoked): its check counts against the same limit per
+        // client, given back on success.
         let ip = client_ip(&headers, peer, state.web.trust_proxy);
         let now = Instant::now();
-        if !state.limiter.allow(ip, now) {
-            return Err(PageError::Status(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too many password attempts. Wait a minute and try again.".into(),
-            ));
-        }
+        let admit = || state.limiter.allow(ip, now);
         match state
             .service
-            .change_password(&user.user, &form.current_password, &form.new_password)
+            .change_password(
+                &user.user,
+                &form.current_password,
+                &form.new_password,
+                admit,
+            )
             .await
         {
             Ok(token) => {

@@ -184,7 +184,7 @@ impl FromRequestParts<AppState> for Viewer {
     }
 }
 
-/// The pending flash message, if any (the response clears it, see [`page_headers`]).
+/// The pending flash message, if any (the response clears it, see `page_headers`).
 pub fn read_flash(jar: &CookieJar) -> Option<Flash> {
     jar.get(FLASH_COOKIE).and_then(|c| Flash::decode(c.value()))
 }
@@ -207,7 +207,7 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for PagePath<T> {
 }
 
 /// A 303 redirect that leaves a flash message for the next page. The message rides in
-/// the response's extensions; [`page_headers`] turns it into the cookie, which knows
+/// the response's extensions; `page_headers` turns it into the cookie, which knows
 /// whether cookies must be Secure.
 pub fn redirect_with(to: &str, kind: &'static str, message: impl Into<String>) -> Response {
     let mut resp = Redirect::to(to).into_response();
