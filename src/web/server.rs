@@ -59,7 +59,7 @@ fn connection_cap(configured: usize) -> usize {
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then stops accepting and gives
-/// open requests [`DRAIN_TIMEOUT`] to finish.
+/// open requests `DRAIN_TIMEOUT` to finish.
 pub async fn serve(
     listener: TcpListener,
     app: HttpApp,
