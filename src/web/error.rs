@@ -46,37 +46,23 @@ impl IntoResponse for ApiError {
 }
 
 /// API errors that axum or a layer answered with an empty body (405 with its `Allow`, the
-/// 408 of the request timeout, …) or in plain text (an extractor's rejection, such as the
-/// 413 of a raw body over the limit) get the same `{"error": …}` body as every other API
-/// error, keeping their headers; a plain-text message is kept as the error's text.
+/// 408 of the request timeout, …) get the same `{"error": …}` body as every other API
+/// error, keeping their headers. (Extractor rejections are mapped by the `Api*` extractors.)
 pub(crate) async fn api_error_bodies(resp: Response) -> Response {
     use axum::body::HttpBody as _;
     let status = resp.status();
     let is_error = status.is_client_error() || status.is_server_error();
-    let is_json = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !is_error || (is_json && resp.body().size_hint().exact() != Some(0)) {
+    if !is_error || resp.body().size_hint().exact() != Some(0) {
         return resp;
     }
+    let reason = status
+        .canonical_reason()
+        .unwrap_or("error")
+        .to_ascii_lowercase();
     // Keep the original head (status, every header value, extensions); take the body and
     // its content type from the standard JSON error.
-    let (mut parts, body) = resp.into_parts();
-    // Rejection texts are a line or two; anything longer is not worth echoing.
-    let text = axum::body::to_bytes(body, 1024)
-        .await
-        .ok()
-        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
-        .filter(|t| !t.is_empty());
-    let message = text.unwrap_or_else(|| {
-        status
-            .canonical_reason()
-            .unwrap_or("error")
-            .to_ascii_lowercase()
-    });
-    let (json_parts, body) = ApiError::new(status, message).into_response().into_parts();
+    let (mut parts, _) = resp.into_parts();
+    let (json_parts, body) = ApiError::new(status, reason).into_response().into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
     if let Some(content_type) = json_parts.headers.get(header::CONTENT_TYPE) {
         parts
@@ -162,6 +148,12 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
             _ => StatusCode::BAD_REQUEST,
         };
         ApiError::new(status, r.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::BytesRejection> for ApiError {
+    fn from(r: axum::extract::rejection::BytesRejection) -> ApiError {
+        ApiError::new(r.status(), r.body_text())
     }
 }
 

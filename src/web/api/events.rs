@@ -1,7 +1,6 @@
 //! Events over JSON: list, detail with attempts, redeliver.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -9,7 +8,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::dto::{DeliveryOut, EventOut, PageQuery, RedeliverIn};
-use super::{ApiPath, ApiQuery};
+use super::{ApiBody, ApiPath, ApiQuery};
 use crate::service::Service;
 use crate::web::auth::ApiUser;
 use crate::web::error::ApiError;
@@ -86,7 +85,7 @@ pub(super) async fn redeliver(
     _: ApiUser,
     State(service): State<Service>,
     ApiPath((id, event_id)): ApiPath<(Uuid, Uuid)>,
-    body: Bytes,
+    ApiBody(body): ApiBody,
 ) -> ApiResult<impl IntoResponse> {
     // The body is optional: no body (or `{}`) redelivers to every active target.
     let input: RedeliverIn = super::optional_json(&body)?;

@@ -10,7 +10,7 @@ use super::dto::{
     ApiKeyIn, ApiKeyOut, Counts, EntrypointIn, EntrypointOut, TargetIn, TargetOut, WebhookIn,
     WebhookOut,
 };
-use super::{ApiJson, ApiPath};
+use super::{ApiBody, ApiJson, ApiPath};
 use crate::service::{Service, TargetInput, WebhookView};
 use crate::web::auth::ApiUser;
 use crate::web::error::ApiError;
@@ -102,7 +102,7 @@ pub(super) async fn add_entrypoint(
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiPath(id): ApiPath<Uuid>,
-    body: axum::body::Bytes,
+    ApiBody(body): ApiBody,
 ) -> ApiResult<impl IntoResponse> {
     let input: EntrypointIn = super::optional_json(&body)?;
     let mut e = state.service.add_entrypoint(id, input.description).await?;
