@@ -87,7 +87,7 @@ pub(super) fn sweep(s: &Shared, pass: usize, horizon: i64) -> bool {
             }
         };
         let scanned = rows.len();
-        let queued = requeue(s, &store, rows, share);
+        let queued = requeue(s, &store, &mut rows.into(), share);
         backlog |= queued >= share && scanned > queued;
     }
     backlog
@@ -161,14 +161,7 @@ impl Recoveries {
                         return false;
                     }
                 };
-                // Rows in memory already, or changed since they were read, are skipped and
-                // count against nothing.
-                let mut queued = 0;
-                // Stops at a full queue: a row taken then would wait out its backoff.
-                while queued < share && s.queue_tx.len() < s.config.queue_capacity {
-                    let Some(row) = rows.pop_front() else { break };
-                    queued += requeue(s, &store, vec![row], 1);
-                }
+                let queued = requeue(s, &store, rows, share);
                 if queued > 0 {
                     tracing::debug!(target_id = %target_id, queued, "recovered target: retries brought forward");
                 }
@@ -181,15 +174,20 @@ impl Recoveries {
     }
 }
 
-/// Queues up to `share` of the rows that nobody holds in memory; returns how many.
-fn requeue(s: &Shared, store: &Arc<EventStore>, rows: Vec<DueRow>, share: usize) -> usize {
+/// Takes rows from the front of `rows` and queues up to `share` of those that nobody holds
+/// in memory and that are unchanged since they were read (the others are skipped and count
+/// against nothing); returns how many. Stops at a full queue, leaving the rest in `rows`.
+fn requeue(
+    s: &Shared,
+    store: &Arc<EventStore>,
+    rows: &mut VecDeque<DueRow>,
+    share: usize,
+) -> usize {
     let catalog = s.store.catalog();
     let mut payloads: HashMap<Uuid, Arc<EventPayload>> = HashMap::new();
     let mut queued = 0;
-    for row in rows {
-        if queued >= share {
-            break;
-        }
+    while queued < share && s.queue_tx.len() < s.config.queue_capacity {
+        let Some(row) = rows.pop_front() else { break };
         if !s.claims.claim(row.delivery_id) {
             continue;
         }

@@ -201,7 +201,7 @@ impl Service {
         if let Some(days) = input.retention_days {
             webhook.retention_days = check_range("retention_days", days, 0, 36_500)?;
         }
-        self.blocking(move |store| written(store.main.update_webhook(&webhook)?, "webhook"))
+        self.blocking(move |store| found(store.main.update_webhook(&webhook)?, "webhook"))
             .await?;
         self.webhook(id).await
     }
@@ -209,9 +209,7 @@ impl Service {
     /// Deletes a webhook, its entrypoints, its targets and its event file.
     pub async fn delete_webhook(&self, id: Uuid) -> ServiceResult<()> {
         self.blocking(move |store| {
-            if !store.main.delete_webhook(id)? {
-                return Err(ServiceError::NotFound("webhook"));
-            }
+            found(store.main.delete_webhook(id)?, "webhook")?;
             store.remove_events(id)?;
             Ok(())
         })
@@ -233,7 +231,7 @@ impl Service {
             created_at: now_ms(),
         };
         let id = entrypoint.id;
-        self.blocking(move |store| written(store.main.insert_entrypoint(&entrypoint)?, "webhook"))
+        self.blocking(move |store| found(store.main.insert_entrypoint(&entrypoint)?, "webhook"))
             .await?;
         self.entrypoint(webhook_id, id)
     }
@@ -262,10 +260,8 @@ impl Service {
         if let Some(d) = description {
             entrypoint.description = clean_description(&d)?;
         }
-        self.blocking(move |store| {
-            written(store.main.update_entrypoint(&entrypoint)?, "entrypoint")
-        })
-        .await?;
+        self.blocking(move |store| found(store.main.update_entrypoint(&entrypoint)?, "entrypoint"))
+            .await?;
         self.entrypoint(webhook_id, id)
     }
 
@@ -323,7 +319,7 @@ impl Service {
             created_at: now_ms(),
         };
         let id = target.id;
-        self.blocking(move |store| written(store.main.insert_target(&target)?, "webhook"))
+        self.blocking(move |store| found(store.main.insert_target(&target)?, "webhook"))
             .await?;
         self.target(webhook_id, id)
     }
@@ -351,7 +347,7 @@ impl Service {
             target.active = a;
         }
         target.kind = self.apply_kind_fields(target.kind, &input, false).await?;
-        self.blocking(move |store| written(store.main.update_target(&target)?, "target"))
+        self.blocking(move |store| found(store.main.update_target(&target)?, "target"))
             .await?;
         self.target(webhook_id, id)
     }
@@ -440,8 +436,9 @@ impl Service {
     }
 }
 
-/// `Ok` when the store wrote the row; `NotFound(what)` when it had been deleted meanwhile.
-fn written(done: bool, what: &'static str) -> ServiceResult<()> {
+/// `Ok` when the row the store was to change (or the webhook it belongs to) was there;
+/// `NotFound(what)` when it had been deleted meanwhile.
+fn found(done: bool, what: &'static str) -> ServiceResult<()> {
     if done {
         Ok(())
     } else {

@@ -289,6 +289,66 @@ async fn breaker_stops_attempts_then_sends_one_probe() {
     app.stop().await;
 }
 
+/// An app for the breaker-recovery tests. Any failed attempt waits at least 96 s (120 s
+/// minus 20% jitter): far beyond their deadlines, so only a closing breaker can bring such
+/// a delivery forward.
+async fn outage_app(threshold: u32, cooldown: Duration, scheduler_capacity: usize) -> TestApp {
+    TestApp::start_with(|c| {
+        c.engine.retry_base = Duration::from_secs(120);
+        c.engine.breaker_threshold = threshold;
+        c.engine.breaker_cooldown = cooldown;
+        c.engine.scheduler_capacity = scheduler_capacity;
+    })
+    .await
+}
+
+/// An http target to `sink` that retries without limit and backs off up to an hour.
+async fn add_retrying_target(
+    app: &TestApp,
+    wh: &str,
+    sink: &Receiver,
+    max_in_flight: u32,
+    timeout_secs: u32,
+) {
+    app.target(
+        wh,
+        json!({
+            "name": "retrying", "kind": "http", "url": sink.url("/"),
+            "max_retries": "unlimited", "max_backoff_secs": 3600,
+            "max_in_flight": max_in_flight, "timeout_secs": timeout_secs
+        }),
+    )
+    .await;
+}
+
+/// Each event's first delivery as (status, attempts), newest event first.
+async fn first_deliveries(app: &TestApp, wh: &str) -> Vec<(String, u64)> {
+    let page = app
+        .get_json(&format!("/webhooks/{wh}/events?per_page=50"))
+        .await;
+    page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let d = &e["deliveries"][0];
+            (
+                d["status"].as_str().unwrap().to_owned(),
+                d["attempts"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// How many events' first delivery has `status`.
+async fn count_with_status(app: &TestApp, wh: &str, status: &str) -> usize {
+    first_deliveries(app, wh)
+        .await
+        .iter()
+        .filter(|(s, _)| s == status)
+        .count()
+}
+
 /// A target back from an outage gets its backlog at once: deliveries waiting out a long
 /// backoff are brought forward when a probe closes the breaker, whether they wait in the
 /// scheduler's heap or (with no room there) in the due index alone.
@@ -300,27 +360,11 @@ async fn a_recovered_target_gets_its_backed_off_deliveries_at_once() {
 }
 
 async fn backed_off_deliveries_follow_the_closing_probe(scheduler_capacity: usize) {
-    let app = TestApp::start_with(|c| {
-        // Any failed attempt waits at least 96 s (120 s - 20% jitter): far beyond the
-        // deadline below, so only the breaker closing can bring those deliveries forward.
-        c.engine.retry_base = Duration::from_secs(120);
-        c.engine.breaker_threshold = 1;
-        c.engine.breaker_cooldown = Duration::from_millis(300);
-        c.engine.scheduler_capacity = scheduler_capacity;
-    })
-    .await;
+    let app = outage_app(1, Duration::from_millis(300), scheduler_capacity).await;
     let sink = Receiver::start().await;
     sink.set_default(Reply::status(503));
     let (wh, url) = app.webhook("outage").await;
-    app.target(
-        &wh,
-        json!({
-            "name": "down", "kind": "http", "url": sink.url("/"),
-            "max_retries": "unlimited", "max_backoff_secs": 3600, "max_in_flight": 1,
-            "timeout_secs": 1
-        }),
-    )
-    .await;
+    add_retrying_target(&app, &wh, &sink, 1, 1).await;
     // The first event's failure opens the breaker; the second is deferred to the end of
     // the cooldown, becomes the probe, fails and re-opens it. Both now wait out 96 s+.
     app.send(&url, b"first").await;
@@ -328,14 +372,10 @@ async fn backed_off_deliveries_follow_the_closing_probe(scheduler_capacity: usiz
     app.send(&url, b"second").await;
     assert!(wait_until(Duration::from_secs(10), || async { sink.count() >= 2 }).await);
     let statuses = || async {
-        let page = app
-            .get_json(&format!("/webhooks/{wh}/events?per_page=10"))
-            .await;
-        page["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["deliveries"][0]["status"].as_str().unwrap().to_owned())
+        first_deliveries(&app, &wh)
+            .await
+            .into_iter()
+            .map(|(status, _)| status)
             .collect::<Vec<_>>()
     };
     assert!(
@@ -481,40 +521,17 @@ async fn a_recovery_brings_each_delivery_forward_only_once() {
 }
 
 async fn each_delivery_comes_forward_once(scheduler_capacity: usize) {
-    let app = TestApp::start_with(|c| {
-        c.engine.retry_base = Duration::from_secs(120);
-        c.engine.breaker_threshold = 2;
-        c.engine.breaker_cooldown = Duration::from_millis(300);
-        c.engine.scheduler_capacity = scheduler_capacity;
-    })
-    .await;
+    let app = outage_app(2, Duration::from_millis(300), scheduler_capacity).await;
     let sink = Receiver::start().await;
     sink.set_default(Reply::status(503));
     let (wh, url) = app.webhook("flapping").await;
-    app.target(
-        &wh,
-        json!({
-            "name": "flapping", "kind": "http", "url": sink.url("/"),
-            "max_retries": "unlimited", "max_backoff_secs": 3600, "max_in_flight": 10,
-            "timeout_secs": 1
-        }),
-    )
-    .await;
+    add_retrying_target(&app, &wh, &sink, 10, 1).await;
     // Two failures open the breaker; both deliveries wait out 96 s+.
     app.send(&url, b"a").await;
     app.send(&url, b"b").await;
     // Recorded as retrying, so the breaker (fed before the record) has opened.
     let both_retrying = wait_until(Duration::from_secs(10), || async {
-        let page = app
-            .get_json(&format!("/webhooks/{wh}/events?per_page=10"))
-            .await;
-        page["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["deliveries"][0]["status"] == "retrying")
-            .count()
-            == 2
+        count_with_status(&app, &wh, "retrying").await == 2
     })
     .await;
     assert!(both_retrying);
@@ -530,21 +547,7 @@ async fn each_delivery_comes_forward_once(scheduler_capacity: usize) {
         5,
         "scheduler capacity {scheduler_capacity}: a delivery brought forward once fails into its backoff"
     );
-    let page = app
-        .get_json(&format!("/webhooks/{wh}/events?per_page=10"))
-        .await;
-    let mut states = page["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            let d = &e["deliveries"][0];
-            (
-                d["status"].as_str().unwrap().to_owned(),
-                d["attempts"].as_u64().unwrap(),
-            )
-        })
-        .collect::<Vec<_>>();
+    let mut states = first_deliveries(&app, &wh).await;
     states.sort();
     assert_eq!(
         states,
@@ -564,31 +567,15 @@ async fn each_delivery_comes_forward_once(scheduler_capacity: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_deferred_during_the_closing_probe_follow_it() {
     let cooldown = Duration::from_secs(4);
-    let app = TestApp::start_with(|c| {
-        c.engine.retry_base = Duration::from_secs(120);
-        c.engine.breaker_threshold = 1;
-        c.engine.breaker_cooldown = cooldown;
-    })
-    .await;
+    let app = outage_app(1, cooldown, 4096).await;
     let sink = Receiver::start().await;
     sink.set_default(Reply::status(503));
     let (wh, url) = app.webhook("reopen").await;
-    app.target(
-        &wh,
-        json!({
-            "name": "flaky", "kind": "http", "url": sink.url("/"),
-            "max_retries": "unlimited", "max_backoff_secs": 3600, "max_in_flight": 10,
-            "timeout_secs": 30
-        }),
-    )
-    .await;
+    add_retrying_target(&app, &wh, &sink, 10, 30).await;
     app.send(&url, b"opens the breaker").await;
     // Recorded as retrying: the breaker took the failure (it is fed before the record).
     let first_retrying = wait_until(Duration::from_secs(10), || async {
-        let page = app
-            .get_json(&format!("/webhooks/{wh}/events?per_page=1"))
-            .await;
-        page["events"][0]["deliveries"][0]["status"] == "retrying"
+        count_with_status(&app, &wh, "retrying").await == 1
     })
     .await;
     assert!(first_retrying);
@@ -603,16 +590,7 @@ async fn deliveries_deferred_during_the_closing_probe_follow_it() {
     assert!(wait_until(cooldown * 3, || async { sink.count() >= 2 }).await);
     let probe_arrived = std::time::Instant::now();
     let delivered = wait_until(Duration::from_secs(3), || async {
-        let page = app
-            .get_json(&format!("/webhooks/{wh}/events?per_page=30"))
-            .await;
-        page["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["deliveries"][0]["status"] == "delivered")
-            .count()
-            == 21
+        count_with_status(&app, &wh, "delivered").await == 21
     })
     .await;
     assert!(

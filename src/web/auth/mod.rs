@@ -5,8 +5,6 @@ mod rate_limit;
 mod session;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::time::Instant;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::{HeaderMap, header, request::Parts};
@@ -74,21 +72,14 @@ impl FromRequestParts<AppState> for ApiUser {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| client_ip(&parts.headers, c.0, state.web.trust_proxy));
-        // Counted before the (slow) check, so concurrent guesses cannot all slip past the
-        // limit; a success gives its count back. Remembered credentials are not counted.
-        let now = Instant::now();
-        let counted = AtomicBool::new(false);
-        let admit = || {
-            counted.store(true, Relaxed);
-            ip.is_none_or(|ip| state.limiter.allow(ip, now))
-        };
-        match service.verify_basic(&username, &password, admit).await {
+        // Remembered credentials are not checked again, so not counted.
+        let guess = state.limiter.guess(ip);
+        match service
+            .verify_basic(&username, &password, || guess.admit())
+            .await
+        {
             Ok(user) => {
-                if let Some(ip) = ip
-                    && counted.load(Relaxed)
-                {
-                    state.limiter.refund(ip, now);
-                }
+                guess.succeeded();
                 Ok(ApiUser(user))
             }
             Err(ServiceError::Unauthorized) => Err(ApiError::unauthorized()),

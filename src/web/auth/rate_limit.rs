@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -42,6 +43,17 @@ impl LoginLimiter {
         true
     }
 
+    /// One password check about to happen for the client `ip` (`None`: unknown, never
+    /// limited).
+    pub fn guess(&self, ip: Option<IpAddr>) -> PasswordGuess<'_> {
+        PasswordGuess {
+            limiter: self,
+            ip,
+            at: Instant::now(),
+            counted: AtomicBool::new(false),
+        }
+    }
+
     /// Gives back the attempt counted at `now` (a successful API Basic login).
     pub fn refund(&self, ip: IpAddr, now: Instant) {
         let mut map = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
@@ -49,6 +61,35 @@ impl LoginLimiter {
             && let Some(i) = q.iter().rposition(|t| *t == now)
         {
             q.remove(i);
+        }
+    }
+}
+
+/// One password check against the limit, for checks that succeed often (API Basic auth,
+/// a password change): [`admit`](Self::admit) counts it just before the slow check, so
+/// concurrent guesses cannot all slip past the limit, and [`succeeded`](Self::succeeded)
+/// gives a counted one back.
+#[derive(Debug)]
+pub struct PasswordGuess<'a> {
+    limiter: &'a LoginLimiter,
+    ip: Option<IpAddr>,
+    at: Instant,
+    counted: AtomicBool,
+}
+
+impl PasswordGuess<'_> {
+    /// Counts the check; false when the client is over the limit (nothing may be checked).
+    pub fn admit(&self) -> bool {
+        self.counted.store(true, Ordering::Relaxed);
+        self.ip.is_none_or(|ip| self.limiter.allow(ip, self.at))
+    }
+
+    /// The password was right: the check, if counted, no longer counts.
+    pub fn succeeded(&self) {
+        if let Some(ip) = self.ip
+            && self.counted.load(Ordering::Relaxed)
+        {
+            self.limiter.refund(ip, self.at);
         }
     }
 }

@@ -3,7 +3,6 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use std::net::SocketAddr;
-use std::time::Instant;
 
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -95,23 +94,22 @@ pub(super) async fn change_password(
         ))
     } else {
         // The current password can be guessed here as at login (with a stolen session, to
-        // keep access after it is revoked): its check counts against the same limit per
-        // client, given back on success.
-        let ip = client_ip(&headers, peer, state.web.trust_proxy);
-        let now = Instant::now();
-        let admit = || state.limiter.allow(ip, now);
+        // keep access after it is revoked): its check counts against the same limit.
+        let guess = state
+            .limiter
+            .guess(Some(client_ip(&headers, peer, state.web.trust_proxy)));
         match state
             .service
             .change_password(
                 &user.user,
                 &form.current_password,
                 &form.new_password,
-                admit,
+                || guess.admit(),
             )
             .await
         {
             Ok(token) => {
-                state.limiter.refund(ip, now);
+                guess.succeeded();
                 Ok(token)
             }
             Err(e) => Err(FormError::from_service(e)?),
