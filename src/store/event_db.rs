@@ -22,6 +22,7 @@ use redb::{
 };
 use uuid::Uuid;
 
+use super::zero_ahead::ZeroAheadFile;
 use super::{
     EVENTS_FORMAT_VERSION, EVENTS_OLDEST_READABLE, StoreError, check_format_version, codec,
 };
@@ -178,9 +179,11 @@ pub struct EventStore {
 impl EventStore {
     /// Opens or creates the file, checks its format version and starts its writer.
     pub(crate) fn open(webhook_id: Uuid, path: &Path) -> Result<EventStore, StoreError> {
+        let short_id = &webhook_id.simple().to_string()[..8];
+        let file = ZeroAheadFile::open(path, format!("zero-{short_id}"))?;
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
-            .create(path)?;
+            .create_with_backend(file)?;
         let tx = db.begin_write()?;
         {
             let mut meta = tx.open_table(META)?;
@@ -199,7 +202,7 @@ impl EventStore {
         let (sender, receiver) = crossbeam_channel::bounded(WRITER_QUEUE);
         let writer_db = db.clone();
         let writer = std::thread::Builder::new()
-            .name(format!("writer-{}", &webhook_id.simple().to_string()[..8]))
+            .name(format!("writer-{short_id}"))
             .spawn(move || run_writer(&writer_db, &receiver))?;
         Ok(EventStore {
             webhook_id,

@@ -9,6 +9,7 @@ mod catalog;
 mod codec;
 mod event_db;
 mod main_db;
+mod zero_ahead;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

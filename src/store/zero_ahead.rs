@@ -1,0 +1,453 @@
+//! The storage backend of the event files: redb's own [`FileBackend`], plus a thread that
+//! keeps the next few MiB past the file's written data filled with zeros, ahead of redb.
+//!
+//! Why: redb grows its file with `set_len`, which leaves a hole, and its pages then land in
+//! that hole. The first write into a hole makes the filesystem (ext4, XFS) allocate blocks,
+//! so the commit's `fdatasync` must also commit the filesystem's journal. With the blocks
+//! already written (as zeros, off the writer's path) a commit overwrites existing blocks and
+//! its `fdatasync` flushes data only. Measured on ingest at 64 connections: the writer's
+//! `fdatasync` took 0.36 ms instead of 0.54 ms (README, Performance). PostgreSQL zero-fills
+//! its WAL segments for the same reason; `fallocate` does not help, as ext4 still journals
+//! the first write to each block it allocated that way.
+//!
+//! Architecture Invariant: the zeroer never overwrites a byte redb wrote. Every redb write
+//! raises `data_end` under the lock before it starts; the zeroer writes only past both
+//! `data_end` and what it zeroed before, holding the lock, so a later redb write into that
+//! range lands after the zeros. The zeroer writes only below the file's length (it never
+//! extends the file) and only where redb has no pages, so crash recovery is redb's own.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::ops::Bound;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use redb::backends::FileBackend;
+use redb::{BackendError, StorageBackend};
+
+/// The zeroer `fdatasync`s after each this much.
+const CHUNK: u64 = 1 << 20;
+/// How far past the written data it keeps zeros: as far as there is data, at most this
+/// much, so a small file's zeros never outweigh its data and a large one's stay bounded.
+const MAX_AHEAD: u64 = 32 << 20;
+/// The zeros come from here: one piece of a chunk.
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+
+/// A redb file whose space just past its written data is kept zero-filled.
+#[derive(Debug)]
+pub(crate) struct ZeroAheadFile {
+    inner: FileBackend,
+    shared: Arc<Shared>,
+    zeroer: Mutex<Option<JoinHandle<()>>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    /// A second handle on the file, for the zeroer.
+    file: File,
+    extent: Mutex<Extent>,
+    /// Wakes the zeroer when there is something to zero, or to stop.
+    wake: Condvar,
+}
+
+/// What the zeroer knows of the file. Offsets in bytes.
+#[derive(Debug)]
+struct Extent {
+    /// The file's length, as redb last set it.
+    len: u64,
+    /// The end of the zeros last written; meaningful only past `data_end`.
+    zeroed: u64,
+    /// The end of the furthest redb write (or, at open, of the file's last data).
+    data_end: u64,
+    /// Waiting for work; a write that makes some wakes it.
+    idle: bool,
+    /// Closing, or the zeroer failed: nothing more is zeroed.
+    stopped: bool,
+}
+
+impl Extent {
+    /// How far past the data zeros are wanted.
+    fn ahead(&self) -> u64 {
+        self.data_end.clamp(CHUNK, MAX_AHEAD)
+    }
+
+    /// Where zeros are wanted up to: ahead of the written data, within the file.
+    fn want(&self) -> u64 {
+        (self.data_end + self.ahead()).min(self.len)
+    }
+
+    /// Where the zeroer would start: past the data and past what it zeroed before.
+    fn from(&self) -> u64 {
+        self.zeroed.max(self.data_end)
+    }
+
+    /// Whether zeros are wanted that are not written yet.
+    fn behind(&self) -> bool {
+        !self.stopped && self.from() < self.want()
+    }
+
+    /// Whether the zeroer should wake: half the distance ahead is used up. It then zeroes
+    /// all the way, so it runs (and `fdatasync`s) in a few long bursts, not after every
+    /// commit of redb's.
+    fn should_start(&self) -> bool {
+        self.behind() && (self.want() - self.from()) * 2 > self.ahead()
+    }
+}
+
+impl ZeroAheadFile {
+    /// Opens (or creates) `path` and starts its zeroer, on a thread called `thread_name`.
+    pub(crate) fn open(path: &Path, thread_name: String) -> io::Result<ZeroAheadFile> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        let zeroer_file = file.try_clone()?;
+        let inner = FileBackend::new(file).map_err(io::Error::other)?;
+        ZeroAheadFile::with_zeroer_file(inner, zeroer_file, thread_name)
+    }
+
+    fn with_zeroer_file(
+        inner: FileBackend,
+        file: File,
+        thread_name: String,
+    ) -> io::Result<ZeroAheadFile> {
+        let len = file.metadata()?.len();
+        // Holes before the end of the data stay holes: the zeroer only ever works past it.
+        let data_end = end_of_data(&file, len)?;
+        let shared = Arc::new(Shared {
+            file,
+            extent: Mutex::new(Extent {
+                len,
+                zeroed: data_end,
+                data_end,
+                idle: false,
+                stopped: false,
+            }),
+            wake: Condvar::new(),
+        });
+        let for_thread = shared.clone();
+        let zeroer = std::thread::Builder::new()
+            .name(thread_name)
+            .spawn(move || for_thread.run())?;
+        Ok(ZeroAheadFile {
+            inner,
+            shared,
+            zeroer: Mutex::new(Some(zeroer)),
+        })
+    }
+
+    /// Stops the zeroer and waits for it; idempotent.
+    fn stop(&self) {
+        self.shared.extent().stopped = true;
+        self.shared.wake.notify_all();
+        let handle = self.zeroer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(handle) = handle
+            && handle.join().is_err()
+        {
+            tracing::error!("zero-fill thread panicked");
+        }
+    }
+}
+
+impl Drop for ZeroAheadFile {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Shared {
+    fn extent(&self) -> MutexGuard<'_, Extent> {
+        // Every update of Extent is a plain assignment: a panic leaves it consistent.
+        self.extent.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The zeroer: sleeps until half the distance ahead is used up, then zeroes all of it,
+    /// a chunk and an `fdatasync` at a time.
+    fn run(&self) {
+        while self.wait_to_start() {
+            let zeroed = || -> io::Result<()> {
+                while self.extent().behind() {
+                    self.zero_chunk()?;
+                    self.file.sync_data()?;
+                }
+                Ok(())
+            };
+            if let Err(e) = zeroed() {
+                self.extent().stopped = true;
+                tracing::warn!(error = %e, "zero-filling ahead of an event file failed; continuing without");
+                return;
+            }
+        }
+    }
+
+    /// Sleeps until [`Extent::should_start`]; false once stopped.
+    fn wait_to_start(&self) -> bool {
+        let mut extent = self.extent();
+        while !extent.should_start() {
+            if extent.stopped {
+                return false;
+            }
+            extent.idle = true;
+            extent = self.wake.wait(extent).unwrap_or_else(|p| p.into_inner());
+        }
+        extent.idle = false;
+        true
+    }
+
+    /// Zeros up to [`CHUNK`] bytes, a piece at a time, each under the lock: a redb write
+    /// into the piece being zeroed waits for it and lands after it; one elsewhere waits at
+    /// most for one piece.
+    fn zero_chunk(&self) -> io::Result<()> {
+        let mut done = 0;
+        while done < CHUNK {
+            let mut extent = self.extent();
+            if !extent.behind() {
+                break;
+            }
+            // Never below redb's furthest write: that space is redb's.
+            extent.zeroed = extent.from();
+            let to = (extent.zeroed + ZEROS.len() as u64).min(extent.want());
+            self.file
+                .write_all_at(&ZEROS[..(to - extent.zeroed) as usize], extent.zeroed)?;
+            done += to - extent.zeroed;
+            extent.zeroed = to;
+        }
+        Ok(())
+    }
+}
+
+/// The end of the last data extent of `file` (0 for an empty or all-hole file).
+fn end_of_data(file: &File, len: u64) -> io::Result<u64> {
+    use rustix::fs::{SeekFrom, seek};
+    let mut end = 0;
+    while end < len {
+        let data = match seek(file, SeekFrom::Data(end)) {
+            Ok(offset) => offset,
+            Err(rustix::io::Errno::NXIO) => break,
+            // A filesystem without SEEK_DATA: treat the whole file as data.
+            Err(rustix::io::Errno::INVAL | rustix::io::Errno::OPNOTSUPP) => return Ok(len),
+            Err(e) => return Err(e.into()),
+        };
+        end = seek(file, SeekFrom::Hole(data))?;
+    }
+    Ok(end.min(len))
+}
+
+impl StorageBackend for ZeroAheadFile {
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
+        self.inner.read(offset, out)
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        // Under the lock: no chunk is being zeroed while the length changes.
+        let mut extent = self.shared.extent();
+        self.inner.set_len(len)?;
+        extent.len = len;
+        extent.zeroed = extent.zeroed.min(len);
+        extent.data_end = extent.data_end.min(len);
+        if extent.idle && extent.should_start() {
+            extent.idle = false;
+            self.shared.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        self.inner.sync_data()
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        {
+            let mut extent = self.shared.extent();
+            extent.data_end = extent.data_end.max(offset + data.len() as u64);
+            if extent.idle && extent.should_start() {
+                extent.idle = false;
+                self.shared.wake.notify_one();
+            }
+        }
+        self.inner.write(offset, data)
+    }
+
+    fn close(&self) -> io::Result<()> {
+        self.stop();
+        self.inner.close()
+    }
+
+    fn try_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
+        self.inner.try_lock_range(start, end)
+    }
+
+    fn try_lock_shared_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> Result<bool, BackendError> {
+        self.inner.try_lock_shared_range(start, end)
+    }
+
+    fn lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+        self.inner.lock_range(start, end)
+    }
+
+    fn lock_shared_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+        self.inner.lock_shared_range(start, end)
+    }
+
+    fn unlock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+        self.inner.unlock_range(start, end)
+    }
+
+    fn query_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
+        self.inner.query_lock_range(start, end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use rustix::fs::{SeekFrom, seek};
+
+    use super::*;
+
+    const PAGE: usize = 4096;
+
+    /// A page of `seed`s, so a misplaced or zeroed page shows.
+    fn page(seed: u8) -> Vec<u8> {
+        vec![seed.max(1); PAGE]
+    }
+
+    /// Waits (bounded) until the zeroer sleeps, having nothing to do.
+    fn caught_up(file: &ZeroAheadFile) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !file.shared.extent().idle {
+            assert!(Instant::now() < deadline, "zeroer never caught up");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn next_hole(path: &Path, from: u64) -> u64 {
+        let f = File::open(path).unwrap();
+        seek(&f, SeekFrom::Hole(from)).unwrap()
+    }
+
+    fn read(file: &ZeroAheadFile, offset: u64, len: usize) -> Vec<u8> {
+        let mut out = vec![0; len];
+        file.read(offset, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn zeros_go_ahead_of_the_data_and_never_over_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.redb");
+        let file = ZeroAheadFile::open(&path, "zero-test".into()).unwrap();
+
+        // Grow as redb does (doubling, leaving holes) and write pages near the end of the
+        // data while the zeroer runs, plus some below it (pages redb freed and reuses).
+        let mut written: Vec<(u64, u8)> = Vec::new();
+        let mut len = 64 * 1024;
+        file.set_len(len).unwrap();
+        for i in 0..3000u64 {
+            let offset = i * PAGE as u64;
+            if offset + PAGE as u64 > len {
+                len *= 2;
+                file.set_len(len).unwrap();
+            }
+            file.write(offset, &page(i as u8)).unwrap();
+            written.push((offset, i as u8));
+            if i % 7 == 0 {
+                let reused = (i / 2) * PAGE as u64;
+                file.write(reused, &page(i as u8 ^ 0x5a)).unwrap();
+                written.push((reused, i as u8 ^ 0x5a));
+            }
+        }
+        // Room for the full distance ahead.
+        len = 64 << 20;
+        file.set_len(len).unwrap();
+        caught_up(&file);
+
+        let mut expected = std::collections::HashMap::new();
+        for (offset, seed) in written {
+            expected.insert(offset, seed);
+        }
+        let data_end = 3000 * PAGE as u64;
+        for (offset, seed) in &expected {
+            assert_eq!(read(&file, *offset, PAGE), page(*seed), "page at {offset}");
+        }
+        // Past the data: zeros, really written (no hole), as far as the zeroer goes.
+        let zeroed_to = data_end + data_end.clamp(CHUNK, MAX_AHEAD);
+        assert!(zeroed_to < len);
+        assert!(next_hole(&path, data_end) >= zeroed_to);
+        assert_eq!(
+            read(&file, data_end, (zeroed_to - data_end) as usize),
+            vec![0; (zeroed_to - data_end) as usize]
+        );
+        // ... and no further: the rest of the file stays sparse.
+        assert!(next_hole(&path, zeroed_to) < len);
+        file.close().unwrap();
+    }
+
+    #[test]
+    fn an_existing_file_is_zeroed_only_past_its_last_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.redb");
+        let far = 3 << 20;
+        {
+            let f = File::create(&path).unwrap();
+            f.set_len(16 << 20).unwrap();
+            f.write_all_at(&page(1), 0).unwrap();
+            f.write_all_at(&page(2), far).unwrap();
+            f.sync_all().unwrap();
+        }
+        let file = ZeroAheadFile::open(&path, "zero-test".into()).unwrap();
+        caught_up(&file);
+
+        assert_eq!(read(&file, 0, PAGE), page(1));
+        assert_eq!(read(&file, far, PAGE), page(2));
+        // The hole between the two pages is left alone ...
+        assert_eq!(next_hole(&path, 0), PAGE as u64);
+        // ... and zeros follow the last page.
+        let data_end = far + PAGE as u64;
+        assert!(next_hole(&path, data_end) >= data_end + data_end.clamp(CHUNK, MAX_AHEAD));
+        file.close().unwrap();
+    }
+
+    #[test]
+    fn a_failing_zeroer_leaves_the_file_working() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.redb");
+        let rw = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .unwrap();
+        // A read-only handle: every zero-fill write fails.
+        let read_only = File::open(&path).unwrap();
+        let inner = FileBackend::new(rw).unwrap();
+        let file = ZeroAheadFile::with_zeroer_file(inner, read_only, "zero-test".into()).unwrap();
+
+        file.set_len(8 << 20).unwrap();
+        file.write(0, &page(9)).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !file.shared.extent().stopped {
+            assert!(Instant::now() < deadline, "the zeroer never gave up");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        file.write(PAGE as u64, &page(10)).unwrap();
+        file.sync_data().unwrap();
+        assert_eq!(read(&file, 0, PAGE), page(9));
+        assert_eq!(read(&file, PAGE as u64, PAGE), page(10));
+        file.close().unwrap();
+    }
+}
