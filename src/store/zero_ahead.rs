@@ -105,19 +105,26 @@ impl ZeroAheadFile {
             .create(true)
             .truncate(false)
             .open(path)?;
-        let zeroer_file = file.try_clone()?;
-        let inner = FileBackend::new(file).map_err(io::Error::other)?;
-        ZeroAheadFile::with_zeroer_file(inner, zeroer_file, thread_name)
+        let zero_fill = fills_holes_in_place(&file);
+        ZeroAheadFile::new(file, thread_name, zero_fill)
     }
 
+    fn new(file: File, thread_name: String, zero_fill: bool) -> io::Result<ZeroAheadFile> {
+        let zeroer_file = file.try_clone()?;
+        let inner = FileBackend::new(file).map_err(io::Error::other)?;
+        ZeroAheadFile::with_zeroer_file(inner, zeroer_file, thread_name, zero_fill)
+    }
+
+    /// `zero_fill` false: redb's own backend alone, and no thread.
     fn with_zeroer_file(
         inner: FileBackend,
         file: File,
         thread_name: String,
+        zero_fill: bool,
     ) -> io::Result<ZeroAheadFile> {
         let len = file.metadata()?.len();
         // Holes before the end of the data stay holes: the zeroer only ever works past it.
-        let data_end = end_of_data(&file, len)?;
+        let data_end = end_of_data(&file, len);
         let shared = Arc::new(Shared {
             file,
             extent: Mutex::new(Extent {
@@ -125,18 +132,24 @@ impl ZeroAheadFile {
                 zeroed: data_end,
                 data_end,
                 idle: false,
-                stopped: false,
+                stopped: !zero_fill,
             }),
             wake: Condvar::new(),
         });
-        let for_thread = shared.clone();
-        let zeroer = std::thread::Builder::new()
-            .name(thread_name)
-            .spawn(move || for_thread.run())?;
+        let zeroer = if zero_fill {
+            let for_thread = shared.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name(thread_name)
+                    .spawn(move || for_thread.run())?,
+            )
+        } else {
+            None
+        };
         Ok(ZeroAheadFile {
             inner,
             shared,
-            zeroer: Mutex::new(Some(zeroer)),
+            zeroer: Mutex::new(zeroer),
         })
     }
 
@@ -220,21 +233,32 @@ impl Shared {
     }
 }
 
-/// The end of the last data extent of `file` (0 for an empty or all-hole file).
-fn end_of_data(file: &File, len: u64) -> io::Result<u64> {
+/// Whether zeros written ahead spare later commits anything: on ext4 and XFS the first
+/// write into a hole allocates blocks and an overwrite does not. On copy-on-write
+/// filesystems (btrfs, ZFS) every write allocates, so zeros would only double the writes.
+fn fills_holes_in_place(file: &File) -> bool {
+    const EXT4: u64 = 0xEF53;
+    const XFS: u64 = 0x5846_5342;
+    rustix::fs::fstatfs(file).is_ok_and(|fs| matches!(fs.f_type as u64, EXT4 | XFS))
+}
+
+/// The end of the last data extent of `file` (0 for an empty or all-hole file); the whole
+/// file if the filesystem cannot tell, so the zeroer starts only once the file grows.
+fn end_of_data(file: &File, len: u64) -> u64 {
     use rustix::fs::{SeekFrom, seek};
     let mut end = 0;
     while end < len {
         let data = match seek(file, SeekFrom::Data(end)) {
             Ok(offset) => offset,
             Err(rustix::io::Errno::NXIO) => break,
-            // A filesystem without SEEK_DATA: treat the whole file as data.
-            Err(rustix::io::Errno::INVAL | rustix::io::Errno::OPNOTSUPP) => return Ok(len),
-            Err(e) => return Err(e.into()),
+            Err(_) => return len,
         };
-        end = seek(file, SeekFrom::Hole(data))?;
+        match seek(file, SeekFrom::Hole(data)) {
+            Ok(hole) => end = hole,
+            Err(_) => return len,
+        }
     }
-    Ok(end.min(len))
+    end.min(len)
 }
 
 impl StorageBackend for ZeroAheadFile {
@@ -339,6 +363,21 @@ mod tests {
         seek(&f, SeekFrom::Hole(from)).unwrap()
     }
 
+    fn rw(path: &Path) -> File {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .unwrap()
+    }
+
+    /// The file at `path` with its zeroer on, whatever the filesystem under the test.
+    fn zero_filling(path: &Path) -> ZeroAheadFile {
+        ZeroAheadFile::new(rw(path), "zero-test".into(), true).unwrap()
+    }
+
     fn read(file: &ZeroAheadFile, offset: u64, len: usize) -> Vec<u8> {
         let mut out = vec![0; len];
         file.read(offset, &mut out).unwrap();
@@ -349,7 +388,7 @@ mod tests {
     fn zeros_go_ahead_of_the_data_and_never_over_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f.redb");
-        let file = ZeroAheadFile::open(&path, "zero-test".into()).unwrap();
+        let file = zero_filling(&path);
 
         // Grow as redb does (doubling, leaving holes) and write pages near the end of the
         // data while the zeroer runs, plus some below it (pages redb freed and reuses).
@@ -408,7 +447,7 @@ mod tests {
             f.write_all_at(&page(2), far).unwrap();
             f.sync_all().unwrap();
         }
-        let file = ZeroAheadFile::open(&path, "zero-test".into()).unwrap();
+        let file = zero_filling(&path);
         caught_up(&file);
 
         assert_eq!(read(&file, 0, PAGE), page(1));
@@ -425,17 +464,11 @@ mod tests {
     fn a_failing_zeroer_leaves_the_file_working() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f.redb");
-        let rw = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .unwrap();
+        let inner = FileBackend::new(rw(&path)).unwrap();
         // A read-only handle: every zero-fill write fails.
         let read_only = File::open(&path).unwrap();
-        let inner = FileBackend::new(rw).unwrap();
-        let file = ZeroAheadFile::with_zeroer_file(inner, read_only, "zero-test".into()).unwrap();
+        let file =
+            ZeroAheadFile::with_zeroer_file(inner, read_only, "zero-test".into(), true).unwrap();
 
         file.set_len(8 << 20).unwrap();
         file.write(0, &page(9)).unwrap();
@@ -448,6 +481,21 @@ mod tests {
         file.sync_data().unwrap();
         assert_eq!(read(&file, 0, PAGE), page(9));
         assert_eq!(read(&file, PAGE as u64, PAGE), page(10));
+        file.close().unwrap();
+    }
+
+    #[test]
+    fn without_zero_fill_there_is_no_thread_and_no_zeros() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.redb");
+        let file = ZeroAheadFile::new(rw(&path), "zero-test".into(), false).unwrap();
+        assert!(file.zeroer.lock().unwrap().is_none());
+
+        file.set_len(8 << 20).unwrap();
+        file.write(0, &page(3)).unwrap();
+        file.sync_data().unwrap();
+        assert_eq!(read(&file, 0, PAGE), page(3));
+        assert_eq!(next_hole(&path, 0), PAGE as u64);
         file.close().unwrap();
     }
 }
