@@ -40,12 +40,14 @@ static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 pub(crate) struct ZeroAheadFile {
     inner: FileBackend,
     shared: Arc<Shared>,
+    thread_name: String,
     zeroer: Mutex<Option<JoinHandle<()>>>,
 }
 
 #[derive(Debug)]
 struct Shared {
-    /// A second handle on the file, for the zeroer.
+    /// The zeroer's own open of the file, not a `dup` of redb's: the kernel reports a
+    /// write-back error once per open file, and this one must not take redb's.
     file: File,
     extent: Mutex<Extent>,
     /// Wakes the zeroer when there is something to zero, or to stop.
@@ -61,9 +63,11 @@ struct Extent {
     zeroed: u64,
     /// The end of the furthest redb write (or, at open, of the file's last data).
     data_end: u64,
+    /// The zeroer has been started (at redb's first write or resize).
+    started: bool,
     /// Waiting for work; a write that makes some wakes it.
     idle: bool,
-    /// Closing, or the zeroer failed: nothing more is zeroed.
+    /// Zero-filling is off, or closing, or the zeroer failed: nothing more is zeroed.
     stopped: bool,
 }
 
@@ -105,52 +109,63 @@ impl ZeroAheadFile {
             .create(true)
             .truncate(false)
             .open(path)?;
+        let zeroer_file = OpenOptions::new().write(true).open(path)?;
         let zero_fill = fills_holes_in_place(&file);
-        ZeroAheadFile::new(file, thread_name, zero_fill)
+        ZeroAheadFile::new(file, zeroer_file, thread_name, zero_fill)
     }
 
-    fn new(file: File, thread_name: String, zero_fill: bool) -> io::Result<ZeroAheadFile> {
-        let zeroer_file = file.try_clone()?;
-        let inner = FileBackend::new(file).map_err(io::Error::other)?;
-        ZeroAheadFile::with_zeroer_file(inner, zeroer_file, thread_name, zero_fill)
-    }
-
-    /// `zero_fill` false: redb's own backend alone, and no thread.
-    fn with_zeroer_file(
-        inner: FileBackend,
+    /// redb's backend on `file`; the zeroer, if `zero_fill`, writes through `zeroer_file`.
+    fn new(
         file: File,
+        zeroer_file: File,
         thread_name: String,
         zero_fill: bool,
     ) -> io::Result<ZeroAheadFile> {
-        let len = file.metadata()?.len();
-        // Holes before the end of the data stay holes: the zeroer only ever works past it.
-        let data_end = end_of_data(&file, len);
-        let shared = Arc::new(Shared {
-            file,
-            extent: Mutex::new(Extent {
-                len,
-                zeroed: data_end,
-                data_end,
-                idle: false,
-                stopped: !zero_fill,
-            }),
-            wake: Condvar::new(),
-        });
-        let zeroer = if zero_fill {
-            let for_thread = shared.clone();
-            Some(
-                std::thread::Builder::new()
-                    .name(thread_name)
-                    .spawn(move || for_thread.run())?,
-            )
-        } else {
-            None
-        };
         Ok(ZeroAheadFile {
-            inner,
-            shared,
-            zeroer: Mutex::new(zeroer),
+            inner: FileBackend::new(file).map_err(io::Error::other)?,
+            shared: Arc::new(Shared {
+                file: zeroer_file,
+                extent: Mutex::new(Extent {
+                    len: 0,
+                    zeroed: 0,
+                    data_end: 0,
+                    started: false,
+                    idle: false,
+                    stopped: !zero_fill,
+                }),
+                wake: Condvar::new(),
+            }),
+            thread_name,
+            zeroer: Mutex::new(None),
         })
+    }
+
+    /// Starts the zeroer on redb's first write or resize. Not at open: redb locks the file
+    /// after its backend exists, and an open it refuses (the file is live elsewhere) must
+    /// never write to the file.
+    fn start_once(&self, extent: &mut Extent) {
+        if extent.started || extent.stopped {
+            return;
+        }
+        extent.started = true;
+        let file = &self.shared.file;
+        let started = file.metadata().and_then(|m| {
+            extent.len = m.len();
+            // Holes before the end of the data stay holes: the zeroer only works past it.
+            extent.data_end = end_of_data(file, extent.len);
+            extent.zeroed = extent.data_end;
+            let shared = self.shared.clone();
+            std::thread::Builder::new()
+                .name(self.thread_name.clone())
+                .spawn(move || shared.run())
+        });
+        match started {
+            Ok(handle) => *self.zeroer.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle),
+            Err(e) => {
+                extent.stopped = true;
+                tracing::warn!(error = %e, "zero-filling ahead of an event file failed; continuing without");
+            }
+        }
     }
 
     /// Stops the zeroer and waits for it; idempotent.
@@ -273,6 +288,7 @@ impl StorageBackend for ZeroAheadFile {
     fn set_len(&self, len: u64) -> io::Result<()> {
         // Under the lock: no chunk is being zeroed while the length changes.
         let mut extent = self.shared.extent();
+        self.start_once(&mut extent);
         self.inner.set_len(len)?;
         extent.len = len;
         extent.zeroed = extent.zeroed.min(len);
@@ -291,6 +307,7 @@ impl StorageBackend for ZeroAheadFile {
     fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
         {
             let mut extent = self.shared.extent();
+            self.start_once(&mut extent);
             extent.data_end = extent.data_end.max(offset + data.len() as u64);
             if extent.idle && extent.should_start() {
                 extent.idle = false;
@@ -375,7 +392,7 @@ mod tests {
 
     /// The file at `path` with its zeroer on, whatever the filesystem under the test.
     fn zero_filling(path: &Path) -> ZeroAheadFile {
-        ZeroAheadFile::new(rw(path), "zero-test".into(), true).unwrap()
+        ZeroAheadFile::new(rw(path), rw(path), "zero-test".into(), true).unwrap()
     }
 
     fn read(file: &ZeroAheadFile, offset: u64, len: usize) -> Vec<u8> {
@@ -448,6 +465,8 @@ mod tests {
             f.sync_all().unwrap();
         }
         let file = zero_filling(&path);
+        // The zeroer starts at redb's first write, wherever it is.
+        file.write(0, &page(1)).unwrap();
         caught_up(&file);
 
         assert_eq!(read(&file, 0, PAGE), page(1));
@@ -464,11 +483,10 @@ mod tests {
     fn a_failing_zeroer_leaves_the_file_working() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f.redb");
-        let inner = FileBackend::new(rw(&path)).unwrap();
-        // A read-only handle: every zero-fill write fails.
+        let writable = rw(&path);
+        // A read-only handle for the zeroer: every zero-fill write fails.
         let read_only = File::open(&path).unwrap();
-        let file =
-            ZeroAheadFile::with_zeroer_file(inner, read_only, "zero-test".into(), true).unwrap();
+        let file = ZeroAheadFile::new(writable, read_only, "zero-test".into(), true).unwrap();
 
         file.set_len(8 << 20).unwrap();
         file.write(0, &page(9)).unwrap();
@@ -488,7 +506,7 @@ mod tests {
     fn without_zero_fill_there_is_no_thread_and_no_zeros() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f.redb");
-        let file = ZeroAheadFile::new(rw(&path), "zero-test".into(), false).unwrap();
+        let file = ZeroAheadFile::new(rw(&path), rw(&path), "zero-test".into(), false).unwrap();
         assert!(file.zeroer.lock().unwrap().is_none());
 
         file.set_len(8 << 20).unwrap();
@@ -497,5 +515,51 @@ mod tests {
         assert_eq!(read(&file, 0, PAGE), page(3));
         assert_eq!(next_hole(&path, 0), PAGE as u64);
         file.close().unwrap();
+    }
+
+    /// The bytes of `path` that are data, not holes.
+    fn data_bytes(path: &Path) -> u64 {
+        let f = File::open(path).unwrap();
+        let len = f.metadata().unwrap().len();
+        let (mut total, mut at) = (0, 0);
+        while at < len {
+            let Ok(data) = seek(&f, SeekFrom::Data(at)) else {
+                break;
+            };
+            at = seek(&f, SeekFrom::Hole(data)).unwrap();
+            total += at - data;
+        }
+        total
+    }
+
+    #[test]
+    fn a_refused_second_open_writes_nothing() {
+        const T: redb::TableDefinition<'static, u64, &[u8]> = redb::TableDefinition::new("t");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.redb");
+        // The live database, on redb's own backend: any zeros come from the second open.
+        let live = redb::Database::create(&path).unwrap();
+        let tx = live.begin_write().unwrap();
+        {
+            let mut t = tx.open_table(T).unwrap();
+            for k in 0..3000u64 {
+                t.insert(k, [7u8; 4000].as_slice()).unwrap();
+            }
+        }
+        tx.commit().unwrap();
+        // redb leaves holes in its file: room the second open's zeroer could write into.
+        let before = data_bytes(&path);
+        assert!(File::open(&path).unwrap().metadata().unwrap().len() > before + CHUNK);
+
+        for _ in 0..20 {
+            let second = ZeroAheadFile::new(rw(&path), rw(&path), "zero-test".into(), true);
+            let refused = redb::Database::builder().create_with_backend(second.unwrap());
+            assert!(matches!(
+                refused,
+                Err(redb::DatabaseError::DatabaseAlreadyOpen)
+            ));
+        }
+        assert_eq!(data_bytes(&path), before);
+        drop(live);
     }
 }
