@@ -11,11 +11,13 @@
 //! the first write to each block it allocated that way.
 //!
 //! Architecture Invariant: the zeroer never overwrites a byte redb wrote. Every redb write
-//! raises `data_end` under the lock before it starts; the zeroer writes only past both
-//! `data_end` and what it zeroed before, holding the lock, so a later redb write into that
-//! range lands after the zeros. The zeroer writes only below the file's length (it never
-//! extends the file) and only where redb has no pages, so crash recovery is redb's own.
+//! is noted under the lock before it is made: one that starts at or below `zeroed` moves
+//! `zeroed` past its end, one further on becomes an island. The zeroer writes only from
+//! `zeroed` up to the next island, holding the lock, so a redb write into that range waits
+//! and lands after the zeros. It never writes past the file's length (it never extends the
+//! file), and it starts only at redb's first write, when redb holds its lock on the file.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::ops::Bound;
@@ -32,6 +34,8 @@ const CHUNK: u64 = 1 << 20;
 /// How far past the written data it keeps zeros: as far as there is data, at most this
 /// much, so a small file's zeros never outweigh its data and a large one's stay bounded.
 const MAX_AHEAD: u64 = 32 << 20;
+/// Most islands (see [`Extent::islands`]) tracked; past that the zeroer skips to the last.
+const MAX_ISLANDS: usize = 1024;
 /// The zeros come from here: one piece of a chunk.
 static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 
@@ -59,10 +63,15 @@ struct Shared {
 struct Extent {
     /// The file's length, as redb last set it.
     len: u64,
-    /// The end of the zeros last written; meaningful only past `data_end`.
+    /// The zeroer's position: it writes only at or past it, and past it only where no
+    /// island is. Only grows, but for a shrink of the file.
     zeroed: u64,
-    /// The end of the furthest redb write (or, at open, of the file's last data).
-    data_end: u64,
+    /// How far redb's writes reach into the space below `zeroed` (at the start: where the
+    /// file's first hole began): zeros are wanted ahead of it.
+    lead: u64,
+    /// redb's writes at or past `zeroed`, merged, start → end. redb allocates from more than
+    /// one place (it writes the end of a grown file early), so the zeroer skips these.
+    islands: BTreeMap<u64, u64>,
     /// The zeroer has been started (at redb's first write or resize).
     started: bool,
     /// Waiting for work; a write that makes some wakes it.
@@ -72,31 +81,88 @@ struct Extent {
 }
 
 impl Extent {
-    /// How far past the data zeros are wanted.
+    /// How far past the lead zeros are wanted.
     fn ahead(&self) -> u64 {
-        self.data_end.clamp(CHUNK, MAX_AHEAD)
+        self.lead.clamp(CHUNK, MAX_AHEAD)
     }
 
-    /// Where zeros are wanted up to: ahead of the written data, within the file.
+    /// Where zeros are wanted up to: ahead of the lead, within the file.
     fn want(&self) -> u64 {
-        (self.data_end + self.ahead()).min(self.len)
+        (self.lead + self.ahead()).min(self.len)
     }
 
-    /// Where the zeroer would start: past the data and past what it zeroed before.
-    fn from(&self) -> u64 {
-        self.zeroed.max(self.data_end)
+    /// The end of the gap the zeroer may fill now: up to the next island.
+    fn gap_end(&self) -> u64 {
+        let island = self.islands.keys().next().copied().unwrap_or(u64::MAX);
+        self.want().min(island)
     }
 
     /// Whether zeros are wanted that are not written yet.
     fn behind(&self) -> bool {
-        !self.stopped && self.from() < self.want()
+        !self.stopped && self.zeroed < self.gap_end()
     }
 
     /// Whether the zeroer should wake: half the distance ahead is used up. It then zeroes
     /// all the way, so it runs (and `fdatasync`s) in a few long bursts, not after every
     /// commit of redb's.
     fn should_start(&self) -> bool {
-        self.behind() && (self.want() - self.from()) * 2 > self.ahead()
+        self.behind() && (self.want() - self.zeroed) * 2 > self.ahead()
+    }
+
+    /// Notes a redb write of `[start, end)`, before it is made.
+    fn wrote(&mut self, start: u64, end: u64) {
+        if start <= self.zeroed {
+            self.lead = self.lead.max(end);
+            self.zeroed = self.zeroed.max(end);
+        } else {
+            self.add_island(start, end);
+        }
+        self.pass_islands();
+    }
+
+    fn add_island(&mut self, mut start: u64, mut end: u64) {
+        if let Some((&s, &e)) = self.islands.range(..=start).next_back()
+            && e >= start
+        {
+            start = s;
+            end = end.max(e);
+        }
+        let merged: Vec<u64> = self.islands.range(start..=end).map(|(&s, _)| s).collect();
+        for s in merged {
+            if let Some(e) = self.islands.remove(&s) {
+                end = end.max(e);
+            }
+        }
+        self.islands.insert(start, end);
+        if self.islands.len() > MAX_ISLANDS {
+            // Scattered writes: give up on the gaps between them.
+            if let Some((_, &last)) = self.islands.iter().next_back() {
+                self.zeroed = self.zeroed.max(last);
+            }
+        }
+    }
+
+    /// Moves `zeroed` past the islands it has reached and forgets them.
+    fn pass_islands(&mut self) {
+        while let Some((&start, &end)) = self.islands.iter().next() {
+            if start > self.zeroed {
+                break;
+            }
+            self.islands.remove(&start);
+            self.zeroed = self.zeroed.max(end);
+        }
+    }
+
+    /// The file is now `len` long.
+    fn resized(&mut self, len: u64) {
+        self.len = len;
+        self.zeroed = self.zeroed.min(len);
+        self.lead = self.lead.min(len);
+        // Islands past a shrink are gone with the file; one across it ends there.
+        self.islands.retain(|&start, _| start < len);
+        for end in self.islands.values_mut() {
+            *end = (*end).min(len);
+        }
     }
 }
 
@@ -128,7 +194,8 @@ impl ZeroAheadFile {
                 extent: Mutex::new(Extent {
                     len: 0,
                     zeroed: 0,
-                    data_end: 0,
+                    lead: 0,
+                    islands: BTreeMap::new(),
                     started: false,
                     idle: false,
                     stopped: !zero_fill,
@@ -151,9 +218,11 @@ impl ZeroAheadFile {
         let file = &self.shared.file;
         let started = file.metadata().and_then(|m| {
             extent.len = m.len();
-            // Holes before the end of the data stay holes: the zeroer only works past it.
-            extent.data_end = end_of_data(file, extent.len);
-            extent.zeroed = extent.data_end;
+            let (first_hole, islands) = layout(file, extent.len);
+            extent.zeroed = first_hole;
+            extent.lead = first_hole;
+            extent.islands = islands;
+            extent.pass_islands();
             let shared = self.shared.clone();
             std::thread::Builder::new()
                 .name(self.thread_name.clone())
@@ -236,13 +305,13 @@ impl Shared {
             if !extent.behind() {
                 break;
             }
-            // Never below redb's furthest write: that space is redb's.
-            extent.zeroed = extent.from();
-            let to = (extent.zeroed + ZEROS.len() as u64).min(extent.want());
+            // Up to the next island at most: that space is redb's.
+            let to = (extent.zeroed + ZEROS.len() as u64).min(extent.gap_end());
             self.file
                 .write_all_at(&ZEROS[..(to - extent.zeroed) as usize], extent.zeroed)?;
             done += to - extent.zeroed;
             extent.zeroed = to;
+            extent.pass_islands();
         }
         Ok(())
     }
@@ -257,23 +326,32 @@ fn fills_holes_in_place(file: &File) -> bool {
     rustix::fs::fstatfs(file).is_ok_and(|fs| matches!(fs.f_type as u64, EXT4 | XFS))
 }
 
-/// The end of the last data extent of `file` (0 for an empty or all-hole file); the whole
-/// file if the filesystem cannot tell, so the zeroer starts only once the file grows.
-fn end_of_data(file: &File, len: u64) -> u64 {
+/// Where the first hole of `file` begins, and the data after it, as islands. The whole
+/// file (no zeroing until it grows) if the filesystem cannot tell or the data is scattered.
+fn layout(file: &File, len: u64) -> (u64, BTreeMap<u64, u64>) {
     use rustix::fs::{SeekFrom, seek};
-    let mut end = 0;
-    while end < len {
-        let data = match seek(file, SeekFrom::Data(end)) {
-            Ok(offset) => offset,
+    let hole = |at| seek(file, SeekFrom::Hole(at)).ok();
+    let Some(first_hole) = hole(0) else {
+        return (len, BTreeMap::new());
+    };
+    let mut islands = BTreeMap::new();
+    let mut at = first_hole;
+    while at < len {
+        let data = match seek(file, SeekFrom::Data(at)) {
+            Ok(data) => data,
             Err(rustix::io::Errno::NXIO) => break,
-            Err(_) => return len,
+            Err(_) => return (len, BTreeMap::new()),
         };
-        match seek(file, SeekFrom::Hole(data)) {
-            Ok(hole) => end = hole,
-            Err(_) => return len,
+        let Some(end) = hole(data) else {
+            return (len, BTreeMap::new());
+        };
+        islands.insert(data, end.min(len));
+        if islands.len() > MAX_ISLANDS {
+            return (len, BTreeMap::new());
         }
+        at = end;
     }
-    end.min(len)
+    (first_hole.min(len), islands)
 }
 
 impl StorageBackend for ZeroAheadFile {
@@ -290,9 +368,7 @@ impl StorageBackend for ZeroAheadFile {
         let mut extent = self.shared.extent();
         self.start_once(&mut extent);
         self.inner.set_len(len)?;
-        extent.len = len;
-        extent.zeroed = extent.zeroed.min(len);
-        extent.data_end = extent.data_end.min(len);
+        extent.resized(len);
         if extent.idle && extent.should_start() {
             extent.idle = false;
             self.shared.wake.notify_one();
@@ -308,7 +384,7 @@ impl StorageBackend for ZeroAheadFile {
         {
             let mut extent = self.shared.extent();
             self.start_once(&mut extent);
-            extent.data_end = extent.data_end.max(offset + data.len() as u64);
+            extent.wrote(offset, offset + data.len() as u64);
             if extent.idle && extent.should_start() {
                 extent.idle = false;
                 self.shared.wake.notify_one();
@@ -401,29 +477,28 @@ mod tests {
         out
     }
 
+    /// Grows `len` as redb does (doubling, leaving a hole) until `end` fits.
+    fn grow_to(file: &ZeroAheadFile, len: &mut u64, end: u64) {
+        while *len < end {
+            *len *= 2;
+            file.set_len(*len).unwrap();
+        }
+    }
+
     #[test]
-    fn zeros_go_ahead_of_the_data_and_never_over_it() {
+    fn zeros_go_ahead_of_the_data() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f.redb");
         let file = zero_filling(&path);
-
-        // Grow as redb does (doubling, leaving holes) and write pages near the end of the
-        // data while the zeroer runs, plus some below it (pages redb freed and reuses).
-        let mut written: Vec<(u64, u8)> = Vec::new();
         let mut len = 64 * 1024;
         file.set_len(len).unwrap();
         for i in 0..3000u64 {
             let offset = i * PAGE as u64;
-            if offset + PAGE as u64 > len {
-                len *= 2;
-                file.set_len(len).unwrap();
-            }
+            grow_to(&file, &mut len, offset + PAGE as u64);
             file.write(offset, &page(i as u8)).unwrap();
-            written.push((offset, i as u8));
-            if i % 7 == 0 {
-                let reused = (i / 2) * PAGE as u64;
-                file.write(reused, &page(i as u8 ^ 0x5a)).unwrap();
-                written.push((reused, i as u8 ^ 0x5a));
+            if i % 64 == 0 {
+                // Keeps redb's writes inside the zeros, so the lead follows them.
+                caught_up(&file);
             }
         }
         // Room for the full distance ahead.
@@ -431,37 +506,83 @@ mod tests {
         file.set_len(len).unwrap();
         caught_up(&file);
 
-        let mut expected = std::collections::HashMap::new();
-        for (offset, seed) in written {
-            expected.insert(offset, seed);
-        }
         let data_end = 3000 * PAGE as u64;
-        for (offset, seed) in &expected {
-            assert_eq!(read(&file, *offset, PAGE), page(*seed), "page at {offset}");
+        for i in 0..3000u64 {
+            assert_eq!(read(&file, i * PAGE as u64, PAGE), page(i as u8));
         }
-        // Past the data: zeros, really written (no hole), as far as the zeroer goes.
+        // Past the data: zeros, really written (no hole), as far as the zeroer goes ...
         let zeroed_to = data_end + data_end.clamp(CHUNK, MAX_AHEAD);
-        assert!(zeroed_to < len);
         assert!(next_hole(&path, data_end) >= zeroed_to);
-        assert_eq!(
-            read(&file, data_end, (zeroed_to - data_end) as usize),
-            vec![0; (zeroed_to - data_end) as usize]
-        );
+        let zeros = read(&file, data_end, (zeroed_to - data_end) as usize);
+        assert!(zeros.iter().all(|&b| b == 0));
         // ... and no further: the rest of the file stays sparse.
         assert!(next_hole(&path, zeroed_to) < len);
         file.close().unwrap();
     }
 
     #[test]
-    fn an_existing_file_is_zeroed_only_past_its_last_data() {
+    fn the_zeroer_never_writes_over_redb_data() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f.redb");
-        let far = 3 << 20;
+        let file = zero_filling(&path);
+        let mut len = 64 * 1024;
+        file.set_len(len).unwrap();
+        // Writes as redb makes them, with no waiting for the zeroer: pages at the front,
+        // pages freed and reused below it, and pages far ahead and at the very end of the
+        // file (islands), while the zeroer runs.
+        let mut expected = std::collections::HashMap::new();
+        let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let pages = |n: u64| n / PAGE as u64;
+        for i in 0..4000u64 {
+            let front = i * PAGE as u64;
+            let before = len;
+            grow_to(&file, &mut len, front + PAGE as u64);
+            let mut offsets = vec![front];
+            if len != before {
+                offsets.push(len - PAGE as u64);
+            }
+            match next() % 8 {
+                0 => offsets.push((next() % pages(front + PAGE as u64)) * PAGE as u64),
+                1 => offsets.push((next() % pages(len)) * PAGE as u64),
+                _ => {}
+            }
+            for offset in offsets {
+                let seed = next() as u8;
+                file.write(offset, &page(seed)).unwrap();
+                expected.insert(offset, seed.max(1));
+            }
+        }
+        caught_up(&file);
+
+        for offset in (0..len).step_by(PAGE) {
+            let want = expected
+                .get(&offset)
+                .map_or(vec![0; PAGE], |&seed| page(seed));
+            assert_eq!(read(&file, offset, PAGE), want, "page at {offset}");
+        }
+        assert!(
+            data_bytes(&path) > 4000 * PAGE as u64,
+            "the zeroer wrote nothing"
+        );
+        file.close().unwrap();
+    }
+
+    #[test]
+    fn an_existing_file_is_zeroed_around_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.redb");
+        let island = 512 * 1024;
         {
             let f = File::create(&path).unwrap();
             f.set_len(16 << 20).unwrap();
             f.write_all_at(&page(1), 0).unwrap();
-            f.write_all_at(&page(2), far).unwrap();
+            f.write_all_at(&page(2), island).unwrap();
             f.sync_all().unwrap();
         }
         let file = zero_filling(&path);
@@ -470,12 +591,12 @@ mod tests {
         caught_up(&file);
 
         assert_eq!(read(&file, 0, PAGE), page(1));
-        assert_eq!(read(&file, far, PAGE), page(2));
-        // The hole between the two pages is left alone ...
-        assert_eq!(next_hole(&path, 0), PAGE as u64);
-        // ... and zeros follow the last page.
-        let data_end = far + PAGE as u64;
-        assert!(next_hole(&path, data_end) >= data_end + data_end.clamp(CHUNK, MAX_AHEAD));
+        assert_eq!(read(&file, island, PAGE), page(2));
+        // From the first hole, zeros as far ahead as a small file gets, around the page
+        // already written in that range; then the file stays sparse.
+        let zeroed_to = PAGE as u64 + CHUNK;
+        assert!(next_hole(&path, 0) >= zeroed_to);
+        assert!(next_hole(&path, zeroed_to) < 16 << 20);
         file.close().unwrap();
     }
 
@@ -551,14 +672,15 @@ mod tests {
         let before = data_bytes(&path);
         assert!(File::open(&path).unwrap().metadata().unwrap().len() > before + CHUNK);
 
-        for _ in 0..20 {
-            let second = ZeroAheadFile::new(rw(&path), rw(&path), "zero-test".into(), true);
-            let refused = redb::Database::builder().create_with_backend(second.unwrap());
-            assert!(matches!(
-                refused,
-                Err(redb::DatabaseError::DatabaseAlreadyOpen)
-            ));
-        }
+        let second = ZeroAheadFile::new(rw(&path), rw(&path), "zero-test".into(), true).unwrap();
+        let shared = second.shared.clone();
+        let refused = redb::Database::builder().create_with_backend(second);
+        assert!(matches!(
+            refused,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen)
+        ));
+        // The zeroer waits for redb's first write, which a refused open never makes.
+        assert!(!shared.extent().started);
         assert_eq!(data_bytes(&path), before);
         drop(live);
     }
