@@ -1,14 +1,15 @@
 //! The storage backend of the event files: redb's own [`FileBackend`], plus a thread that
-//! keeps the next few MiB past the file's written data filled with zeros, ahead of redb.
+//! keeps the next few MiB ahead of redb's writes filled with zeros.
 //!
 //! Why: redb grows its file with `set_len`, which leaves a hole, and its pages then land in
 //! that hole. The first write into a hole makes the filesystem (ext4, XFS) allocate blocks,
-//! so the commit's `fdatasync` must also commit the filesystem's journal. With the blocks
-//! already written (as zeros, off the writer's path) a commit overwrites existing blocks and
-//! its `fdatasync` flushes data only. Measured on ingest at 64 connections: the writer's
-//! `fdatasync` took 0.36 ms instead of 0.54 ms (README, Performance). PostgreSQL zero-fills
-//! its WAL segments for the same reason; `fallocate` does not help, as ext4 still journals
-//! the first write to each block it allocated that way.
+//! so the commit's `fdatasync` must also write the allocation (the journal, or on ext4
+//! without one the inode and extent blocks). With the blocks already written (as zeros, off
+//! the writer's path) a commit overwrites existing blocks and its `fdatasync` flushes data
+//! only. Measured on ingest at 64 connections: the writer's `fdatasync` took 0.36 ms instead
+//! of 0.54 ms (README, Performance). PostgreSQL zero-fills its WAL segments for the same
+//! reason; `fallocate` does not help, as ext4 still records the first write to each block
+//! it allocated that way.
 //!
 //! Architecture Invariant: the zeroer never overwrites a byte redb wrote. Every redb write
 //! is noted under the lock before it is made: one that starts at or below `zeroed` moves
@@ -31,7 +32,7 @@ use redb::{BackendError, StorageBackend};
 
 /// The zeroer `fdatasync`s after each this much.
 const CHUNK: u64 = 1 << 20;
-/// How far past the written data it keeps zeros: as far as there is data, at most this
+/// How far ahead of redb's writes it keeps zeros: as far as there is data, at most this
 /// much, so a small file's zeros never outweigh its data and a large one's stay bounded.
 const MAX_AHEAD: u64 = 32 << 20;
 /// Most islands (see [`Extent::islands`]) tracked; past that the zeroer skips to the last.
@@ -39,7 +40,7 @@ const MAX_ISLANDS: usize = 1024;
 /// The zeros come from here: one piece of a chunk.
 static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 
-/// A redb file whose space just past its written data is kept zero-filled.
+/// A redb file whose space just ahead of redb's writes is kept zero-filled.
 #[derive(Debug)]
 pub(crate) struct ZeroAheadFile {
     inner: FileBackend,
