@@ -112,6 +112,10 @@ impl Extent {
 
     /// Notes a redb write of `[start, end)`, before it is made.
     fn wrote(&mut self, start: u64, end: u64) {
+        if self.stopped {
+            // Nothing will be zeroed: no islands to keep.
+            return;
+        }
         if start <= self.zeroed {
             self.lead = self.lead.max(end);
             self.zeroed = self.zeroed.max(end);
@@ -633,9 +637,12 @@ mod tests {
 
         file.set_len(8 << 20).unwrap();
         file.write(0, &page(3)).unwrap();
+        file.write(4 << 20, &page(4)).unwrap();
         file.sync_data().unwrap();
         assert_eq!(read(&file, 0, PAGE), page(3));
+        assert_eq!(read(&file, 4 << 20, PAGE), page(4));
         assert_eq!(next_hole(&path, 0), PAGE as u64);
+        assert!(file.shared.extent().islands.is_empty());
         file.close().unwrap();
     }
 
