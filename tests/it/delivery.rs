@@ -302,16 +302,20 @@ async fn outage_app(threshold: u32, cooldown: Duration, scheduler_capacity: usiz
     .await
 }
 
-/// An http target to `sink` that retries without limit and backs off up to an hour.
-async fn add_retrying_target(
+/// A webhook named `name` with one http target that retries without limit, backs off up
+/// to an hour, and points at a sink that answers 503 until told otherwise. Returns the sink,
+/// the webhook's id and its entrypoint URL.
+async fn dead_target(
     app: &TestApp,
-    wh: &str,
-    sink: &Receiver,
+    name: &str,
     max_in_flight: u32,
     timeout_secs: u32,
-) {
+) -> (Receiver, String, String) {
+    let sink = Receiver::start().await;
+    sink.set_default(Reply::status(503));
+    let (wh, url) = app.webhook(name).await;
     app.target(
-        wh,
+        &wh,
         json!({
             "name": "retrying", "kind": "http", "url": sink.url("/"),
             "max_retries": "unlimited", "max_backoff_secs": 3600,
@@ -319,6 +323,7 @@ async fn add_retrying_target(
         }),
     )
     .await;
+    (sink, wh, url)
 }
 
 /// Each event's first delivery as (status, attempts), newest event first.
@@ -361,10 +366,7 @@ async fn a_recovered_target_gets_its_backed_off_deliveries_at_once() {
 
 async fn backed_off_deliveries_follow_the_closing_probe(scheduler_capacity: usize) {
     let app = outage_app(1, Duration::from_millis(300), scheduler_capacity).await;
-    let sink = Receiver::start().await;
-    sink.set_default(Reply::status(503));
-    let (wh, url) = app.webhook("outage").await;
-    add_retrying_target(&app, &wh, &sink, 1, 1).await;
+    let (sink, wh, url) = dead_target(&app, "outage", 1, 1).await;
     // The first event's failure opens the breaker; the second is deferred to the end of
     // the cooldown, becomes the probe, fails and re-opens it. Both now wait out 96 s+.
     app.send(&url, b"first").await;
@@ -522,10 +524,7 @@ async fn a_recovery_brings_each_delivery_forward_only_once() {
 
 async fn each_delivery_comes_forward_once(scheduler_capacity: usize) {
     let app = outage_app(2, Duration::from_millis(300), scheduler_capacity).await;
-    let sink = Receiver::start().await;
-    sink.set_default(Reply::status(503));
-    let (wh, url) = app.webhook("flapping").await;
-    add_retrying_target(&app, &wh, &sink, 10, 1).await;
+    let (sink, wh, url) = dead_target(&app, "flapping", 10, 1).await;
     // Two failures open the breaker; both deliveries wait out 96 s+.
     app.send(&url, b"a").await;
     app.send(&url, b"b").await;
@@ -568,10 +567,7 @@ async fn each_delivery_comes_forward_once(scheduler_capacity: usize) {
 async fn deliveries_deferred_during_the_closing_probe_follow_it() {
     let cooldown = Duration::from_secs(4);
     let app = outage_app(1, cooldown, 4096).await;
-    let sink = Receiver::start().await;
-    sink.set_default(Reply::status(503));
-    let (wh, url) = app.webhook("reopen").await;
-    add_retrying_target(&app, &wh, &sink, 10, 30).await;
+    let (sink, wh, url) = dead_target(&app, "reopen", 10, 30).await;
     app.send(&url, b"opens the breaker").await;
     // Recorded as retrying: the breaker took the failure (it is fed before the record).
     let first_retrying = wait_until(Duration::from_secs(10), || async {
