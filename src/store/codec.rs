@@ -1,13 +1,18 @@
 //! The only place that names bincode. Every stored value is one version byte followed by the
 //! bincode (standard config) encoding of a serde record, so a future record layout can be
 //! told apart and migrated instead of misread.
+//!
+//! Version 2 is a version-1 record extended by a second value ([`encode_extended`]): rows
+//! written before the extension existed still read, with the extension at its default.
 
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::StoreError;
 
-/// Version byte of the current record encoding.
+/// Version byte of a record written by [`encode`] or [`encode_with_tail`].
 const RECORD_VERSION: u8 = 1;
+/// Version byte of a record written by [`encode_extended`].
+const EXTENDED_RECORD_VERSION: u8 = 2;
 
 /// Encodes a record as `[RECORD_VERSION] ++ bincode(value)`.
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
@@ -22,10 +27,38 @@ pub(crate) fn encode_with_tail<T: Serialize>(
 ) -> Result<Vec<u8>, StoreError> {
     let mut out = Vec::with_capacity(128 + tail.len());
     out.push(RECORD_VERSION);
-    bincode::serde::encode_into_std_write(value, &mut out, bincode::config::standard())
-        .map_err(|e| StoreError::Codec(e.to_string()))?;
+    encode_into(value, &mut out)?;
     out.extend_from_slice(tail);
     Ok(out)
+}
+
+/// Encodes a record, a second value extending it and raw bytes:
+/// `[EXTENDED_RECORD_VERSION] ++ bincode(value) ++ bincode(extension) ++ tail`.
+/// [`decode_extended`] reads these and, with a default extension, version-1 records.
+pub(crate) fn encode_extended<T: Serialize, X: Serialize>(
+    value: &T,
+    extension: &X,
+    tail: &[u8],
+) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::with_capacity(192 + tail.len());
+    out.push(EXTENDED_RECORD_VERSION);
+    encode_into(value, &mut out)?;
+    encode_into(extension, &mut out)?;
+    out.extend_from_slice(tail);
+    Ok(out)
+}
+
+fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), StoreError> {
+    bincode::serde::encode_into_std_write(value, out, bincode::config::standard())
+        .map_err(|e| StoreError::Codec(e.to_string()))?;
+    Ok(())
+}
+
+/// The value at the start of `bytes` and the bytes after it.
+fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, &[u8]), StoreError> {
+    let (value, read) = bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        .map_err(|e| StoreError::Codec(e.to_string()))?;
+    Ok((value, bytes.get(read..).unwrap_or_default()))
 }
 
 /// Decodes a record written by [`encode`].
@@ -39,14 +72,24 @@ pub(crate) fn decode_with_tail<T: DeserializeOwned>(
     bytes: &[u8],
 ) -> Result<(T, &[u8]), StoreError> {
     match bytes.split_first() {
-        Some((&RECORD_VERSION, rest)) => {
-            let (value, read) =
-                bincode::serde::decode_from_slice(rest, bincode::config::standard())
-                    .map_err(|e| StoreError::Codec(e.to_string()))?;
-            Ok((value, rest.get(read..).unwrap_or_default()))
-        }
+        Some((&RECORD_VERSION, rest)) => decode_prefix(rest),
         Some((v, _)) => Err(StoreError::Codec(format!("unknown record version {v}"))),
         None => Err(StoreError::Codec("empty record".into())),
+    }
+}
+
+/// Decodes a record written by [`encode_extended`], or one written by
+/// [`encode_with_tail`] with the extension at its default; returns both with the tail.
+pub(crate) fn decode_extended<T: DeserializeOwned, X: DeserializeOwned + Default>(
+    bytes: &[u8],
+) -> Result<(T, X, &[u8]), StoreError> {
+    match bytes.split_first() {
+        Some((&EXTENDED_RECORD_VERSION, rest)) => {
+            let (value, rest) = decode_prefix(rest)?;
+            let (extension, tail) = decode_prefix(rest)?;
+            Ok((value, extension, tail))
+        }
+        _ => decode_with_tail(bytes).map(|(value, tail)| (value, X::default(), tail)),
     }
 }
 
@@ -81,6 +124,25 @@ mod tests {
         let plain = encode(&(7u32, "x")).unwrap();
         let (_, tail): ((u32, String), _) = decode_with_tail(&plain).unwrap();
         assert!(tail.is_empty());
+    }
+
+    #[test]
+    fn an_extended_record_reads_back_and_a_plain_one_reads_with_a_default_extension() {
+        let bytes = encode_extended(&(7u32, "x"), &vec![1u8, 2], b"tail").unwrap();
+        let ((n, s), ext, tail): ((u32, String), Vec<u8>, _) = decode_extended(&bytes).unwrap();
+        assert_eq!(
+            (n, s.as_str(), ext, tail),
+            (7, "x", vec![1, 2], &b"tail"[..])
+        );
+
+        let plain = encode_with_tail(&(7u32, "x"), b"tail").unwrap();
+        let (_, ext, tail): ((u32, String), Vec<u8>, _) = decode_extended(&plain).unwrap();
+        assert_eq!((ext, tail), (vec![], &b"tail"[..]));
+
+        // A reader that knows only plain records refuses an extended one rather than
+        // taking its extension for the tail.
+        assert!(decode_with_tail::<(u32, String)>(&bytes).is_err());
+        assert!(decode_extended::<u32, Vec<u8>>(&[9, 1]).is_err());
     }
 
     #[test]

@@ -29,13 +29,16 @@ use super::{
 use crate::model::{Delivery, DeliveryResult, Event, Millis};
 
 const META: TableDefinition<'static, &str, u32> = TableDefinition::new("meta");
-/// The event record, followed by its body when that is under [`INLINE_BODY_BYTES`]
-/// (see [`codec::encode_with_tail`]): a typical webhook is one insert, not two.
+/// The event record, extended by the deliveries its own commit finished (`database`
+/// targets: the stored event is their delivery) and followed by its body when that is
+/// under [`INLINE_BODY_BYTES`] (see [`codec::encode_extended`]): a typical webhook is one
+/// insert, not two or three.
 const EVENTS: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("events");
 /// Bodies of [`INLINE_BODY_BYTES`] or more (and every body in version-1 files), apart from
 /// the event record, so walking past events never reads large bodies.
 const BODIES: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("bodies");
-/// `(event_id, delivery_id)`: an event's deliveries are one range.
+/// `(event_id, delivery_id)`: an event's deliveries are one range, apart from those in its
+/// `EVENTS` row.
 const DELIVERIES: TableDefinition<'static, (u128, u128), &[u8]> =
     TableDefinition::new("deliveries");
 /// `(delivery_id, attempt)`.
@@ -302,10 +305,10 @@ impl EventStore {
         let mut out = Vec::with_capacity(limit);
         for row in events.range::<u128>(..)?.rev().skip(offset).take(limit) {
             let (k, v) = row?;
-            let (event, body) = event_row(v.value(), k.value(), &bodies, body_limit)?;
+            let (event, body, settled) = event_row(v.value(), k.value(), &bodies, body_limit)?;
             out.push(EventWithBody {
                 body,
-                deliveries: deliveries_in(&deliveries, k.value())?,
+                deliveries: event_deliveries(settled, &deliveries, k.value())?,
                 event,
             });
         }
@@ -330,7 +333,7 @@ impl EventStore {
         let Some(v) = rx.open_table(EVENTS)?.get(event_id.as_u128())? else {
             return Ok(None);
         };
-        let (event, inline) = codec::decode_with_tail::<Event>(v.value())?;
+        let (event, _, inline) = decode_event_row(v.value())?;
         let body = if event.body_len >= max_body as u64 {
             None
         } else {
@@ -352,7 +355,7 @@ impl EventStore {
         let Some(v) = rx.open_table(EVENTS)?.get(event_id.as_u128())? else {
             return Ok(None);
         };
-        let (event, body) = event_row(
+        let (event, body, settled) = event_row(
             v.value(),
             event_id.as_u128(),
             &rx.open_table(BODIES)?,
@@ -360,7 +363,8 @@ impl EventStore {
         )?;
         let results = rx.open_table(RESULTS)?;
         let mut deliveries = Vec::new();
-        for d in deliveries_in(&rx.open_table(DELIVERIES)?, event_id.as_u128())? {
+        let table = rx.open_table(DELIVERIES)?;
+        for d in event_deliveries(settled, &table, event_id.as_u128())? {
             let mut attempts = Vec::new();
             for row in results.range((d.id.as_u128(), 0)..=(d.id.as_u128(), u32::MAX))? {
                 attempts.push(codec::decode(row?.1.value())?);
@@ -382,8 +386,14 @@ impl EventStore {
     ) -> Result<Option<Delivery>, StoreError> {
         let rx = self.read()?;
         let t = rx.open_table(DELIVERIES)?;
-        let v = t.get((event_id.as_u128(), delivery_id.as_u128()))?;
-        v.map(|v| codec::decode(v.value())).transpose()
+        if let Some(v) = t.get((event_id.as_u128(), delivery_id.as_u128()))? {
+            return codec::decode(v.value()).map(Some);
+        }
+        let Some(row) = rx.open_table(EVENTS)?.get(event_id.as_u128())? else {
+            return Ok(None);
+        };
+        let (_, settled, _) = decode_event_row(row.value())?;
+        Ok(settled.into_iter().find(|d| d.id == delivery_id))
     }
 
     /// Up to `limit` due-index rows due at or before `now`, earliest first.
@@ -499,6 +509,7 @@ impl EventStore {
                 next = scanned.pop();
             }
             for id in scanned {
+                // The deliveries in the event's row are finished and go with the row.
                 let ds = deliveries_in(&deliveries, id)?;
                 if !ds.iter().all(|d| d.status.is_terminal()) {
                     continue;
@@ -528,18 +539,24 @@ fn due_key(at: Millis) -> u64 {
     at.max(0) as u64
 }
 
-/// Decodes an `EVENTS` row: the event and the first `body_limit` bytes of its body, from
-/// the row itself or, for a large body (or a row written before bodies were inlined), from
-/// `BODIES`.
+/// The parts of an `EVENTS` row: the event, the deliveries in the row (none in rows
+/// written before format 3) and the inline body bytes.
+fn decode_event_row(row: &[u8]) -> Result<(Event, Vec<Delivery>, &[u8]), StoreError> {
+    codec::decode_extended(row)
+}
+
+/// Decodes an `EVENTS` row: the event, the first `body_limit` bytes of its body (from the
+/// row itself or, for a large body or a row written before bodies were inlined, from
+/// `BODIES`) and the deliveries in the row.
 fn event_row(
     row: &[u8],
     id: u128,
     bodies: &impl ReadableTable<u128, &'static [u8]>,
     body_limit: usize,
-) -> Result<(Event, Vec<u8>), StoreError> {
-    let (event, inline) = codec::decode_with_tail::<Event>(row)?;
+) -> Result<(Event, Vec<u8>, Vec<Delivery>), StoreError> {
+    let (event, settled, inline) = decode_event_row(row)?;
     let body = event_body(&event, inline, id, bodies, body_limit)?;
-    Ok((event, body))
+    Ok((event, body, settled))
 }
 
 /// The first `limit` bytes of an event's body: the bytes after its record when the body is
@@ -573,6 +590,7 @@ fn event_body(
     }
 }
 
+/// An event's rows in `DELIVERIES`, oldest first.
 fn deliveries_in(
     t: &impl ReadableTable<(u128, u128), &'static [u8]>,
     event: u128,
@@ -580,6 +598,21 @@ fn deliveries_in(
     let mut out = Vec::new();
     for row in t.range((event, 0u128)..=(event, u128::MAX))? {
         out.push(codec::decode(row?.1.value())?);
+    }
+    Ok(out)
+}
+
+/// Every delivery of an event, oldest first: `settled` (from its row) and its rows in
+/// `DELIVERIES`.
+fn event_deliveries(
+    settled: Vec<Delivery>,
+    t: &impl ReadableTable<(u128, u128), &'static [u8]>,
+    event: u128,
+) -> Result<Vec<Delivery>, StoreError> {
+    let mut out = deliveries_in(t, event)?;
+    if !settled.is_empty() {
+        out.extend(settled);
+        out.sort_by_key(|d| d.id);
     }
     Ok(out)
 }
@@ -716,12 +749,18 @@ impl<'t> WriteTables<'t> {
             WriteOp::Ingest(n) => {
                 let id = n.event.id.as_u128();
                 let inline = n.body.len() < INLINE_BODY_BYTES;
-                let row = codec::encode_with_tail(&n.event, if inline { &n.body } else { &[] })?;
+                // A delivery this commit finishes (a `database` target's) goes in the
+                // event's row: it will never change, so a row of its own would only cost
+                // a second B-tree insert for every event.
+                let (settled, unfinished): (Vec<&Delivery>, Vec<&Delivery>) =
+                    n.deliveries.iter().partition(|d| d.status.is_terminal());
+                let row =
+                    codec::encode_extended(&n.event, &settled, if inline { &n.body } else { &[] })?;
                 opened(self.tx, &mut self.events, EVENTS)?.insert(id, row.as_slice())?;
                 if !inline {
                     opened(self.tx, &mut self.bodies, BODIES)?.insert(id, n.body.as_ref())?;
                 }
-                self.insert_deliveries(&n.deliveries)
+                self.insert_deliveries(unfinished)
             }
             WriteOp::AddDeliveries(ds) => {
                 // Checked in the transaction: retention may have removed the event since
@@ -758,7 +797,10 @@ impl<'t> WriteTables<'t> {
     }
 
     /// New deliveries, each with a due row unless already finished.
-    fn insert_deliveries(&mut self, ds: &[Delivery]) -> Result<(), StoreError> {
+    fn insert_deliveries<'d>(
+        &mut self,
+        ds: impl IntoIterator<Item = &'d Delivery>,
+    ) -> Result<(), StoreError> {
         for d in ds {
             self.put_delivery(d)?;
             if let Some(at) = d.next_attempt_at {
@@ -784,6 +826,7 @@ impl<'t> WriteTables<'t> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::DeliveryStatus;
 
     fn event(body: &[u8]) -> Event {
         Event {
@@ -824,10 +867,10 @@ mod tests {
         meta.get(FORMAT_KEY).unwrap().unwrap().value()
     }
 
-    /// A version-1 file opens, reads every body exactly as before, and is marked version 2
+    /// A version-1 file opens, reads every body exactly as before, and is marked current
     /// so an older build refuses it rather than reading inline bodies as empty.
     #[test]
-    fn version_1_files_read_as_before_and_are_marked_2() {
+    fn version_1_files_read_as_before_and_are_marked_current() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("e.redb");
         let body = b"\xffold layout".to_vec();
@@ -844,6 +887,136 @@ mod tests {
         store.close();
         drop(store);
         assert_eq!(stored_version(&path), EVENTS_FORMAT_VERSION);
+    }
+
+    /// A delivery of `event` to a fresh target, in `status`.
+    fn delivery(event: &Event, status: DeliveryStatus) -> Delivery {
+        let mut d = Delivery::pending(event.id, Uuid::new_v4(), 1);
+        if status.is_terminal() {
+            d.next_attempt_at = None;
+            d.attempts = 1;
+        }
+        d.status = status;
+        d
+    }
+
+    /// The keys of every `DELIVERIES` row.
+    fn delivery_rows(store: &EventStore) -> Vec<(u128, u128)> {
+        let rx = store.read().unwrap();
+        let t = rx.open_table(DELIVERIES).unwrap();
+        t.range::<(u128, u128)>(..)
+            .unwrap()
+            .map(|r| r.unwrap().0.value())
+            .collect()
+    }
+
+    /// A delivery the ingest commit finishes (a `database` target's) lives in the event's
+    /// row, not in `DELIVERIES`, and every reader sees it among the event's deliveries in
+    /// the same order as one with a row of its own.
+    #[test]
+    fn a_delivery_finished_at_ingest_is_stored_in_the_event_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EventStore::open(Uuid::new_v4(), &dir.path().join("e.redb")).unwrap();
+        let e = event(b"{}");
+        let (pending, stored, failed) = (
+            delivery(&e, DeliveryStatus::Pending),
+            delivery(&e, DeliveryStatus::Delivered),
+            delivery(&e, DeliveryStatus::Failed),
+        );
+        let all = vec![pending.clone(), stored.clone(), failed.clone()];
+        store
+            .write_blocking(WriteOp::Ingest(NewEvent {
+                event: e.clone(),
+                body: Bytes::from_static(b"{}"),
+                deliveries: all.clone(),
+            }))
+            .unwrap();
+
+        assert_eq!(
+            delivery_rows(&store),
+            vec![(e.id.as_u128(), pending.id.as_u128())]
+        );
+        let detail = store.event_detail(e.id).unwrap().unwrap();
+        let shown: Vec<Delivery> = detail.deliveries.into_iter().map(|(d, _)| d).collect();
+        assert_eq!(shown, all);
+        let (page, _) = store.list_events(0, 10, 10).unwrap();
+        assert_eq!(page[0].deliveries, all);
+        assert_eq!(page[0].body, b"{}");
+        for d in &all {
+            assert_eq!(store.delivery(e.id, d.id).unwrap().as_ref(), Some(d));
+        }
+        assert_eq!(store.delivery(e.id, Uuid::now_v7()).unwrap(), None);
+        assert_eq!(store.due_count().unwrap(), 1);
+
+        // Retention waits for the pending one, then takes the row and all with it.
+        let cutoff = crate::model::now_ms() + 1000;
+        assert_eq!(store.prune(cutoff).unwrap().events_removed, 0);
+        let mut done = pending.clone();
+        done.status = DeliveryStatus::Delivered;
+        done.next_attempt_at = None;
+        store
+            .write_blocking(WriteOp::Attempt(AttemptWrite {
+                delivery: done,
+                previous_due: pending.next_attempt_at,
+                result: None,
+            }))
+            .unwrap();
+        assert_eq!(store.prune(cutoff).unwrap().events_removed, 1);
+        assert_eq!(store.delivery(e.id, stored.id).unwrap(), None);
+        assert!(delivery_rows(&store).is_empty());
+        store.close();
+    }
+
+    /// A version-2 file, whose `database` deliveries have rows of their own, reads with
+    /// every delivery after the upgrade, and new events beside it use the new layout.
+    #[test]
+    fn version_2_files_keep_their_delivery_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.redb");
+        let old = event(b"old");
+        let (stored, pending) = (
+            delivery(&old, DeliveryStatus::Delivered),
+            delivery(&old, DeliveryStatus::Pending),
+        );
+        {
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(META).unwrap().insert(FORMAT_KEY, 2).unwrap();
+            let row = codec::encode_with_tail(&old, b"old").unwrap();
+            tx.open_table(EVENTS)
+                .unwrap()
+                .insert(old.id.as_u128(), row.as_slice())
+                .unwrap();
+            let mut t = tx.open_table(DELIVERIES).unwrap();
+            for d in [&stored, &pending] {
+                let row = codec::encode(d).unwrap();
+                t.insert((old.id.as_u128(), d.id.as_u128()), row.as_slice())
+                    .unwrap();
+            }
+            drop(t);
+            tx.commit().unwrap();
+        }
+
+        let store = EventStore::open(Uuid::new_v4(), &path).unwrap();
+        let new = event(b"new");
+        let new_stored = delivery(&new, DeliveryStatus::Delivered);
+        store
+            .write_blocking(WriteOp::Ingest(NewEvent {
+                event: new.clone(),
+                body: Bytes::from_static(b"new"),
+                deliveries: vec![new_stored.clone()],
+            }))
+            .unwrap();
+        let (page, total) = store.list_events(0, 10, 10).unwrap();
+        assert_eq!(total, 2);
+        assert_eq!((page[0].event.id, &page[0].body[..]), (new.id, &b"new"[..]));
+        assert_eq!(page[0].deliveries, vec![new_stored]);
+        assert_eq!((page[1].event.id, &page[1].body[..]), (old.id, &b"old"[..]));
+        assert_eq!(page[1].deliveries, vec![stored.clone(), pending.clone()]);
+        assert_eq!(store.delivery(old.id, stored.id).unwrap(), Some(stored));
+        store.close();
+        drop(store);
+        assert_eq!(stored_version(&path), 3);
     }
 
     /// A compaction that cannot run (a read is in progress) is not forgotten: the next

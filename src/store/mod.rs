@@ -28,10 +28,11 @@ pub use main_db::MainDb;
 pub const MAIN_FORMAT_VERSION: u32 = 1;
 
 /// Version of the event files' on-disk layout, checked at open. 2: bodies under
-/// `INLINE_BODY_BYTES` live in the event's row. A version-1 file reads correctly under the
-/// version-2 rules and is marked 2 at open, so an older build refuses it instead of reading
-/// those bodies as empty.
-pub const EVENTS_FORMAT_VERSION: u32 = 2;
+/// `INLINE_BODY_BYTES` live in the event's row. 3: so do the deliveries the event's own
+/// commit finished. An older file reads correctly under the current rules and is marked
+/// current at open, so an older build refuses it instead of reading those bodies as empty
+/// or those events as undelivered.
+pub const EVENTS_FORMAT_VERSION: u32 = 3;
 
 /// The oldest event-file version this build reads.
 const EVENTS_OLDEST_READABLE: u32 = 1;
