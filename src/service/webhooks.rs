@@ -268,11 +268,9 @@ impl Service {
     /// Removes an entrypoint.
     pub async fn delete_entrypoint(&self, webhook_id: Uuid, id: Uuid) -> ServiceResult<()> {
         self.entrypoint(webhook_id, id)?;
-        self.blocking(move |store| {
-            store.main.delete_entrypoint(id)?;
-            Ok(())
-        })
-        .await
+        // Checked again in the write: a concurrent delete may have won since the check above.
+        self.blocking(move |store| found(store.main.delete_entrypoint(id)?, "entrypoint"))
+            .await
     }
 
     fn target(&self, webhook_id: Uuid, id: Uuid) -> ServiceResult<Arc<Target>> {
@@ -355,11 +353,9 @@ impl Service {
     /// Removes a target. Its unfinished deliveries fail with "target was deleted".
     pub async fn delete_target(&self, webhook_id: Uuid, id: Uuid) -> ServiceResult<()> {
         self.target(webhook_id, id)?;
-        self.blocking(move |store| {
-            store.main.delete_target(id)?;
-            Ok(())
-        })
-        .await
+        // Checked again in the write: a concurrent delete may have won since the check above.
+        self.blocking(move |store| found(store.main.delete_target(id)?, "target"))
+            .await
     }
 
     async fn apply_kind_fields(

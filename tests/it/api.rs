@@ -571,3 +571,35 @@ async fn every_api_error_has_a_json_body() {
     }
     app.stop().await;
 }
+
+/// Deletes racing for one entrypoint or target: exactly one of them deleted it (204); the
+/// others find it gone (404), as a delete after it would.
+#[tokio::test]
+async fn concurrent_deletes_of_one_resource_answer_204_once() {
+    let app = TestApp::start().await;
+    let w = app.post_json("/webhooks", json!({"name": "w"})).await;
+    let id = w["id"].as_str().unwrap();
+    let ep = app
+        .post_json(&format!("/webhooks/{id}/entrypoints"), json!({}))
+        .await;
+    let t = app
+        .post_json(
+            &format!("/webhooks/{id}/targets"),
+            json!({"name": "db", "kind": "database"}),
+        )
+        .await;
+    for path in [
+        format!("/webhooks/{id}/entrypoints/{}", ep["id"].as_str().unwrap()),
+        format!("/webhooks/{id}/targets/{}", t["id"].as_str().unwrap()),
+    ] {
+        let deletes = (0..8).map(|_| app.api(Method::DELETE, &path).send());
+        let mut statuses: Vec<u16> = futures_util::future::join_all(deletes)
+            .await
+            .into_iter()
+            .map(|r| r.unwrap().status().as_u16())
+            .collect();
+        statuses.sort_unstable();
+        assert_eq!(statuses, [204, 404, 404, 404, 404, 404, 404, 404], "{path}");
+    }
+    app.stop().await;
+}
