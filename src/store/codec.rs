@@ -9,30 +9,23 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use super::StoreError;
 
-/// Version byte of a record written by [`encode`] or [`encode_with_tail`].
+/// Version byte of a record written by [`encode`] (with raw bytes after it or not).
 const RECORD_VERSION: u8 = 1;
 /// Version byte of a record written by [`encode_extended`].
 const EXTENDED_RECORD_VERSION: u8 = 2;
 
-/// Encodes a record as `[RECORD_VERSION] ++ bincode(value)`.
+/// Encodes a record as `[RECORD_VERSION] ++ bincode(value)`. Raw bytes appended to it
+/// (event rows before format 3 had the body there) come back as the tail of
+/// [`decode_with_tail`].
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    encode_with_tail(value, &[])
-}
-
-/// Encodes a record followed by raw bytes, `[RECORD_VERSION] ++ bincode(value) ++ tail`, so
-/// a record and a blob share one row (and one B-tree insert).
-pub(crate) fn encode_with_tail<T: Serialize>(
-    value: &T,
-    tail: &[u8],
-) -> Result<Vec<u8>, StoreError> {
-    let mut out = Vec::with_capacity(128 + tail.len());
+    let mut out = Vec::with_capacity(128);
     out.push(RECORD_VERSION);
     encode_into(value, &mut out)?;
-    out.extend_from_slice(tail);
     Ok(out)
 }
 
-/// Encodes a record, a second value extending it and raw bytes:
+/// Encodes a record, a second value extending it and raw bytes, so a record and a blob
+/// share one row (and one B-tree insert):
 /// `[EXTENDED_RECORD_VERSION] ++ bincode(value) ++ bincode(extension) ++ tail`.
 /// [`decode_extended`] reads these and, with a default extension, version-1 records.
 pub(crate) fn encode_extended<T: Serialize, X: Serialize>(
@@ -66,11 +59,9 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError>
     decode_with_tail(bytes).map(|(v, _)| v)
 }
 
-/// Decodes a record written by [`encode_with_tail`]; returns it with the tail (empty for
-/// a record written by [`encode`]).
-pub(crate) fn decode_with_tail<T: DeserializeOwned>(
-    bytes: &[u8],
-) -> Result<(T, &[u8]), StoreError> {
+/// Decodes a version-1 record; returns it with the bytes appended after it (none for a
+/// record exactly as [`encode`] wrote it).
+fn decode_with_tail<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, &[u8]), StoreError> {
     match bytes.split_first() {
         Some((&RECORD_VERSION, rest)) => decode_prefix(rest),
         Some((v, _)) => Err(StoreError::Codec(format!("unknown record version {v}"))),
@@ -79,7 +70,8 @@ pub(crate) fn decode_with_tail<T: DeserializeOwned>(
 }
 
 /// Decodes a record written by [`encode_extended`], or one written by
-/// [`encode_with_tail`] with the extension at its default; returns both with the tail.
+/// [`encode`] (and raw bytes after it) with the extension at its default; returns both
+/// with the tail.
 pub(crate) fn decode_extended<T: DeserializeOwned, X: DeserializeOwned + Default>(
     bytes: &[u8],
 ) -> Result<(T, X, &[u8]), StoreError> {
@@ -118,7 +110,8 @@ mod tests {
 
     #[test]
     fn tail_follows_the_record() {
-        let bytes = encode_with_tail(&(7u32, "x"), b"\x00tail\xff").unwrap();
+        let mut bytes = encode(&(7u32, "x")).unwrap();
+        bytes.extend_from_slice(b"\x00tail\xff");
         let ((n, s), tail): ((u32, String), _) = decode_with_tail(&bytes).unwrap();
         assert_eq!((n, s.as_str(), tail), (7, "x", &b"\x00tail\xff"[..]));
         let plain = encode(&(7u32, "x")).unwrap();
@@ -135,7 +128,8 @@ mod tests {
             (7, "x", vec![1, 2], &b"tail"[..])
         );
 
-        let plain = encode_with_tail(&(7u32, "x"), b"tail").unwrap();
+        let mut plain = encode(&(7u32, "x")).unwrap();
+        plain.extend_from_slice(b"tail");
         let (_, ext, tail): ((u32, String), Vec<u8>, _) = decode_extended(&plain).unwrap();
         assert_eq!((ext, tail), (vec![], &b"tail"[..]));
 

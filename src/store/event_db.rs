@@ -982,7 +982,8 @@ mod tests {
             let db = Database::create(&path).unwrap();
             let tx = db.begin_write().unwrap();
             tx.open_table(META).unwrap().insert(FORMAT_KEY, 2).unwrap();
-            let row = codec::encode_with_tail(&old, b"old").unwrap();
+            let mut row = codec::encode(&old).unwrap();
+            row.extend_from_slice(b"old");
             tx.open_table(EVENTS)
                 .unwrap()
                 .insert(old.id.as_u128(), row.as_slice())
@@ -1084,7 +1085,8 @@ mod tests {
             let db = store.db.read().unwrap();
             let tx = db.begin_write().unwrap();
             let mut events = tx.open_table(EVENTS).unwrap();
-            let row = codec::encode_with_tail(&short, b"123").unwrap();
+            let mut row = codec::encode(&short).unwrap();
+            row.extend_from_slice(b"123");
             events.insert(short.id.as_u128(), row.as_slice()).unwrap();
             let row = codec::encode(&missing).unwrap();
             events.insert(missing.id.as_u128(), row.as_slice()).unwrap();
