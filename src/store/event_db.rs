@@ -91,7 +91,9 @@ pub struct AttemptWrite {
 pub enum WriteOp {
     /// Store an event, its body, its deliveries and their due rows.
     Ingest(NewEvent),
-    /// Record an attempt or deferral and move or remove the due row.
+    /// Record an attempt or deferral and move or remove the due row. Only for unfinished
+    /// deliveries: one finished at ingest lives in its event's row and must never get a
+    /// second copy here.
     Attempt(AttemptWrite),
     /// Add deliveries (and due rows) to an existing event: redelivery.
     AddDeliveries(Vec<Delivery>),
