@@ -172,7 +172,8 @@ impl Extent {
 }
 
 impl ZeroAheadFile {
-    /// Opens (or creates) `path` and starts its zeroer, on a thread called `thread_name`.
+    /// Opens (or creates) `path`. Its zeroer, on a thread called `thread_name`, starts at
+    /// redb's first write (see [`start_once`](Self::start_once)).
     pub(crate) fn open(path: &Path, thread_name: String) -> io::Result<ZeroAheadFile> {
         let file = OpenOptions::new()
             .read(true)
@@ -265,6 +266,14 @@ impl Shared {
     fn extent(&self) -> MutexGuard<'_, Extent> {
         // Every update of Extent is a plain assignment: a panic leaves it consistent.
         self.extent.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wakes the sleeping zeroer if `extent` (just changed, still locked) gives it work.
+    fn wake_if_due(&self, extent: &mut Extent) {
+        if extent.idle && extent.should_start() {
+            extent.idle = false;
+            self.wake.notify_one();
+        }
     }
 
     /// The zeroer: sleeps until half the distance ahead is used up, then zeroes all of it,
@@ -374,10 +383,7 @@ impl StorageBackend for ZeroAheadFile {
         self.start_once(&mut extent);
         self.inner.set_len(len)?;
         extent.resized(len);
-        if extent.idle && extent.should_start() {
-            extent.idle = false;
-            self.shared.wake.notify_one();
-        }
+        self.shared.wake_if_due(&mut extent);
         Ok(())
     }
 
@@ -390,10 +396,7 @@ impl StorageBackend for ZeroAheadFile {
             let mut extent = self.shared.extent();
             self.start_once(&mut extent);
             extent.wrote(offset, offset + data.len() as u64);
-            if extent.idle && extent.should_start() {
-                extent.idle = false;
-                self.shared.wake.notify_one();
-            }
+            self.shared.wake_if_due(&mut extent);
         }
         self.inner.write(offset, data)
     }
@@ -441,6 +444,13 @@ mod tests {
     use super::*;
 
     const PAGE: usize = 4096;
+
+    /// A path for a fresh file, in a directory removed when the guard drops.
+    fn temp_file() -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.redb");
+        (dir, path)
+    }
 
     /// A page of `seed`s, so a misplaced or zeroed page shows.
     fn page(seed: u8) -> Vec<u8> {
@@ -492,8 +502,7 @@ mod tests {
 
     #[test]
     fn zeros_go_ahead_of_the_data() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f.redb");
+        let (_dir, path) = temp_file();
         let file = zero_filling(&path);
         let mut len = 64 * 1024;
         file.set_len(len).unwrap();
@@ -527,8 +536,7 @@ mod tests {
 
     #[test]
     fn the_zeroer_never_writes_over_redb_data() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f.redb");
+        let (_dir, path) = temp_file();
         let file = zero_filling(&path);
         let mut len = 64 * 1024;
         file.set_len(len).unwrap();
@@ -580,8 +588,7 @@ mod tests {
 
     #[test]
     fn an_existing_file_is_zeroed_around_its_data() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f.redb");
+        let (_dir, path) = temp_file();
         let island = 512 * 1024;
         {
             let f = File::create(&path).unwrap();
@@ -607,8 +614,7 @@ mod tests {
 
     #[test]
     fn a_failing_zeroer_leaves_the_file_working() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f.redb");
+        let (_dir, path) = temp_file();
         let writable = rw(&path);
         // A read-only handle for the zeroer: every zero-fill write fails.
         let read_only = File::open(&path).unwrap();
@@ -630,8 +636,7 @@ mod tests {
 
     #[test]
     fn without_zero_fill_there_is_no_thread_and_no_zeros() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f.redb");
+        let (_dir, path) = temp_file();
         let file = ZeroAheadFile::new(rw(&path), rw(&path), "zero-test".into(), false).unwrap();
         assert!(file.zeroer.lock().unwrap().is_none());
 
@@ -664,8 +669,7 @@ mod tests {
     #[test]
     fn a_refused_second_open_writes_nothing() {
         const T: redb::TableDefinition<'static, u64, &[u8]> = redb::TableDefinition::new("t");
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f.redb");
+        let (_dir, path) = temp_file();
         // The live database, on redb's own backend: any zeros come from the second open.
         let live = redb::Database::create(&path).unwrap();
         let tx = live.begin_write().unwrap();

@@ -54,8 +54,8 @@ impl LoginLimiter {
         }
     }
 
-    /// Gives back the attempt counted at `now` (a successful API Basic login).
-    pub fn refund(&self, ip: IpAddr, now: Instant) {
+    /// Gives back the attempt counted at `now` (see [`PasswordGuess::succeeded`]).
+    fn refund(&self, ip: IpAddr, now: Instant) {
         let mut map = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(q) = map.get_mut(&client_key(ip))
             && let Some(i) = q.iter().rposition(|t| *t == now)
