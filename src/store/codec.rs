@@ -13,6 +13,11 @@ use super::StoreError;
 const RECORD_VERSION: u8 = 1;
 /// Version byte of a record written by [`encode_extended`].
 const EXTENDED_RECORD_VERSION: u8 = 2;
+/// The most bytes one decoded record may claim. bincode allocates a string or byte
+/// vector's stated length before it checks the input holds that many bytes, so a corrupt
+/// length would abort the process on a failed allocation; with a limit it is an error.
+/// Records are far smaller: a request head is at most 64 KiB and bodies are raw tails.
+const DECODE_LIMIT: usize = 16 << 20;
 
 /// Encodes a record as `[RECORD_VERSION] ++ bincode(value)`. Raw bytes appended to it
 /// (event rows before format 3 had the body there) come back as the tail of
@@ -49,7 +54,8 @@ fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), StoreEr
 
 /// The value at the start of `bytes` and the bytes after it.
 fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, &[u8]), StoreError> {
-    let (value, read) = bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+    let config = bincode::config::standard().with_limit::<DECODE_LIMIT>();
+    let (value, read) = bincode::serde::decode_from_slice(bytes, config)
         .map_err(|e| StoreError::Codec(e.to_string()))?;
     Ok((value, bytes.get(read..).unwrap_or_default()))
 }
@@ -144,5 +150,18 @@ mod tests {
         assert!(decode::<Delivery>(&[]).is_err());
         assert!(decode::<Delivery>(&[9, 1, 2]).is_err());
         assert!(decode::<Delivery>(&[RECORD_VERSION, 0xff]).is_err());
+    }
+
+    #[test]
+    fn a_corrupt_length_is_an_error_not_an_abort() {
+        // A string whose length prefix (varint tag 253: a u64 follows) claims far more
+        // bytes than the row has; unlimited, bincode would try to allocate it first.
+        for claimed in [1u64 << 46, u64::MAX >> 1] {
+            let mut row = vec![RECORD_VERSION, 7, 253];
+            row.extend_from_slice(&claimed.to_le_bytes());
+            row.extend_from_slice(b"POST");
+            assert!(decode::<(u32, String)>(&row).is_err());
+            assert!(decode::<(u32, Vec<u8>)>(&row).is_err());
+        }
     }
 }
