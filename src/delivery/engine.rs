@@ -73,6 +73,10 @@ pub(super) struct Shared {
     /// Targets whose breaker closed after an outage, not yet seen by the sweeper (see
     /// `target_recovered`).
     recovered: Mutex<HashSet<Uuid>>,
+    /// Wakes the sweeper before its interval: a target it passed over has run out of
+    /// waiting tasks (see `targets_with_waiting`).
+    sweep_wake_tx: Sender<()>,
+    pub(super) sweep_wake_rx: Receiver<()>,
 }
 
 /// Per-target state: the breaker, the in-flight count and tasks waiting for a slot.
@@ -80,6 +84,9 @@ struct TargetState {
     breaker: CircuitBreaker,
     in_flight: u32,
     waiting: VecDeque<DeliveryTask>,
+    /// The sweeper passed over this target's due rows because tasks were waiting; it
+    /// wants a wake-up when they are gone.
+    passed_over: bool,
 }
 
 /// The set of delivery ids in memory (I5). Whoever inserts an id owns the delivery until
@@ -128,6 +135,7 @@ impl Engine {
         let (queue_tx, queue_rx) = crossbeam_channel::bounded(config.queue_capacity);
         let (scheduler_tx, scheduler_rx) = crossbeam_channel::bounded(1024);
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+        let (sweep_wake_tx, sweep_wake_rx) = crossbeam_channel::bounded::<()>(1);
         let shared = Arc::new(Shared {
             config,
             store,
@@ -146,6 +154,8 @@ impl Engine {
             stop_rx,
             threads: Mutex::new(Vec::new()),
             recovered: Mutex::default(),
+            sweep_wake_tx,
+            sweep_wake_rx,
         });
         let mut threads = Vec::new();
         for i in 0..shared.config.workers {
@@ -265,6 +275,23 @@ impl Shared {
     /// Takes the targets recovered since the sweeper last asked.
     pub(super) fn recovered_for_sweeper(&self) -> HashSet<Uuid> {
         std::mem::take(&mut *self.recovered.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Targets with tasks waiting for a slot: they have work in memory beyond what they
+    /// can run, so the sweeper passes over their due rows (more tasks would only bounce
+    /// off the full waiting list, and fill every pass with the same rows, starving the
+    /// rows behind them). Each target named here wakes the sweeper once its waiting list
+    /// runs dry, so it is not left idle until the next pass.
+    pub(super) fn targets_with_waiting(&self) -> HashSet<Uuid> {
+        let mut targets = self.lock_targets();
+        let mut busy = HashSet::new();
+        for (id, state) in targets.iter_mut() {
+            if !state.waiting.is_empty() {
+                state.passed_over = true;
+                busy.insert(*id);
+            }
+        }
+        busy
     }
 
     /// Whether the target's breaker lets attempts through (a target without state has
@@ -472,6 +499,7 @@ fn admit(
             breaker: CircuitBreaker::new(s.config.breaker_threshold, s.config.breaker_cooldown),
             in_flight: 0,
             waiting: VecDeque::new(),
+            passed_over: false,
         });
     if state.in_flight >= max_in_flight.max(1) {
         if s.parked.load(Ordering::Relaxed) < s.config.parked_capacity {
@@ -532,6 +560,10 @@ fn release_slot(
     let next = state.waiting.pop_front();
     if next.is_some() {
         s.parked.fetch_sub(1, Ordering::Relaxed);
+        if state.waiting.is_empty() && std::mem::take(&mut state.passed_over) {
+            // Full already means a wake-up is pending.
+            let _pending = s.sweep_wake_tx.try_send(());
+        }
     }
     next
 }

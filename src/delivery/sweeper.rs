@@ -45,6 +45,7 @@ pub(super) fn run(s: &Shared) {
         };
         crossbeam_channel::select! {
             recv(s.stop_rx) -> _ => return,
+            recv(s.sweep_wake_rx) -> _ => {}
             default(wait) => {}
         }
     }
@@ -58,6 +59,7 @@ pub(super) fn sweep(s: &Shared, pass: usize, horizon: i64) -> bool {
         return false;
     }
     let mut backlog = false;
+    let busy = s.targets_with_waiting();
     let start = pass % webhooks.len();
     webhooks.rotate_left(start);
     let count = webhooks.len();
@@ -79,7 +81,8 @@ pub(super) fn sweep(s: &Shared, pass: usize, horizon: i64) -> bool {
             }
         };
         // Scan a bit past the share: some rows are in memory already and get skipped.
-        let rows = match store.due_before(horizon, share + s.claims.len().min(share * 4)) {
+        let limit = share + s.claims.len().min(share * 4);
+        let rows = match store.due_before(horizon, limit, &busy) {
             Ok(rows) => rows,
             Err(e) => {
                 tracing::error!(webhook_id = %webhook.id, error = %e, "due index scan failed");

@@ -677,6 +677,63 @@ async fn fan_out_is_parallel_and_a_slow_target_delays_nobody() {
     app.stop().await;
 }
 
+/// A slow target's backlog does not hold up the other targets of its webhook when the
+/// sweeper is the only way in (after a restart): rows of a target whose waiting list is
+/// full are passed over instead of being re-read first on every pass. The engine is
+/// scaled down (queue 4, 1 waiting slot) so a few dozen deliveries fill it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_targets_backlog_does_not_hold_up_its_webhooks_other_targets() {
+    fn small_engine(c: &mut webhooker::config::Config) {
+        c.engine.queue_capacity = 4;
+        c.engine.parked_capacity = 1;
+        c.engine.workers = 2;
+        // Failures must not open the breaker: this is about the sweeper.
+        c.engine.breaker_threshold = 1000;
+    }
+    const EVENTS: usize = 30;
+    let app = TestApp::start_with(small_engine).await;
+    let slow = Receiver::start().await;
+    slow.set_default(Reply::delayed(200, Duration::from_secs(1)));
+    let other = Receiver::start().await;
+    other.set_default(Reply::status(503));
+    let (wh, url) = app.webhook("slow-and-other").await;
+    app.target(
+        &wh,
+        json!({"name": "slow", "kind": "http", "url": slow.url("/"), "max_in_flight": 1}),
+    )
+    .await;
+    app.target(
+        &wh,
+        json!({"name": "other", "kind": "http", "url": other.url("/"), "max_backoff_secs": 1}),
+    )
+    .await;
+    for _ in 0..EVENTS {
+        app.send(&url, b"{}").await;
+    }
+    // The other target's deliveries back off behind the slow target's pending ones.
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            other.count() >= EVENTS
+        })
+        .await
+    );
+    let dir = app.stop().await;
+
+    other.set_default(Reply::status(200));
+    let before = other.count();
+    let mut config = test_config(dir.path());
+    config.admin_password = Some("correct horse battery".into());
+    small_engine(&mut config);
+    let app = TestApp::start_in(dir, config).await;
+    assert!(wait_until(Duration::from_secs(60), || async { other.count() > before }).await);
+    let slow_done = slow.count();
+    app.stop().await;
+    assert!(
+        slow_done < EVENTS / 2,
+        "the other target waited until the slow one had {slow_done} of {EVENTS}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ssrf_is_refused_at_save_and_at_connect() {
     // No allow-list: metadata IPs and names resolving to loopback are refused at save.

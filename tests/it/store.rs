@@ -1,5 +1,7 @@
 //! Store-level tests on real redb files: retention, due-index ordering, format version.
 
+use std::collections::HashSet;
+
 use bytes::Bytes;
 use uuid::Uuid;
 use webhooker::model::{
@@ -130,11 +132,27 @@ fn due_index_is_ordered_by_due_time() {
             )))
             .unwrap();
     }
-    let due = events.due_before(now, 100).unwrap();
+    let due = events.due_before(now, 100, &Default::default()).unwrap();
     let times: Vec<i64> = due.iter().map(|r| r.due_at - now).collect();
     assert_eq!(times, [-10_000, -3_000, 0]);
-    assert_eq!(events.due_before(now, 2).unwrap().len(), 2);
+    assert_eq!(
+        events
+            .due_before(now, 2, &Default::default())
+            .unwrap()
+            .len(),
+        2
+    );
     assert_eq!(events.due_count().unwrap(), 5);
+
+    // Rows of a passed-over target neither come back nor count against the limit.
+    let other_target = Uuid::new_v4();
+    let mut later = event_with(DeliveryStatus::Pending, Some(now - 1_000));
+    later.deliveries[0].target_id = other_target;
+    events.write_blocking(WriteOp::Ingest(later)).unwrap();
+    let skip = HashSet::from([Uuid::nil()]);
+    let due = events.due_before(now, 1, &skip).unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].target_id, other_target);
     store.close();
 }
 
