@@ -42,7 +42,7 @@ impl CircuitBreaker {
     }
 
     /// Whether an attempt may start at `now`. `probe_wait` is how long a deferred delivery
-    /// waits while a half-open probe is out (about one request timeout).
+    /// waits while a half-open probe is out (a little longer than the probe can take).
     pub fn admit(&mut self, now: Instant, probe_wait: Duration) -> Admission {
         match self.state {
             State::Closed { .. } => Admission::Attempt { probe: false },

@@ -409,9 +409,10 @@ fn attempt(s: &Arc<Shared>, task: DeliveryTask) -> Option<DeliveryTask> {
             let cfg = cfg.clone();
             let uses_breaker = cfg.max_retries.retries();
             let timeout = Duration::from_secs(cfg.timeout_secs.max(1) as u64);
-            // While a probe is out, others look again after at most one cooldown: a hung
-            // probe cannot hold the breaker longer than that.
-            let probe_wait = timeout.min(s.config.breaker_cooldown);
+            // While a probe is out, the others look again only after it must have ended
+            // (its timeout, and a margin so its result is recorded first): one probe at a
+            // time. A probe that never reports (a lost thread) holds the breaker no longer.
+            let probe_wait = timeout + PROBE_GRACE;
             let probe = match admit(s, &task, cfg.max_in_flight, uses_breaker, probe_wait) {
                 Admit::Go { probe } => probe,
                 Admit::Waiting => return None,
@@ -475,6 +476,9 @@ fn attempt(s: &Arc<Shared>, task: DeliveryTask) -> Option<DeliveryTask> {
         }
     }
 }
+
+/// How much longer than a probe's own timeout the deliveries deferred behind it wait.
+const PROBE_GRACE: Duration = Duration::from_secs(2);
 
 enum Admit {
     Go { probe: bool },

@@ -289,6 +289,50 @@ async fn breaker_stops_attempts_then_sends_one_probe() {
     app.stop().await;
 }
 
+/// A half-open probe to a target that hangs is the only request until it times out: the
+/// deliveries deferred behind it do not come due first and start a second probe (R6).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_probe_is_the_only_request_until_it_times_out() {
+    let cooldown = Duration::from_millis(1500);
+    let app = TestApp::start_with(|c| {
+        c.engine.breaker_threshold = 1;
+        c.engine.breaker_cooldown = cooldown;
+    })
+    .await;
+    let hanging = Receiver::start().await;
+    hanging.set_default(Reply::delayed(200, Duration::from_secs(60)));
+    let (wh, url) = app.webhook("hanging").await;
+    app.target(
+        &wh,
+        json!({
+            "name": "hangs", "kind": "http", "url": hanging.url("/"), "timeout_secs": 1
+        }),
+    )
+    .await;
+    const SENT: usize = 3;
+    for _ in 0..SENT {
+        app.send(&url, b"{}").await;
+    }
+    // The first attempts time out together and open the breaker; then one probe per
+    // cooldown, each of which times out in turn.
+    let enough = SENT + 3;
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            hanging.count() >= enough
+        })
+        .await
+    );
+    let at: Vec<_> = hanging.received().iter().map(|r| r.at).collect();
+    app.stop().await;
+    for pair in at[SENT - 1..enough].windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= cooldown,
+            "two requests {gap:?} apart while the breaker was open or probing"
+        );
+    }
+}
+
 /// An app for the breaker-recovery tests. Any failed attempt waits at least 96 s (120 s
 /// minus 20% jitter): far beyond their deadlines, so only a closing breaker can bring such
 /// a delivery forward.
