@@ -18,8 +18,8 @@ use std::thread::JoinHandle;
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use redb::{
-    Database, Key, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table,
-    TableDefinition, Value, WriteTransaction,
+    Database, Key, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    StorageBackend, Table, TableDefinition, Value, WriteTransaction,
 };
 use uuid::Uuid;
 
@@ -188,30 +188,24 @@ pub struct EventStore {
 impl EventStore {
     /// Opens or creates the file, checks its format version and starts its writer.
     pub(crate) fn open(webhook_id: Uuid, path: &Path) -> Result<EventStore, StoreError> {
-        let short_id = &webhook_id.simple().to_string()[..8];
-        let file = ZeroAheadFile::open(path, format!("zero-{short_id}"))?;
-        let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create_with_backend(file)?;
-        let tx = db.begin_write()?;
-        {
-            let mut meta = tx.open_table(META)?;
-            let found = meta.get(FORMAT_KEY)?.map(|v| v.value());
-            if check_format_version(path, found, EVENTS_FORMAT_VERSION, EVENTS_OLDEST_READABLE)? {
-                meta.insert(FORMAT_KEY, EVENTS_FORMAT_VERSION)?;
-            }
-            tx.open_table(EVENTS)?;
-            tx.open_table(BODIES)?;
-            tx.open_table(DELIVERIES)?;
-            tx.open_table(RESULTS)?;
-            tx.open_table(DUE)?;
-        }
-        tx.commit()?;
-        let db = std::sync::Arc::new(RwLock::new(db));
+        let zeroer = format!("zero-{}", short_id(webhook_id));
+        let file = path.to_path_buf();
+        EventStore::open_with(webhook_id, path, move || {
+            open_database(ZeroAheadFile::open(&file, zeroer.clone())?, &file)
+        })
+    }
+
+    /// Opens the file with `open` and starts its writer, which owns `open` from then on.
+    fn open_with(
+        webhook_id: Uuid,
+        path: &Path,
+        open: impl Fn() -> Result<Database, StoreError> + Send + 'static,
+    ) -> Result<EventStore, StoreError> {
+        let db = std::sync::Arc::new(RwLock::new(open()?));
         let (sender, receiver) = crossbeam_channel::bounded(WRITER_QUEUE);
         let writer_db = db.clone();
         let writer = std::thread::Builder::new()
-            .name(format!("writer-{short_id}"))
+            .name(format!("writer-{}", short_id(webhook_id)))
             .spawn(move || run_writer(&writer_db, &receiver))?;
         Ok(EventStore {
             webhook_id,
@@ -637,6 +631,34 @@ fn event_deliveries(
         out.sort_by_key(|d| d.id);
     }
     Ok(out)
+}
+
+/// The first 8 hex digits of a webhook id: enough to tell its threads apart.
+fn short_id(webhook_id: Uuid) -> String {
+    webhook_id.simple().to_string()[..8].to_string()
+}
+
+/// Opens redb on `backend`, the event file at `path`: checks the format version (marking an
+/// older readable file current) and creates any missing table.
+fn open_database(backend: impl StorageBackend, path: &Path) -> Result<Database, StoreError> {
+    let db = Database::builder()
+        .set_cache_size(CACHE_BYTES)
+        .create_with_backend(backend)?;
+    let tx = db.begin_write()?;
+    {
+        let mut meta = tx.open_table(META)?;
+        let found = meta.get(FORMAT_KEY)?.map(|v| v.value());
+        if check_format_version(path, found, EVENTS_FORMAT_VERSION, EVENTS_OLDEST_READABLE)? {
+            meta.insert(FORMAT_KEY, EVENTS_FORMAT_VERSION)?;
+        }
+        tx.open_table(EVENTS)?;
+        tx.open_table(BODIES)?;
+        tx.open_table(DELIVERIES)?;
+        tx.open_table(RESULTS)?;
+        tx.open_table(DUE)?;
+    }
+    tx.commit()?;
+    Ok(db)
 }
 
 fn run_writer(db: &RwLock<Database>, rx: &Receiver<WriterMsg>) {
