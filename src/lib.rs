@@ -12,3 +12,6 @@ pub mod model;
 pub mod service;
 pub mod store;
 pub mod web;
+
+#[cfg(test)]
+mod test_log;

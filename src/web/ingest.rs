@@ -227,44 +227,26 @@ struct Accepted {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
     use super::*;
-
-    /// What the tests' subscriber wrote, shared with its writers.
-    #[derive(Clone, Default)]
-    struct Logged(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Logged {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::test_log::Logged;
 
     /// Runs `handling` through [`answer`] under a subscriber that records every event.
     async fn answered(
         handling: impl Future<Output = Result<Response, ApiError>>,
     ) -> (StatusCode, serde_json::Value, String) {
         let logged = Logged::default();
-        let writer = logged.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
         // The test runtime is single-threaded: the future runs under this subscriber.
         let resp = {
-            let _default = tracing::subscriber::set_default(subscriber);
+            let _default = tracing::subscriber::set_default(logged.subscriber());
             answer(Method::POST, handling).await
         };
         let status = resp.status();
         let body = resp.into_body().collect().await.unwrap().to_bytes();
-        let log = String::from_utf8(logged.0.lock().unwrap().clone()).unwrap();
-        (status, serde_json::from_slice(&body).unwrap(), log)
+        (
+            status,
+            serde_json::from_slice(&body).unwrap(),
+            logged.text(),
+        )
     }
 
     #[tokio::test]
