@@ -14,6 +14,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -66,6 +67,15 @@ const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 const CACHE_BYTES: usize = 16 * 1024 * 1024;
 /// Requests that may wait for the writer before ingest answers 503.
 const WRITER_QUEUE: usize = 8192;
+/// After a failed write, the writer retries (reopening the file) with the next batch; after
+/// that fails too, it pauses this long, doubled after each failure up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+/// See [`RETRY_FIRST`].
+const RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// An event file's database, shared by its readers, the pruner and its writer thread.
+/// `None` only while the writer reopens it after a failed write, or if that failed.
+type SharedDb = std::sync::Arc<RwLock<Option<Database>>>;
 
 /// A new event with its body and one delivery per active target.
 #[derive(Debug, Clone)]
@@ -176,8 +186,9 @@ pub struct PruneReport {
 pub struct EventStore {
     webhook_id: Uuid,
     path: PathBuf,
-    /// Write-locked only to compact (redb needs `&mut Database` and no live transactions).
-    db: std::sync::Arc<RwLock<Database>>,
+    /// Write-locked only to compact (redb needs `&mut Database` and no live transactions)
+    /// and by the writer to reopen the file.
+    db: SharedDb,
     tx: Sender<WriterMsg>,
     writer: Mutex<Option<JoinHandle<()>>>,
     /// Events removed since the file was last compacted: a compaction that could not run
@@ -195,18 +206,29 @@ impl EventStore {
         })
     }
 
-    /// Opens the file with `open` and starts its writer, which owns `open` from then on.
+    /// Opens the file with `open` and starts its writer, which calls `open` again to reopen
+    /// the file after a failed write.
     fn open_with(
         webhook_id: Uuid,
         path: &Path,
         open: impl Fn() -> Result<Database, StoreError> + Send + 'static,
     ) -> Result<EventStore, StoreError> {
-        let db = std::sync::Arc::new(RwLock::new(open()?));
+        let db = std::sync::Arc::new(RwLock::new(Some(open()?)));
         let (sender, receiver) = crossbeam_channel::bounded(WRITER_QUEUE);
-        let writer_db = db.clone();
+        let mut writer = Writer {
+            db: db.clone(),
+            open,
+            path: path.to_path_buf(),
+            failure: None,
+        };
+        // The writer logs to the subscriber of whoever opened the file: the global one in
+        // the app, a test's own in tests.
+        let log = tracing::dispatcher::get_default(Clone::clone);
         let writer = std::thread::Builder::new()
             .name(format!("writer-{}", short_id(webhook_id)))
-            .spawn(move || run_writer(&writer_db, &receiver))?;
+            .spawn(move || {
+                tracing::dispatcher::with_default(&log, || run_writer(&mut writer, &receiver))
+            })?;
         Ok(EventStore {
             webhook_id,
             path: path.to_path_buf(),
@@ -280,7 +302,7 @@ impl EventStore {
 
     fn read(&self) -> Result<ReadTransaction, StoreError> {
         let db = self.db.read().unwrap_or_else(|p| p.into_inner());
-        Ok(db.begin_read()?)
+        Ok(available(&db)?.begin_read()?)
     }
 
     /// Number of stored events.
@@ -492,13 +514,15 @@ impl EventStore {
         // the file's write lock, so this file's writer waits meanwhile.
         if freed >= 1000 && freed >= total / 4 {
             let mut db = self.db.write().unwrap_or_else(|p| p.into_inner());
-            match db.compact() {
-                Ok(done) => {
+            match db.as_mut().map(Database::compact) {
+                Some(Ok(done)) => {
                     report.compacted = done;
                     self.pruned_since_compaction.store(0, Relaxed);
                 }
                 // Live read transactions make compaction fail; the next pass tries again.
-                Err(e) => tracing::debug!(error = %e, "compaction skipped"),
+                Some(Err(e)) => tracing::debug!(error = %e, "compaction skipped"),
+                // The writer is reopening the file after a failed write: the same.
+                None => tracing::debug!("compaction skipped: the file is being reopened"),
             }
         }
         Ok(report)
@@ -509,7 +533,7 @@ impl EventStore {
     fn prune_chunk(&self, from: u128, bound: u128) -> Result<(u64, Option<u128>), StoreError> {
         const PRUNE_CHUNK: usize = 500;
         let db = self.db.read().unwrap_or_else(|p| p.into_inner());
-        let tx = db.begin_write()?;
+        let tx = available(&db)?.begin_write()?;
         let mut removed = 0;
         let mut next = None;
         {
@@ -549,6 +573,11 @@ impl Drop for EventStore {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// The file's database, unless the writer is reopening it after a failed write.
+fn available(db: &Option<Database>) -> Result<&Database, StoreError> {
+    db.as_ref().ok_or(StoreError::Unavailable)
 }
 
 fn due_key(at: Millis) -> u64 {
@@ -661,8 +690,41 @@ fn open_database(backend: impl StorageBackend, path: &Path) -> Result<Database, 
     Ok(db)
 }
 
-fn run_writer(db: &RwLock<Database>, rx: &Receiver<WriterMsg>) {
-    write_until_stopped(db, rx);
+/// The writer thread: commits batches and, after a failed write, reopens the file.
+struct Writer<O> {
+    db: SharedDb,
+    /// Opens the file again (see [`EventStore::open_with`]).
+    open: O,
+    path: PathBuf,
+    /// Set from a failed write until a commit succeeds again.
+    failure: Option<Failure>,
+}
+
+/// A failure episode of the file: from a failed write until a commit succeeds again.
+struct Failure {
+    since: Instant,
+    /// The database must be reopened before the next commit: redb refuses every write after
+    /// an I/O error (`PreviousIo`) until it is, and repairs the file on open.
+    reopen: bool,
+    /// Before this, batches fail at once without touching the file: a disk that stays full
+    /// must not cost a reopen (a repair) per request.
+    retry_at: Instant,
+    /// The pause after the next try that fails.
+    pause: Duration,
+}
+
+impl Failure {
+    fn retry_later(&mut self, now: Instant) {
+        self.retry_at = now + self.pause;
+        self.pause = (self.pause * 2).min(RETRY_MAX);
+    }
+}
+
+fn run_writer<O: Fn() -> Result<Database, StoreError>>(
+    writer: &mut Writer<O>,
+    rx: &Receiver<WriterMsg>,
+) {
+    write_until_stopped(writer, rx);
     // Requests that arrived after Stop are not committed; tell their owners so claims and
     // waiters are released (the due index still holds every delivery).
     while let Ok(msg) = rx.try_recv() {
@@ -672,7 +734,10 @@ fn run_writer(db: &RwLock<Database>, rx: &Receiver<WriterMsg>) {
     }
 }
 
-fn write_until_stopped(db: &RwLock<Database>, rx: &Receiver<WriterMsg>) {
+fn write_until_stopped<O: Fn() -> Result<Database, StoreError>>(
+    writer: &mut Writer<O>,
+    rx: &Receiver<WriterMsg>,
+) {
     let mut stop = false;
     while !stop {
         let Ok(first) = rx.recv() else { return };
@@ -699,31 +764,165 @@ fn write_until_stopped(db: &RwLock<Database>, rx: &Receiver<WriterMsg>) {
                 Err(_) => break,
             }
         }
-        commit_batch(db, batch);
+        writer.commit_batch(batch);
     }
 }
 
-fn commit_batch(db: &RwLock<Database>, batch: Vec<(WriteOp, Completion)>) {
-    let db = db.read().unwrap_or_else(|p| p.into_inner());
-    match commit(&db, batch.iter().map(|(op, _)| op)) {
-        Ok(outcomes) => {
-            for ((_, done), outcome) in batch.into_iter().zip(outcomes) {
-                done(outcome);
-            }
+impl<O: Fn() -> Result<Database, StoreError>> Writer<O> {
+    fn commit_batch(&mut self, batch: Vec<(WriteOp, Completion)>) {
+        if !self.ready() {
+            return fail_all(batch);
         }
-        Err(e) if batch.len() == 1 => {
-            if let Some((_, done)) = batch.into_iter().next() {
-                done(Err(e));
+        let shared = self.db.clone();
+        let guard = shared.read().unwrap_or_else(|p| p.into_inner());
+        let Some(db) = guard.as_ref() else {
+            // Only a failed reopen leaves none, and then `ready` is false.
+            return fail_all(batch);
+        };
+        match commit(db, batch.iter().map(|(op, _)| op)) {
+            Ok(outcomes) => {
+                self.recovered();
+                for ((_, done), outcome) in batch.into_iter().zip(outcomes) {
+                    done(outcome);
+                }
             }
-        }
-        Err(e) => {
-            // One bad request must not fail its neighbours: retry each on its own.
-            tracing::warn!(error = %e, ops = batch.len(), "batch commit failed; retrying singly");
-            for (op, done) in batch {
-                done(commit(&db, std::iter::once(&op)).and_then(|mut o| o.pop().unwrap_or(Ok(()))));
+            // Nothing of the batch is stored, whatever request it came with.
+            Err(e) if is_io_failure(&e) => {
+                self.failed(&e);
+                fail_all(batch);
+            }
+            Err(e) if batch.len() == 1 => {
+                if let Some((_, done)) = batch.into_iter().next() {
+                    done(Err(e));
+                }
+            }
+            Err(e) => {
+                // One bad request must not fail its neighbours: retry each on its own.
+                tracing::warn!(error = %e, ops = batch.len(), "batch commit failed; retrying singly");
+                let mut broken = false;
+                for (op, done) in batch {
+                    let outcome = if broken {
+                        Err(StoreError::Unavailable)
+                    } else {
+                        match commit(db, std::iter::once(&op)) {
+                            Ok(mut outcomes) => {
+                                self.recovered();
+                                outcomes.pop().unwrap_or(Ok(()))
+                            }
+                            Err(e) if is_io_failure(&e) => {
+                                self.failed(&e);
+                                broken = true;
+                                Err(StoreError::Unavailable)
+                            }
+                            Err(e) => Err(e),
+                        }
+                    };
+                    done(outcome);
+                }
             }
         }
     }
+
+    /// Whether a commit may be tried now: always, unless the file failed; then once the
+    /// pause after the last try is over and the database has been reopened.
+    fn ready(&mut self) -> bool {
+        let Some(failure) = &mut self.failure else {
+            return true;
+        };
+        let now = Instant::now();
+        if now < failure.retry_at {
+            return false;
+        }
+        if failure.reopen {
+            if let Err(e) = reopen(&self.db, &self.open) {
+                failure.retry_later(now);
+                tracing::warn!(
+                    path = %self.path.display(),
+                    error = %e,
+                    retry_in_ms = (failure.retry_at - now).as_millis(),
+                    "reopening the event file failed; its writes keep failing until it opens"
+                );
+                return false;
+            }
+            failure.reopen = false;
+        }
+        true
+    }
+
+    /// Notes a failed write: the file is reopened before the next commit. Logged at ERROR
+    /// when an episode begins, at WARN when a retry fails, never per request.
+    fn failed(&mut self, e: &StoreError) {
+        let now = Instant::now();
+        match &mut self.failure {
+            None => {
+                tracing::error!(
+                    path = %self.path.display(),
+                    error = %e,
+                    "writing the event file failed; its writes fail until it is reopened and a commit succeeds"
+                );
+                // The first retry is the next batch: the error may have been a passing one.
+                self.failure = Some(Failure {
+                    since: now,
+                    reopen: true,
+                    retry_at: now,
+                    pause: RETRY_FIRST,
+                });
+            }
+            Some(failure) => {
+                failure.reopen = true;
+                failure.retry_later(now);
+                tracing::warn!(
+                    path = %self.path.display(),
+                    error = %e,
+                    retry_in_ms = (failure.retry_at - now).as_millis(),
+                    "writing the event file still fails"
+                );
+            }
+        }
+    }
+
+    /// Notes a successful commit, which ends a failure episode.
+    fn recovered(&mut self) {
+        if let Some(failure) = self.failure.take() {
+            tracing::info!(
+                path = %self.path.display(),
+                failed_for_ms = failure.since.elapsed().as_millis(),
+                "the event file is writable again"
+            );
+        }
+    }
+}
+
+/// Fails every request of `batch`: nothing of it was stored.
+fn fail_all(batch: Vec<(WriteOp, Completion)>) {
+    for (_, done) in batch {
+        done(Err(StoreError::Unavailable));
+    }
+}
+
+/// Whether `e` is an I/O failure (ENOSPC, EFBIG, EIO, …), after which redb refuses every
+/// write of the database with `PreviousIo` until it is reopened.
+fn is_io_failure(e: &StoreError) -> bool {
+    matches!(e, StoreError::Redb(e) if matches!(**e, redb::Error::Io(_) | redb::Error::PreviousIo))
+}
+
+/// Closes the file's failed database and opens it again with `open` (redb repairs it).
+/// Readers get [`StoreError::Unavailable`] meanwhile rather than waiting for a repair.
+fn reopen(
+    db: &SharedDb,
+    open: &impl Fn() -> Result<Database, StoreError>,
+) -> Result<(), StoreError> {
+    // redb holds the file's lock until the old database is closed: it must go first.
+    let failed = db.write().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(failed) = failed
+        && let Err(e) = failed.close()
+    {
+        // Expected: it reports the I/O error it latched.
+        tracing::debug!(error = %e, "closing the failed event database");
+    }
+    let reopened = open()?;
+    *db.write().unwrap_or_else(|p| p.into_inner()) = Some(reopened);
+    Ok(())
 }
 
 /// Applies `ops` in one transaction and commits it. A request refused before it wrote
@@ -1127,7 +1326,7 @@ mod tests {
         let missing = event(&[7; 20]);
         {
             let db = store.db.read().unwrap();
-            let tx = db.begin_write().unwrap();
+            let tx = db.as_ref().unwrap().begin_write().unwrap();
             let mut events = tx.open_table(EVENTS).unwrap();
             let mut row = codec::encode(&short).unwrap();
             row.extend_from_slice(b"123");
@@ -1144,6 +1343,204 @@ mod tests {
                 Err(StoreError::Codec(_))
             ));
         }
+        store.close();
+    }
+
+    /// The real backend of event files on a disk that can fill up: while full, the file
+    /// cannot grow (redb's `set_len`, or a write past the end, fails with ENOSPC), as on a
+    /// filesystem without free blocks. Confined to one file, unlike a process-wide limit.
+    #[derive(Debug)]
+    struct FillingDisk {
+        file: ZeroAheadFile,
+        /// How long the file may be; `u64::MAX` while there is space.
+        room: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    }
+
+    impl FillingDisk {
+        fn fits(&self, end: u64) -> std::io::Result<()> {
+            if end > self.room.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(std::io::ErrorKind::StorageFull.into());
+            }
+            Ok(())
+        }
+    }
+
+    impl StorageBackend for FillingDisk {
+        fn len(&self) -> std::io::Result<u64> {
+            self.file.len()
+        }
+        fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+            self.file.read(offset, out)
+        }
+        fn set_len(&self, len: u64) -> std::io::Result<()> {
+            self.fits(len)?;
+            self.file.set_len(len)
+        }
+        fn sync_data(&self) -> std::io::Result<()> {
+            self.file.sync_data()
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+            self.fits(offset + data.len() as u64)?;
+            self.file.write(offset, data)
+        }
+        fn close(&self) -> std::io::Result<()> {
+            self.file.close()
+        }
+        fn try_lock_range(
+            &self,
+            start: std::ops::Bound<u64>,
+            end: std::ops::Bound<u64>,
+        ) -> Result<bool, redb::BackendError> {
+            self.file.try_lock_range(start, end)
+        }
+        fn try_lock_shared_range(
+            &self,
+            start: std::ops::Bound<u64>,
+            end: std::ops::Bound<u64>,
+        ) -> Result<bool, redb::BackendError> {
+            self.file.try_lock_shared_range(start, end)
+        }
+        fn lock_range(
+            &self,
+            start: std::ops::Bound<u64>,
+            end: std::ops::Bound<u64>,
+        ) -> Result<(), redb::BackendError> {
+            self.file.lock_range(start, end)
+        }
+        fn lock_shared_range(
+            &self,
+            start: std::ops::Bound<u64>,
+            end: std::ops::Bound<u64>,
+        ) -> Result<(), redb::BackendError> {
+            self.file.lock_shared_range(start, end)
+        }
+        fn unlock_range(
+            &self,
+            start: std::ops::Bound<u64>,
+            end: std::ops::Bound<u64>,
+        ) -> Result<(), redb::BackendError> {
+            self.file.unlock_range(start, end)
+        }
+        fn query_lock_range(
+            &self,
+            start: std::ops::Bound<u64>,
+            end: std::ops::Bound<u64>,
+        ) -> Result<bool, redb::BackendError> {
+            self.file.query_lock_range(start, end)
+        }
+    }
+
+    /// Stores an event with `body` and a pending delivery; its id on success.
+    fn ingest(store: &EventStore, body: &[u8]) -> Result<Uuid, StoreError> {
+        let e = event(body);
+        let id = e.id;
+        store.write_blocking(WriteOp::Ingest(NewEvent {
+            deliveries: vec![delivery(&e, DeliveryStatus::Pending)],
+            event: e,
+            body: Bytes::copy_from_slice(body),
+        }))?;
+        Ok(id)
+    }
+
+    /// Every acknowledged event reads back whole, and nothing else was stored.
+    fn assert_all_readable(store: &EventStore, acked: &[(Uuid, Vec<u8>)]) {
+        for (id, body) in acked {
+            let detail = store
+                .event_detail(*id)
+                .unwrap()
+                .expect("an acknowledged event");
+            assert_eq!(&detail.body, body);
+            assert_eq!(detail.deliveries.len(), 1);
+        }
+        assert_eq!(store.event_count().unwrap(), acked.len() as u64);
+        assert_eq!(store.due_count().unwrap(), acked.len() as u64);
+    }
+
+    /// One failed write (here ENOSPC) made redb refuse every later write of the file with
+    /// `PreviousIo` until a restart. Now the writer reopens the file (redb repairs it): while
+    /// the disk is full writes fail, and once there is space again they succeed, in the
+    /// same process, with everything acknowledged before and after intact. The failure is
+    /// logged at ERROR once, not per request.
+    #[test]
+    fn writes_resume_after_a_full_disk_without_a_restart() {
+        use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+        use std::time::{Duration, Instant};
+
+        let logged = crate::test_log::Logged::default();
+        let _log = tracing::subscriber::set_default(logged.subscriber());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.redb");
+        let room = std::sync::Arc::new(AtomicU64::new(u64::MAX));
+        let store = {
+            let (file, room) = (path.clone(), room.clone());
+            EventStore::open_with(Uuid::new_v4(), &path, move || {
+                let disk = FillingDisk {
+                    file: ZeroAheadFile::open(&file, "zero-test".into())?,
+                    room: room.clone(),
+                };
+                open_database(disk, &file)
+            })
+            .unwrap()
+        };
+        let mut acked = Vec::new();
+        for body in [b"small".to_vec(), vec![1; 100_000]] {
+            acked.push((ingest(&store, &body).unwrap(), body));
+        }
+
+        // The disk fills up: writes succeed while redb has free pages in the file, then fail.
+        let full = std::fs::metadata(&path).unwrap().len();
+        room.store(full, SeqCst);
+        let big = vec![7; 256 * 1024];
+        let mut refused = None;
+        for _ in 0..200 {
+            match ingest(&store, &big) {
+                Ok(id) => acked.push((id, big.clone())),
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
+            }
+        }
+        assert!(
+            matches!(refused, Some(StoreError::Unavailable)),
+            "{refused:?}"
+        );
+        // Still full: later writes fail too (the writer reopens the file and tries again,
+        // then pauses). A body as large as the whole file cannot fit whatever the repair
+        // freed.
+        let too_big = vec![8; full as usize];
+        for _ in 0..2 {
+            assert!(matches!(
+                ingest(&store, &too_big),
+                Err(StoreError::Unavailable)
+            ));
+        }
+
+        // Space is back. The writer tries again after a pause (1 s here), not per request.
+        room.store(u64::MAX, SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let resumed = loop {
+            match ingest(&store, b"after") {
+                Ok(id) => break id,
+                Err(StoreError::Unavailable) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("writes never resumed: {e}"),
+            }
+        };
+        acked.push((resumed, b"after".to_vec()));
+        acked.push((ingest(&store, b"later").unwrap(), b"later".to_vec()));
+        assert_all_readable(&store, &acked);
+
+        let log = logged.text();
+        assert_eq!(log.matches(" ERROR ").count(), 1, "{log}");
+        assert!(log.contains("writable again"), "{log}");
+
+        // And a restart finds the same.
+        store.close();
+        drop(store);
+        let store = EventStore::open(Uuid::new_v4(), &path).unwrap();
+        assert_all_readable(&store, &acked);
         store.close();
     }
 }

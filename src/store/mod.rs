@@ -65,6 +65,10 @@ pub enum StoreError {
     /// The per-webhook writer queue is full; the caller should retry later.
     #[error("event store is overloaded")]
     Busy,
+    /// A write to the event file failed (a full disk, an I/O error), so nothing was stored;
+    /// its writer reopens the file and tries again shortly (the cause is logged there).
+    #[error("event storage is unavailable after a failed write")]
+    Unavailable,
     /// The webhook does not exist (any more), so neither does its event file.
     #[error("no such webhook")]
     UnknownWebhook,

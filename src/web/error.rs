@@ -98,6 +98,11 @@ fn store_status(e: &StoreError) -> (StatusCode, String) {
             StatusCode::SERVICE_UNAVAILABLE,
             "shutting down; retry shortly".into(),
         ),
+        // Not logged per request: the event writer logs the failure once.
+        StoreError::Unavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage is unavailable; retry shortly".into(),
+        ),
         StoreError::UnknownWebhook | StoreError::UnknownEvent => {
             (StatusCode::NOT_FOUND, e.to_string())
         }
