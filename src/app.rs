@@ -108,6 +108,11 @@ impl App {
         &self.service
     }
 
+    /// The store (for tests and tools).
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
     /// The delivery engine (for tests and tools).
     pub fn engine(&self) -> &Engine {
         &self.engine

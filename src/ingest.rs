@@ -108,7 +108,8 @@ pub struct Ingestor {
     body_budget: Arc<tokio::sync::Semaphore>,
 }
 
-/// Room for one body in the ingest memory budget, held until the request is answered.
+/// Room for one body in the ingest memory budget, held until the event writer is done with
+/// the body (see [`Ingestor::accept`]), whether or not the sender is still waiting.
 ///
 /// A body with a declared length over [`UNBUDGETED_BODY_BYTES`] reserves all of it before
 /// the first byte is read, so large uploads wait for each other without holding part of
@@ -219,11 +220,14 @@ impl Ingestor {
     }
 
     /// Stores the event and its deliveries durably, then queues the deliveries.
-    /// Returns the event id once the commit is on disk.
+    /// Returns the event id once the commit is on disk. `reservation`, the body's room in
+    /// the memory budget, is given back when the writer is done with the body: a sender
+    /// that hangs up ends this future, but not the write it queued.
     pub async fn accept(
         &self,
         entrypoint: &Entrypoint,
         req: IncomingRequest,
+        reservation: BodyReservation,
     ) -> Result<Uuid, IngestError> {
         if req.body.len() > self.max_body_bytes {
             return Err(IngestError::BodyTooLarge {
@@ -268,6 +272,8 @@ impl Ingestor {
                 }
                 // The receiver only goes away if the client hung up; the event is stored.
                 let _unused = tx.send(r);
+                // The writer has dropped the body (and a refused submit drops this closure).
+                drop(reservation);
             }),
         )?;
         rx.await.map_err(|_| StoreError::Closed)??;

@@ -244,6 +244,11 @@ impl EventStore {
         self.webhook_id
     }
 
+    /// Requests waiting for the writer thread, not counting the batch it is committing.
+    pub fn queued(&self) -> usize {
+        self.tx.len()
+    }
+
     /// Queues a write without blocking; `Busy` when the writer is saturated.
     pub fn try_submit(&self, op: WriteOp, done: Completion) -> Result<(), StoreError> {
         self.tx
@@ -728,8 +733,8 @@ fn run_writer<O: Fn() -> Result<Database, StoreError>>(
     // Requests that arrived after Stop are not committed; tell their owners so claims and
     // waiters are released (the due index still holds every delivery).
     while let Ok(msg) = rx.try_recv() {
-        if let WriterMsg::Job(_, done) = msg {
-            done(Err(StoreError::Closed));
+        if let WriterMsg::Job(op, done) = msg {
+            finish(*op, done, Err(StoreError::Closed));
         }
     }
 }
@@ -782,8 +787,8 @@ impl<O: Fn() -> Result<Database, StoreError>> Writer<O> {
         match commit(db, batch.iter().map(|(op, _)| op)) {
             Ok(outcomes) => {
                 self.recovered();
-                for ((_, done), outcome) in batch.into_iter().zip(outcomes) {
-                    done(outcome);
+                for ((op, done), outcome) in batch.into_iter().zip(outcomes) {
+                    finish(op, done, outcome);
                 }
             }
             // Nothing of the batch is stored, whatever request it came with.
@@ -792,8 +797,8 @@ impl<O: Fn() -> Result<Database, StoreError>> Writer<O> {
                 fail_all(batch);
             }
             Err(e) if batch.len() == 1 => {
-                if let Some((_, done)) = batch.into_iter().next() {
-                    done(Err(e));
+                if let Some((op, done)) = batch.into_iter().next() {
+                    finish(op, done, Err(e));
                 }
             }
             Err(e) => {
@@ -817,7 +822,7 @@ impl<O: Fn() -> Result<Database, StoreError>> Writer<O> {
                             Err(e) => Err(e),
                         }
                     };
-                    done(outcome);
+                    finish(op, done, outcome);
                 }
             }
         }
@@ -895,9 +900,16 @@ impl<O: Fn() -> Result<Database, StoreError>> Writer<O> {
 
 /// Fails every request of `batch`: nothing of it was stored.
 fn fail_all(batch: Vec<(WriteOp, Completion)>) {
-    for (_, done) in batch {
-        done(Err(StoreError::Unavailable));
+    for (op, done) in batch {
+        finish(op, done, Err(StoreError::Unavailable));
     }
+}
+
+/// Frees a request's op, then runs its completion with `outcome`: an ingest's completion
+/// gives its body's room in the memory budget back, so the body must be gone first.
+fn finish(op: WriteOp, done: Completion, outcome: Result<(), StoreError>) {
+    drop(op);
+    done(outcome);
 }
 
 /// Whether `e` is an I/O failure (ENOSPC, EFBIG, EIO, …), after which redb refuses every

@@ -101,9 +101,9 @@ async fn receive_inner(
         return Err(IngestError::BodyTooLarge { limit }.into());
     }
     let (parts, body) = req.into_parts();
-    // The reservation holds room for the body in the ingest memory budget until we have
-    // answered.
-    let (body, _reservation) = read_body(ingestor, &state.web.http, body, declared).await?;
+    // The reservation holds room for the body in the ingest memory budget until the writer
+    // is done with it (`accept` hands it on).
+    let (body, reservation) = read_body(ingestor, &state.web.http, body, declared).await?;
     let headers = parts
         .headers
         .iter()
@@ -121,7 +121,7 @@ async fn receive_inner(
         remote_addr: client_ip(&parts.headers, peer, state.web.trust_proxy).to_string(),
         body,
     };
-    let event_id = ingestor.accept(&entrypoint, incoming).await?;
+    let event_id = ingestor.accept(&entrypoint, incoming, reservation).await?;
     Ok(Json(Accepted {
         status: "ok",
         event_id,

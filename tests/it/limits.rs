@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use webhooker::store::WriteOp;
 
-use crate::support::TestApp;
+use crate::support::{TestApp, wait_until};
 
 /// Opens a raw connection to the app.
 async fn connect(app: &TestApp) -> TcpStream {
@@ -99,6 +100,82 @@ async fn small_webhooks_pass_while_large_uploads_fill_the_budget() {
     assert_eq!(
         events["total"], 2,
         "nothing stored from the stalled senders"
+    );
+    app.stop().await;
+}
+
+/// A sender that sends its body and hangs up before the answer ends its request, but not
+/// the write it queued: the body's room in the ingest memory budget must stay taken until
+/// the writer is done with the body, or gone senders could queue thousands of bodies.
+#[tokio::test]
+async fn bodies_of_senders_that_hung_up_hold_the_budget_until_written() {
+    const MAX: usize = 10 * 1024 * 1024;
+    let app = TestApp::start().await;
+    let (wh, url) = app.webhook("hang-ups").await;
+    let path = reqwest::Url::parse(&url).unwrap().path().to_string();
+    app.send(&url, b"opens the event file").await;
+    let events = app.app().store().events(wh.parse().unwrap()).unwrap();
+    // Hold the writer: this write's completion waits until `release` is dropped.
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let hold = Box::new(move |_| {
+        let _released = held.recv();
+    });
+    events
+        .submit(WriteOp::AddDeliveries(Vec::new()), hold)
+        .unwrap();
+
+    // Eight senders send the 10 MiB maximum, filling the 80 MiB budget, and hang up once
+    // their bodies wait for the writer.
+    let body = vec![b'h'; MAX];
+    let head = format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {MAX}\r\n\r\n");
+    let mut gone = Vec::new();
+    for _ in 0..8 {
+        let mut s = connect(&app).await;
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(&body).await.unwrap();
+        gone.push(s);
+    }
+    let all_queued = wait_until(Duration::from_secs(30), || async { events.queued() == 8 }).await;
+    assert!(all_queued, "{} bodies queued", events.queued());
+    drop(gone);
+
+    // A ninth body finds no room while theirs are queued ...
+    let mut late = connect(&app).await;
+    let late_head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {MAX}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"
+    );
+    late.write_all(late_head.as_bytes()).await.unwrap();
+    let (mut from_server, mut to_server) = late.into_split();
+    let mut continued = tokio::spawn(async move {
+        let mut buf = [0u8; 25];
+        from_server
+            .read_exact(&mut buf)
+            .await
+            .map(|_| (from_server, buf))
+    });
+    assert_held(
+        &mut continued,
+        "the bodies of senders that hung up left the budget while still queued",
+    )
+    .await;
+    // ... and gets it once the writer has stored them.
+    drop(release);
+    let (from_server, buf) = finished(
+        continued,
+        Duration::from_secs(20),
+        "no room after the writes",
+    )
+    .await
+    .unwrap();
+    assert!(buf.starts_with(b"HTTP/1.1 100 Continue\r\n\r\n"));
+    to_server.write_all(&body).await.unwrap();
+    let mut late = from_server.reunite(to_server).unwrap();
+    let answer = read_to_close(&mut late, Duration::from_secs(20)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let stored = app.get_json(&format!("/webhooks/{wh}/events")).await;
+    assert_eq!(
+        stored["total"], 10,
+        "the hung-up senders' events are stored"
     );
     app.stop().await;
 }
