@@ -31,7 +31,7 @@ use crate::model::{
     DEFAULT_MAX_BACKOFF_SECS, DeliveryResult, DeliveryStatus, Millis, RetryLimit,
     SLACK_MAX_RETRIES, Target, TargetKind, now_ms,
 };
-use crate::store::{AttemptWrite, Store, WriteOp};
+use crate::store::{AttemptWrite, Store, StoreError, WriteOp};
 
 /// Handle on the running engine; cheap to clone.
 #[derive(Clone)]
@@ -721,6 +721,9 @@ fn defer(s: &Arc<Shared>, task: DeliveryTask, until: Instant) {
     submit_then(s, task, delivery, write);
 }
 
+/// How long a delivery whose attempt could not be recorded waits before it is tried again.
+const RECORD_RETRY_DELAY_MS: Millis = 30_000;
+
 /// Sends the write to the event file's writer; once committed, the task either waits in
 /// the scheduler for its next due time or leaves memory.
 fn submit_then(
@@ -740,7 +743,7 @@ fn submit_then(
     };
     let shared = s.clone();
     let deferral = write.result.is_none();
-    let done = Box::new(move |r: Result<(), crate::store::StoreError>| match r {
+    let done = Box::new(move |r: Result<(), StoreError>| match r {
         Ok(()) => match delivery.next_attempt_at {
             Some(due) => {
                 let task = DeliveryTask { delivery, ..task };
@@ -753,9 +756,16 @@ fn submit_then(
             None => shared.claims.release(id),
         },
         Err(e) => {
-            // The due row still holds the previous state; the sweeper retries it.
-            tracing::error!(error = %e, delivery_id = %id, "recording attempt failed");
-            shared.claims.release(id);
+            // The due row still holds the previous state. Try again a while later, not at
+            // the next sweep: the attempt may have reached the receiver, and every try
+            // sends it again while the file cannot be written.
+            if matches!(e, StoreError::Unavailable) {
+                // The writer has logged the cause once for the whole file.
+                tracing::warn!(delivery_id = %id, "event file unavailable; attempt retried later");
+            } else {
+                tracing::error!(error = %e, delivery_id = %id, "recording attempt failed; retrying later");
+            }
+            scheduler::schedule(&shared, now_ms() + RECORD_RETRY_DELAY_MS, task);
         }
     });
     if let Err(e) = store.submit(WriteOp::Attempt(write), done) {
