@@ -85,6 +85,29 @@ fn password_matches(password: &str, phc: &str) -> bool {
         .is_ok()
 }
 
+/// A Basic credential that passed the argon2 check: whose it is, which password hash it
+/// matched (SHA-256 of the PHC string) and when.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RememberedBasic {
+    user_id: Uuid,
+    hash_fingerprint: [u8; 32],
+    at: std::time::Instant,
+}
+
+impl RememberedBasic {
+    fn new(user: &User) -> RememberedBasic {
+        RememberedBasic {
+            user_id: user.id,
+            hash_fingerprint: hash_fingerprint(&user.password_hash),
+            at: std::time::Instant::now(),
+        }
+    }
+}
+
+fn hash_fingerprint(phc: &str) -> [u8; 32] {
+    Sha256::digest(phc.as_bytes()).into()
+}
+
 impl Service {
     /// HMAC-SHA256 under the session key, domain-separated by `purpose`.
     pub fn mac(&self, purpose: &str, data: &[u8]) -> [u8; 32] {
@@ -181,23 +204,29 @@ impl Service {
         if cache.len() >= BASIC_CACHE_MAX {
             cache.clear();
         }
-        cache.insert(key, (user.id, std::time::Instant::now()));
+        cache.insert(key, RememberedBasic::new(&user));
         Ok(user)
     }
 
-    /// The user of credentials verified within the last minute.
+    /// The user of credentials verified within the last minute, if the user's password
+    /// hash is still the one they were verified against.
     async fn remembered_basic(&self, key: &[u8; 32]) -> ServiceResult<Option<User>> {
         let cached = self
             .verified
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(key)
-            .filter(|(_, at)| at.elapsed() < BASIC_CACHE_TTL)
-            .map(|(id, _)| *id);
-        match cached {
-            Some(id) => self.blocking(move |store| Ok(store.main.user(id)?)).await,
-            None => Ok(None),
-        }
+            .filter(|r| r.at.elapsed() < BASIC_CACHE_TTL)
+            .copied();
+        let Some(remembered) = cached else {
+            return Ok(None);
+        };
+        let user = self
+            .blocking(move |store| Ok(store.main.user(remembered.user_id)?))
+            .await?;
+        // A check that read the old hash while a password change was committing may have
+        // been remembered after the change cleared the cache: the hash tells it apart.
+        Ok(user.filter(|u| hash_fingerprint(&u.password_hash) == remembered.hash_fingerprint))
     }
 
     /// Verifies credentials and opens a session.
@@ -275,13 +304,14 @@ impl Service {
         let new = new.to_string();
         let id = user.id;
         let _permit = self.argon2_permit().await?;
-        // Cached Basic credentials of the old password must stop working now.
+        self.blocking(move |store| Ok(store.main.set_password(id, hash_password(&new)?)?))
+            .await?;
+        // Basic credentials remembered against the old hash stop counting with this commit
+        // (see `remembered_basic`); clearing them afterwards frees their room.
         self.verified
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
-        self.blocking(move |store| Ok(store.main.set_password(id, hash_password(&new)?)?))
-            .await?;
         self.open_session(id).await
     }
 

@@ -86,8 +86,8 @@ pub(crate) fn clean_name(field: &'static str, raw: &str) -> ServiceResult<String
     Ok(name.to_string())
 }
 
-/// Keyed credential hash → (user id, when verified).
-type BasicCache = std::collections::HashMap<[u8; 32], (uuid::Uuid, std::time::Instant)>;
+/// Keyed credential hash → the check that accepted it.
+type BasicCache = std::collections::HashMap<[u8; 32], accounts::RememberedBasic>;
 /// Keyed credential hash → the gate of its check in progress.
 type BasicGates = std::collections::HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>;
 

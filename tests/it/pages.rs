@@ -973,3 +973,88 @@ async fn account_keys_and_password() {
     assert_eq!(get(&app, &renewed, "/webhooks").await.status(), 200);
     app.stop().await;
 }
+
+/// A script keeps calling the API with Basic auth while the password is changed through
+/// the form. Once the change is confirmed, the old password must open nothing: a request
+/// checked against the old hash while the change was committing may not be remembered.
+#[tokio::test]
+async fn old_password_stops_opening_the_api_once_a_change_is_confirmed() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    // Forwarded addresses keep the script's failures after the change off the form's and
+    // the checks' login limit, so the checks below can expect 401, not 429.
+    let app = TestApp::start_with(|c| c.trust_proxy = true).await;
+    let b = login(&app).await;
+    let old = app.password.clone();
+    let api = app.url("/api/v1/webhooks");
+    let api_as = |password: &str, client: &str| {
+        app.http
+            .get(&api)
+            .basic_auth("admin", Some(password))
+            .header("x-forwarded-for", client)
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let scripts: Vec<_> = (0..4)
+        .map(|_| {
+            let request = api_as(&old, "203.0.113.1");
+            let (stop, accepted) = (stop.clone(), accepted.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let Some(request) = request.try_clone() else {
+                        return;
+                    };
+                    if request
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status() == StatusCode::OK)
+                    {
+                        accepted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    let busy = wait_until(Duration::from_secs(10), || async {
+        accepted.load(Ordering::Relaxed) >= 8
+    })
+    .await;
+    assert!(
+        busy,
+        "the script's calls with the old password never got through"
+    );
+
+    let new = "a brand new password";
+    let r = post(
+        &app,
+        &b,
+        "/account/password",
+        &[
+            ("current_password", &old),
+            ("new_password", new),
+            ("confirm", new),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "password changed");
+    stop.store(true, Ordering::Relaxed);
+    for script in scripts {
+        script.await.unwrap();
+    }
+
+    for i in 1..=5 {
+        let r = api_as(&old, &format!("198.51.100.{i}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::UNAUTHORIZED,
+            "check {i}: the old password still opens the API"
+        );
+    }
+    let r = api_as(new, "198.51.100.100").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "the new password works");
+    app.stop().await;
+}
