@@ -551,6 +551,7 @@ async fn every_api_error_has_a_json_body() {
     ] {
         let r = app
             .api(Method::POST, &path)
+            .header("content-type", "application/json")
             .body(big.clone())
             .send()
             .await
@@ -569,6 +570,73 @@ async fn every_api_error_has_a_json_body() {
             "{path}: {v}"
         );
     }
+    app.stop().await;
+}
+
+/// A browser that once answered the API's Basic challenge sends those credentials with
+/// every request to the origin, also ones another site makes it send: a form post
+/// (url-encoded, multipart or `text/plain`, often with an empty body) or a `no-cors` fetch
+/// with a body and no Content-Type. The API refuses all of them with 415 and changes
+/// nothing; JSON, and an empty body without a Content-Type, still work.
+#[tokio::test]
+async fn api_refuses_what_a_cross_site_page_can_post() {
+    let app = TestApp::start().await;
+    let (wh, url) = app.webhook("csrf").await;
+    app.target(&wh, json!({ "name": "log", "kind": "log" }))
+        .await;
+    let event = app.send(&url, b"{}").await;
+    let redeliver = format!("/webhooks/{wh}/events/{event}/redeliver");
+    let entrypoints = format!("/webhooks/{wh}/entrypoints");
+    let mut posts = Vec::new();
+    for path in [
+        redeliver.as_str(),
+        entrypoints.as_str(),
+        "/webhooks",
+        "/keys",
+    ] {
+        for content_type in [
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "text/plain;charset=UTF-8",
+            "Text/Plain",
+        ] {
+            for body in ["", "name=evil"] {
+                posts.push((path, Some(content_type), body));
+            }
+        }
+        posts.push((path, None, r#"{"name":"evil"}"#));
+    }
+    for (path, content_type, body) in posts {
+        let mut request = app
+            .api(Method::POST, path)
+            .header("origin", "https://evil.example")
+            .body(body);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let r = request.send().await.unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "POST {path} as {content_type:?} with {body:?}"
+        );
+        let v: Value = r.json().await.unwrap();
+        assert!(v["error"].is_string(), "{path}: {v}");
+    }
+    let ev = app.event(&wh, &event).await;
+    assert_eq!(ev["deliveries"].as_array().unwrap().len(), 1, "{ev}");
+    let detail = app.get_json(&format!("/webhooks/{wh}")).await;
+    assert_eq!(detail["entrypoints"].as_array().unwrap().len(), 1);
+    assert_eq!(app.get_json("/webhooks").await.as_array().unwrap().len(), 1);
+    assert!(app.get_json("/keys").await.as_array().unwrap().is_empty());
+
+    // What API clients send still works: no body and no Content-Type (`curl -X POST`), or
+    // JSON.
+    assert_eq!(app.redeliver(&wh, &event, None).await, StatusCode::ACCEPTED);
+    let r = app.api(Method::POST, &entrypoints).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    app.post_json(&entrypoints, json!({ "description": "json" }))
+        .await;
     app.stop().await;
 }
 

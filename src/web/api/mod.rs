@@ -1,5 +1,7 @@
 //! JSON API under `/api/v1` (BRIEF R12). Authenticated by bearer API key or HTTP Basic;
-//! no cookies, so no CSRF. Wire structs live in `dto.rs`, never the storage types.
+//! no cookies, but a browser may hold Basic credentials, so nothing another site can make
+//! it send is accepted ([`json_only`]). Wire structs live in `dto.rs`, never the storage
+//! types.
 
 mod dto;
 mod events;
@@ -8,7 +10,11 @@ mod webhooks;
 pub(crate) use dto::rfc3339;
 
 use axum::Router;
-use axum::extract::{FromRequest, FromRequestParts};
+use axum::body::HttpBody as _;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 
 use super::AppState;
@@ -25,7 +31,8 @@ pub struct ApiJson<T>(pub T);
 pub struct ApiPath<T>(pub T);
 
 /// A raw body (for routes whose JSON body is optional) with our error format on
-/// rejection, such as the 413 of a body over the limit.
+/// rejection, such as the 413 of a body over the limit. [`json_only`] has made sure it is
+/// empty or declared as JSON.
 pub struct ApiBody(pub axum::body::Bytes);
 
 impl<S: Send + Sync> axum::extract::FromRequest<S> for ApiBody {
@@ -51,12 +58,49 @@ pub(crate) fn optional_json<T: serde::de::DeserializeOwned + Default>(
     }
     serde_json::from_slice(body).map_err(|e| {
         let status = if e.is_data() {
-            axum::http::StatusCode::UNPROCESSABLE_ENTITY
+            StatusCode::UNPROCESSABLE_ENTITY
         } else {
-            axum::http::StatusCode::BAD_REQUEST
+            StatusCode::BAD_REQUEST
         };
         ApiError::new(status, format!("invalid JSON: {e}"))
     })
+}
+
+/// Refuses (415) every request with a Content-Type other than JSON, or with a body but no
+/// Content-Type: that is what a page on another site can make a browser send without a
+/// CORS preflight (a form post, even an empty one, or a `no-cors` fetch), and the browser
+/// adds any Basic credentials it holds for us, which our 401 challenge invites it to keep.
+/// A JSON request needs a preflight, which the API never grants; an empty body without a
+/// Content-Type is what `curl -X POST` sends.
+async fn json_only(req: Request, next: Next) -> Response {
+    let allowed = match req.headers().get(header::CONTENT_TYPE) {
+        Some(content_type) => is_json(content_type),
+        None => req.body().size_hint().exact() == Some(0),
+    };
+    if !allowed {
+        return ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "request bodies must be JSON, sent with Content-Type: application/json",
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// `application/json` or `application/*+json`, as axum's `Json` accepts.
+fn is_json(content_type: &HeaderValue) -> bool {
+    let Ok(value) = content_type.to_str() else {
+        return false;
+    };
+    let essence = value
+        .split_once(';')
+        .map_or(value, |(essence, _)| essence)
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|subtype| subtype.ends_with("+json"))
 }
 
 /// The `/api/v1` routes.
@@ -87,5 +131,36 @@ pub fn router() -> Router<AppState> {
         )
         .route("/keys", get(webhooks::list_keys).post(webhooks::create_key))
         .route("/keys/{kid}", axum::routing::delete(webhooks::revoke_key))
-        .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, "no such route") })
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
+        // Around every route and the fallback: no handler or extractor, authentication
+        // included, sees such a request.
+        .layer(axum::middleware::from_fn(json_only))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_json_media_types_are_json() {
+        for json in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "application/problem+json",
+        ] {
+            assert!(is_json(&HeaderValue::from_static(json)), "{json}");
+        }
+        for other in [
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "text/plain",
+            "text/plain; x=application/json",
+            "application/jsonp",
+            "text/json",
+            "",
+        ] {
+            assert!(!is_json(&HeaderValue::from_static(other)), "{other}");
+        }
+    }
 }
