@@ -1,13 +1,16 @@
 //! `/.well-known/healthcheck` (always) and `/metrics` (only when credentials are set).
 
+use std::net::SocketAddr;
+
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::error::ApiError;
-use super::{AppState, VERSION, auth};
+use super::{AppState, VERSION, auth, client_ip};
+use crate::service::ServiceError;
 
 pub(super) async fn healthcheck(State(state): State<AppState>) -> Json<serde_json::Value> {
     let uptime = state.started.elapsed().as_secs();
@@ -22,16 +25,30 @@ pub(super) async fn healthcheck(State(state): State<AppState>) -> Json<serde_jso
     }))
 }
 
-pub(super) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub(super) async fn metrics(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
     let (Some((user, pass)), Some(handle)) = (&state.web.metrics_credentials, &state.metrics)
     else {
         return ApiError::new(StatusCode::NOT_FOUND, "not found").into_response();
     };
-    let ok = auth::basic_credentials(&headers)
-        .is_some_and(|(u, p)| auth::constant_time_eq(&u, user) & auth::constant_time_eq(&p, pass));
-    if !ok {
+    let Some((u, p)) = auth::basic_credentials(&headers) else {
+        return ApiError::unauthorized().into_response();
+    };
+    // This password can be guessed like a user's: the check shares the login limit, and
+    // scrapes with the right one do not use it up.
+    let guess = state
+        .limiter
+        .guess(Some(client_ip(&headers, peer, state.web.trust_proxy)));
+    if !guess.admit() {
+        return ApiError::from(ServiceError::TooManyAttempts).into_response();
+    }
+    if !(auth::constant_time_eq(&u, user) & auth::constant_time_eq(&p, pass)) {
         return ApiError::unauthorized().into_response();
     }
+    guess.succeeded();
     (
         [(
             header::CONTENT_TYPE,

@@ -331,6 +331,45 @@ async fn healthcheck_and_metrics() {
     app.stop().await;
 }
 
+/// The `/metrics` password can be guessed like a user's, so wrong ones count against the
+/// same limit (5 a minute per client); Prometheus scraping with the right one does not.
+#[tokio::test]
+async fn metrics_password_guessing_is_rate_limited() {
+    let app = TestApp::start_with(|c| {
+        c.metrics_credentials = Some(("prom".into(), "scrape".into()));
+    })
+    .await;
+    let scrape = |password: &str| {
+        app.http
+            .get(app.url("/metrics"))
+            .basic_auth("prom", Some(password))
+            .send()
+    };
+    for _ in 0..10 {
+        assert_eq!(scrape("scrape").await.unwrap().status(), StatusCode::OK);
+    }
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        statuses.push(
+            scrape(&format!("guess-{i}"))
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 429]);
+    let r = scrape("scrape").await.unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "the limit holds for the right password too"
+    );
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"].is_string(), "{v}");
+    app.stop().await;
+}
+
 /// Basic credentials are cached for a minute; a password change must end that at once.
 #[tokio::test]
 async fn password_change_invalidates_cached_basic_credentials() {

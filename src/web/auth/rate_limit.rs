@@ -66,7 +66,7 @@ impl LoginLimiter {
 }
 
 /// One password check against the limit, for checks that succeed often (API Basic auth,
-/// a password change): [`admit`](Self::admit) counts it just before the slow check, so
+/// a password change, `/metrics`): [`admit`](Self::admit) counts it just before the slow check, so
 /// concurrent guesses cannot all slip past the limit, and [`succeeded`](Self::succeeded)
 /// gives a counted one back.
 #[derive(Debug)]
