@@ -241,6 +241,14 @@ impl Config {
                 reason: "must be between 16 and 1000000".into(),
             });
         }
+        let admin_password = get("WEBHOOKER_ADMIN_PASSWORD");
+        if let Some(password) = &admin_password {
+            // The limits of a new password: one over the maximum could never log in.
+            crate::service::check_password_length(password).map_err(|reason| ConfigError {
+                var: "WEBHOOKER_ADMIN_PASSWORD",
+                reason,
+            })?;
+        }
         Ok(Config {
             listen: SocketAddr::new(host, port),
             data_dir: PathBuf::from(get("DATA_DIR").unwrap_or_else(|| "./data".into())),
@@ -248,7 +256,7 @@ impl Config {
             base_url,
             max_body_bytes,
             metrics_credentials,
-            admin_password: get("WEBHOOKER_ADMIN_PASSWORD"),
+            admin_password,
             trust_proxy,
             log_filter,
             http: HttpConfig {
@@ -392,6 +400,30 @@ mod tests {
                 var
             };
             assert_eq!(err.var, expected, "{var}={val}");
+        }
+    }
+
+    /// The first-run password must be one that can log in and could be set as a new
+    /// password; otherwise startup stops, naming the variable.
+    #[test]
+    fn admin_password_length_is_checked_like_a_new_password() {
+        use crate::service::{MAX_PASSWORD, MIN_PASSWORD};
+        let var = "WEBHOOKER_ADMIN_PASSWORD";
+        let shortest = "é".repeat(MIN_PASSWORD);
+        let longest = "x".repeat(MAX_PASSWORD);
+        for ok in [shortest.as_str(), longest.as_str()] {
+            let c = load(&[(var, ok)]).unwrap();
+            assert_eq!(c.admin_password.as_deref(), Some(ok));
+        }
+        let too_short = "x".repeat(MIN_PASSWORD - 1);
+        let too_long = "x".repeat(MAX_PASSWORD + 1);
+        for bad in [too_short, too_long] {
+            let err = load(&[(var, &bad)]).unwrap_err();
+            assert_eq!(err.var, var, "{} bytes", bad.len());
+            assert!(
+                !err.to_string().contains(&bad),
+                "the password is not echoed"
+            );
         }
     }
 

@@ -21,10 +21,11 @@ use crate::model::{ApiKey, Session, User, now_ms};
 
 /// How long a login lasts.
 pub const SESSION_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
-/// Shortest accepted new password.
-const MIN_PASSWORD: usize = 8;
-/// Longest accepted password (argon2 cost does not depend on it, but bodies should be small).
-const MAX_PASSWORD: usize = 1024;
+/// Shortest accepted new password, in characters.
+pub const MIN_PASSWORD: usize = 8;
+/// Longest accepted password, in bytes (argon2 cost does not depend on it, but bodies should
+/// be small); a longer one is refused unchecked at login.
+pub const MAX_PASSWORD: usize = 1024;
 /// Prefix of API key tokens, so leaked keys are recognisable.
 const API_KEY_PREFIX: &str = "whk_";
 /// How long a verified Basic credential is remembered.
@@ -70,6 +71,19 @@ fn random_password() -> String {
     (0..20)
         .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
         .collect()
+}
+
+/// Whether a password may be set: at least [`MIN_PASSWORD`] characters, and at most
+/// [`MAX_PASSWORD`] bytes so that it can log in. The error says what is wrong, without the
+/// password.
+pub(crate) fn check_password_length(password: &str) -> Result<(), String> {
+    if password.chars().count() < MIN_PASSWORD {
+        return Err(format!("must be at least {MIN_PASSWORD} characters"));
+    }
+    if password.len() > MAX_PASSWORD {
+        return Err(format!("must be at most {MAX_PASSWORD} bytes"));
+    }
+    Ok(())
 }
 
 fn hash_password(password: &str) -> ServiceResult<String> {
@@ -284,15 +298,7 @@ impl Service {
         new: &str,
         admit: impl FnOnce() -> bool + Send,
     ) -> ServiceResult<SessionToken> {
-        if new.chars().count() < MIN_PASSWORD {
-            return Err(ServiceError::invalid(
-                "new_password",
-                format!("must be at least {MIN_PASSWORD} characters"),
-            ));
-        }
-        if new.len() > MAX_PASSWORD {
-            return Err(ServiceError::invalid("new_password", "is too long"));
-        }
+        check_password_length(new).map_err(|e| ServiceError::invalid("new_password", e))?;
         // The current password can be guessed here as at login: `admit` counts the check
         // against the caller's login limit, as for API Basic auth.
         if !admit() {
