@@ -195,6 +195,23 @@ impl From<ServiceError> for PageError {
     }
 }
 
+impl From<axum::extract::rejection::QueryRejection> for PageError {
+    fn from(r: axum::extract::rejection::QueryRejection) -> PageError {
+        PageError::Status(StatusCode::BAD_REQUEST, r.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::BytesRejection> for PageError {
+    fn from(r: axum::extract::rejection::BytesRejection) -> PageError {
+        let message = if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            "The form is too large.".to_string()
+        } else {
+            r.body_text()
+        };
+        PageError::Status(r.status(), message)
+    }
+}
+
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         match self {

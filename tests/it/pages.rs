@@ -594,6 +594,60 @@ async fn security_headers_on_every_page() {
     app.stop().await;
 }
 
+/// A malformed query string and a login form over the 64 KiB limit get the HTML error
+/// page that every other page error gets, not axum's plain-text rejection.
+#[tokio::test]
+async fn malformed_queries_and_oversized_logins_get_the_error_page() {
+    let app = TestApp::start().await;
+    let b = login(&app).await;
+    let (id, _) = app.webhook("queries").await;
+    let anonymous = Browser {
+        cookie: String::new(),
+        csrf: String::new(),
+    };
+    let (csrf_cookie, _) = login_form(&app).await;
+    let oversized_login = app
+        .http
+        .post(app.url("/login"))
+        .header(COOKIE, csrf_cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        // One byte over: a larger excess left unread could reset the connection first.
+        .body(vec![b'a'; 64 * 1024 + 1])
+        .send()
+        .await
+        .unwrap();
+    for (what, r, status) in [
+        (
+            "duplicate next",
+            get(&app, &anonymous, "/login?next=/a&next=/b").await,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "duplicate page",
+            get(&app, &b, &format!("/webhooks/{id}/events?page=1&page=2")).await,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "oversized login",
+            oversized_login,
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+    ] {
+        assert_eq!(r.status(), status, "{what}");
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html"),
+            "{what}"
+        );
+        let html = r.text().await.unwrap();
+        let reason = status.canonical_reason().unwrap();
+        assert!(html.contains(reason), "{what}: {html}");
+    }
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn bad_forms_rerender_with_a_message() {
     let app = TestApp::start().await;

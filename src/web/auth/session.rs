@@ -178,12 +178,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for AuthForm<T> {
         let (mut parts, body) = req.into_parts();
         let user = CurrentUser::from_request_parts(&mut parts, state).await?;
         let req = Request::from_parts(parts, body);
-        let bytes = Bytes::from_request(req, state).await.map_err(|_| {
-            PageError::Status(
-                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                "The form is too large.".into(),
-            )
-        })?;
+        let bytes = Bytes::from_request(req, state).await?;
         let csrf: CsrfField =
             serde_urlencoded::from_bytes(&bytes).unwrap_or(CsrfField { csrf_token: None });
         user.check_csrf(csrf.csrf_token.as_deref())?;

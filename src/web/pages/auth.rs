@@ -6,13 +6,14 @@ use std::time::Instant;
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar};
 use serde::Deserialize;
 
-use super::{Ctx, PageResult};
+use super::{Ctx, PageQuery, PageResult};
 use crate::service::ServiceError;
 use crate::web::AppState;
 use crate::web::auth::{
@@ -97,7 +98,7 @@ pub(super) async fn login_form(
     State(state): State<AppState>,
     MaybeUser(user): MaybeUser,
     jar: CookieJar,
-    Query(q): Query<NextQuery>,
+    PageQuery(q): PageQuery<NextQuery>,
 ) -> Response {
     let next = q.next.unwrap_or_default();
     if user.is_some() {
@@ -112,8 +113,10 @@ pub(super) async fn login(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     jar: CookieJar,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> PageResult<Response> {
+    // An unreadable or oversized form costs no attempt: no password was read.
+    let body = body?;
     let ip = client_ip(&headers, peer, state.web.trust_proxy);
     if !state.limiter.allow(ip, Instant::now()) {
         return Err(PageError::Status(

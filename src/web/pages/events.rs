@@ -4,13 +4,13 @@ use std::sync::Arc;
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use uuid::Uuid;
 
 use super::view::{BodyView, EventRow, When, header_rows, human_duration, human_size, target_name};
-use super::{Ctx, PagePath, PageResult, Viewer, redirect_with};
+use super::{Ctx, PagePath, PageQuery, PageResult, Viewer, redirect_with};
 use crate::model::{Delivery, DeliveryResult, Webhook};
 use crate::service::{Service, ServiceError};
 use crate::web::auth::AuthForm;
@@ -25,7 +25,7 @@ const DETAIL_BODY_LIMIT: usize = 1024 * 1024;
 // ---------- log ----------
 
 #[derive(Deserialize)]
-pub(super) struct PageQuery {
+pub(super) struct LogQuery {
     page: Option<String>,
 }
 
@@ -76,7 +76,7 @@ pub(super) async fn list(
     viewer: Viewer,
     State(service): State<Service>,
     PagePath(id): PagePath<Uuid>,
-    Query(q): Query<PageQuery>,
+    PageQuery(q): PageQuery<LogQuery>,
 ) -> PageResult<Response> {
     let page = q
         .page

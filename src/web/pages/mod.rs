@@ -206,6 +206,11 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for PagePath<T> {
     }
 }
 
+/// Query string of a page; a malformed one is a 400 page.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(PageError))]
+pub struct PageQuery<T>(pub T);
+
 /// A 303 redirect that leaves a flash message for the next page. The message rides in
 /// the response's extensions; `page_headers` turns it into the cookie, which knows
 /// whether cookies must be Secure.
