@@ -26,10 +26,16 @@ use crate::ingest::{BodyReservation, IncomingRequest, IngestError, Ingestor};
 /// What every entrypoint URL starts with.
 const PATH_PREFIX: &str = "/webhook/";
 
+/// Whether `path` is ingest's to answer: everything under `/webhook/`, so a sender that
+/// got its URL wrong (no id, a trailing slash) gets ingest's JSON 404, not an HTML page.
+pub(super) fn is_ingest_path(path: &str) -> bool {
+    path.starts_with(PATH_PREFIX)
+}
+
 /// The entrypoint id in `path` when it is an entrypoint URL: `/webhook/` and one non-empty
 /// segment, taken as sent (not percent-decoded: only the plain hyphenated UUID names an
 /// entrypoint).
-pub(super) fn entrypoint_in(path: &str) -> Option<&str> {
+fn entrypoint_in(path: &str) -> Option<&str> {
     path.strip_prefix(PATH_PREFIX)
         .filter(|id| !id.is_empty() && !id.contains('/'))
 }

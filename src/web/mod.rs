@@ -122,7 +122,7 @@ impl HttpApp {
 
     /// Answers one request that came from `peer`.
     pub async fn handle(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response {
-        if ingest::entrypoint_in(req.uri().path()).is_some() {
+        if ingest::is_ingest_path(req.uri().path()) {
             let mut resp = ingest::receive(&self.state, peer, req).await;
             security_headers(resp.headers_mut());
             return resp;

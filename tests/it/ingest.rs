@@ -39,8 +39,8 @@ async fn ingest_status_codes_and_nothing_stored_on_errors() {
             .status(),
         404
     );
-    // Malformed ids, other spellings of the real id, and a path that is not UTF-8: all a
-    // JSON 404.
+    // Malformed ids, other spellings of the real id, no id, more segments after it, and a
+    // path that is not UTF-8: all a JSON 404.
     let real = url.rsplit('/').next().unwrap().to_string();
     let simple = real.replace('-', "");
     // Entrypoint URLs are not percent-decoded: only the plain spelling names one.
@@ -51,6 +51,9 @@ async fn ingest_status_codes_and_nothing_stored_on_errors() {
         percent_encoded,
         format!("{{{real}}}"),
         format!("urn:uuid:{real}"),
+        String::new(),
+        format!("{real}/"),
+        format!("{real}/more"),
         "%FF%FE".to_string(),
     ] {
         let r = app
