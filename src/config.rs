@@ -244,7 +244,7 @@ impl Config {
         let admin_password = get("WEBHOOKER_ADMIN_PASSWORD");
         if let Some(password) = &admin_password {
             // The limits of a new password: one over the maximum could never log in.
-            crate::service::check_password_length(password).map_err(|reason| ConfigError {
+            crate::model::check_password_length(password).map_err(|reason| ConfigError {
                 var: "WEBHOOKER_ADMIN_PASSWORD",
                 reason,
             })?;
@@ -407,7 +407,7 @@ mod tests {
     /// password; otherwise startup stops, naming the variable.
     #[test]
     fn admin_password_length_is_checked_like_a_new_password() {
-        use crate::service::{MAX_PASSWORD, MIN_PASSWORD};
+        use crate::model::{MAX_PASSWORD, MIN_PASSWORD};
         let var = "WEBHOOKER_ADMIN_PASSWORD";
         let shortest = "é".repeat(MIN_PASSWORD);
         let longest = "x".repeat(MAX_PASSWORD);

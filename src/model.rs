@@ -15,6 +15,25 @@ pub fn now_ms() -> Millis {
         .unwrap_or(0)
 }
 
+/// Shortest accepted new password, in characters.
+pub const MIN_PASSWORD: usize = 8;
+/// Longest accepted password, in bytes (argon2 cost does not depend on it, but bodies should
+/// be small); a longer one is refused unchecked at login.
+pub const MAX_PASSWORD: usize = 1024;
+
+/// Whether a password may be set: at least [`MIN_PASSWORD`] characters, and at most
+/// [`MAX_PASSWORD`] bytes so that it can log in. The error says what is wrong, without the
+/// password.
+pub fn check_password_length(password: &str) -> Result<(), String> {
+    if password.chars().count() < MIN_PASSWORD {
+        return Err(format!("must be at least {MIN_PASSWORD} characters"));
+    }
+    if password.len() > MAX_PASSWORD {
+        return Err(format!("must be at most {MAX_PASSWORD} bytes"));
+    }
+    Ok(())
+}
+
 /// The single operator (and any further users an admin adds later).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct User {

@@ -17,15 +17,10 @@ use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use super::{Service, ServiceError, ServiceResult, clean_name};
-use crate::model::{ApiKey, Session, User, now_ms};
+use crate::model::{ApiKey, MAX_PASSWORD, Session, User, check_password_length, now_ms};
 
 /// How long a login lasts.
 pub const SESSION_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
-/// Shortest accepted new password, in characters.
-pub const MIN_PASSWORD: usize = 8;
-/// Longest accepted password, in bytes (argon2 cost does not depend on it, but bodies should
-/// be small); a longer one is refused unchecked at login.
-pub const MAX_PASSWORD: usize = 1024;
 /// Prefix of API key tokens, so leaked keys are recognisable.
 const API_KEY_PREFIX: &str = "whk_";
 /// How long a verified Basic credential is remembered.
@@ -71,19 +66,6 @@ fn random_password() -> String {
     (0..20)
         .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
         .collect()
-}
-
-/// Whether a password may be set: at least [`MIN_PASSWORD`] characters, and at most
-/// [`MAX_PASSWORD`] bytes so that it can log in. The error says what is wrong, without the
-/// password.
-pub(crate) fn check_password_length(password: &str) -> Result<(), String> {
-    if password.chars().count() < MIN_PASSWORD {
-        return Err(format!("must be at least {MIN_PASSWORD} characters"));
-    }
-    if password.len() > MAX_PASSWORD {
-        return Err(format!("must be at most {MAX_PASSWORD} bytes"));
-    }
-    Ok(())
 }
 
 fn hash_password(password: &str) -> ServiceResult<String> {

@@ -14,10 +14,7 @@ use crate::delivery::Engine;
 use crate::delivery::ssrf::{NetworkPolicy, SsrfError};
 use crate::store::{Store, StoreError};
 
-pub(crate) use accounts::check_password_length;
-pub use accounts::{
-    ApiKeyCreated, LoginOutcome, MAX_PASSWORD, MIN_PASSWORD, SESSION_TTL_MS, SessionToken,
-};
+pub use accounts::{ApiKeyCreated, LoginOutcome, SESSION_TTL_MS, SessionToken};
 pub use events::EventPage;
 pub use webhooks::{
     DEFAULT_RETENTION_DAYS, TargetInput, WebhookInput, WebhookSummary, WebhookView,
