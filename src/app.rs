@@ -42,6 +42,19 @@ impl App {
             store.clone(),
             tokio::runtime::Handle::current(),
         )?;
+        match App::serve(config, store.clone(), engine.clone()).await {
+            Ok(app) => Ok(app),
+            Err(e) => {
+                // A start that fails here (a refused first-run password, a taken port) must
+                // not leave the engine's threads running in a process that goes on.
+                stop_engine_and_store(engine, store).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The rest of [`App::start`], once the store is open and the engine running.
+    async fn serve(config: Config, store: Arc<Store>, engine: Engine) -> anyhow::Result<App> {
         let policy = NetworkPolicy::new(config.engine.allowed_target_networks.clone());
         let service = Service::new(store.clone(), engine.clone(), policy)?;
         let first_run_password = service
@@ -130,15 +143,19 @@ impl App {
         {
             tracing::error!(error = %e, "server task failed");
         }
-        let engine = self.engine.clone();
-        let store = self.store.clone();
-        let joined = tokio::task::spawn_blocking(move || {
-            engine.shutdown();
-            store.close();
-        })
-        .await;
-        if let Err(e) = joined {
-            tracing::error!(error = %e, "shutdown task failed");
-        }
+        stop_engine_and_store(self.engine.clone(), self.store.clone()).await;
+    }
+}
+
+/// Stops the engine (its threads finish their attempts within the grace period), then
+/// closes the store, off the async threads.
+async fn stop_engine_and_store(engine: Engine, store: Arc<Store>) {
+    let joined = tokio::task::spawn_blocking(move || {
+        engine.shutdown();
+        store.close();
+    })
+    .await;
+    if let Err(e) = joined {
+        tracing::error!(error = %e, "shutdown task failed");
     }
 }

@@ -124,14 +124,20 @@ impl Service {
 
     /// First run: creates `admin` when no user exists. Returns the password when it was
     /// generated here (the caller prints it once); `None` when set from the environment or
-    /// when users already exist.
+    /// when users already exist. A configured one must pass the rules of a new password
+    /// (`Invalid`, naming `WEBHOOKER_ADMIN_PASSWORD`).
     pub async fn ensure_admin(&self, configured: Option<String>) -> ServiceResult<Option<String>> {
         self.blocking(move |store| {
             if store.main.user_count()? > 0 {
                 return Ok(None);
             }
             let (password, generated) = match configured {
-                Some(p) => (p, false),
+                Some(p) => {
+                    // The rules of any new password (config has refused one too long).
+                    check_password_length(&p)
+                        .map_err(|e| ServiceError::invalid("WEBHOOKER_ADMIN_PASSWORD", e))?;
+                    (p, false)
+                }
                 None => (random_password(), true),
             };
             let user = User {

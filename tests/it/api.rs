@@ -168,6 +168,33 @@ async fn hostile_json_gets_4xx_never_5xx() {
     app.stop().await;
 }
 
+/// A configured first-run password must pass the rules of a new password: a short one
+/// stops the first start, naming the variable. Later starts ignore the variable, so the
+/// same value does not stop a deployment whose admin exists.
+#[tokio::test]
+async fn a_short_first_run_password_stops_only_the_first_start() {
+    webhooker::delivery::install_crypto_provider();
+    let short = "x".repeat(webhooker::model::MIN_PASSWORD - 1);
+    let fresh = tempfile::tempdir().unwrap();
+    let mut config = test_config(fresh.path());
+    config.admin_password = Some(short.clone());
+    let err = webhooker::app::App::start(config)
+        .await
+        .err()
+        .expect("a short first-run password is refused");
+    let message = format!("{err:#}");
+    assert!(message.contains("WEBHOOKER_ADMIN_PASSWORD"), "{message}");
+    assert!(!message.contains(&short), "the password is not echoed");
+
+    let app = TestApp::start().await;
+    let dir = app.stop().await;
+    let mut config = test_config(dir.path());
+    config.admin_password = Some(short);
+    let app = TestApp::start_in(dir, config).await;
+    assert!(app.app().first_run_password().is_none());
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn first_run_admin_is_created_once() {
     let dir = tempfile::tempdir().unwrap();
