@@ -440,10 +440,16 @@ fn attempt(s: &Arc<Shared>, task: DeliveryTask) -> Option<DeliveryTask> {
                     };
                     s.runtime.block_on(targets::send_http(&s.client, req))
                 }
-                Err(e) => AttemptReport::failed(e),
+                Err(BodyError::Gone(e)) => AttemptReport::failed(e),
+                Err(BodyError::Unreadable(e)) => {
+                    // Nothing was attempted: the breaker learns nothing, no retry is spent.
+                    let next = release_slot(s, task.target.id, uses_breaker, probe, None);
+                    retry_later(s, task, &e);
+                    return next;
+                }
             };
             let elapsed = clock.elapsed();
-            let next = release_slot(s, task.target.id, uses_breaker, probe, &report);
+            let next = release_slot(s, task.target.id, uses_breaker, probe, Some(&report));
             record(s, task, report, elapsed.as_micros() as u64, started);
             next
         }
@@ -469,7 +475,11 @@ fn attempt(s: &Arc<Shared>, task: DeliveryTask) -> Option<DeliveryTask> {
                     };
                     s.runtime.block_on(targets::send_http(&s.client, req))
                 }
-                Err(e) => AttemptReport::failed(e),
+                Err(BodyError::Gone(e)) => AttemptReport::failed(e),
+                Err(BodyError::Unreadable(e)) => {
+                    retry_later(s, task, &e);
+                    return None;
+                }
             };
             record(s, task, report, clock.elapsed().as_micros() as u64, started);
             None
@@ -525,18 +535,19 @@ fn admit(
     Admit::Go { probe }
 }
 
-/// Frees the slot, feeds the breaker, and hands back the next waiting task, if any.
+/// Frees the slot, feeds the breaker the attempt's `report` (none: nothing was sent), and
+/// hands back the next waiting task, if any.
 fn release_slot(
     s: &Shared,
     target_id: Uuid,
     uses_breaker: bool,
     probe: bool,
-    report: &AttemptReport,
+    report: Option<&AttemptReport>,
 ) -> Option<DeliveryTask> {
     let mut targets = s.lock_targets();
     let state = targets.get_mut(&target_id)?;
     state.in_flight = state.in_flight.saturating_sub(1);
-    if uses_breaker {
+    if uses_breaker && let Some(report) = report {
         let was_closed = state.breaker.is_closed();
         state
             .breaker
@@ -605,18 +616,25 @@ fn webhooker_headers(task: &DeliveryTask) -> [(&'static str, String); 3] {
 }
 
 /// The body: inline for small events (no I/O, I4), from the event file otherwise.
-fn load_body(s: &Shared, task: &DeliveryTask) -> Result<bytes::Bytes, String> {
+/// Why an attempt has no body to send.
+enum BodyError {
+    /// The event is no longer stored: the delivery fails.
+    Gone(String),
+    /// The event file cannot be read now (a failed disk being reopened, say): the delivery
+    /// waits and is tried again, spending nothing.
+    Unreadable(String),
+}
+
+fn load_body(s: &Shared, task: &DeliveryTask) -> Result<bytes::Bytes, BodyError> {
     if let Some(b) = &task.event.body {
         return Ok(b.clone());
     }
-    let store = s
-        .store
-        .events(task.webhook_id)
-        .map_err(|e| format!("loading body: {e}"))?;
+    let unreadable = |e: StoreError| BodyError::Unreadable(format!("loading body: {e}"));
+    let store = s.store.events(task.webhook_id).map_err(unreadable)?;
     match store.event_with_body(task.event.id) {
         Ok(Some((_, body))) => Ok(body.into()),
-        Ok(None) => Err("event no longer stored".into()),
-        Err(e) => Err(format!("loading body: {e}")),
+        Ok(None) => Err(BodyError::Gone("event no longer stored".into())),
+        Err(e) => Err(unreadable(e)),
     }
 }
 
@@ -721,8 +739,17 @@ fn defer(s: &Arc<Shared>, task: DeliveryTask, until: Instant) {
     submit_then(s, task, delivery, write);
 }
 
-/// How long a delivery whose attempt could not be recorded waits before it is tried again.
-const RECORD_RETRY_DELAY_MS: Millis = 30_000;
+/// How long a delivery waits when its event file could not be read or written.
+const STORE_RETRY_DELAY_MS: Millis = 30_000;
+
+/// Keeps a task that the event file failed (its body could not be read, or its attempt not
+/// recorded) in the scheduler for [`STORE_RETRY_DELAY_MS`], claimed, with its stored state.
+/// Released to the due index, the sweeper would find it within a second and, while the
+/// file stays broken, send it again each time.
+fn retry_later(s: &Shared, task: DeliveryTask, why: &str) {
+    tracing::warn!(delivery_id = %task.delivery.id, reason = why, "event file failed; delivery retried in 30 s");
+    scheduler::schedule(s, now_ms() + STORE_RETRY_DELAY_MS, task);
+}
 
 /// Sends the write to the event file's writer; once committed, the task either waits in
 /// the scheduler for its next due time or leaves memory.
@@ -755,18 +782,10 @@ fn submit_then(
             }
             None => shared.claims.release(id),
         },
-        Err(e) => {
-            // The due row still holds the previous state. Try again a while later, not at
-            // the next sweep: the attempt may have reached the receiver, and every try
-            // sends it again while the file cannot be written.
-            if matches!(e, StoreError::Unavailable) {
-                // The writer has logged the cause once for the whole file.
-                tracing::warn!(delivery_id = %id, "event file unavailable; attempt retried later");
-            } else {
-                tracing::error!(error = %e, delivery_id = %id, "recording attempt failed; retrying later");
-            }
-            scheduler::schedule(&shared, now_ms() + RECORD_RETRY_DELAY_MS, task);
-        }
+        // The due row still holds the previous state; the attempt may have reached the
+        // receiver, so it is repeated only after a while. (The writer logs the file's
+        // failure itself, once.)
+        Err(e) => retry_later(&shared, task, &format!("recording the attempt: {e}")),
     });
     if let Err(e) = store.submit(WriteOp::Attempt(write), done) {
         tracing::warn!(error = %e, delivery_id = %id, "event store closed; left to recovery");

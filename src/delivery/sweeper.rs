@@ -84,6 +84,8 @@ pub(super) fn sweep(s: &Shared, pass: usize, horizon: i64) -> bool {
         let limit = share + s.claims.len().min(share * 4);
         let rows = match store.due_before(horizon, limit, &busy) {
             Ok(rows) => rows,
+            // Being reopened after a failed write, which its writer has logged.
+            Err(StoreError::Unavailable) => continue,
             Err(e) => {
                 tracing::error!(webhook_id = %webhook.id, error = %e, "due index scan failed");
                 continue;

@@ -745,7 +745,19 @@ fn write_until_stopped<O: Fn() -> Result<Database, StoreError>>(
 ) {
     let mut stop = false;
     while !stop {
-        let Ok(first) = rx.recv() else { return };
+        // A file whose reopen failed is retried on time even if no write comes: until it
+        // opens, its readers (the UI, the sweeper) get `Unavailable`.
+        let received = match writer.reopen_due_at() {
+            None => rx.recv().map_err(|_| ()),
+            Some(at) => match rx.recv_deadline(at) {
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    writer.ready();
+                    continue;
+                }
+                other => other.map_err(|_| ()),
+            },
+        };
+        let Ok(first) = received else { return };
         let mut batch = Vec::new();
         let mut bytes = 0;
         match first {
@@ -826,6 +838,14 @@ impl<O: Fn() -> Result<Database, StoreError>> Writer<O> {
                 }
             }
         }
+    }
+
+    /// When the failed file is next to be reopened, if it still has to be.
+    fn reopen_due_at(&self) -> Option<Instant> {
+        self.failure
+            .as_ref()
+            .filter(|f| f.reopen)
+            .map(|f| f.retry_at)
     }
 
     /// Whether a commit may be tried now: always, unless the file failed; then once the
@@ -1553,6 +1573,56 @@ mod tests {
         drop(store);
         let store = EventStore::open(Uuid::new_v4(), &path).unwrap();
         assert_all_readable(&store, &acked);
+        store.close();
+    }
+
+    /// A reopen that failed is tried again on time, not only when the next write comes:
+    /// until it succeeds the file cannot be read, and a quiet webhook may get no write.
+    #[test]
+    fn a_failed_reopen_is_retried_without_a_write() {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+        use std::time::{Duration, Instant};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.redb");
+        let room = std::sync::Arc::new(AtomicU64::new(u64::MAX));
+        let refuse_open = std::sync::Arc::new(AtomicBool::new(false));
+        let store = {
+            let (file, room, refuse_open) = (path.clone(), room.clone(), refuse_open.clone());
+            EventStore::open_with(Uuid::new_v4(), &path, move || {
+                if refuse_open.load(SeqCst) {
+                    return Err(StoreError::Unavailable);
+                }
+                let disk = FillingDisk {
+                    file: ZeroAheadFile::open(&file, "zero-test".into())?,
+                    room: room.clone(),
+                };
+                open_database(disk, &file)
+            })
+            .unwrap()
+        };
+        let first = ingest(&store, b"first").unwrap();
+        room.store(std::fs::metadata(&path).unwrap().len(), SeqCst);
+        let big = vec![7; 256 * 1024];
+        let filled = (0..200).any(|_| ingest(&store, &big).is_err());
+        assert!(filled, "the disk never filled");
+        // The next write makes the writer reopen the file, which fails: nothing is open.
+        refuse_open.store(true, SeqCst);
+        assert!(ingest(&store, b"x").is_err());
+        assert!(matches!(store.event_count(), Err(StoreError::Unavailable)));
+
+        // Space is back and the file would open; no write comes.
+        refuse_open.store(false, SeqCst);
+        room.store(u64::MAX, SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while store.event_count().is_err() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            store.event_with_body(first).unwrap().is_some(),
+            "the file was not reopened without a write"
+        );
+        assert!(store.due_before(i64::MAX, 10, &HashSet::new()).is_ok());
         store.close();
     }
 }
