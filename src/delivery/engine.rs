@@ -742,13 +742,15 @@ fn defer(s: &Arc<Shared>, task: DeliveryTask, until: Instant) {
 /// How long a delivery waits when its event file could not be read or written.
 const STORE_RETRY_DELAY_MS: Millis = 30_000;
 
-/// Keeps a task that the event file failed (its body could not be read, or its attempt not
-/// recorded) in the scheduler for [`STORE_RETRY_DELAY_MS`], claimed, with its stored state.
-/// Released to the due index, the sweeper would find it within a second and, while the
-/// file stays broken, send it again each time.
+/// Leaves a delivery that the event file failed (its body could not be read, or its attempt
+/// not recorded) to the due index only after [`STORE_RETRY_DELAY_MS`], claimed meanwhile:
+/// released at once, the sweeper would find it within a second and, while the file stays
+/// broken, send it again each time. The sweeper then re-reads what the file holds (a
+/// failed commit may have landed after all).
 fn retry_later(s: &Shared, task: DeliveryTask, why: &str) {
-    tracing::warn!(delivery_id = %task.delivery.id, reason = why, "event file failed; delivery retried in 30 s");
-    scheduler::schedule(s, now_ms() + STORE_RETRY_DELAY_MS, task);
+    let id = task.delivery.id;
+    tracing::warn!(delivery_id = %id, reason = why, "event file failed; delivery retried in 30 s");
+    scheduler::release_later(s, now_ms() + STORE_RETRY_DELAY_MS, id);
 }
 
 /// Sends the write to the event file's writer; once committed, the task either waits in

@@ -1,6 +1,7 @@
 //! The retry scheduler: ONE thread holding a bounded min-heap of (due time, task). When a
 //! retry comes due it goes to the delivery queue. When the heap is full, or the queue is,
-//! the task leaves memory and the due index alone carries it (the sweeper finds it).
+//! the task leaves memory and the due index alone carries it (the sweeper finds it). The
+//! heap also holds claims to be given back later (`release_later`).
 
 use std::cmp::{Ordering as CmpOrdering, Reverse};
 use std::collections::BinaryHeap;
@@ -19,6 +20,9 @@ use crate::model::{Millis, now_ms};
 pub(super) enum SchedulerMsg {
     /// Hand this (claimed) task to the delivery queue at this time.
     Schedule(Millis, DeliveryTask),
+    /// Release this delivery's claim at this time, leaving it to the sweeper, which re-reads
+    /// its stored state.
+    Release(Millis, Uuid),
     /// This target's breaker closed after an outage: its retries are due now.
     Recovered(Uuid),
 }
@@ -26,7 +30,13 @@ pub(super) enum SchedulerMsg {
 struct Entry {
     due: Millis,
     seq: u64,
-    task: DeliveryTask,
+    item: Item,
+}
+
+/// What comes due.
+enum Item {
+    Task(DeliveryTask),
+    Release(Uuid),
 }
 
 impl PartialEq for Entry {
@@ -60,6 +70,18 @@ pub(super) fn schedule(s: &Shared, due: Millis, task: DeliveryTask) {
     }
 }
 
+/// Keeps a delivery claimed (so the sweeper leaves it alone) until `due`, then releases it
+/// to the due index; never blocks (a full inbox or heap releases it now).
+pub(super) fn release_later(s: &Shared, due: Millis, delivery_id: Uuid) {
+    if s.stopping()
+        || s.scheduler_tx
+            .try_send(SchedulerMsg::Release(due, delivery_id))
+            .is_err()
+    {
+        s.claims.release(delivery_id);
+    }
+}
+
 pub(super) fn run(s: &Shared, inbox: &Receiver<SchedulerMsg>) {
     let mut heap: BinaryHeap<Reverse<Entry>> = BinaryHeap::new();
     let mut seq = 0u64;
@@ -75,7 +97,15 @@ pub(super) fn run(s: &Shared, inbox: &Receiver<SchedulerMsg>) {
                         s.claims.release(task.delivery.id);
                     } else {
                         seq += 1;
-                        heap.push(Reverse(Entry { due, seq, task }));
+                        heap.push(Reverse(Entry { due, seq, item: Item::Task(task) }));
+                    }
+                }
+                Ok(SchedulerMsg::Release(due, id)) => {
+                    if heap.len() >= s.config.scheduler_capacity {
+                        s.claims.release(id);
+                    } else {
+                        seq += 1;
+                        heap.push(Reverse(Entry { due, seq, item: Item::Release(id) }));
                     }
                 }
                 Ok(SchedulerMsg::Recovered(target_id)) => {
@@ -83,7 +113,7 @@ pub(super) fn run(s: &Shared, inbox: &Receiver<SchedulerMsg>) {
                     heap = heap
                         .into_iter()
                         .map(|Reverse(mut e)| {
-                            if e.task.target.id == target_id {
+                            if matches!(&e.item, Item::Task(t) if t.target.id == target_id) {
                                 e.due = e.due.min(now);
                             }
                             Reverse(e)
@@ -97,8 +127,12 @@ pub(super) fn run(s: &Shared, inbox: &Receiver<SchedulerMsg>) {
         }
         let now = now_ms();
         while heap.peek().is_some_and(|Reverse(e)| e.due <= now) {
-            if let Some(Reverse(e)) = heap.pop() {
-                s.enqueue_claimed(e.task);
+            match heap.pop().map(|Reverse(e)| e.item) {
+                Some(Item::Task(task)) => {
+                    s.enqueue_claimed(task);
+                }
+                Some(Item::Release(id)) => s.claims.release(id),
+                None => {}
             }
         }
         s.scheduled.store(heap.len(), Ordering::Relaxed);
