@@ -39,6 +39,15 @@ enum Item {
     Release(Uuid),
 }
 
+impl Item {
+    fn delivery_id(&self) -> Uuid {
+        match self {
+            Item::Task(task) => task.delivery.id,
+            Item::Release(id) => *id,
+        }
+    }
+}
+
 impl PartialEq for Entry {
     fn eq(&self, other: &Self) -> bool {
         (self.due, self.seq) == (other.due, other.seq)
@@ -85,6 +94,14 @@ pub(super) fn release_later(s: &Shared, due: Millis, delivery_id: Uuid) {
 pub(super) fn run(s: &Shared, inbox: &Receiver<SchedulerMsg>) {
     let mut heap: BinaryHeap<Reverse<Entry>> = BinaryHeap::new();
     let mut seq = 0u64;
+    let mut push = |heap: &mut BinaryHeap<Reverse<Entry>>, due, item: Item| {
+        if heap.len() >= s.config.scheduler_capacity {
+            s.claims.release(item.delivery_id());
+        } else {
+            seq += 1;
+            heap.push(Reverse(Entry { due, seq, item }));
+        }
+    };
     loop {
         let wait = heap
             .peek()
@@ -92,22 +109,8 @@ pub(super) fn run(s: &Shared, inbox: &Receiver<SchedulerMsg>) {
             .unwrap_or(Duration::from_secs(1));
         crossbeam_channel::select! {
             recv(inbox) -> msg => match msg {
-                Ok(SchedulerMsg::Schedule(due, task)) => {
-                    if heap.len() >= s.config.scheduler_capacity {
-                        s.claims.release(task.delivery.id);
-                    } else {
-                        seq += 1;
-                        heap.push(Reverse(Entry { due, seq, item: Item::Task(task) }));
-                    }
-                }
-                Ok(SchedulerMsg::Release(due, id)) => {
-                    if heap.len() >= s.config.scheduler_capacity {
-                        s.claims.release(id);
-                    } else {
-                        seq += 1;
-                        heap.push(Reverse(Entry { due, seq, item: Item::Release(id) }));
-                    }
-                }
+                Ok(SchedulerMsg::Schedule(due, task)) => push(&mut heap, due, Item::Task(task)),
+                Ok(SchedulerMsg::Release(due, id)) => push(&mut heap, due, Item::Release(id)),
                 Ok(SchedulerMsg::Recovered(target_id)) => {
                     let now = now_ms();
                     heap = heap
