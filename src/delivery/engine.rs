@@ -615,7 +615,6 @@ fn webhooker_headers(task: &DeliveryTask) -> [(&'static str, String); 3] {
     ]
 }
 
-/// The body: inline for small events (no I/O, I4), from the event file otherwise.
 /// Why an attempt has no body to send.
 enum BodyError {
     /// The event is no longer stored: the delivery fails.
@@ -625,6 +624,7 @@ enum BodyError {
     Unreadable(String),
 }
 
+/// The body: inline for small events (no I/O, I4), from the event file otherwise.
 fn load_body(s: &Shared, task: &DeliveryTask) -> Result<bytes::Bytes, BodyError> {
     if let Some(b) = &task.event.body {
         return Ok(b.clone());
