@@ -44,7 +44,7 @@ pub struct Engine {
 pub struct EngineStats {
     /// Tasks in the delivery queue.
     pub queued: usize,
-    /// Retries waiting in the scheduler heap.
+    /// Retries waiting in the scheduler heap (and claims it holds back, see `retry_later`).
     pub scheduled: usize,
     /// Tasks waiting for a `max_in_flight` slot.
     pub parked: usize,
@@ -617,7 +617,7 @@ fn webhooker_headers(task: &DeliveryTask) -> [(&'static str, String); 3] {
 
 /// Why an attempt has no body to send.
 enum BodyError {
-    /// The event is no longer stored: the delivery fails.
+    /// The event or its body is no longer stored, or cannot be decoded: the delivery fails.
     Gone(String),
     /// The event file cannot be read now (a failed disk being reopened, say): the delivery
     /// waits and is tried again, spending nothing.
@@ -629,12 +629,19 @@ fn load_body(s: &Shared, task: &DeliveryTask) -> Result<bytes::Bytes, BodyError>
     if let Some(b) = &task.event.body {
         return Ok(b.clone());
     }
-    let unreadable = |e: StoreError| BodyError::Unreadable(format!("loading body: {e}"));
-    let store = s.store.events(task.webhook_id).map_err(unreadable)?;
+    let failed = |e: StoreError| {
+        let why = format!("loading body: {e}");
+        if e.is_transient() {
+            BodyError::Unreadable(why)
+        } else {
+            BodyError::Gone(why)
+        }
+    };
+    let store = s.store.events(task.webhook_id).map_err(failed)?;
     match store.event_with_body(task.event.id) {
         Ok(Some((_, body))) => Ok(body.into()),
         Ok(None) => Err(BodyError::Gone("event no longer stored".into())),
-        Err(e) => Err(unreadable(e)),
+        Err(e) => Err(failed(e)),
     }
 }
 

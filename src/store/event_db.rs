@@ -932,10 +932,10 @@ fn finish(op: WriteOp, done: Completion, outcome: Result<(), StoreError>) {
     done(outcome);
 }
 
-/// Whether `e` is an I/O failure (ENOSPC, EFBIG, EIO, …), after which redb refuses every
-/// write of the database with `PreviousIo` until it is reopened.
+/// Whether `e` is an I/O failure of redb (ENOSPC, EFBIG, EIO, …), after which it refuses
+/// every write of the database with `PreviousIo` until it is reopened.
 fn is_io_failure(e: &StoreError) -> bool {
-    matches!(e, StoreError::Redb(e) if matches!(**e, redb::Error::Io(_) | redb::Error::PreviousIo))
+    matches!(e, StoreError::Redb(_)) && e.is_transient()
 }
 
 /// Closes the file's failed database and opens it again with `open` (redb repairs it).

@@ -77,6 +77,23 @@ pub enum StoreError {
     UnknownEvent,
 }
 
+impl StoreError {
+    /// Whether trying again later may succeed: the disk or the writer is failing or busy
+    /// now. Not a missing or undecodable record, an unknown webhook or event, or a file of
+    /// another version: those stay as they are.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Unavailable | StoreError::Busy | StoreError::Closed => true,
+            StoreError::Io(_) => true,
+            StoreError::Redb(e) => matches!(**e, redb::Error::Io(_) | redb::Error::PreviousIo),
+            StoreError::Codec(_)
+            | StoreError::FormatVersion { .. }
+            | StoreError::UnknownWebhook
+            | StoreError::UnknownEvent => false,
+        }
+    }
+}
+
 /// Checks a file's stored format version against the `current` one this build writes and
 /// the oldest it reads: `Ok(true)` when `current` must be written (a new file, or an older
 /// readable one), `Ok(false)` when it matches, an error naming the file otherwise (newer,

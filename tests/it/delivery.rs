@@ -902,6 +902,79 @@ async fn slack_target_posts_a_summary() {
     app.stop().await;
 }
 
+/// A large body that the event file no longer holds (here: its row removed while the
+/// server was down) fails the delivery with the reason recorded: it is not a passing
+/// read error to wait out, and retrying it would never end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_large_body_fails_its_delivery() {
+    let app = TestApp::start().await;
+    let sink = Receiver::start().await;
+    sink.set_default(Reply::status(503));
+    let (wh, url) = app.webhook("lost-body").await;
+    app.target(
+        &wh,
+        json!({"name": "t", "kind": "http", "url": sink.url("/"), "max_retries": "unlimited"}),
+    )
+    .await;
+    // Over the 16 KiB kept in the event's row: the body has a row of its own.
+    let r = app
+        .http
+        .post(&url)
+        .body(vec![b'x'; 40_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let event_id = r.json::<Value>().await.unwrap()["event_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(wait_until(Duration::from_secs(10), || async { sink.count() >= 1 }).await);
+    let dir = app.stop().await;
+
+    let file = dir.path().join(format!("events-{wh}.redb"));
+    let db = redb::Database::create(&file).unwrap();
+    let tx = db.begin_write().unwrap();
+    {
+        let mut bodies = tx
+            .open_table(redb::TableDefinition::<u128, &[u8]>::new("bodies"))
+            .unwrap();
+        let id = uuid::Uuid::parse_str(&event_id).unwrap().as_u128();
+        assert!(
+            bodies.remove(id).unwrap().is_some(),
+            "the body had its own row"
+        );
+    }
+    tx.commit().unwrap();
+    drop(db);
+
+    let mut config = test_config(dir.path());
+    config.admin_password = Some("correct horse battery".into());
+    let app = TestApp::start_in(dir, config).await;
+    // Its pages cannot be shown without the body, so ask the store: a finished delivery
+    // has left the due index, and its last attempt says why.
+    let events = app
+        .app()
+        .store()
+        .events(uuid::Uuid::parse_str(&wh).unwrap())
+        .unwrap();
+    let finished = wait_until(Duration::from_secs(15), || async {
+        events.due_count().unwrap() == 0
+    })
+    .await;
+    assert!(finished, "the delivery never finished");
+    let event = uuid::Uuid::parse_str(&event_id).unwrap();
+    let delivery_id = sink.received()[0]
+        .header("x-webhooker-delivery-id")
+        .unwrap();
+    let delivery = events
+        .delivery(event, uuid::Uuid::parse_str(&delivery_id).unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(delivery.status, webhooker::model::DeliveryStatus::Failed);
+    app.stop().await;
+}
+
 /// Regression: a result recorded after its webhook was deleted used to re-create the
 /// webhook's event file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
