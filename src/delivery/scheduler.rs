@@ -18,11 +18,8 @@ use crate::model::{Millis, now_ms};
 
 /// A message to the scheduler thread.
 pub(super) enum SchedulerMsg {
-    /// Hand this (claimed) task to the delivery queue at this time.
-    Schedule(Millis, DeliveryTask),
-    /// Release this delivery's claim at this time, leaving it to the sweeper, which re-reads
-    /// its stored state.
-    Release(Millis, Uuid),
+    /// Act on this (claimed) item at this time.
+    At(Millis, Item),
     /// This target's breaker closed after an outage: its retries are due now.
     Recovered(Uuid),
 }
@@ -34,8 +31,11 @@ struct Entry {
 }
 
 /// What comes due.
-enum Item {
+pub(super) enum Item {
+    /// Hand this task to the delivery queue.
     Task(DeliveryTask),
+    /// Release this delivery's claim, leaving it to the sweeper, which re-reads its stored
+    /// state.
     Release(Uuid),
 }
 
@@ -68,40 +68,37 @@ impl Ord for Entry {
 /// Hands a claimed task to the scheduler; never blocks (a full inbox means the due index
 /// takes over).
 pub(super) fn schedule(s: &Shared, due: Millis, task: DeliveryTask) {
-    if s.stopping() {
-        s.claims.release(task.delivery.id);
-        return;
-    }
-    if let Err(e) = s.scheduler_tx.try_send(SchedulerMsg::Schedule(due, task))
-        && let SchedulerMsg::Schedule(_, task) = e.into_inner()
-    {
-        s.claims.release(task.delivery.id);
-    }
+    send(s, due, Item::Task(task));
 }
 
 /// Keeps a delivery claimed (so the sweeper leaves it alone) until `due`, then releases it
 /// to the due index; never blocks (a full inbox or heap releases it now).
 pub(super) fn release_later(s: &Shared, due: Millis, delivery_id: Uuid) {
-    if s.stopping()
-        || s.scheduler_tx
-            .try_send(SchedulerMsg::Release(due, delivery_id))
-            .is_err()
-    {
-        s.claims.release(delivery_id);
+    send(s, due, Item::Release(delivery_id));
+}
+
+/// Hands `item` to the scheduler thread, or, when stopping or its inbox is full, releases
+/// the claim now: the due index takes over.
+fn send(s: &Shared, due: Millis, item: Item) {
+    let refused = if s.stopping() {
+        Some(item)
+    } else {
+        match s.scheduler_tx.try_send(SchedulerMsg::At(due, item)) {
+            Ok(()) => None,
+            Err(e) => match e.into_inner() {
+                SchedulerMsg::At(_, item) => Some(item),
+                SchedulerMsg::Recovered(_) => None,
+            },
+        }
+    };
+    if let Some(item) = refused {
+        s.claims.release(item.delivery_id());
     }
 }
 
 pub(super) fn run(s: &Shared, inbox: &Receiver<SchedulerMsg>) {
     let mut heap: BinaryHeap<Reverse<Entry>> = BinaryHeap::new();
     let mut seq = 0u64;
-    let mut push = |heap: &mut BinaryHeap<Reverse<Entry>>, due, item: Item| {
-        if heap.len() >= s.config.scheduler_capacity {
-            s.claims.release(item.delivery_id());
-        } else {
-            seq += 1;
-            heap.push(Reverse(Entry { due, seq, item }));
-        }
-    };
     loop {
         let wait = heap
             .peek()
@@ -109,8 +106,14 @@ pub(super) fn run(s: &Shared, inbox: &Receiver<SchedulerMsg>) {
             .unwrap_or(Duration::from_secs(1));
         crossbeam_channel::select! {
             recv(inbox) -> msg => match msg {
-                Ok(SchedulerMsg::Schedule(due, task)) => push(&mut heap, due, Item::Task(task)),
-                Ok(SchedulerMsg::Release(due, id)) => push(&mut heap, due, Item::Release(id)),
+                Ok(SchedulerMsg::At(due, item)) => {
+                    if heap.len() >= s.config.scheduler_capacity {
+                        s.claims.release(item.delivery_id());
+                    } else {
+                        seq += 1;
+                        heap.push(Reverse(Entry { due, seq, item }));
+                    }
+                }
                 Ok(SchedulerMsg::Recovered(target_id)) => {
                     let now = now_ms();
                     heap = heap

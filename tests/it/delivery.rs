@@ -917,18 +917,7 @@ async fn a_lost_large_body_fails_its_delivery() {
     )
     .await;
     // Over the 16 KiB kept in the event's row: the body has a row of its own.
-    let r = app
-        .http
-        .post(&url)
-        .body(vec![b'x'; 40_000])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let event_id = r.json::<Value>().await.unwrap()["event_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let event_id = app.send(&url, &[b'x'; 40_000]).await;
     assert!(wait_until(Duration::from_secs(10), || async { sink.count() >= 1 }).await);
     let dir = app.stop().await;
 
