@@ -11,8 +11,16 @@ use ipnet::IpNet;
 
 /// Default ingest body limit: 10 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
-/// Default number of delivery threads.
-pub const DEFAULT_DELIVERY_WORKERS: usize = 16;
+/// Default cap on outgoing exchanges in flight, all targets together.
+pub const DEFAULT_DELIVERY_CONCURRENCY: usize = 512;
+/// Default body bytes of outgoing exchanges in flight, all together.
+pub const DEFAULT_DELIVERY_BODY_BUDGET: u64 = 64 * 1024 * 1024;
+
+/// Default number of delivery threads: one per core (at least two). They never wait on the
+/// network, so more threads than cores would only take turns.
+pub fn default_delivery_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 64))
+}
 /// Log filter without `RUST_LOG` or `DEBUG`: our info lines, not one per HTTP request.
 pub const DEFAULT_LOG_FILTER: &str = "info,tower_http=warn";
 /// Default cap on open HTTP connections.
@@ -95,6 +103,11 @@ impl Default for HttpConfig {
 pub struct EngineConfig {
     /// Fixed number of delivery threads.
     pub workers: usize,
+    /// Outgoing exchanges in flight at once, all targets together.
+    pub concurrency: usize,
+    /// Body bytes of the exchanges in flight, all together (a larger body still goes,
+    /// alone).
+    pub body_budget: u64,
     /// Capacity of the main delivery queue.
     pub queue_capacity: usize,
     /// Capacity of the in-memory retry timer heap; beyond it retries live in the due index only.
@@ -118,7 +131,9 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
-            workers: DEFAULT_DELIVERY_WORKERS,
+            workers: default_delivery_workers(),
+            concurrency: DEFAULT_DELIVERY_CONCURRENCY,
+            body_budget: DEFAULT_DELIVERY_BODY_BUDGET,
             // Each task in memory costs ~3 KiB (payload, headers, target); these bounds keep
             // a backlog of any size under ~30 MiB of tasks. Beyond them the due index holds
             // the work, which costs disk, not memory.
@@ -191,11 +206,29 @@ impl Config {
             }
         };
         let max_body_bytes: usize = parse(&get, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)?;
-        let workers: usize = parse(&get, "DELIVERY_WORKERS", DEFAULT_DELIVERY_WORKERS)?;
+        let workers: usize = parse(&get, "DELIVERY_WORKERS", default_delivery_workers())?;
         if workers == 0 || workers > 1024 {
             return Err(ConfigError {
                 var: "DELIVERY_WORKERS",
                 reason: "must be between 1 and 1024".into(),
+            });
+        }
+        let concurrency: usize = parse(&get, "DELIVERY_CONCURRENCY", DEFAULT_DELIVERY_CONCURRENCY)?;
+        if !(1..=100_000).contains(&concurrency) {
+            return Err(ConfigError {
+                var: "DELIVERY_CONCURRENCY",
+                reason: "must be between 1 and 100000".into(),
+            });
+        }
+        let body_budget: u64 = parse(
+            &get,
+            "DELIVERY_BODY_BUDGET_BYTES",
+            DEFAULT_DELIVERY_BODY_BUDGET,
+        )?;
+        if body_budget < 1024 * 1024 {
+            return Err(ConfigError {
+                var: "DELIVERY_BODY_BUDGET_BYTES",
+                reason: "must be at least 1048576 (1 MiB)".into(),
             });
         }
         let metrics_credentials = match (get("METRICS_USERNAME"), get("METRICS_PASSWORD")) {
@@ -275,6 +308,8 @@ impl Config {
             },
             engine: EngineConfig {
                 workers,
+                concurrency,
+                body_budget,
                 allowed_target_networks,
                 ..EngineConfig::default()
             },
@@ -369,7 +404,10 @@ mod tests {
         assert_eq!(c.listen.port(), 8080);
         assert_eq!(c.data_dir, PathBuf::from("./data"));
         assert_eq!(c.max_body_bytes, 10 * 1024 * 1024);
-        assert_eq!(c.engine.workers, 16);
+        assert_eq!(c.engine.workers, default_delivery_workers());
+        assert!(c.engine.workers >= 2);
+        assert_eq!(c.engine.concurrency, 512);
+        assert_eq!(c.engine.body_budget, 64 * 1024 * 1024);
         assert_eq!(c.http.max_connections, 1024);
         assert_eq!(c.log_filter, "info,tower_http=warn");
         assert_eq!(load(&[("DEBUG", "1")]).unwrap().log_filter, "debug");
@@ -392,6 +430,8 @@ mod tests {
             ("HOST", "localhost:1"),
             ("MAX_BODY_BYTES", "-1"),
             ("DELIVERY_WORKERS", "0"),
+            ("DELIVERY_CONCURRENCY", "0"),
+            ("DELIVERY_BODY_BUDGET_BYTES", "1000"),
             ("WEBHOOKER_ENVIRONMENT", "staging"),
             ("ALLOWED_TARGET_NETWORKS", "10.0.0.0/33"),
             ("TRUST_PROXY", "maybe"),

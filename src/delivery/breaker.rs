@@ -44,22 +44,29 @@ impl CircuitBreaker {
     /// Whether an attempt may start at `now`. `probe_wait` is how long a deferred delivery
     /// waits while a half-open probe is out (a little longer than the probe can take).
     pub fn admit(&mut self, now: Instant, probe_wait: Duration) -> Admission {
+        if let Some(until) = self.held_back(now, probe_wait) {
+            return Admission::DeferUntil(until);
+        }
         match self.state {
             State::Closed { .. } => Admission::Attempt { probe: false },
-            State::Open { until } if now < until => Admission::DeferUntil(until),
-            State::Open { .. } => {
+            // The cooldown is over, or a probe never reported (a lost exchange must not
+            // wedge the breaker): this attempt is the probe.
+            State::Open { .. } | State::HalfOpen { .. } => {
                 self.state = State::HalfOpen { probe_since: now };
                 Admission::Attempt { probe: true }
             }
-            State::HalfOpen { probe_since } => {
-                // A probe that never reported (lost thread) must not wedge the breaker.
-                if now >= probe_since + probe_wait {
-                    self.state = State::HalfOpen { probe_since: now };
-                    Admission::Attempt { probe: true }
-                } else {
-                    Admission::DeferUntil(probe_since + probe_wait)
-                }
+        }
+    }
+
+    /// Until when attempts are held back at `now`, without changing state; `None` when
+    /// [`admit`](Self::admit) would let one through.
+    pub fn held_back(&self, now: Instant, probe_wait: Duration) -> Option<Instant> {
+        match self.state {
+            State::Open { until } if now < until => Some(until),
+            State::HalfOpen { probe_since } if now < probe_since + probe_wait => {
+                Some(probe_since + probe_wait)
             }
+            _ => None,
         }
     }
 

@@ -5,15 +5,19 @@
 //! structure is bounded by `EngineConfig` (I3). A delivery id is in memory at most once (I5).
 //! The engine never renders HTML and never blocks the tokio runtime's worker threads.
 
+mod admission;
 pub mod backoff;
 pub mod breaker;
 mod engine;
 mod pruner;
+mod queue;
+mod record;
 mod scheduler;
 pub mod ssrf;
 mod sweeper;
 pub mod targets;
 pub mod task;
+mod worker;
 
 pub use engine::{Engine, EngineStats, install_crypto_provider};
 pub use task::{DeliveryPlan, DeliveryTask, EventPayload};

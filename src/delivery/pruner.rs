@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-use super::engine::Shared;
+use super::queue::StopSignal;
 use crate::model::now_ms;
+use crate::store::Store;
 
 /// Time between retention passes.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
@@ -13,24 +14,24 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 /// would otherwise never prune), but after the startup recovery sweep has had its turn.
 const FIRST_PASS_AFTER: Duration = Duration::from_secs(60);
 
-pub(super) fn run(s: &Shared) {
+pub(super) fn run(store: &Store, stop: &StopSignal) {
     let mut wait = FIRST_PASS_AFTER;
     loop {
         crossbeam_channel::select! {
-            recv(s.stop_rx) -> _ => return,
-            default(wait) => prune_all(s),
+            recv(stop.rx()) -> _ => return,
+            default(wait) => prune_all(store, stop),
         }
         wait = PRUNE_INTERVAL;
     }
 }
 
-fn prune_all(s: &Shared) {
-    for webhook in s.store.catalog().webhooks() {
-        if webhook.retention_days == 0 || s.stopping() {
+fn prune_all(store: &Store, stop: &StopSignal) {
+    for webhook in store.catalog().webhooks() {
+        if webhook.retention_days == 0 || stop.stopping() {
             continue;
         }
         let cutoff = now_ms() - i64::from(webhook.retention_days) * 86_400_000;
-        let result = s.store.events(webhook.id).and_then(|e| e.prune(cutoff));
+        let result = store.events(webhook.id).and_then(|e| e.prune(cutoff));
         match result {
             Ok(r) if r.events_removed > 0 => tracing::info!(
                 webhook_id = %webhook.id,

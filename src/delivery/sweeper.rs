@@ -9,57 +9,124 @@
 //! backed-off deliveries forward, once each ([`Recoveries`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use crossbeam_channel::{Receiver, Sender};
 use uuid::Uuid;
 
-use super::engine::Shared;
+use super::admission::Admission;
+use super::queue::{StopSignal, TaskQueue};
 use super::task::{DeliveryTask, EventPayload, MAX_INLINE_BODY};
 use crate::metrics as m;
 use crate::model::{Delivery, DeliveryResult, DeliveryStatus, Target, TargetKind, now_ms};
-use crate::store::{AttemptWrite, DueRow, EventStore, StoreError, WriteOp};
+use crate::store::{AttemptWrite, DueRow, EventStore, Store, StoreError, WriteOp};
 
-pub(super) fn run(s: &Shared) {
-    let pass = AtomicUsize::new(0);
-    let mut due_gauges = DueGauges::default();
-    let mut recoveries = Recoveries::default();
-    // Deferrals by a circuit breaker of the previous process are not binding on this one,
-    // whose breakers start closed: during the first cooldown after start, work due before
-    // its end counts as due now. If the target is still down, this process's own breaker
-    // opens after a few failures and defers it again.
-    let recovery_until = now_ms() + s.config.breaker_cooldown.as_millis() as i64;
-    loop {
-        let horizon = now_ms().max(recovery_until);
-        let recovering = recoveries.requeue(s);
-        let backlog = sweep(s, pass.fetch_add(1, Ordering::Relaxed), horizon) || recovering;
-        publish_depths(s);
-        due_gauges.publish(s);
-        // With more due work than the queue took, come back as soon as the workers have
-        // made room, so a recovered backlog drains at delivery speed, not one queue per
-        // interval.
-        let wait = if backlog {
-            s.config.sweep_interval / 20
-        } else {
-            s.config.sweep_interval
-        };
-        crossbeam_channel::select! {
-            recv(s.stop_rx) -> _ => return,
-            recv(s.sweep_wake_rx) -> _ => {}
-            default(wait) => {}
+/// What the delivery threads tell the sweeper between passes.
+pub(super) struct SweepSignals {
+    /// Targets whose breaker closed after an outage, not yet seen by the sweeper.
+    recovered: Mutex<HashSet<Uuid>>,
+    /// Wakes the sweeper before its interval: a target it passed over has run out of
+    /// waiting tasks (see `Admission::targets_with_waiting`).
+    wake_tx: Sender<()>,
+    wake_rx: Receiver<()>,
+}
+
+impl Default for SweepSignals {
+    fn default() -> Self {
+        let (wake_tx, wake_rx) = crossbeam_channel::bounded(1);
+        SweepSignals {
+            recovered: Mutex::default(),
+            wake_tx,
+            wake_rx,
         }
+    }
+}
+
+impl SweepSignals {
+    /// A target's breaker closed after an outage: its deliveries waiting out a backoff are
+    /// due now, so the backlog drains at `max_in_flight` from the first successful probe
+    /// on, instead of each delivery waiting for the end of its own backoff. (The scheduler
+    /// brings its own entries forward; the sweeper queues those only the due index holds.)
+    pub(super) fn target_recovered(&self, target_id: Uuid) {
+        self.recovered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(target_id);
+    }
+
+    /// Asks for a pass now.
+    pub(super) fn wake(&self) {
+        // Full already means a wake-up is pending.
+        let _pending = self.wake_tx.try_send(());
+    }
+
+    fn take_recovered(&self) -> HashSet<Uuid> {
+        std::mem::take(&mut *self.recovered.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// The sweeper thread's view of the engine.
+pub(super) struct Sweeper {
+    pub(super) store: Arc<Store>,
+    pub(super) queue: TaskQueue,
+    pub(super) admission: Arc<Mutex<Admission>>,
+    pub(super) signals: Arc<SweepSignals>,
+    pub(super) stop: StopSignal,
+    /// Time between passes when nothing is left behind.
+    pub(super) interval: Duration,
+    /// After start, work due within this window counts as due now (the breaker cooldown).
+    pub(super) recovery_window: Duration,
+}
+
+impl Sweeper {
+    pub(super) fn run(self) {
+        let s = &self;
+        let pass = AtomicUsize::new(0);
+        let mut due_gauges = DueGauges::default();
+        let mut recoveries = Recoveries::default();
+        // Deferrals by a circuit breaker of the previous process are not binding on this
+        // one, whose breakers start closed: during the first cooldown after start, work due
+        // before its end counts as due now. If the target is still down, this process's own
+        // breaker opens after a few failures and defers it again.
+        let recovery_until = now_ms() + s.recovery_window.as_millis() as i64;
+        loop {
+            let horizon = now_ms().max(recovery_until);
+            let recovering = recoveries.requeue(s);
+            let backlog = sweep(s, pass.fetch_add(1, Ordering::Relaxed), horizon) || recovering;
+            publish_depths(s);
+            due_gauges.publish(s);
+            // With more due work than the queue took, come back as soon as the delivery
+            // threads have made room, so a recovered backlog drains at delivery speed, not
+            // one queue per interval.
+            let wait = if backlog { s.interval / 20 } else { s.interval };
+            crossbeam_channel::select! {
+                recv(s.stop.rx()) -> _ => return,
+                recv(s.signals.wake_rx) -> _ => {}
+                default(wait) => {}
+            }
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.stopping()
+    }
+
+    fn admission(&self) -> std::sync::MutexGuard<'_, Admission> {
+        self.admission.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 /// One pass over every webhook, starting at webhook number `pass` (round robin), for work
 /// due at or before `horizon`. Returns whether due work was left behind for lack of room.
-pub(super) fn sweep(s: &Shared, pass: usize, horizon: i64) -> bool {
+fn sweep(s: &Sweeper, pass: usize, horizon: i64) -> bool {
     let mut webhooks = s.store.catalog().webhooks();
     if webhooks.is_empty() {
         return false;
     }
     let mut backlog = false;
-    let busy = s.targets_with_waiting();
+    let busy = s.admission().targets_with_waiting();
     let start = pass % webhooks.len();
     webhooks.rotate_left(start);
     let count = webhooks.len();
@@ -67,7 +134,7 @@ pub(super) fn sweep(s: &Shared, pass: usize, horizon: i64) -> bool {
         if s.stopping() {
             return false;
         }
-        let room = s.config.queue_capacity.saturating_sub(s.queue_tx.len());
+        let room = s.queue.room();
         if room == 0 {
             return true;
         }
@@ -81,7 +148,7 @@ pub(super) fn sweep(s: &Shared, pass: usize, horizon: i64) -> bool {
             }
         };
         // Scan a bit past the share: some rows are in memory already and get skipped.
-        let limit = share + s.claims.len().min(share * 4);
+        let limit = share + s.queue.claims().len().min(share * 4);
         let rows = match store.due_before(horizon, limit, &busy) {
             Ok(rows) => rows,
             // Being reopened after a failed write, which its writer has logged.
@@ -109,7 +176,7 @@ const MAX_RECOVERY_ROWS: usize = 10_000;
 /// keep it busy until the next pass, not so many that they bounce off a full waiting list.
 const RECOVERY_TASKS_PER_SLOT: usize = 8;
 
-/// The due rows of targets whose breaker closed after an outage (`Shared::target_recovered`),
+/// The due rows of targets whose breaker closed after an outage (`SweepSignals::target_recovered`),
 /// read once per recovery and queued over the next passes as room allows. Each row is
 /// brought forward at most once, and only while it is unchanged (`requeue` re-reads it):
 /// a delivery that fails again after the recovery waits out its new backoff.
@@ -118,12 +185,12 @@ struct Recoveries(HashMap<Uuid, VecDeque<DueRow>>);
 
 impl Recoveries {
     /// Queues the next rows of each recovering target. Returns whether rows are left.
-    fn requeue(&mut self, s: &Shared) -> bool {
+    fn requeue(&mut self, s: &Sweeper) -> bool {
         let catalog = s.store.catalog();
         // Rows due before the next pass are the regular sweep's (the deferrals waiting for
         // the breaker's reopen time are): a recovery is for the backed-off ones.
-        let soon = now_ms() + s.config.sweep_interval.as_millis() as i64;
-        for target_id in s.recovered_for_sweeper() {
+        let soon = now_ms() + s.interval.as_millis() as i64;
+        for target_id in s.signals.take_recovered() {
             // A new recovery replaces an unfinished one: the rows are read again.
             self.0.remove(&target_id);
             let Some(target) = catalog.target(target_id) else {
@@ -145,7 +212,7 @@ impl Recoveries {
         let mut left = false;
         self.0.retain(|&target_id, rows| {
             // Re-opened since: its deliveries wait for the next recovery.
-            if !s.breaker_closed(target_id) {
+            if !s.admission().breaker_closed(target_id) {
                 return false;
             }
             // A deleted target's deliveries are failed by the workers as they come due.
@@ -156,7 +223,7 @@ impl Recoveries {
                 TargetKind::Http(cfg) => cfg.max_in_flight.max(1) as usize,
                 _ => 1,
             };
-            let room = s.config.queue_capacity.saturating_sub(s.queue_tx.len());
+            let room = s.queue.room();
             let share = (room / 2).min(slots * RECOVERY_TASKS_PER_SLOT);
             if share > 0 {
                 let store = match s.store.events(target.webhook_id) {
@@ -183,7 +250,7 @@ impl Recoveries {
 /// in memory and that are unchanged since they were read (the others are skipped and count
 /// against nothing); returns how many. Stops at a full queue, leaving the rest in `rows`.
 fn requeue(
-    s: &Shared,
+    s: &Sweeper,
     store: &Arc<EventStore>,
     rows: &mut VecDeque<DueRow>,
     share: usize,
@@ -191,20 +258,20 @@ fn requeue(
     let catalog = s.store.catalog();
     let mut payloads: HashMap<Uuid, Arc<EventPayload>> = HashMap::new();
     let mut queued = 0;
-    while queued < share && s.queue_tx.len() < s.config.queue_capacity {
+    while queued < share && s.queue.room() > 0 {
         let Some(row) = rows.pop_front() else { break };
-        if !s.claims.claim(row.delivery_id) {
+        if !s.queue.claims().claim(row.delivery_id) {
             continue;
         }
         let task = match load_task(store, &row, &mut payloads, &catalog) {
             Ok(Some(task)) => task,
             Ok(None) => {
-                s.claims.release(row.delivery_id);
+                s.queue.claims().release(row.delivery_id);
                 continue;
             }
             Err(e) => {
                 tracing::error!(delivery_id = %row.delivery_id, error = %e, "cannot load due delivery");
-                s.claims.release(row.delivery_id);
+                s.queue.claims().release(row.delivery_id);
                 continue;
             }
         };
@@ -215,7 +282,7 @@ fn requeue(
                 continue;
             }
         };
-        if !s.enqueue_claimed(task) {
+        if !s.queue.enqueue_claimed(task) {
             break;
         }
         queued += 1;
@@ -275,7 +342,7 @@ fn load_task(
 
 /// Records a terminal failure for a delivery whose event no longer exists, so its due row
 /// goes (I2) instead of being found again every pass.
-fn fail_orphan(s: &Shared, store: &EventStore, delivery: Delivery) {
+fn fail_orphan(s: &Sweeper, store: &EventStore, delivery: Delivery) {
     let id = delivery.id;
     let now = now_ms();
     let previous_due = delivery.next_attempt_at;
@@ -300,19 +367,23 @@ fn fail_orphan(s: &Shared, store: &EventStore, delivery: Delivery) {
             success: false,
         }),
     };
-    let claims = s.claims.clone();
+    let claims = s.queue.claims().clone();
     let done = Box::new(move |_: Result<(), StoreError>| claims.release(id));
     if let Err(e) = store.submit(WriteOp::Attempt(write), done) {
         tracing::warn!(error = %e, delivery_id = %id, "could not fail orphan delivery");
-        s.claims.release(id);
+        s.queue.claims().release(id);
     }
 }
 
-fn publish_depths(s: &Shared) {
-    let st = s.stats();
-    metrics::gauge!(m::QUEUE_DEPTH, "queue" => "delivery").set(st.queued as f64);
-    metrics::gauge!(m::QUEUE_DEPTH, "queue" => "parked").set(st.parked as f64);
-    metrics::gauge!(m::QUEUE_DEPTH, "queue" => "claimed").set(st.claimed as f64);
+fn publish_depths(s: &Sweeper) {
+    let (parked, in_flight) = {
+        let a = s.admission();
+        (a.parked(), a.in_flight())
+    };
+    metrics::gauge!(m::QUEUE_DEPTH, "queue" => "delivery").set(s.queue.len() as f64);
+    metrics::gauge!(m::QUEUE_DEPTH, "queue" => "parked").set(parked as f64);
+    metrics::gauge!(m::QUEUE_DEPTH, "queue" => "in_flight").set(in_flight as f64);
+    metrics::gauge!(m::QUEUE_DEPTH, "queue" => "claimed").set(s.queue.claims().len() as f64);
 }
 
 /// The `due_index_rows` gauge per webhook: the backlog, read as a row count (no scan) from
@@ -324,7 +395,7 @@ struct DueGauges {
 }
 
 impl DueGauges {
-    fn publish(&mut self, s: &Shared) {
+    fn publish(&mut self, s: &Sweeper) {
         let now = std::time::Instant::now();
         if !m::enabled()
             || self

@@ -8,17 +8,44 @@ use super::{AttemptReport, MAX_RESPONSE_EXCERPT, Verdict, classify_status, forwa
 use crate::delivery::backoff::parse_retry_after;
 use crate::delivery::ssrf::{NetworkPolicy, SsrfError};
 
-/// Everything one HTTP attempt sends.
-pub(crate) struct HttpRequest<'a> {
-    pub method: &'a str,
-    pub url: &'a str,
-    pub headers: HeaderMap,
-    pub body: bytes::Bytes,
-    pub timeout: Duration,
-    pub policy: &'a NetworkPolicy,
+/// Everything one HTTP attempt sends, checked and built by a delivery thread so that the
+/// runtime's part is the exchange alone.
+pub(crate) struct HttpRequest {
+    method: reqwest::Method,
+    url: reqwest::Url,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+    timeout: Duration,
 }
 
-impl HttpRequest<'_> {
+impl HttpRequest {
+    /// Checks the method and URL (a literal address the policy refuses is refused here;
+    /// names are checked when they resolve). A request that cannot be sent is the
+    /// attempt's failure, as a report.
+    pub(crate) fn new(
+        method: &str,
+        url: &str,
+        headers: HeaderMap,
+        body: bytes::Bytes,
+        timeout: Duration,
+        policy: &NetworkPolicy,
+    ) -> Result<HttpRequest, AttemptReport> {
+        let method = reqwest::Method::from_bytes(method.as_bytes())
+            .map_err(|_| AttemptReport::failed(format!("invalid method {method}")))?;
+        let url = reqwest::Url::parse(url)
+            .map_err(|e| AttemptReport::failed(format!("invalid URL: {e}")))?;
+        policy
+            .check_literal_host(&url)
+            .map_err(|e| AttemptReport::failed(format!("refused by SSRF guard: {e}")))?;
+        Ok(HttpRequest {
+            method,
+            url,
+            headers,
+            body,
+            timeout,
+        })
+    }
+
     /// Builds the header map: forwarded originals plus our own.
     pub(crate) fn headers_from(
         original: &[(String, Vec<u8>)],
@@ -43,21 +70,10 @@ impl HttpRequest<'_> {
     }
 }
 
-/// Performs one attempt. Never fails: every problem becomes an [`AttemptReport`].
-pub(crate) async fn send_http(client: &reqwest::Client, req: HttpRequest<'_>) -> AttemptReport {
-    let method = match reqwest::Method::from_bytes(req.method.as_bytes()) {
-        Ok(m) => m,
-        Err(_) => return AttemptReport::failed(format!("invalid method {}", req.method)),
-    };
-    let url = match reqwest::Url::parse(req.url) {
-        Ok(u) => u,
-        Err(e) => return AttemptReport::failed(format!("invalid URL: {e}")),
-    };
-    if let Err(e) = req.policy.check_literal_host(&url) {
-        return AttemptReport::failed(format!("refused by SSRF guard: {e}"));
-    }
+/// Performs one exchange. Never fails: every problem becomes an [`AttemptReport`].
+pub(crate) async fn send_http(client: &reqwest::Client, req: HttpRequest) -> AttemptReport {
     let sent = client
-        .request(method, url)
+        .request(req.method, req.url)
         .headers(req.headers)
         .body(req.body)
         .timeout(req.timeout)
