@@ -4,14 +4,13 @@
 //! `cargo bench --bench store`
 
 use std::hint::black_box;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use uuid::Uuid;
 use webhooker::model::{Delivery, Event, now_ms};
-use webhooker::store::{EventStore, NewEvent, Store, WriteOp};
+use webhooker::store::{EventStore, NewEvent, Notice, Store, WriteOp};
 
 fn new_event(body: &Bytes) -> NewEvent {
     let now = now_ms();
@@ -39,20 +38,14 @@ fn new_event(body: &Bytes) -> NewEvent {
 
 /// Submits `count` ingests at once and waits for every acknowledgement.
 fn ingest_and_wait(events: &EventStore, body: &Bytes, count: usize) {
-    let (tx, rx) = mpsc::channel();
+    let (tx, rx) = crossbeam_channel::unbounded();
     for _ in 0..count {
-        let tx = tx.clone();
         events
-            .submit(
-                WriteOp::Ingest(new_event(body)),
-                Box::new(move |r| {
-                    let _ = tx.send(r.is_ok());
-                }),
-            )
+            .submit(WriteOp::Ingest(new_event(body)), Notice::message(&tx, ()))
             .unwrap();
     }
     for _ in 0..count {
-        assert!(rx.recv().unwrap());
+        assert!(rx.recv().unwrap().1.is_ok());
     }
 }
 

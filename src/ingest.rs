@@ -256,25 +256,21 @@ impl Ingestor {
 
         let store = self.event_store(webhook_id).await?;
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let engine = self.engine.clone();
+        // The engine's message goes first (delivery starts right after the commit), then
+        // the sender's answer; the body's room in the memory budget is held until the
+        // writer is done with the body, even if the sender hung up.
+        let notice = self
+            .engine
+            .notice_for(tasks)
+            .and_reply(tx)
+            .holding(reservation);
         store.try_submit(
             WriteOp::Ingest(NewEvent {
                 event,
                 body,
                 deliveries,
             }),
-            Box::new(move |r| {
-                // Dispatch here, on the writer thread right after the commit: any later
-                // commit for these deliveries goes through this same writer, so none can
-                // have finished (and left memory) before they are queued (I5).
-                if r.is_ok() {
-                    engine.dispatch(tasks);
-                }
-                // The receiver only goes away if the client hung up; the event is stored.
-                let _unused = tx.send(r);
-                // The writer has dropped the body (and a refused submit drops this closure).
-                drop(reservation);
-            }),
+            notice,
         )?;
         rx.await.map_err(|_| StoreError::Closed)??;
 

@@ -12,7 +12,10 @@
 //!    is fsync'd;
 //! 3. **end to end**: an `http` target pointing at an in-process sink; delivered events/s
 //!    with 64 concurrent senders, then ack → sink latency at a fixed 1,000 events/s;
-//! 4. **backlog**: 100,000 events for a target that is down; threads and memory before and
+//! 4. **slow receivers**: a fast receiver beside two that answer after 3 s; 50 targets
+//!    that answer after 200 ms; a receiver that never answers beside a fast one at a
+//!    fixed 500 events/s;
+//! 5. **backlog**: 100,000 events for a target that is down; threads and memory before and
 //!    after, then a restart with the target back up: time to listening, to the first
 //!    delivery and to the last one.
 //!
@@ -46,7 +49,7 @@ use tokio::time::{sleep, timeout};
 use uuid::Uuid;
 use webhooker::ingest::IncomingRequest;
 use webhooker::model::{Delivery, Target, TargetKind, now_ms};
-use webhooker::store::{NewEvent, Store, WriteOp};
+use webhooker::store::{NewEvent, Notice, Store, WriteOp};
 
 /// The command documented in the README; printed with the results.
 const COMMAND: &str = "bash scripts/loadtest.sh";
@@ -101,7 +104,7 @@ async fn main() -> Result<()> {
     }
 }
 
-/// Runs the four phases and prints the report.
+/// Runs the phases and prints the report.
 async fn run() -> Result<()> {
     let started = Instant::now();
     let bins = Binaries::locate()?;
@@ -122,6 +125,7 @@ async fn run() -> Result<()> {
     let api = Api::new(sender.http.clone(), webhooker.port);
     let db_hook = ingest_phase(&api, &server, &wrk, &baseline, &mut report).await?;
     end_to_end_phase(&api, &sender, &mut report).await?;
+    slow_receivers_phase(&api, &sender, &mut report).await?;
     server.stop().await?;
 
     backlog_phase(&webhooker, &api, &sender, &db_hook, &mut report).await?;
@@ -210,9 +214,7 @@ async fn storage_phase(
                 let (tx, rx) = oneshot::channel();
                 events.try_submit(
                     WriteOp::Ingest(stored_like_wrk(&target)),
-                    Box::new(move |r| {
-                        let _unused = tx.send(r);
-                    }),
+                    Notice::default().and_reply(tx),
                 )?;
                 rx.await.context("the writer went away")??;
                 latencies.push(ms(sent.elapsed()));
@@ -301,7 +303,7 @@ async fn ingest_phase(
 
 /// Phase 3: delivery through an `http` target to an in-process sink.
 async fn end_to_end_phase(api: &Api, sender: &Sender, report: &mut Report) -> Result<()> {
-    let sink = Sink::start(0).await?;
+    let sink = Sink::start(0, Duration::ZERO).await?;
     let hook = api
         .create_webhook(
             "loadtest end to end",
@@ -363,7 +365,181 @@ async fn end_to_end_phase(api: &Api, sender: &Sender, report: &mut Report) -> Re
     Ok(())
 }
 
-/// Phase 4: a 100k backlog for a target that is down, then a restart with the target back.
+/// How long the slow receivers of the slow-receivers phase take to answer.
+const SLOW_LATENCY: Duration = Duration::from_secs(3);
+/// Targets of the many-targets scenario, each answering after `MANY_LATENCY`.
+const MANY_TARGETS: usize = 50;
+const MANY_LATENCY: Duration = Duration::from_millis(200);
+const MANY_MAX_IN_FLIGHT: u32 = 10;
+/// Events sent to the many-targets webhook: each becomes `MANY_TARGETS` deliveries.
+const MANY_EVENTS: usize = 200;
+/// Events queued for a receiver that never answers before the paced run beside it.
+const HANGING_BACKLOG: usize = 1_000;
+const HANGING_PACED_RATE: u32 = 500;
+
+/// Phase 4: receivers that are slow, or hang, hold slots of their own and no thread; the
+/// others are served as if they were not there.
+async fn slow_receivers_phase(api: &Api, sender: &Sender, report: &mut Report) -> Result<()> {
+    // A fast receiver beside two slow ones.
+    let slow = Sink::start(0, SLOW_LATENCY).await?;
+    for i in 0..2 {
+        let hook = api
+            .create_webhook(
+                &format!("loadtest slow {i}"),
+                json!({"name": "slow", "kind": "http", "url": slow.url(), "max_retries": "unlimited"}),
+            )
+            .await?;
+        let burst = sender.burst(&hook.url, 50).await?;
+        report.send_failures("slow receivers", &burst.failures);
+    }
+    let fast = Sink::start(0, Duration::ZERO).await?;
+    let hook = api
+        .create_webhook(
+            "loadtest fast beside slow",
+            json!({"name": "fast", "kind": "http", "url": fast.url()}),
+        )
+        .await?;
+    progress("slow receivers: 50 events to a fast receiver beside two 3 s ones");
+    let paced = sender.paced(&hook.url, 50, Duration::from_secs(1)).await?;
+    report.send_failures("fast beside slow", &paced.failures);
+    fast.wait_for(paced.samples.len(), DELIVERY_DEADLINE).await;
+    let slow_answered_by_then = slow.distinct();
+    let mut after_ack = ack_to_receipt_ms(&paced, &fast);
+    report.row([
+        "fast receiver beside two 3 s receivers (50 + 50 events)".into(),
+        "50 events".into(),
+        format!("{} of {} delivered", after_ack.len(), paced.samples.len()),
+        fmt_ms(percentile(&mut after_ack, 50.0)),
+        fmt_ms(percentile(&mut after_ack, 99.0)),
+        format!(
+            "max {} (ack → sink)",
+            fmt_ms(percentile(&mut after_ack, 100.0))
+        ),
+    ]);
+    report.note(format!(
+        "Fast beside slow: the two slow receivers had received {slow_answered_by_then} of \
+         their 100 events when the fast one had all of its own (each slow target holds \
+         max_in_flight 10 requests for 3 s at a time)."
+    ));
+    drop(slow);
+
+    // Many targets, each slow.
+    let many = Sink::start(0, MANY_LATENCY).await?;
+    let target = |i: usize| {
+        json!({
+            "name": format!("t{i}"), "kind": "http", "url": many.url(),
+            "max_in_flight": MANY_MAX_IN_FLIGHT, "max_retries": "unlimited",
+        })
+    };
+    let hook = api
+        .create_webhook("loadtest many targets", target(0))
+        .await?;
+    for i in 1..MANY_TARGETS {
+        api.call(
+            reqwest::Method::POST,
+            &format!("/webhooks/{}/targets", hook.id),
+            Some(&target(i)),
+        )
+        .await
+        .context("adding a target")?;
+    }
+    progress(&format!(
+        "slow receivers: {MANY_EVENTS} events to {MANY_TARGETS} targets answering after {} ms",
+        MANY_LATENCY.as_millis()
+    ));
+    let burst = sender.burst(&hook.url, MANY_EVENTS).await?;
+    report.send_failures("many targets", &burst.failures);
+    let expected = (burst.acked * MANY_TARGETS) as u64;
+    let got = many.wait_for_requests(expected, DELIVERY_DEADLINE).await;
+    let window = match (many.first_request(), many.last_request()) {
+        (Some(first), Some(last)) => last.saturating_duration_since(first),
+        _ => Duration::ZERO,
+    };
+    let cap = MANY_TARGETS as f64 * f64::from(MANY_MAX_IN_FLIGHT) / MANY_LATENCY.as_secs_f64();
+    report.row([
+        format!(
+            "{MANY_TARGETS} targets answering after {} ms, max_in_flight {MANY_MAX_IN_FLIGHT}",
+            MANY_LATENCY.as_millis()
+        ),
+        format!("{} deliveries", fmt_count(expected as f64)),
+        format!(
+            "{} deliveries/s",
+            fmt_count(got as f64 / window.as_secs_f64().max(1e-3))
+        ),
+        String::new(),
+        String::new(),
+        format!("the caps allow {}/s", fmt_count(cap)),
+    ]);
+    if got < expected {
+        report.note(format!(
+            "Many targets: only {got} of {expected} deliveries arrived within {} s.",
+            DELIVERY_DEADLINE.as_secs()
+        ));
+    }
+    drop(many);
+
+    // A receiver that never answers (its requests time out after 10 s) beside a fast one.
+    let hanging = Sink::start(0, Duration::from_secs(3600)).await?;
+    let fast = Sink::start(0, Duration::ZERO).await?;
+    let hook = api
+        .create_webhook(
+            "loadtest hanging",
+            json!({"name": "hanging", "kind": "http", "url": hanging.url(), "max_retries": "unlimited"}),
+        )
+        .await?;
+    api.call(
+        reqwest::Method::POST,
+        &format!("/webhooks/{}/targets", hook.id),
+        Some(&json!({"name": "fast", "kind": "http", "url": fast.url()})),
+    )
+    .await
+    .context("adding a target")?;
+    progress(&format!(
+        "slow receivers: {HANGING_BACKLOG} events for a receiver that never answers, then \
+         {HANGING_PACED_RATE} events/s to it and a fast one"
+    ));
+    let burst = sender.burst(&hook.url, HANGING_BACKLOG).await?;
+    report.send_failures("hanging backlog", &burst.failures);
+    fast.wait_for(burst.acked, DELIVERY_DEADLINE).await;
+    fast.reset();
+    let paced = sender
+        .paced(&hook.url, HANGING_PACED_RATE, PACED_DURATION)
+        .await?;
+    report.send_failures("beside a hanging receiver", &paced.failures);
+    fast.wait_for(paced.samples.len(), DELIVERY_DEADLINE).await;
+    let mut after_ack = ack_to_receipt_ms(&paced, &fast);
+    report.row([
+        format!(
+            "fast target beside a hanging one ({HANGING_BACKLOG} queued), ack → sink at {HANGING_PACED_RATE} ev/s"
+        ),
+        "paced".into(),
+        format!("{} of {} delivered", after_ack.len(), paced.samples.len()),
+        fmt_ms(percentile(&mut after_ack, 50.0)),
+        fmt_ms(percentile(&mut after_ack, 99.0)),
+        format!("max {}", fmt_ms(percentile(&mut after_ack, 100.0))),
+    ]);
+    report.note(format!(
+        "Hanging receiver: it received {} requests in all (max_in_flight 10, a 10 s timeout \
+         each), while the fast target of the same webhook kept up.",
+        hanging.requests()
+    ));
+    Ok(())
+}
+
+/// Ack → first receipt of each paced event the sink saw, in ms (a receipt a hair before
+/// the ack counts as 0).
+fn ack_to_receipt_ms(paced: &Paced, sink: &Sink) -> Vec<f64> {
+    paced
+        .samples
+        .iter()
+        .filter_map(|sample| {
+            let receipt = sink.receipt(sample.event_id)?;
+            Some(ms(receipt.saturating_duration_since(sample.acked)))
+        })
+        .collect()
+}
+
+/// Phase 5: a 100k backlog for a target that is down, then a restart with the target back.
 /// Starts a fresh process first, so idle and peak memory belong to this phase alone.
 async fn backlog_phase(
     webhooker: &Webhooker,
@@ -441,7 +617,7 @@ async fn drain_backlog(
     report: &mut Report,
 ) -> Result<()> {
     progress("backlog: target back up, restarting webhooker");
-    let sink = Sink::start(port).await?;
+    let sink = Sink::start(port, Duration::ZERO).await?;
     let server = webhooker.start().await?;
     let delivered = sink.wait_for(expected, DRAIN_DEADLINE).await;
     let since_spawn =
@@ -1274,6 +1450,9 @@ struct SinkState {
     receipts: Mutex<HashMap<Uuid, Instant>>,
     requests: AtomicU64,
     first_request: OnceLock<Instant>,
+    last_request: Mutex<Option<Instant>>,
+    /// How long each request waits before its answer (a slow receiver).
+    delay: Duration,
 }
 
 /// An in-process HTTP receiver on 127.0.0.1 that answers 200 to everything and records
@@ -1285,14 +1464,18 @@ struct Sink {
 }
 
 impl Sink {
-    /// Listens on `127.0.0.1:port` (0 for any free port).
-    async fn start(port: u16) -> Result<Sink> {
+    /// Listens on `127.0.0.1:port` (0 for any free port) and answers each request after
+    /// `delay`.
+    async fn start(port: u16, delay: Duration) -> Result<Sink> {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding the sink to {addr}"))?;
         let addr = listener.local_addr().context("reading the sink address")?;
-        let state = Arc::new(SinkState::default());
+        let state = Arc::new(SinkState {
+            delay,
+            ..SinkState::default()
+        });
         let app = Router::new()
             .fallback(receive)
             .with_state(Arc::clone(&state));
@@ -1350,6 +1533,23 @@ impl Sink {
         self.state.requests.load(Ordering::Relaxed)
     }
 
+    fn last_request(&self) -> Option<Instant> {
+        *self
+            .state
+            .last_request
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits until `count` requests arrived or `limit` passed; returns how many did.
+    async fn wait_for_requests(&self, count: u64, limit: Duration) -> u64 {
+        let deadline = Instant::now() + limit;
+        while self.requests() < count && Instant::now() < deadline {
+            sleep(Duration::from_millis(10)).await;
+        }
+        self.requests()
+    }
+
     /// Waits until `count` distinct events arrived or `limit` passed; returns how many did.
     async fn wait_for(&self, count: usize, limit: Duration) -> usize {
         let deadline = Instant::now() + limit;
@@ -1375,6 +1575,10 @@ async fn receive(
     let now = Instant::now();
     state.first_request.get_or_init(|| now);
     state.requests.fetch_add(1, Ordering::Relaxed);
+    *state
+        .last_request
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner) = Some(now);
     let event_id = headers
         .get("x-webhooker-event-id")
         .and_then(|v| v.to_str().ok())
@@ -1386,6 +1590,9 @@ async fn receive(
             .unwrap_or_else(PoisonError::into_inner)
             .entry(id)
             .or_insert(now);
+    }
+    if !state.delay.is_zero() {
+        sleep(state.delay).await;
     }
     StatusCode::OK
 }

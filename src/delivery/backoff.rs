@@ -1,4 +1,4 @@
-//! Retry timing (BRIEF R5): exponential backoff with jitter, and `Retry-After` clamping.
+//! Retry timing: exponential backoff with jitter, and `Retry-After` clamping.
 //! Pure functions; randomness and time come in as arguments.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Per-target circuit breaker (BRIEF R6): `threshold` consecutive failures open it for
+//! Per-target circuit breaker: `threshold` consecutive failures open it for
 //! `cooldown`; then exactly one half-open probe decides whether it closes or re-opens.
 //! Time is passed in, so tests never sleep.
 

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 
 use super::admission::{Admission, Limits};
+use super::committed::{self, AfterCommit, CommitSender, Committer};
 use super::pruner;
 use super::queue::{Claims, StopSignal, TaskQueue};
 use super::scheduler::Scheduler;
@@ -25,8 +26,7 @@ use super::sweeper::{SweepSignals, Sweeper};
 use super::task::DeliveryTask;
 use super::worker::{self, Outcome};
 use crate::config::EngineConfig;
-use crate::model::{Millis, now_ms};
-use crate::store::Store;
+use crate::store::{Notice, Store};
 
 /// Handle on the running engine; cheap to clone.
 #[derive(Clone)]
@@ -58,6 +58,8 @@ pub(super) struct Shared {
     pub(super) claims: Arc<Claims>,
     pub(super) scheduler: Scheduler,
     pub(super) admission: Arc<Mutex<Admission>>,
+    /// Where writers report the engine's commits.
+    pub(super) commits: CommitSender,
     /// Exchanges report here. Its capacity is the engine-wide concurrency: an exchange
     /// holds its slot until its outcome is concluded, so a send never finds it full.
     pub(super) outcomes_tx: Sender<Outcome>,
@@ -108,11 +110,20 @@ impl Engine {
         })));
         let (outcomes_tx, outcomes_rx) = crossbeam_channel::bounded(concurrency);
         let sweep = Arc::new(SweepSignals::default());
+        let (commits, inbox) = crossbeam_channel::bounded(committed::CAPACITY);
+        let committer = Committer {
+            inbox,
+            queue: queue.clone(),
+            scheduler: scheduler.clone(),
+            admission: admission.clone(),
+            stop: stop.clone(),
+        };
         let sweeper = Sweeper {
             store: store.clone(),
             queue: queue.clone(),
             admission: admission.clone(),
             signals: sweep.clone(),
+            commits: commits.clone(),
             stop: stop.clone(),
             interval: config.sweep_interval,
             recovery_window: config.breaker_cooldown,
@@ -125,6 +136,7 @@ impl Engine {
             claims,
             scheduler,
             admission,
+            commits,
             outcomes_tx,
             outcomes_rx,
             client,
@@ -141,18 +153,26 @@ impl Engine {
             threads.push(spawn(format!("deliver-{i}"), move || worker::run(&s))?);
         }
         threads.push(spawn("scheduler".into(), scheduler_body)?);
+        threads.push(spawn("committed".into(), move || committer.run())?);
         threads.push(spawn("sweeper".into(), move || sweeper.run())?);
         threads.push(spawn("pruner".into(), move || pruner::run(&store, &stop))?);
         *shared.threads.lock().unwrap_or_else(|p| p.into_inner()) = threads;
         Ok(Engine { shared })
     }
 
-    /// Hands freshly committed deliveries to the engine. Never blocks: what does not fit
-    /// stays in the due index, where the sweeper finds it.
-    pub fn dispatch(&self, tasks: Vec<DeliveryTask>) {
-        for task in tasks {
-            self.shared.queue.enqueue_unclaimed(task);
+    /// Claims new deliveries about to be written and returns the notice that queues them
+    /// once their write is committed, or gives them back if it fails. Claimed before the
+    /// write, so the sweeper cannot queue a second copy of one meanwhile (one copy in
+    /// memory). Never blocks: what does not fit in the queue stays in the due index, where
+    /// the sweeper finds it.
+    pub fn notice_for(&self, tasks: Vec<DeliveryTask>) -> Notice {
+        if tasks.is_empty() {
+            return Notice::default();
         }
+        for task in &tasks {
+            self.shared.claims.claim(task.delivery.id);
+        }
+        Notice::message(&self.shared.commits, AfterCommit::Dispatch(tasks))
     }
 
     /// Current occupancy.
@@ -216,22 +236,6 @@ impl Shared {
 
     pub(super) fn lock_admission(&self) -> MutexGuard<'_, Admission> {
         self.admission.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Schedules a delivery the breaker deferred: at `due`, or now if the breaker has
-    /// closed since (a deferral committed while the closing probe was out). Decided under
-    /// the admission lock, under which a closing breaker notifies the scheduler (see
-    /// `worker::conclude`), so a deferral cannot slip in after that notice and wait out a
-    /// cooldown for nothing.
-    pub(super) fn schedule_deferral(&self, due: Millis, task: DeliveryTask) {
-        let admission = self.lock_admission();
-        let due = if admission.breaker_closed(task.target.id) {
-            due.min(now_ms())
-        } else {
-            due
-        };
-        self.scheduler.schedule(due, task);
-        drop(admission);
     }
 }
 

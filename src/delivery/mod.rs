@@ -1,13 +1,16 @@
-//! The delivery engine (BRIEF R3–R8): bounded queues, a fixed pool of delivery threads, one
-//! scheduler thread for retries, one sweeper thread over the due index, one pruner thread.
+//! The delivery engine: bounded queues, a fixed pool of delivery threads that decide and
+//! hand HTTP exchanges to the async runtime, one scheduler thread for retries, one sweeper
+//! thread over the due index, one pruner thread.
 //!
-//! Architecture Invariant: no thread, timer or task per queued delivery; every in-memory
-//! structure is bounded by `EngineConfig` (I3). A delivery id is in memory at most once (I5).
-//! The engine never renders HTML and never blocks the tokio runtime's worker threads.
+//! Architecture Invariants (defined in ARCHITECTURE.md): bounded memory (I3): no thread,
+//! timer or task per queued delivery, every in-memory structure bounded by `EngineConfig`;
+//! one copy in memory (I5). The engine never renders HTML and none of its threads waits on
+//! the network.
 
 mod admission;
 pub mod backoff;
 pub mod breaker;
+mod committed;
 mod engine;
 mod pruner;
 mod queue;

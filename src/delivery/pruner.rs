@@ -1,4 +1,4 @@
-//! Retention (BRIEF R7): a minute after start and then hourly, each webhook with
+//! Retention: a minute after start and then hourly, each webhook with
 //! `retention_days > 0` loses events older than that whose deliveries are all finished;
 //! the file is compacted when much went.
 

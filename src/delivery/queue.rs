@@ -78,14 +78,6 @@ impl TaskQueue {
         self.capacity.saturating_sub(self.tx.len())
     }
 
-    /// Claims and queues a task; gives up quietly when it is already in memory or the
-    /// queue is full (the due index holds it).
-    pub(super) fn enqueue_unclaimed(&self, task: DeliveryTask) {
-        if self.claims.claim(task.delivery.id) {
-            self.enqueue_claimed(task);
-        }
-    }
-
     /// Queues a task this caller already owns; on a full queue, releases it to the index.
     pub(super) fn enqueue_claimed(&self, task: DeliveryTask) -> bool {
         match self.tx.try_send(task) {

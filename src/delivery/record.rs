@@ -2,7 +2,6 @@
 //! event file's writer in one transaction; after the commit the delivery either waits in
 //! the scheduler for its next due time or leaves memory.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::RngExt;
@@ -16,7 +15,11 @@ use crate::model::{
     DEFAULT_MAX_BACKOFF_SECS, Delivery, DeliveryResult, DeliveryStatus, Millis, RetryLimit,
     SLACK_MAX_RETRIES, Target, TargetKind, now_ms,
 };
-use crate::store::{AttemptWrite, StoreError, WriteOp};
+use uuid::Uuid;
+
+use super::committed::AfterCommit;
+use super::scheduler::Scheduler;
+use crate::store::{AttemptWrite, Notice, WriteOp};
 
 /// The policy for retries of a target kind: (retry limit, backoff cap).
 fn retry_policy(target: &Target) -> (RetryLimit, Duration) {
@@ -36,7 +39,7 @@ fn retry_policy(target: &Target) -> (RetryLimit, Duration) {
 /// Writes the attempt's result and the delivery's next state in one transaction (through
 /// the group-commit writer); after the commit, schedules the retry or lets the task go.
 pub(super) fn record(
-    s: &Arc<Shared>,
+    s: &Shared,
     task: DeliveryTask,
     report: AttemptReport,
     duration_us: u64,
@@ -100,11 +103,11 @@ pub(super) fn record(
         previous_due,
         result: Some(result),
     };
-    submit_then(s, task, delivery, write);
+    submit(s, task, delivery, write);
 }
 
 /// The breaker is open: move the due time to when it may close, spending no attempt.
-pub(super) fn defer(s: &Arc<Shared>, task: DeliveryTask, until: Instant) {
+pub(super) fn defer(s: &Shared, task: DeliveryTask, until: Instant) {
     let wait = until.saturating_duration_since(Instant::now());
     let previous_due = task.delivery.next_attempt_at;
     let mut delivery = task.delivery.clone();
@@ -116,7 +119,7 @@ pub(super) fn defer(s: &Arc<Shared>, task: DeliveryTask, until: Instant) {
         previous_due,
         result: None,
     };
-    submit_then(s, task, delivery, write);
+    submit(s, task, delivery, write);
 }
 
 /// How long a delivery waits when its event file could not be read or written.
@@ -127,16 +130,14 @@ const STORE_RETRY_DELAY_MS: Millis = 30_000;
 /// released at once, the sweeper would find it within a second and, while the file stays
 /// broken, send it again each time. The sweeper then re-reads what the file holds (a
 /// failed commit may have landed after all).
-pub(super) fn retry_later(s: &Shared, task: DeliveryTask, why: &str) {
-    let id = task.delivery.id;
-    tracing::warn!(delivery_id = %id, reason = why, "event file failed; delivery retried in 30 s");
-    s.scheduler
-        .release_later(now_ms() + STORE_RETRY_DELAY_MS, id);
+pub(super) fn retry_later(scheduler: &Scheduler, delivery_id: Uuid, why: &str) {
+    tracing::warn!(delivery_id = %delivery_id, reason = why, "event file failed; delivery retried in 30 s");
+    scheduler.release_later(now_ms() + STORE_RETRY_DELAY_MS, delivery_id);
 }
 
-/// Sends the write to the event file's writer; once committed, the task either waits in
-/// the scheduler for its next due time or leaves memory.
-fn submit_then(s: &Arc<Shared>, task: DeliveryTask, delivery: Delivery, write: AttemptWrite) {
+/// Sends the write to the event file's writer; once it is committed, the committer thread
+/// schedules the delivery's next attempt or lets it leave memory.
+fn submit(s: &Shared, task: DeliveryTask, delivery: Delivery, write: AttemptWrite) {
     let id = delivery.id;
     let store = match s.store.events(task.webhook_id) {
         Ok(store) => store,
@@ -146,27 +147,9 @@ fn submit_then(s: &Arc<Shared>, task: DeliveryTask, delivery: Delivery, write: A
             return;
         }
     };
-    let shared = s.clone();
     let deferral = write.result.is_none();
-    let done = Box::new(move |r: Result<(), StoreError>| match r {
-        Ok(()) => match delivery.next_attempt_at {
-            Some(due) => {
-                let task = DeliveryTask { delivery, ..task };
-                if deferral {
-                    shared.schedule_deferral(due, task);
-                } else {
-                    shared.scheduler.schedule(due, task);
-                }
-            }
-            None => shared.claims.release(id),
-        },
-        // The due row still holds the previous state; the attempt may have reached the
-        // receiver, so it is repeated only after a while. (The writer logs the file's
-        // failure itself, once.)
-        Err(e) => retry_later(&shared, task, &format!("recording the attempt: {e}")),
-    });
-    if let Err(e) = store.submit(WriteOp::Attempt(write), done) {
-        tracing::warn!(error = %e, delivery_id = %id, "event store closed; left to recovery");
-        s.claims.release(id);
-    }
+    let task = DeliveryTask { delivery, ..task };
+    let notice = Notice::message(&s.commits, AfterCommit::Recorded { task, deferral });
+    // A refused write fires the notice with the reason, like a failed commit.
+    let _refused = store.submit(WriteOp::Attempt(write), notice);
 }

@@ -1,4 +1,4 @@
-//! SSRF guard (BRIEF R11): targets may not reach loopback, private, link-local, CGN,
+//! SSRF guard: targets may not reach loopback, private, link-local, CGN,
 //! multicast, reserved or unspecified addresses unless listed in `ALLOWED_TARGET_NETWORKS`.
 //!
 //! Checked twice: when a target is saved ([`NetworkPolicy::check_url`]) and when the

@@ -17,11 +17,12 @@ use crossbeam_channel::{Receiver, Sender};
 use uuid::Uuid;
 
 use super::admission::Admission;
+use super::committed::{AfterCommit, CommitSender};
 use super::queue::{StopSignal, TaskQueue};
 use super::task::{DeliveryTask, EventPayload, MAX_INLINE_BODY};
 use crate::metrics as m;
 use crate::model::{Delivery, DeliveryResult, DeliveryStatus, Target, TargetKind, now_ms};
-use crate::store::{AttemptWrite, DueRow, EventStore, Store, StoreError, WriteOp};
+use crate::store::{AttemptWrite, DueRow, EventStore, Notice, Store, StoreError, WriteOp};
 
 /// What the delivery threads tell the sweeper between passes.
 pub(super) struct SweepSignals {
@@ -73,6 +74,8 @@ pub(super) struct Sweeper {
     pub(super) queue: TaskQueue,
     pub(super) admission: Arc<Mutex<Admission>>,
     pub(super) signals: Arc<SweepSignals>,
+    /// Where the writers report its failing of orphans.
+    pub(super) commits: CommitSender,
     pub(super) stop: StopSignal,
     /// Time between passes when nothing is left behind.
     pub(super) interval: Duration,
@@ -367,12 +370,9 @@ fn fail_orphan(s: &Sweeper, store: &EventStore, delivery: Delivery) {
             success: false,
         }),
     };
-    let claims = s.queue.claims().clone();
-    let done = Box::new(move |_: Result<(), StoreError>| claims.release(id));
-    if let Err(e) = store.submit(WriteOp::Attempt(write), done) {
-        tracing::warn!(error = %e, delivery_id = %id, "could not fail orphan delivery");
-        s.queue.claims().release(id);
-    }
+    let notice = Notice::message(&s.commits, AfterCommit::Release(id));
+    // A refused write fires the notice too, which releases the claim.
+    let _refused = store.submit(WriteOp::Attempt(write), notice);
 }
 
 fn publish_depths(s: &Sweeper) {

@@ -166,7 +166,7 @@ fn launch(s: &Arc<Shared>, mut todo: Vec<Started>) {
             Err(NotSent::Unreadable(why)) => {
                 // Nothing was attempted: the breaker learns nothing, no retry is spent.
                 todo.extend(settle(s, &started, None));
-                retry_later(s, started.task, &why);
+                retry_later(&s.scheduler, started.task.delivery.id, &why);
             }
         }
     }

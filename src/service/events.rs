@@ -101,10 +101,11 @@ impl Service {
                     Arc::new(EventPayload::new(&event, Some(body.clone())))
                 });
                 let ids = deliveries.iter().map(|d| d.id).collect::<Vec<_>>();
-                // Queued by the writer right after the commit, as ingest does (I5).
-                events.write_blocking_then(WriteOp::AddDeliveries(deliveries), move || {
-                    engine.dispatch(tasks)
-                })?;
+                // Queued right after the commit, as ingest's are.
+                events.write_blocking_with(
+                    WriteOp::AddDeliveries(deliveries),
+                    engine.notice_for(tasks),
+                )?;
                 delivered_by_commit
                     .into_iter()
                     .for_each(crate::metrics::delivered_by_commit);

@@ -17,13 +17,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
 use redb::{
     Database, Key, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
     StorageBackend, Table, TableDefinition, Value, WriteTransaction,
 };
 use uuid::Uuid;
 
+use super::notice::Notice;
 use super::zero_ahead::ZeroAheadFile;
 use super::{
     EVENTS_FORMAT_VERSION, EVENTS_OLDEST_READABLE, StoreError, check_format_version, codec,
@@ -126,12 +127,9 @@ impl WriteOp {
     }
 }
 
-/// Runs once the request is committed (or has failed), on the writer thread.
-pub type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
-
 enum WriterMsg {
     // Boxed: the bounded channel preallocates its slots, so keep them small.
-    Job(Box<WriteOp>, Completion),
+    Job(Box<WriteOp>, Notice),
     Stop,
 }
 
@@ -249,46 +247,48 @@ impl EventStore {
         self.tx.len()
     }
 
-    /// Queues a write without blocking; `Busy` when the writer is saturated.
-    pub fn try_submit(&self, op: WriteOp, done: Completion) -> Result<(), StoreError> {
+    /// Queues a write without blocking; `Busy` when the writer is saturated (the notice
+    /// then fires with that error).
+    pub fn try_submit(&self, op: WriteOp, notice: Notice) -> Result<(), StoreError> {
         self.tx
-            .try_send(WriterMsg::Job(Box::new(op), done))
-            .map_err(|e| match e {
-                TrySendError::Full(_) => StoreError::Busy,
-                TrySendError::Disconnected(_) => StoreError::Closed,
+            .try_send(WriterMsg::Job(Box::new(op), notice))
+            .map_err(|e| {
+                let busy = e.is_full();
+                let error = || {
+                    if busy {
+                        StoreError::Busy
+                    } else {
+                        StoreError::Closed
+                    }
+                };
+                if let WriterMsg::Job(_, notice) = e.into_inner() {
+                    notice.complete(Err(error()));
+                }
+                error()
             })
     }
 
     /// Queues a write, waiting for room (for delivery threads: natural backpressure).
-    pub fn submit(&self, op: WriteOp, done: Completion) -> Result<(), StoreError> {
+    pub fn submit(&self, op: WriteOp, notice: Notice) -> Result<(), StoreError> {
         self.tx
-            .send(WriterMsg::Job(Box::new(op), done))
-            .map_err(|_| StoreError::Closed)
+            .send(WriterMsg::Job(Box::new(op), notice))
+            .map_err(|e| {
+                if let WriterMsg::Job(_, notice) = e.into_inner() {
+                    notice.complete(Err(StoreError::Closed));
+                }
+                StoreError::Closed
+            })
     }
 
     /// Queues a write and waits for its commit (for callers off the hot path).
     pub fn write_blocking(&self, op: WriteOp) -> Result<(), StoreError> {
-        self.write_blocking_then(op, || {})
+        self.write_blocking_with(op, Notice::default())
     }
 
-    /// Like [`write_blocking`](Self::write_blocking), running `on_commit` on the writer
-    /// thread right after a successful commit, before any later write is committed.
-    pub fn write_blocking_then(
-        &self,
-        op: WriteOp,
-        on_commit: impl FnOnce() + Send + 'static,
-    ) -> Result<(), StoreError> {
+    /// Like [`write_blocking`](Self::write_blocking), firing `notice` first.
+    pub fn write_blocking_with(&self, op: WriteOp, notice: Notice) -> Result<(), StoreError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.submit(
-            op,
-            Box::new(move |r| {
-                if r.is_ok() {
-                    on_commit();
-                }
-                // The waiter only disappears if its thread died; nothing to tell then.
-                let _unused = tx.send(r);
-            }),
-        )?;
+        self.submit(op, notice.and_wake(tx))?;
         rx.recv().map_err(|_| StoreError::Closed)?
     }
 
@@ -786,7 +786,7 @@ fn write_until_stopped<O: Fn() -> Result<Database, StoreError>>(
 }
 
 impl<O: Fn() -> Result<Database, StoreError>> Writer<O> {
-    fn commit_batch(&mut self, batch: Vec<(WriteOp, Completion)>) {
+    fn commit_batch(&mut self, batch: Vec<(WriteOp, Notice)>) {
         if !self.ready() {
             return fail_all(batch);
         }
@@ -919,17 +919,17 @@ impl<O: Fn() -> Result<Database, StoreError>> Writer<O> {
 }
 
 /// Fails every request of `batch`: nothing of it was stored.
-fn fail_all(batch: Vec<(WriteOp, Completion)>) {
+fn fail_all(batch: Vec<(WriteOp, Notice)>) {
     for (op, done) in batch {
         finish(op, done, Err(StoreError::Unavailable));
     }
 }
 
-/// Frees a request's op, then runs its completion with `outcome`: an ingest's completion
-/// gives its body's room in the memory budget back, so the body must be gone first.
-fn finish(op: WriteOp, done: Completion, outcome: Result<(), StoreError>) {
+/// Frees a request's op, then fires its notice with `outcome`: an ingest's notice holds its
+/// body's room in the memory budget, so the body must be gone first.
+fn finish(op: WriteOp, notice: Notice, outcome: Result<(), StoreError>) {
     drop(op);
-    done(outcome);
+    notice.complete(outcome);
 }
 
 /// Whether `e` is an I/O failure of redb (ENOSPC, EFBIG, EIO, …), after which it refuses

@@ -9,6 +9,7 @@ mod catalog;
 mod codec;
 mod event_db;
 mod main_db;
+mod notice;
 mod zero_ahead;
 
 use std::collections::HashMap;
@@ -23,6 +24,7 @@ pub use event_db::{
     PruneReport, WriteOp,
 };
 pub use main_db::MainDb;
+pub use notice::{Committed, Notice};
 
 /// Version of the main file's on-disk layout, checked at open.
 pub const MAIN_FORMAT_VERSION: u32 = 1;

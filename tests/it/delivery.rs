@@ -1046,3 +1046,157 @@ async fn deleting_a_target_releases_its_waiting_deliveries() {
     assert!(drained, "stranded: {:?}", app.app().engine().stats());
     app.stop().await;
 }
+
+/// Sends `n` events with up to 16 requests at a time; every one must be acknowledged.
+async fn send_many(app: &TestApp, url: &str, n: usize) {
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(16));
+    let mut sends = Vec::new();
+    for i in 0..n {
+        let (http, url, sem) = (app.http.clone(), url.to_string(), sem.clone());
+        sends.push(tokio::spawn(async move {
+            let _permit = sem.acquire().await.unwrap();
+            let r = http.post(url).body(format!("{{\"n\":{i}}}")).send();
+            assert_eq!(r.await.unwrap().status(), 200);
+        }));
+    }
+    for s in sends {
+        s.await.unwrap();
+    }
+}
+
+/// Receivers that hold every request open (slow or hanging) take their own slots, and no
+/// thread: a fast receiver on another webhook gets all its events while every request to
+/// the slow ones is still outstanding. Before exchanges ran on the runtime, the delivery
+/// threads all sat on the slow requests and the fast receiver got nothing until they ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fast_target_is_served_while_slow_ones_hold_every_slot_they_have() {
+    let app = TestApp::start().await;
+    let slow = [Receiver::start().await, Receiver::start().await];
+    let mut slow_hooks = Vec::new();
+    for (i, r) in slow.iter().enumerate() {
+        r.hold();
+        let (wh, url) = app.webhook(&format!("slow{i}")).await;
+        app.target(
+            &wh,
+            json!({"name": "slow", "kind": "http", "url": r.url("/"), "max_in_flight": 10}),
+        )
+        .await;
+        slow_hooks.push(wh);
+        send_many(&app, &url, 50).await;
+    }
+    // Each slow receiver has a full set of requests it is not answering.
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            slow.iter().all(|r| r.in_flight() == 10)
+        })
+        .await,
+        "slow receivers in flight: {:?}",
+        slow.iter().map(|r| r.in_flight()).collect::<Vec<_>>()
+    );
+    let fast = Receiver::start().await;
+    let (wh, url) = app.webhook("fast").await;
+    app.target(
+        &wh,
+        json!({"name": "fast", "kind": "http", "url": fast.url("/")}),
+    )
+    .await;
+    send_many(&app, &url, 50).await;
+    assert!(
+        wait_until(Duration::from_secs(10), || async { fast.count() == 50 }).await,
+        "the fast receiver got {} of 50",
+        fast.count()
+    );
+    // Order: all 50 arrived while the slow requests were still open, none of them answered.
+    for r in &slow {
+        assert_eq!(r.in_flight(), 10, "slow requests still outstanding");
+        assert_eq!(r.count(), 10, "nothing beyond the cap was sent");
+    }
+    for r in &slow {
+        r.release();
+    }
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            slow.iter().all(|r| r.count() == 50)
+        })
+        .await
+    );
+    for (r, wh) in slow.iter().zip(&slow_hooks) {
+        assert!(r.max_in_flight() <= 10);
+        assert!(
+            wait_until(Duration::from_secs(10), || async {
+                count_with_status(&app, wh, "delivered").await == 50
+            })
+            .await
+        );
+    }
+    app.stop().await;
+}
+
+/// Per target, `max_in_flight` is never exceeded; engine-wide, `DELIVERY_CONCURRENCY` is
+/// not either, and both are reached rather than undershot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_target_and_engine_wide_caps_hold() {
+    const CONCURRENCY: usize = 8;
+    let app = TestApp::start_with(|c| c.engine.concurrency = CONCURRENCY).await;
+    // Five targets of 3 slots each share one receiver: it sees the engine-wide figure.
+    let shared = Receiver::start().await;
+    shared.hold();
+    let (wh, url) = app.webhook("caps").await;
+    for i in 0..5 {
+        app.target(
+            &wh,
+            json!({"name": format!("t{i}"), "kind": "http", "url": shared.url(&format!("/t{i}")), "max_in_flight": 3}),
+        )
+        .await;
+    }
+    // A sixth target with its own receiver shows the per-target cap.
+    let own = Receiver::start().await;
+    own.hold();
+    let (wh2, url2) = app.webhook("own").await;
+    app.target(
+        &wh2,
+        json!({"name": "own", "kind": "http", "url": own.url("/"), "max_in_flight": 3}),
+    )
+    .await;
+    send_many(&app, &url2, 20).await;
+    assert!(wait_until(Duration::from_secs(10), || async { own.in_flight() == 3 }).await);
+    send_many(&app, &url, 20).await;
+    // The sixth target holds 3 of the 8 engine-wide slots; the five share the other 5.
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            shared.in_flight() == CONCURRENCY - 3
+        })
+        .await,
+        "shared receiver in flight: {}",
+        shared.in_flight()
+    );
+    assert_eq!(app.app().engine().stats().in_flight, CONCURRENCY);
+    own.release();
+    shared.release();
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            own.count() == 20 && shared.count() == 100
+        })
+        .await,
+        "delivered {} + {}",
+        own.count(),
+        shared.count()
+    );
+    assert_eq!(own.max_in_flight(), 3);
+    assert!(
+        shared.max_in_flight() <= CONCURRENCY,
+        "saw {} at once",
+        shared.max_in_flight()
+    );
+    // Every target of the shared receiver got each event once.
+    let received = shared.received();
+    for i in 0..5 {
+        let path = format!("/t{i}");
+        assert_eq!(
+            received.iter().filter(|r| r.uri.path() == path).count(),
+            20,
+            "{path}"
+        );
+    }
+    app.stop().await;
+}

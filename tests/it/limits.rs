@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use webhooker::store::WriteOp;
+use webhooker::store::{Notice, WriteOp};
 
 use crate::support::{TestApp, wait_until};
 
@@ -115,13 +115,14 @@ async fn bodies_of_senders_that_hung_up_hold_the_budget_until_written() {
     let path = reqwest::Url::parse(&url).unwrap().path().to_string();
     app.send(&url, b"opens the event file").await;
     let events = app.app().store().events(wh.parse().unwrap()).unwrap();
-    // Hold the writer: this write's completion waits until `release` is dropped.
-    let (release, held) = std::sync::mpsc::channel::<()>();
-    let hold = Box::new(move |_| {
-        let _released = held.recv();
-    });
+    // Hold the writer: this write's notice is a message on a channel without room, so the
+    // writer waits until the test takes it.
+    let (hold, release) = crossbeam_channel::bounded(0);
     events
-        .submit(WriteOp::AddDeliveries(Vec::new()), hold)
+        .submit(
+            WriteOp::AddDeliveries(Vec::new()),
+            Notice::message(&hold, ()),
+        )
         .unwrap();
 
     // Eight senders send the 10 MiB maximum, filling the 80 MiB budget, and hang up once
@@ -159,7 +160,7 @@ async fn bodies_of_senders_that_hung_up_hold_the_budget_until_written() {
     )
     .await;
     // ... and gets it once the writer has stored them.
-    drop(release);
+    release.recv().unwrap().1.unwrap();
     let (from_server, buf) = finished(
         continued,
         Duration::from_secs(20),

@@ -204,3 +204,88 @@ async fn backlog_for_a_dead_target_keeps_threads_flat_and_memory_bounded() {
     assert_ne!(page["events"][0]["deliveries"][0]["status"], "delivered");
     drop(server);
 }
+
+/// SIGKILL with hundreds of exchanges open at a receiver that answers none of them: after
+/// the restart every acknowledged event reaches every target, and each process sends each
+/// delivery at most once (duplicates happen only across the crash).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_with_hundreds_of_requests_in_flight_resumes_each_delivery_once() {
+    const EVENTS: usize = 150;
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Receiver::start().await;
+    sink.hold();
+    let dir_path = dir.path().to_path_buf();
+    let mut server = tokio::task::spawn_blocking(move || ServerProcess::start(&dir_path, None))
+        .await
+        .unwrap();
+    webhooker::delivery::install_crypto_provider();
+    let http = reqwest::Client::new();
+    let (wh, path) = setup(
+        &http,
+        &server.base,
+        json!({"name": "a", "kind": "http", "url": sink.url("/a"), "max_in_flight": 200, "max_retries": 5}),
+    )
+    .await;
+    let r = http
+        .post(format!("{}/api/v1/webhooks/{wh}/targets", server.base))
+        .basic_auth("admin", Some(PASSWORD))
+        .json(&json!({"name": "b", "kind": "http", "url": sink.url("/b"), "max_in_flight": 200, "max_retries": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let acked = blast(&http, format!("{}{path}", server.base), EVENTS, 8).await;
+    assert_eq!(acked.len(), EVENTS);
+    // Every delivery is now an open request at the sink.
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            sink.in_flight() == 2 * EVENTS
+        })
+        .await,
+        "in flight at the sink: {}",
+        sink.in_flight()
+    );
+    server.kill();
+    let before = sink.received();
+    assert_eq!(before.len(), 2 * EVENTS);
+    assert_each_delivery_once(&before, "before the kill");
+
+    sink.release();
+    let dir_path = dir.path().to_path_buf();
+    let server = tokio::task::spawn_blocking(move || ServerProcess::start(&dir_path, None))
+        .await
+        .unwrap();
+    let all_resent = wait_until(Duration::from_secs(60), || async {
+        sink.count() >= 4 * EVENTS
+    })
+    .await;
+    assert!(
+        all_resent,
+        "resent {} of {}",
+        sink.count() - before.len(),
+        2 * EVENTS
+    );
+    // Let a duplicate, if the new process sent one, arrive before counting.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after: Vec<_> = sink.received().split_off(before.len());
+    assert_eq!(after.len(), 2 * EVENTS, "each delivery resent exactly once");
+    assert_each_delivery_once(&after, "after the restart");
+    let acked: HashSet<String> = acked.into_iter().collect();
+    for target in ["/a", "/b"] {
+        let got: HashSet<String> = after
+            .iter()
+            .filter(|r| r.uri.path() == target)
+            .filter_map(|r| r.header("x-webhooker-event-id"))
+            .collect();
+        assert_eq!(got, acked, "every acknowledged event reached {target}");
+    }
+    drop(server);
+}
+
+fn assert_each_delivery_once(received: &[crate::support::receiver::Received], when: &str) {
+    let mut seen = HashSet::new();
+    for r in received {
+        let id = r.header("x-webhooker-delivery-id").unwrap();
+        assert!(seen.insert(id.clone()), "{id} sent twice {when}");
+    }
+}

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use webhooker::model::{
     Delivery, DeliveryStatus, Entrypoint, Event, Target, TargetKind, Webhook, now_ms,
 };
-use webhooker::store::{NewEvent, Store, StoreError, WriteOp};
+use webhooker::store::{NewEvent, Notice, Store, StoreError, WriteOp};
 
 fn event_with(status: DeliveryStatus, due: Option<i64>) -> NewEvent {
     event_with_body(status, due, Bytes::from_static(b"abc"))
@@ -207,7 +207,7 @@ fn deliveries_for_an_event_removed_meanwhile_are_refused() {
     assert!(events.delivery(event_id, did).unwrap().is_none());
     assert_eq!(events.due_count().unwrap(), 0);
     // Queued together (most likely one batch): the refusal fails only its own request.
-    let (tx, rx) = std::sync::mpsc::channel();
+    let (tx, rx) = crossbeam_channel::unbounded();
     let neighbour = event_with(DeliveryStatus::Delivered, None);
     let neighbour_id = neighbour.event.id;
     let refused =
@@ -216,12 +216,13 @@ fn deliveries_for_an_event_removed_meanwhile_are_refused() {
         ("refused", refused),
         ("neighbour", WriteOp::Ingest(neighbour)),
     ] {
-        let tx = tx.clone();
-        events
-            .submit(op, Box::new(move |r| tx.send((name, r.is_ok())).unwrap()))
-            .unwrap();
+        events.submit(op, Notice::message(&tx, name)).unwrap();
     }
-    let mut outcomes = vec![rx.recv().unwrap(), rx.recv().unwrap()];
+    let outcome = || {
+        let (name, r) = rx.recv().unwrap();
+        (name, r.is_ok())
+    };
+    let mut outcomes = vec![outcome(), outcome()];
     outcomes.sort();
     assert_eq!(outcomes, [("neighbour", true), ("refused", false)]);
     assert!(events.event_with_body(neighbour_id).unwrap().is_some());

@@ -68,7 +68,7 @@ impl AttemptReport {
     }
 }
 
-/// Classifies an HTTP status (BRIEF R4): 2xx delivered; 408, 429 and 5xx retry; other
+/// Classifies an HTTP status: 2xx delivered; 408, 429 and 5xx retry; other
 /// statuses fail at once.
 pub fn classify_status(status: u16, retry_after: Option<Duration>) -> Verdict {
     match status {

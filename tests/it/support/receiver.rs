@@ -57,13 +57,27 @@ impl Reply {
     }
 }
 
-#[derive(Default)]
 struct Inner {
     received: Mutex<Vec<Received>>,
     script: Mutex<VecDeque<Reply>>,
     default: Mutex<Option<Reply>>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    /// While false, every request waits before it is answered (see `hold`).
+    open: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Inner {
+            received: Mutex::default(),
+            script: Mutex::default(),
+            default: Mutex::default(),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
+            open: tokio::sync::watch::Sender::new(true),
+        }
+    }
 }
 
 /// The sink; stops when dropped.
@@ -119,6 +133,21 @@ impl Receiver {
     pub fn max_in_flight(&self) -> usize {
         self.inner.max_in_flight.load(Ordering::SeqCst)
     }
+
+    /// Requests being answered right now.
+    pub fn in_flight(&self) -> usize {
+        self.inner.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// From now on, requests are received (and recorded) but not answered until `release`.
+    pub fn hold(&self) {
+        self.inner.open.send_replace(false);
+    }
+
+    /// Answers every held request, and the ones after them, as usual.
+    pub fn release(&self) {
+        self.inner.open.send_replace(true);
+    }
 }
 
 async fn handle(
@@ -147,6 +176,8 @@ async fn handle(
         .pop_front()
         .or_else(|| inner.default.lock().unwrap().clone())
         .unwrap_or(Reply::status(200));
+    let mut open = inner.open.subscribe();
+    let _ = open.wait_for(|open| *open).await;
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
