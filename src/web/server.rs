@@ -23,8 +23,8 @@ use tokio_io_timeout::TimeoutStream;
 use super::{HttpApp, client_key};
 use crate::config::{HttpConfig, per_client_share};
 
-/// Largest request head (request line and headers) hyper buffers; more is answered 431.
-/// Also bounds the read buffer each connection may grow to.
+/// Largest request head (request line and headers); more is answered 431. Also bounds the
+/// read buffer each connection may grow to.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// What a client over its connection share hears before the connection is closed.
 const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\nconnection: close\r\n\
@@ -73,8 +73,12 @@ pub async fn serve(
         .max_connections_per_client
         .map(|share| ClientShares::new(share.min(per_client_share(cap))));
     let mut http = hyper::server::conn::http1::Builder::new();
+    // Both limits are needed: hyper checks `max_buf_size` only while a head is incomplete,
+    // and a single read can carry its buffer well past that size with a whole head in it
+    // (a 112 KiB header got through), while `max_header_size` also checks a parsed head.
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
+        .max_header_size(MAX_HEAD_BYTES)
         .max_buf_size(MAX_HEAD_BYTES);
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
