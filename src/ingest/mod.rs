@@ -2,6 +2,9 @@
 //! active target, committed in ONE transaction before the sender hears 200 (I1), then hand
 //! the deliveries to the engine without ever blocking on it.
 
+mod budget;
+
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -11,6 +14,8 @@ use crate::delivery::{DeliveryPlan, Engine, EventPayload};
 use crate::metrics as m;
 use crate::model::{Entrypoint, Event, Millis, now_ms};
 use crate::store::{EventStore, NewEvent, Store, StoreError, WriteOp};
+use budget::BodyBudget;
+pub use budget::{BodyReservation, UNBUDGETED_BODY_BYTES};
 
 /// Why a webhook was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +42,8 @@ pub enum IngestError {
     /// carries).
     #[error("the request body arrived in too many tiny pieces")]
     BodyFragmented,
-    /// Too many large bodies are in memory at once; the sender should retry shortly.
+    /// Too many large bodies are in memory at once, or this sender's client already holds
+    /// its share of them; the sender should retry shortly.
     #[error("too many requests in progress; retry shortly")]
     Overloaded,
     /// Storage failed or is saturated; nothing was acknowledged.
@@ -84,116 +90,37 @@ impl IncomingRequest {
     }
 }
 
-/// Body bytes that requests in flight may hold in memory together, as a multiple of
-/// `MAX_BODY_BYTES` (and at least 64 MiB), so memory does not grow with the number of
-/// concurrent senders (I3).
-const BODY_BUDGET_BODIES: usize = 8;
-/// How long a request may wait for room in the budget before it gets 503.
-const BODY_BUDGET_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-/// The first bytes of every body need no budget: at most `MAX_CONNECTIONS` of them are in
-/// memory at once, which bounds them already. Most webhooks are this small, so they never
-/// queue behind large uploads.
-pub const UNBUDGETED_BODY_BYTES: usize = 64 * 1024;
-/// A body of unknown length grows its reservation in steps of a quarter of what it has,
-/// and at least this much.
-const BUDGET_STEP_BYTES: usize = 1024 * 1024;
-
 /// Accepts webhooks; cheap to clone.
 #[derive(Clone)]
 pub struct Ingestor {
     store: Arc<Store>,
     engine: Engine,
     max_body_bytes: usize,
-    /// Permits are KiB of body memory.
-    body_budget: Arc<tokio::sync::Semaphore>,
-}
-
-/// Room for one body in the ingest memory budget, held until the event writer is done with
-/// the body (see [`Ingestor::accept`]), whether or not the sender is still waiting.
-///
-/// A body with a declared length over [`UNBUDGETED_BODY_BYTES`] reserves all of it before
-/// the first byte is read, so large uploads wait for each other without holding part of
-/// the budget (no two can each hold half and wait for the rest). A body of unknown length
-/// reserves in steps as it grows ([`BodyReservation::cover`]). Either way a stalled body is
-/// cut off by the read timeouts, which ends its hold.
-pub struct BodyReservation {
-    budget: Arc<tokio::sync::Semaphore>,
-    permit: Option<tokio::sync::OwnedSemaphorePermit>,
-    /// Bytes the reservation covers, counting the unbudgeted start.
-    covers: usize,
-    /// The body limit: the reservation never grows past it.
-    max_body_bytes: usize,
-}
-
-impl BodyReservation {
-    /// Bytes the reservation covers (the unbudgeted start included): what a body buffer
-    /// may hold without exceeding the budget.
-    pub fn covers(&self) -> usize {
-        self.covers
-    }
-
-    /// Makes the reservation cover `received` bytes, waiting for room if it must grow.
-    pub async fn cover(&mut self, received: usize) -> Result<(), IngestError> {
-        if received <= self.covers {
-            return Ok(());
-        }
-        let want = received
-            .saturating_add((received / 4).max(BUDGET_STEP_BYTES))
-            .min(self.max_body_bytes.max(received));
-        let more = acquire(&self.budget, want - self.covers).await?;
-        match &mut self.permit {
-            Some(permit) => permit.merge(more),
-            None => self.permit = Some(more),
-        }
-        self.covers = want;
-        Ok(())
-    }
-}
-
-/// Takes room for `bytes` (in KiB permits) from the budget, waiting at most
-/// [`BODY_BUDGET_WAIT`].
-async fn acquire(
-    budget: &Arc<tokio::sync::Semaphore>,
-    bytes: usize,
-) -> Result<tokio::sync::OwnedSemaphorePermit, IngestError> {
-    let kib = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
-    tokio::time::timeout(BODY_BUDGET_WAIT, budget.clone().acquire_many_owned(kib))
-        .await
-        .map_err(|_| IngestError::Overloaded)?
-        .map_err(|_| IngestError::Overloaded)
+    body_budget: BodyBudget,
 }
 
 impl Ingestor {
     /// An ingestor writing to `store` and feeding `engine`.
     pub fn new(store: Arc<Store>, engine: Engine, max_body_bytes: usize) -> Ingestor {
-        let budget_kib = (max_body_bytes.saturating_mul(BODY_BUDGET_BODIES) / 1024).max(64 * 1024);
         Ingestor {
             store,
             engine,
             max_body_bytes,
-            body_budget: Arc::new(tokio::sync::Semaphore::new(budget_kib)),
+            body_budget: BodyBudget::new(max_body_bytes, budget::BODY_BUDGET_WAIT),
         }
     }
 
-    /// Reserves memory for a body before it is read: all of a `declared` length beyond the
-    /// unbudgeted start, or nothing yet for an unknown length (see [`BodyReservation`]).
+    /// Reserves memory for a body from `client` before it is read: all of a `declared`
+    /// length over the unbudgeted start, or nothing yet for an unknown length (see
+    /// [`BodyReservation`]). `client` is what the sender is counted under (its IPv4 address
+    /// or IPv6 /64, `web::client_key`): one client may hold at most a quarter of the budget.
     /// Waits a little for room, then gives up with [`IngestError::Overloaded`].
     pub async fn reserve_body(
         &self,
         declared: Option<usize>,
+        client: IpAddr,
     ) -> Result<BodyReservation, IngestError> {
-        let mut reservation = BodyReservation {
-            budget: self.body_budget.clone(),
-            permit: None,
-            covers: UNBUDGETED_BODY_BYTES,
-            max_body_bytes: self.max_body_bytes,
-        };
-        if let Some(declared) = declared.filter(|&n| n > UNBUDGETED_BODY_BYTES) {
-            let bytes = declared.min(self.max_body_bytes);
-            reservation.permit = Some(acquire(&self.body_budget, bytes).await?);
-            reservation.covers = bytes;
-        }
-        Ok(reservation)
+        self.body_budget.reserve(declared, client).await
     }
 
     /// The body size limit.

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::error::ApiError;
-use super::{AppState, client_ip};
+use super::{AppState, client_ip, client_key};
 use crate::config::HttpConfig;
 use crate::ingest::{BodyReservation, IncomingRequest, IngestError, Ingestor};
 
@@ -106,10 +106,13 @@ async fn receive_inner(
     if declared.is_some_and(|n| n > limit) {
         return Err(IngestError::BodyTooLarge { limit }.into());
     }
+    let client = client_ip(req.headers(), peer, state.web.trust_proxy);
     let (parts, body) = req.into_parts();
-    // The reservation holds room for the body in the ingest memory budget until the writer
-    // is done with it (`accept` hands it on).
-    let (body, reservation) = read_body(ingestor, &state.web.http, body, declared).await?;
+    // The reservation holds room for the body in the ingest memory budget, within the
+    // client's share of it, until the writer is done with it (`accept` hands it on).
+    let reservation = ingestor.reserve_body(declared, client_key(client)).await?;
+    let (body, reservation) =
+        read_body(ingestor, &state.web.http, body, declared, reservation).await?;
     let headers = parts
         .headers
         .iter()
@@ -124,7 +127,7 @@ async fn receive_inner(
         method: parts.method.as_str().to_string(),
         path,
         headers,
-        remote_addr: client_ip(&parts.headers, peer, state.web.trust_proxy).to_string(),
+        remote_addr: client.to_string(),
         body,
     };
     let event_id = ingestor.accept(&entrypoint, incoming, reservation).await?;
@@ -142,8 +145,8 @@ const PIECES_BEFORE_AVERAGE_CHECK: usize = 16 * 1024;
 /// See [`PIECES_BEFORE_AVERAGE_CHECK`].
 const MIN_AVERAGE_PIECE: usize = 64;
 
-/// Reads an ingest body within `MAX_BODY_BYTES`, the ingest memory budget (see
-/// [`BodyReservation`]) and the time limits: a body that pauses longer than
+/// Reads an ingest body within `MAX_BODY_BYTES`, the ingest memory budget (`reservation`,
+/// grown as an unknown length needs) and the time limits: a body that pauses longer than
 /// `body_idle_timeout`, or is not complete within `body_read_timeout` of its first byte
 /// being awaited, gets 408 and nothing is stored.
 async fn read_body(
@@ -151,9 +154,9 @@ async fn read_body(
     limits: &HttpConfig,
     mut body: Incoming,
     declared: Option<usize>,
+    mut reservation: BodyReservation,
 ) -> Result<(Bytes, BodyReservation), IngestError> {
     let limit = ingestor.max_body_bytes();
-    let mut reservation = ingestor.reserve_body(declared).await?;
     let start = Instant::now();
     let deadline = start + limits.body_read_timeout;
     let mut last_piece = start;

@@ -229,8 +229,8 @@ pub fn utf8_prefix(bytes: &[u8]) -> Option<&str> {
     }
 }
 
-/// What one client is counted under (login attempts, open connections): its IPv4 address
-/// (also when written as IPv4-mapped IPv6), or its IPv6 /64. Like the hosts behind one IPv4
+/// What one client is counted under (login attempts, open connections, ingest body memory):
+/// its IPv4 address (also when written as IPv4-mapped IPv6), or its IPv6 /64. Like the hosts behind one IPv4
 /// NAT, the hosts of one /64 (the block one subscriber usually gets) share a budget, so
 /// rotating through one's own addresses does not multiply it.
 pub fn client_key(ip: IpAddr) -> IpAddr {

@@ -1,10 +1,12 @@
 //! Slow and stalled clients: a body that stops arriving, headers that never finish, more
 //! connections than the cap. Each must be cut off or made to wait without blocking others.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
 use webhooker::store::{Notice, WriteOp};
 
 use crate::support::{TestApp, wait_until};
@@ -15,6 +17,44 @@ async fn connect(app: &TestApp) -> TcpStream {
     TcpStream::connect(addr).await.unwrap()
 }
 
+/// The loopback address `127.0.0.{client}`. On Linux all of 127/8 is loopback, so a test
+/// can be as many clients as it needs: the server counts each address as one.
+fn client_addr(client: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, client))
+}
+
+/// Opens a raw connection to the app from `client_addr(client)`.
+async fn connect_from(app: &TestApp, client: u8) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(SocketAddr::new(client_addr(client), 0))
+        .unwrap();
+    socket.connect(app.app().local_addr()).await.unwrap()
+}
+
+/// An HTTP client whose connections come from `client_addr(client)`.
+fn http_from(client: u8) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(client_addr(client))
+        .build()
+        .unwrap()
+}
+
+/// Writes `piece` bytes every `every` until the server stops reading, as a sender that
+/// trickles its body in does; gives up after 120 s, the longest a body may take.
+fn trickle(mut tx: OwnedWriteHalf, piece: usize, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let piece = vec![b't'; piece];
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        while tokio::time::Instant::now() < deadline {
+            if tx.write_all(&piece).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(every).await;
+        }
+    })
+}
+
 /// Reads until the server closes the connection (or `limit` passes); returns what it sent.
 async fn read_to_close(s: &mut TcpStream, limit: Duration) -> String {
     let mut out = Vec::new();
@@ -23,14 +63,32 @@ async fn read_to_close(s: &mut TcpStream, limit: Duration) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The head of a POST to `path` declaring `declared` body bytes, which waits for
+/// `100 Continue` (sent once the handler has reserved memory and begun reading).
+fn expect_continue_head(path: &str, declared: usize) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {declared}\r\nExpect: 100-continue\r\n\r\n"
+    )
+}
+
 /// Starts a POST declaring `declared` body bytes, waits for `100 Continue` (the handler has
 /// reserved memory and begun reading), sends `sent` bytes, and leaves the rest unsent.
 async fn stalled_post(app: &TestApp, path: &str, declared: usize, sent: usize) -> TcpStream {
-    let mut s = connect(app).await;
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {declared}\r\nExpect: 100-continue\r\n\r\n"
-    );
-    s.write_all(head.as_bytes()).await.unwrap();
+    stalled_post_from(app, 1, path, declared, sent).await
+}
+
+/// [`stalled_post`] from `client_addr(client)`.
+async fn stalled_post_from(
+    app: &TestApp,
+    client: u8,
+    path: &str,
+    declared: usize,
+    sent: usize,
+) -> TcpStream {
+    let mut s = connect_from(app, client).await;
+    s.write_all(expect_continue_head(path, declared).as_bytes())
+        .await
+        .unwrap();
     let mut buf = [0u8; 25];
     tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut buf))
         .await
@@ -61,17 +119,18 @@ async fn small_webhooks_pass_while_large_uploads_fill_the_budget() {
     let app = TestApp::start().await;
     let (wh, url) = app.webhook("stalls").await;
     let path = reqwest::Url::parse(&url).unwrap().path().to_string();
-    // Eight senders declare the 10 MiB maximum and stall after 1 KB: they hold all of the
-    // 80 MiB budget until their bodies time out.
+    // Eight senders, two from each of four addresses (a client's share is a quarter),
+    // declare the 10 MiB maximum and stall after 1 KB: they hold all of the 80 MiB budget
+    // until their bodies are cut off.
     let mut stalled = Vec::new();
-    for _ in 0..8 {
-        stalled.push(stalled_post(&app, &path, 10 * 1024 * 1024, 1000).await);
+    for client in [1, 1, 2, 2, 3, 3, 4, 4] {
+        stalled.push(stalled_post_from(&app, client, &path, 10 * 1024 * 1024, 1000).await);
     }
     // Small bodies need no budget and are served at once.
     let r = app.http.post(&url).body("on time").send().await.unwrap();
     assert_eq!(r.status(), 200, "a small webhook is served meanwhile");
-    // A large upload waits for room instead of holding a part of it...
-    let client = app.http.clone();
+    // A large upload from a fifth client waits for room instead of holding a part of it...
+    let client = http_from(5);
     let large_url = url.clone();
     let mut large = tokio::spawn(async move {
         client
@@ -125,13 +184,14 @@ async fn bodies_of_senders_that_hung_up_hold_the_budget_until_written() {
         )
         .unwrap();
 
-    // Eight senders send the 10 MiB maximum, filling the 80 MiB budget, and hang up once
-    // their bodies wait for the writer.
+    // Eight senders, two from each of four addresses (a client's share is a quarter), send
+    // the 10 MiB maximum, filling the 80 MiB budget, and hang up once their bodies wait for
+    // the writer.
     let body = vec![b'h'; MAX];
     let head = format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {MAX}\r\n\r\n");
     let mut gone = Vec::new();
-    for _ in 0..8 {
-        let mut s = connect(&app).await;
+    for client in [1, 1, 2, 2, 3, 3, 4, 4] {
+        let mut s = connect_from(&app, client).await;
         s.write_all(head.as_bytes()).await.unwrap();
         s.write_all(&body).await.unwrap();
         gone.push(s);
@@ -140,8 +200,8 @@ async fn bodies_of_senders_that_hung_up_hold_the_budget_until_written() {
     assert!(all_queued, "{} bodies queued", events.queued());
     drop(gone);
 
-    // A ninth body finds no room while theirs are queued ...
-    let mut late = connect(&app).await;
+    // A ninth body, from a fifth client, finds no room while theirs are queued ...
+    let mut late = connect_from(&app, 5).await;
     let late_head = format!(
         "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {MAX}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"
     );
@@ -189,13 +249,18 @@ async fn parallel_large_uploads_do_not_lock_each_other_out() {
     let addr = app.app().local_addr();
     // 24 × 4 MiB is more than the 80 MiB budget. Each sends half, pauses, then the rest:
     // were the budget taken piece by piece, every upload could hold half and wait for the
-    // rest until all gave up with 503.
+    // rest until all gave up with 503. They come from six addresses, four each, so no
+    // client's share (a quarter of the budget) is what they wait for.
     const SIZE: usize = 4 * 1024 * 1024;
-    let uploads: Vec<_> = (0..24)
-        .map(|_| {
+    let uploads: Vec<_> = (0..24u8)
+        .map(|i| {
             let path = path.clone();
             tokio::spawn(async move {
-                let mut s = TcpStream::connect(addr).await.unwrap();
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket
+                    .bind(SocketAddr::new(client_addr(1 + i % 6), 0))
+                    .unwrap();
+                let mut s = socket.connect(addr).await.unwrap();
                 let head = format!(
                     "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {SIZE}\r\nConnection: close\r\n\r\n"
                 );
@@ -265,16 +330,9 @@ async fn a_body_that_trickles_past_the_read_deadline_gets_408() {
     let (wh, url) = app.webhook("trickle").await;
     let path = reqwest::Url::parse(&url).unwrap().path().to_string();
     let s = stalled_post(&app, &path, 1000, 1).await;
-    let (mut rx, mut tx) = s.into_split();
+    let (mut rx, tx) = s.into_split();
     // One byte every 50 ms never trips the idle timeout, only the overall deadline.
-    let trickle = tokio::spawn(async move {
-        for _ in 0..400 {
-            if tx.write_all(b"y").await.is_err() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    });
+    let trickle = trickle(tx, 1, Duration::from_millis(50));
     let mut answer = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(10), rx.read_to_end(&mut answer)).await;
     trickle.abort();
@@ -438,5 +496,60 @@ async fn a_request_head_over_64_kib_gets_431() {
     assert!(answer.starts_with("HTTP/1.1 200"), "60 KiB: {answer:.200}");
     let events = app.get_json(&format!("/webhooks/{wh}/events")).await;
     assert_eq!(events["total"], 1, "only the 60 KiB request is stored");
+    app.stop().await;
+}
+
+/// One address that declared maximum-size bodies and trickled them in held the whole
+/// ingest memory budget: every body over 64 KiB from anyone else waited 10 s and got 503,
+/// for as long as it kept reconnecting. A client now holds at most a quarter of the budget.
+#[tokio::test]
+async fn one_client_cannot_hold_the_body_budget_of_others() {
+    const MAX: usize = 10 * 1024 * 1024;
+    let app = TestApp::start().await;
+    let (wh, url) = app.webhook("greedy").await;
+    let path = reqwest::Url::parse(&url).unwrap().path().to_string();
+    // Its share of the 80 MiB budget fits two maximum-size bodies: those start, and trickle
+    // in fast enough to keep their room.
+    let mut trickling = Vec::new();
+    for _ in 0..2 {
+        let (rx, tx) = stalled_post_from(&app, 1, &path, MAX, 1000)
+            .await
+            .into_split();
+        trickling.push((rx, trickle(tx, 1024, Duration::from_millis(100))));
+    }
+    // Six more from the same address declare the maximum too.
+    let mut over_share = Vec::new();
+    for _ in 0..6 {
+        let mut s = connect_from(&app, 1).await;
+        s.write_all(expect_continue_head(&path, MAX).as_bytes())
+            .await
+            .unwrap();
+        over_share.push(s);
+    }
+    // Another client's maximum-size body is stored meanwhile ...
+    let r = http_from(2)
+        .post(&url)
+        .body(vec![b'o'; MAX])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "another client's large body was refused");
+    // ... and none of the six got room: they wait for their own client's share (and get 503
+    // after 10 s, as when the whole budget is taken).
+    let until = tokio::time::Instant::now() + Duration::from_millis(300);
+    for mut s in over_share {
+        let mut buf = [0u8; 25];
+        if let Ok(read) = tokio::time::timeout_at(until, s.read_exact(&mut buf)).await {
+            assert!(
+                read.is_err() || !buf.starts_with(b"HTTP/1.1 100"),
+                "a client got more than its share"
+            );
+        }
+    }
+    for (_rx, trickle) in trickling {
+        trickle.abort();
+    }
+    let events = app.get_json(&format!("/webhooks/{wh}/events")).await;
+    assert_eq!(events["total"], 1);
     app.stop().await;
 }
