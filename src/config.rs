@@ -83,6 +83,12 @@ pub struct HttpConfig {
     pub body_idle_timeout: Duration,
     /// Time to receive a whole ingest body (10 MiB at ~100 KB/s fits).
     pub body_read_timeout: Duration,
+    /// Bytes per second that an ingest body holding room in the memory budget must bring,
+    /// averaged over each `body_rate_window`; a slower one gets 408 and its room goes back
+    /// to the budget. `0` turns the check off.
+    pub body_min_rate: usize,
+    /// The window `body_min_rate` is averaged over.
+    pub body_rate_window: Duration,
 }
 
 impl Default for HttpConfig {
@@ -94,6 +100,12 @@ impl Default for HttpConfig {
             write_timeout: Duration::from_secs(30),
             body_idle_timeout: Duration::from_secs(15),
             body_read_timeout: Duration::from_secs(120),
+            // 20 KiB in every 5 s: far below any working uplink, yet a trickle of a byte
+            // every few seconds loses its room within 5 s instead of holding it for 120 s.
+            // The window is half the 10 s a request waits for room, so a waiting request
+            // outlasts a reservation that is not being filled.
+            body_min_rate: 4 * 1024,
+            body_rate_window: Duration::from_secs(5),
         }
     }
 }

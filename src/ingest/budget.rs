@@ -105,8 +105,9 @@ impl BodyBudget {
 /// the first byte is read, so large uploads wait for each other without holding part of
 /// the budget (no two can each hold half and wait for the rest). A body of unknown length
 /// reserves in steps as it grows ([`BodyReservation::cover`]). Either way the room is
-/// taken first from the client's share, then from the budget, and a stalled body is cut
-/// off by the read timeouts, which ends its hold.
+/// taken first from the client's share, then from the budget, and a body that stalls or
+/// does not fill its room at the minimum rate is cut off by the read limits, which ends its
+/// hold.
 pub struct BodyReservation {
     budget: BodyBudget,
     /// What the sender is counted under.

@@ -38,6 +38,9 @@ pub enum IngestError {
     /// The body stalled or took longer than the server allows.
     #[error("the request body did not arrive in time")]
     BodyTimeout,
+    /// The body held room in the memory budget but came in too slowly to fill it.
+    #[error("the request body arrived too slowly")]
+    BodyTooSlow,
     /// The body came in a flood of tiny pieces (each costs far more to handle than it
     /// carries).
     #[error("the request body arrived in too many tiny pieces")]

@@ -131,6 +131,7 @@ impl From<IngestError> for ApiError {
             IngestError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             IngestError::BodyUnreadable => StatusCode::BAD_REQUEST,
             IngestError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            IngestError::BodyTooSlow => StatusCode::REQUEST_TIMEOUT,
             IngestError::BodyFragmented => StatusCode::BAD_REQUEST,
             IngestError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             IngestError::Store(s) => {

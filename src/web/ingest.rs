@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
+use std::time::Duration;
 
 use axum::Json;
 use axum::http::{HeaderValue, Method, Request, StatusCode, header};
@@ -147,8 +148,9 @@ const MIN_AVERAGE_PIECE: usize = 64;
 
 /// Reads an ingest body within `MAX_BODY_BYTES`, the ingest memory budget (`reservation`,
 /// grown as an unknown length needs) and the time limits: a body that pauses longer than
-/// `body_idle_timeout`, or is not complete within `body_read_timeout` of its first byte
-/// being awaited, gets 408 and nothing is stored.
+/// `body_idle_timeout`, is not complete within `body_read_timeout` of its first byte being
+/// awaited, or holds room in the budget and brings less than `body_min_rate` in some
+/// `body_rate_window` (see [`FillRate`]), gets 408 and nothing is stored.
 async fn read_body(
     ingestor: &Ingestor,
     limits: &HttpConfig,
@@ -160,9 +162,16 @@ async fn read_body(
     let start = Instant::now();
     let deadline = start + limits.body_read_timeout;
     let mut last_piece = start;
+    let mut fill_rate = FillRate::new(limits, start);
+    let next_check = |idle_until: Instant, fill_rate: &Option<FillRate>| {
+        let check = idle_until.min(deadline);
+        fill_rate
+            .as_ref()
+            .map_or(check, |rate| check.min(rate.window_ends))
+    };
     // One timer for the whole body, re-armed only when it fires: resetting it per piece
     // would cost a timer-wheel update for every few bytes a slow sender trickles in.
-    let timer = tokio::time::sleep_until((start + limits.body_idle_timeout).min(deadline));
+    let timer = tokio::time::sleep_until(next_check(start + limits.body_idle_timeout, &fill_rate));
     let mut timer = std::pin::pin!(timer);
     // The common single-piece body is kept as is; anything else is copied into one buffer
     // as it arrives, so no piece holds on to hyper's read buffer.
@@ -182,7 +191,17 @@ async fn read_body(
                 if now >= deadline || now >= idle_until {
                     return Err(IngestError::BodyTimeout);
                 }
-                timer.as_mut().reset(idle_until.min(deadline));
+                if let Some(rate) = &mut fill_rate
+                    && now >= rate.window_ends
+                {
+                    // Only room reserved and not yet filled is at stake: the unbudgeted
+                    // start is bounded by the connection cap already.
+                    let unfilled = reservation.holds_room() && len < reservation.covers();
+                    if !rate.next_window(now, len) && unfilled {
+                        return Err(IngestError::BodyTooSlow);
+                    }
+                }
+                timer.as_mut().reset(next_check(idle_until, &fill_rate));
                 continue;
             }
         };
@@ -226,6 +245,47 @@ async fn read_body(
     Ok((body, reservation))
 }
 
+/// The minimum rate at which a body must fill its room in the ingest memory budget
+/// (`body_min_rate`), counted in consecutive windows of `body_rate_window`: without it, a
+/// sender that declares a large body and trickles it in (a byte every few seconds keeps
+/// clear of the pause limit) holds that room for the whole `body_read_timeout`, so a few
+/// such senders, reconnecting, keep every large body from others waiting.
+struct FillRate {
+    window: Duration,
+    /// Bytes a window must bring.
+    min_per_window: usize,
+    /// When the current window ends.
+    window_ends: Instant,
+    /// Body bytes received when the current window began.
+    len_at_start: usize,
+}
+
+impl FillRate {
+    /// The rule for a body whose first byte is awaited at `start`; `None` when it is off.
+    fn new(limits: &HttpConfig, start: Instant) -> Option<FillRate> {
+        let window = limits.body_rate_window;
+        if limits.body_min_rate == 0 || window.is_zero() {
+            return None;
+        }
+        let per_window = limits.body_min_rate as u128 * window.as_millis() / 1000;
+        Some(FillRate {
+            window,
+            min_per_window: usize::try_from(per_window).unwrap_or(usize::MAX),
+            window_ends: start + window,
+            len_at_start: 0,
+        })
+    }
+
+    /// Ends the current window at `now`, with `len` bytes received so far, and starts the
+    /// next one. Returns whether the ended window brought enough.
+    fn next_window(&mut self, now: Instant, len: usize) -> bool {
+        let brought = len - self.len_at_start;
+        self.len_at_start = len;
+        self.window_ends = now + self.window;
+        brought >= self.min_per_window
+    }
+}
+
 /// The answer to an accepted webhook: `{"status":"ok","event_id":"…"}`. A struct rather than
 /// `json!`: this is the hottest response, and it needs no map.
 #[derive(Serialize)]
@@ -256,6 +316,29 @@ mod tests {
             serde_json::from_slice(&body).unwrap(),
             logged.text(),
         )
+    }
+
+    #[test]
+    fn fill_rate_counts_each_window_on_its_own() {
+        let limits = HttpConfig {
+            body_min_rate: 1000,
+            body_rate_window: Duration::from_secs(2),
+            ..HttpConfig::default()
+        };
+        let start = Instant::now();
+        let mut rate = FillRate::new(&limits, start).unwrap();
+        assert_eq!(rate.min_per_window, 2000);
+        assert_eq!(rate.window_ends, start + Duration::from_secs(2));
+        // A fast first window buys nothing for the next one.
+        assert!(rate.next_window(rate.window_ends, 50_000));
+        assert_eq!(rate.window_ends, start + Duration::from_secs(4));
+        assert!(!rate.next_window(rate.window_ends, 51_999));
+        assert!(rate.next_window(rate.window_ends, 53_999));
+        let off = HttpConfig {
+            body_min_rate: 0,
+            ..HttpConfig::default()
+        };
+        assert!(FillRate::new(&off, start).is_none());
     }
 
     #[tokio::test]

@@ -553,3 +553,64 @@ async fn one_client_cannot_hold_the_body_budget_of_others() {
     assert_eq!(events["total"], 1);
     app.stop().await;
 }
+
+/// A sender that declared a large body and trickled it in (a byte every 5 s kept clear of
+/// the 15 s pause limit) held its room in the memory budget for up to 120 s. A body holding
+/// room must now bring `body_min_rate` in every `body_rate_window`, or give the room back.
+#[tokio::test]
+async fn a_body_filling_its_room_too_slowly_gets_408_and_gives_the_room_back() {
+    const MAX: usize = 10 * 1024 * 1024;
+    // 64 KiB in every second.
+    let app = TestApp::start_with(|c| {
+        c.http.body_min_rate = 64 * 1024;
+        c.http.body_rate_window = Duration::from_secs(1);
+    })
+    .await;
+    let (wh, url) = app.webhook("slow").await;
+    let path = reqwest::Url::parse(&url).unwrap().path().to_string();
+    // A body that keeps pace, far above the minimum, for longer than a window ...
+    let steady = {
+        let (mut rx, mut tx) = stalled_post_from(&app, 2, &path, 2 * 1024 * 1024, 0)
+            .await
+            .into_split();
+        tokio::spawn(async move {
+            for _ in 0..32 {
+                tx.write_all(&[b's'; 64 * 1024]).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let mut answer = Vec::new();
+            let _ = rx.read_to_end(&mut answer).await;
+            String::from_utf8_lossy(&answer).into_owned()
+        })
+    };
+    // ... while two maximum-size bodies, this client's whole share, trickle in a byte
+    // every 50 ms.
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let (rx, tx) = stalled_post(&app, &path, MAX, 1).await.into_split();
+        slow.push((rx, trickle(tx, 1, Duration::from_millis(50))));
+    }
+    for (mut rx, trickle) in slow {
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), rx.read_to_end(&mut answer)).await;
+        trickle.abort();
+        assert!(read.is_ok(), "a body filling its room too slowly kept it");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("too slowly"), "{answer}");
+    }
+    // Their room is back: the same client's maximum-size body is stored.
+    let r = app
+        .http
+        .post(&url)
+        .body(vec![b'f'; MAX])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let steady = finished(steady, Duration::from_secs(20), "the steady body hung").await;
+    assert!(steady.starts_with("HTTP/1.1 200"), "{steady}");
+    let events = app.get_json(&format!("/webhooks/{wh}/events")).await;
+    assert_eq!(events["total"], 2, "nothing stored from the slow bodies");
+    app.stop().await;
+}
