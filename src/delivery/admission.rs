@@ -398,11 +398,8 @@ fn drain(state: &mut TargetState, parked: &mut usize) -> Vec<DeliveryTask> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::delivery::task::EventPayload;
-    use crate::model::{Delivery, DeliveryStatus, Target, TargetKind};
+    use crate::delivery::task::testing::{target, task};
 
     const COOL: Duration = Duration::from_secs(30);
     const WAIT: Duration = Duration::from_secs(12);
@@ -421,44 +418,6 @@ mod tests {
         TargetRules {
             max_in_flight,
             probe_wait: Some(WAIT),
-        }
-    }
-
-    fn target(n: u128) -> Arc<Target> {
-        Arc::new(Target {
-            id: Uuid::from_u128(n),
-            webhook_id: Uuid::nil(),
-            name: format!("t{n}"),
-            active: true,
-            kind: TargetKind::Log,
-            created_at: 0,
-        })
-    }
-
-    fn task(target: &Arc<Target>, body_len: u64) -> DeliveryTask {
-        let id = Uuid::now_v7();
-        DeliveryTask {
-            webhook_id: Uuid::nil(),
-            target: target.clone(),
-            event: Arc::new(EventPayload {
-                id,
-                received_at: 0,
-                method: "POST".into(),
-                path: "/".into(),
-                headers: Vec::new(),
-                content_type: None,
-                body_len,
-                body: None,
-            }),
-            delivery: Delivery {
-                id: Uuid::now_v7(),
-                event_id: id,
-                target_id: target.id,
-                status: DeliveryStatus::Pending,
-                attempts: 0,
-                next_attempt_at: Some(0),
-                created_at: 0,
-            },
         }
     }
 

@@ -19,7 +19,7 @@ use crossbeam_channel::{Receiver, Sender};
 use super::admission::{Admission, Limits};
 use super::committed::{self, AfterCommit, CommitSender, Committer};
 use super::pruner;
-use super::queue::{Claims, StopSignal, TaskQueue};
+use super::queue::{Claims, StopSignal, TaskQueue, system_clock};
 use super::scheduler::Scheduler;
 use super::ssrf::{GuardedResolver, NetworkPolicy};
 use super::sweeper::{SweepSignals, Sweeper};
@@ -127,6 +127,7 @@ impl Engine {
             stop: stop.clone(),
             interval: config.sweep_interval,
             recovery_window: config.breaker_cooldown,
+            clock: system_clock(),
         };
         let shared = Arc::new(Shared {
             config,

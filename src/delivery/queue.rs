@@ -9,6 +9,16 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use uuid::Uuid;
 
 use super::task::DeliveryTask;
+use crate::model::{Millis, now_ms};
+
+/// The time source of an engine thread whose rules depend on the wall clock, so tests can
+/// drive those rules without sleeping.
+pub(super) type Clock = Arc<dyn Fn() -> Millis + Send + Sync>;
+
+/// The real clock.
+pub(super) fn system_clock() -> Clock {
+    Arc::new(now_ms)
+}
 
 /// The set of delivery ids in memory. Whoever inserts an id owns the delivery until it
 /// releases it; the sweeper and dispatch only enqueue what they could claim (see

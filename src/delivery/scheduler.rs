@@ -272,6 +272,23 @@ mod tests {
     }
 
     #[test]
+    fn a_recovered_target_s_entries_come_due_now_and_no_others() {
+        use crate::delivery::task::testing::{target, task};
+        let (back, still_down) = (target(1), target(2));
+        let mut heap = RetryHeap::new(10);
+        let recovered = task(&back, 0);
+        let other = task(&still_down, 0);
+        let recovered_id = recovered.delivery.id;
+        heap.push(60_000, Item::Task(recovered)).ok();
+        heap.push(60_000, Item::Task(other)).ok();
+        assert!(ids(&mut heap, 1_000).is_empty());
+        heap.bring_forward(back.id, 1_000);
+        assert_eq!(ids(&mut heap, 1_000), [recovered_id]);
+        assert_eq!(heap.len(), 1);
+        assert_eq!(heap.wait(1_000), Some(Duration::from_millis(59_000)));
+    }
+
+    #[test]
     fn a_full_heap_hands_the_item_back() {
         let mut heap = RetryHeap::new(1);
         assert!(heap.push(1, Item::Release(Uuid::from_u128(1))).is_ok());

@@ -9,7 +9,6 @@
 //! backed-off deliveries forward, once each ([`Recoveries`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,10 +17,10 @@ use uuid::Uuid;
 
 use super::admission::Admission;
 use super::committed::{AfterCommit, CommitSender};
-use super::queue::{StopSignal, TaskQueue};
+use super::queue::{Clock, StopSignal, TaskQueue};
 use super::task::{DeliveryTask, EventPayload, MAX_INLINE_BODY};
 use crate::metrics as m;
-use crate::model::{Delivery, DeliveryResult, DeliveryStatus, Target, TargetKind, now_ms};
+use crate::model::{Delivery, DeliveryResult, DeliveryStatus, Millis, Target, TargetKind};
 use crate::store::{AttemptWrite, DueRow, EventStore, Notice, Store, StoreError, WriteOp};
 
 /// What the delivery threads tell the sweeper between passes.
@@ -81,35 +80,61 @@ pub(super) struct Sweeper {
     pub(super) interval: Duration,
     /// After start, work due within this window counts as due now (the breaker cooldown).
     pub(super) recovery_window: Duration,
+    pub(super) clock: Clock,
+}
+
+/// What the sweeper carries from one pass to the next.
+struct Passes {
+    count: usize,
+    due_gauges: DueGauges,
+    recoveries: Recoveries,
+    /// Deferrals by a circuit breaker of the previous process are not binding on this
+    /// one, whose breakers start closed: during the first cooldown after start, work due
+    /// before its end counts as due now. If the target is still down, this process's own
+    /// breaker opens after a few failures and defers it again.
+    recovery_until: Millis,
 }
 
 impl Sweeper {
     pub(super) fn run(self) {
-        let s = &self;
-        let pass = AtomicUsize::new(0);
-        let mut due_gauges = DueGauges::default();
-        let mut recoveries = Recoveries::default();
-        // Deferrals by a circuit breaker of the previous process are not binding on this
-        // one, whose breakers start closed: during the first cooldown after start, work due
-        // before its end counts as due now. If the target is still down, this process's own
-        // breaker opens after a few failures and defers it again.
-        let recovery_until = now_ms() + s.recovery_window.as_millis() as i64;
+        let mut passes = self.first_pass();
         loop {
-            let horizon = now_ms().max(recovery_until);
-            let recovering = recoveries.requeue(s);
-            let backlog = sweep(s, pass.fetch_add(1, Ordering::Relaxed), horizon) || recovering;
-            publish_depths(s);
-            due_gauges.publish(s);
+            let backlog = self.pass(&mut passes);
             // With more due work than the queue took, come back as soon as the delivery
             // threads have made room, so a recovered backlog drains at delivery speed, not
             // one queue per interval.
-            let wait = if backlog { s.interval / 20 } else { s.interval };
+            let wait = if backlog {
+                self.interval / 20
+            } else {
+                self.interval
+            };
             crossbeam_channel::select! {
-                recv(s.stop.rx()) -> _ => return,
-                recv(s.signals.wake_rx) -> _ => {}
+                recv(self.stop.rx()) -> _ => return,
+                recv(self.signals.wake_rx) -> _ => {}
                 default(wait) => {}
             }
         }
+    }
+
+    fn first_pass(&self) -> Passes {
+        Passes {
+            count: 0,
+            due_gauges: DueGauges::default(),
+            recoveries: Recoveries::default(),
+            recovery_until: (self.clock)() + self.recovery_window.as_millis() as Millis,
+        }
+    }
+
+    /// One pass: recovered targets' rows, then every webhook's due rows. Returns whether
+    /// due work was left behind for lack of room.
+    fn pass(&self, passes: &mut Passes) -> bool {
+        let horizon = (self.clock)().max(passes.recovery_until);
+        let recovering = passes.recoveries.requeue(self);
+        let backlog = sweep(self, passes.count, horizon) || recovering;
+        passes.count += 1;
+        publish_depths(self);
+        passes.due_gauges.publish(self);
+        backlog
     }
 
     fn stopping(&self) -> bool {
@@ -192,7 +217,7 @@ impl Recoveries {
         let catalog = s.store.catalog();
         // Rows due before the next pass are the regular sweep's (the deferrals waiting for
         // the breaker's reopen time are): a recovery is for the backed-off ones.
-        let soon = now_ms() + s.interval.as_millis() as i64;
+        let soon = (s.clock)() + s.interval.as_millis() as i64;
         for target_id in s.signals.take_recovered() {
             // A new recovery replaces an unfinished one: the rows are read again.
             self.0.remove(&target_id);
@@ -347,7 +372,7 @@ fn load_task(
 /// goes (I2) instead of being found again every pass.
 fn fail_orphan(s: &Sweeper, store: &EventStore, delivery: Delivery) {
     let id = delivery.id;
-    let now = now_ms();
+    let now = (s.clock)();
     let previous_due = delivery.next_attempt_at;
     let attempt = delivery.attempts + 1;
     let failed = Delivery {
@@ -419,5 +444,132 @@ impl DueGauges {
             metrics::gauge!(m::DUE_ROWS, "webhook" => gone.to_string()).set(0.0);
         }
         self.published = current;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::delivery::admission::Limits;
+    use crate::delivery::queue::Claims;
+    use crate::model::{Entrypoint, Event, Webhook, now_ms};
+    use crate::store::NewEvent;
+
+    const WINDOW: Duration = Duration::from_secs(30);
+
+    /// A sweeper over a real store with one webhook and one target, on a clock the test
+    /// moves.
+    fn sweeper(dir: &std::path::Path, clock: Arc<AtomicI64>) -> (Sweeper, Receiver<DeliveryTask>) {
+        let store = Arc::new(Store::open(dir).unwrap());
+        let (queue, queue_rx) = TaskQueue::new(100, Arc::new(Claims::default()));
+        let (stop, _stop_tx) = StopSignal::new();
+        let (commits, _inbox) = crossbeam_channel::bounded(10);
+        let admission = Admission::new(Limits {
+            concurrency: 10,
+            body_budget: 1 << 20,
+            parked_capacity: 10,
+            breaker_threshold: 5,
+            breaker_cooldown: WINDOW,
+        });
+        let sweeper = Sweeper {
+            store,
+            queue,
+            admission: Arc::new(Mutex::new(admission)),
+            signals: Arc::default(),
+            commits,
+            stop,
+            interval: Duration::from_secs(1),
+            recovery_window: WINDOW,
+            clock: Arc::new(move || clock.load(Ordering::SeqCst)),
+        };
+        (sweeper, queue_rx)
+    }
+
+    /// Stores an event whose one delivery to `target_id` is due at `due`; returns its id.
+    fn due_at(store: &Store, webhook_id: Uuid, target_id: Uuid, due: Millis) -> Uuid {
+        let event = Event {
+            id: Uuid::now_v7(),
+            entrypoint_id: Uuid::nil(),
+            received_at: due,
+            method: "POST".into(),
+            path: "/".into(),
+            headers: vec![],
+            content_type: None,
+            remote_addr: "127.0.0.1".into(),
+            body_len: 2,
+        };
+        let mut delivery = Delivery::pending(event.id, target_id, due);
+        delivery.status = DeliveryStatus::Retrying;
+        let id = delivery.id;
+        store
+            .events(webhook_id)
+            .unwrap()
+            .write_blocking(WriteOp::Ingest(NewEvent {
+                event,
+                body: Bytes::from_static(b"{}"),
+                deliveries: vec![delivery],
+            }))
+            .unwrap();
+        id
+    }
+
+    fn queued(rx: &Receiver<DeliveryTask>) -> HashSet<Uuid> {
+        rx.try_iter().map(|t| t.delivery.id).collect()
+    }
+
+    #[test]
+    fn rows_come_due_by_the_clock_and_the_first_cooldown_counts_as_now() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = now_ms();
+        let clock = Arc::new(AtomicI64::new(t0));
+        let (s, rx) = sweeper(dir.path(), clock.clone());
+        let webhook = Webhook {
+            id: Uuid::now_v7(),
+            name: "w".into(),
+            description: String::new(),
+            retention_days: 0,
+            created_at: t0,
+        };
+        let entrypoint = Entrypoint {
+            id: Uuid::now_v7(),
+            webhook_id: webhook.id,
+            description: String::new(),
+            active: true,
+            created_at: t0,
+        };
+        s.store.main.create_webhook(&webhook, &entrypoint).unwrap();
+        let target = Target {
+            id: Uuid::now_v7(),
+            webhook_id: webhook.id,
+            name: "log".into(),
+            active: true,
+            kind: TargetKind::Log,
+            created_at: t0,
+        };
+        s.store.main.insert_target(&target).unwrap();
+        let overdue = due_at(&s.store, webhook.id, target.id, t0 - 1_000);
+        let within_window = due_at(&s.store, webhook.id, target.id, t0 + 10_000);
+        let later = due_at(&s.store, webhook.id, target.id, t0 + 60_000);
+
+        // At start, whatever comes due within the first cooldown is due now.
+        let mut passes = s.first_pass();
+        s.pass(&mut passes);
+        assert_eq!(queued(&rx), HashSet::from([overdue, within_window]));
+        // Queued rows are claimed: a second pass does not queue them again.
+        clock.store(t0 + 1_000, Ordering::SeqCst);
+        s.pass(&mut passes);
+        assert!(queued(&rx).is_empty());
+        // The last one only when the clock reaches it.
+        clock.store(t0 + 59_999, Ordering::SeqCst);
+        s.pass(&mut passes);
+        assert!(queued(&rx).is_empty());
+        clock.store(t0 + 60_000, Ordering::SeqCst);
+        s.pass(&mut passes);
+        assert_eq!(queued(&rx), HashSet::from([later]));
+        s.store.close();
     }
 }

@@ -132,3 +132,54 @@ impl DeliveryPlan {
         plan
     }
 }
+
+/// Tasks for unit tests of the engine's rules.
+#[cfg(test)]
+pub(super) mod testing {
+    use std::sync::Arc;
+
+    use uuid::Uuid;
+
+    use super::{DeliveryTask, EventPayload};
+    use crate::model::{Delivery, DeliveryStatus, Target, TargetKind};
+
+    /// A target numbered `n`.
+    pub(in crate::delivery) fn target(n: u128) -> Arc<Target> {
+        Arc::new(Target {
+            id: Uuid::from_u128(n),
+            webhook_id: Uuid::nil(),
+            name: format!("t{n}"),
+            active: true,
+            kind: TargetKind::Log,
+            created_at: 0,
+        })
+    }
+
+    /// A pending delivery to `target` of an event with a body of `body_len` bytes.
+    pub(in crate::delivery) fn task(target: &Arc<Target>, body_len: u64) -> DeliveryTask {
+        let event_id = Uuid::now_v7();
+        DeliveryTask {
+            webhook_id: Uuid::nil(),
+            target: target.clone(),
+            event: Arc::new(EventPayload {
+                id: event_id,
+                received_at: 0,
+                method: "POST".into(),
+                path: "/".into(),
+                headers: Vec::new(),
+                content_type: None,
+                body_len,
+                body: None,
+            }),
+            delivery: Delivery {
+                id: Uuid::now_v7(),
+                event_id,
+                target_id: target.id,
+                status: DeliveryStatus::Pending,
+                attempts: 0,
+                next_attempt_at: Some(0),
+                created_at: 0,
+            },
+        }
+    }
+}
