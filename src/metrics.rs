@@ -16,7 +16,8 @@ pub const DELIVERIES_FINISHED: &str = "webhooker_deliveries_finished_total";
 pub const DELIVERY_DURATION: &str = "webhooker_delivery_duration_seconds";
 /// Retries scheduled, by target.
 pub const RETRIES_SCHEDULED: &str = "webhooker_retries_scheduled_total";
-/// Tasks waiting, by queue (`delivery`, `scheduler`, `parked`, `claimed`).
+/// Tasks waiting, by queue (`delivery`, `scheduler`, `parked`, `claimed`), and exchanges
+/// holding a slot (`in_flight`).
 pub const QUEUE_DEPTH: &str = "webhooker_queue_depth";
 /// Breaker state by target: 0 closed, 1 open, 2 half-open.
 pub const BREAKER_STATE: &str = "webhooker_breaker_state";
