@@ -1,6 +1,8 @@
-//! The sweeper: every `sweep_interval` it range-scans each webhook's due index for rows due
-//! now and queues those not already in memory. Its first pass at startup is crash
-//! recovery; later passes pick up what a full queue or full scheduler left behind (I2).
+//! The sweeper: every `sweep_interval` it range-scans the due index of each webhook whose
+//! earliest due time has come (`Store::due_times`, kept by the writers, so files with
+//! nothing due are not opened) and queues rows not already in memory. Its first pass at
+//! startup is crash recovery, and learns each file's earliest due time once; later passes
+//! pick up what a full queue or full scheduler left behind (I2).
 //!
 //! The queue's free room is shared between webhooks, starting from a different webhook
 //! each pass, so one webhook's large backlog cannot starve the others.
@@ -21,7 +23,9 @@ use super::queue::{Clock, StopSignal, TaskQueue};
 use super::task::{DeliveryTask, EventPayload, MAX_INLINE_BODY};
 use crate::metrics as m;
 use crate::model::{Delivery, DeliveryResult, DeliveryStatus, Millis, Target, TargetKind};
-use crate::store::{AttemptWrite, DueRow, EventStore, Notice, Store, StoreError, WriteOp};
+use crate::store::{
+    AttemptWrite, DueRow, EarliestDue, EventStore, Notice, Store, StoreError, WriteOp,
+};
 
 /// What the delivery threads tell the sweeper between passes.
 pub(super) struct SweepSignals {
@@ -153,10 +157,33 @@ fn sweep(s: &Sweeper, pass: usize, horizon: i64) -> bool {
     if webhooks.is_empty() {
         return false;
     }
-    let mut backlog = false;
-    let busy = s.admission().targets_with_waiting();
     let start = pass % webhooks.len();
     webhooks.rotate_left(start);
+    // Only files with work due are opened; a webhook not looked at since the start (the
+    // first pass, crash recovery) is learned once, without keeping its file open.
+    let mut due = Vec::new();
+    for webhook in webhooks {
+        if s.stopping() {
+            return false;
+        }
+        let earliest = match s.store.due_times().get(webhook.id) {
+            EarliestDue::At(at) => Some(at),
+            EarliestDue::Nothing => None,
+            EarliestDue::Unknown => match s.store.learn_earliest_due(webhook.id) {
+                Ok(at) => at,
+                Err(e) => {
+                    tracing::error!(webhook_id = %webhook.id, error = %e, "cannot read the due index");
+                    None
+                }
+            },
+        };
+        if earliest.is_some_and(|at| at <= horizon) {
+            due.push(webhook);
+        }
+    }
+    let webhooks = due;
+    let mut backlog = false;
+    let busy = s.admission().targets_with_waiting();
     let count = webhooks.len();
     for (i, webhook) in webhooks.into_iter().enumerate() {
         if s.stopping() {

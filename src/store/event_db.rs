@@ -11,20 +11,19 @@
 //! it (I2).
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
-use crossbeam_channel::{Receiver, Sender};
 use redb::{
     Database, Key, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
     StorageBackend, Table, TableDefinition, Value, WriteTransaction,
 };
 use uuid::Uuid;
 
+use super::due_times::DueTimes;
 use super::notice::Notice;
+use super::writer::{FileWriter, WriterPool};
 use super::zero_ahead::ZeroAheadFile;
 use super::{
     EVENTS_FORMAT_VERSION, EVENTS_OLDEST_READABLE, StoreError, check_format_version, codec,
@@ -59,24 +58,13 @@ const MAX_SKIPPED_DUE_ROWS: usize = 100_000;
 /// log, a retention scan) reads their small bodies too, up to this much per event.
 pub const INLINE_BODY_BYTES: usize = 16 * 1024;
 
-/// Most requests committed in one transaction.
-const MAX_BATCH_OPS: usize = 1024;
-/// Most body bytes committed in one transaction.
-const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 /// redb page cache per event file. redb's default (1 GiB) would let RSS grow with the
 /// backlog; hot data here is the tail of the event table and the due index.
 const CACHE_BYTES: usize = 16 * 1024 * 1024;
-/// Requests that may wait for the writer before ingest answers 503.
-const WRITER_QUEUE: usize = 8192;
-/// After a failed write, the writer retries (reopening the file) with the next batch; after
-/// that fails too, it pauses this long, doubled after each failure up to [`RETRY_MAX`].
-const RETRY_FIRST: Duration = Duration::from_secs(1);
-/// See [`RETRY_FIRST`].
-const RETRY_MAX: Duration = Duration::from_secs(10);
 
-/// An event file's database, shared by its readers, the pruner and its writer thread.
+/// An event file's database, shared by its readers, the pruner and its writer.
 /// `None` only while the writer reopens it after a failed write, or if that failed.
-type SharedDb = std::sync::Arc<RwLock<Option<Database>>>;
+pub(super) type SharedDb = std::sync::Arc<RwLock<Option<Database>>>;
 
 /// A new event with its body and one delivery per active target.
 #[derive(Debug, Clone)]
@@ -115,7 +103,7 @@ pub enum WriteOp {
 }
 
 impl WriteOp {
-    fn weight(&self) -> usize {
+    pub(super) fn weight(&self) -> usize {
         match self {
             WriteOp::Ingest(n) => n.body.len() + 256,
             WriteOp::Attempt(a) => a
@@ -125,12 +113,6 @@ impl WriteOp {
             WriteOp::AddDeliveries(d) => d.len() * 64,
         }
     }
-}
-
-enum WriterMsg {
-    // Boxed: the bounded channel preallocates its slots, so keep them small.
-    Job(Box<WriteOp>, Notice),
-    Stop,
 }
 
 /// An event with (the start of) its body and its deliveries (for the event log).
@@ -183,56 +165,52 @@ pub struct PruneReport {
 /// Handle on one webhook's event file and its writer thread.
 pub struct EventStore {
     webhook_id: Uuid,
-    path: PathBuf,
     /// Write-locked only to compact (redb needs `&mut Database` and no live transactions)
     /// and by the writer to reopen the file.
     db: SharedDb,
-    tx: Sender<WriterMsg>,
-    writer: Mutex<Option<JoinHandle<()>>>,
+    writer: Arc<FileWriter>,
     /// Events removed since the file was last compacted: a compaction that could not run
     /// (a read was in progress) is retried by the next pass even if that removes little.
     pruned_since_compaction: std::sync::atomic::AtomicU64,
 }
 
 impl EventStore {
-    /// Opens or creates the file, checks its format version and starts its writer.
-    pub(crate) fn open(webhook_id: Uuid, path: &Path) -> Result<EventStore, StoreError> {
-        let zeroer = format!("zero-{}", short_id(webhook_id));
+    /// Opens or creates the file and checks its format version; `pool` commits its writes
+    /// (and zero-fills ahead of them).
+    pub(crate) fn open(
+        webhook_id: Uuid,
+        path: &Path,
+        pool: &WriterPool,
+        due_times: Arc<DueTimes>,
+    ) -> Result<EventStore, StoreError> {
         let file = path.to_path_buf();
-        EventStore::open_with(webhook_id, path, move || {
-            open_database(ZeroAheadFile::open(&file, zeroer.clone())?, &file)
+        let spawner = pool.spawner();
+        EventStore::open_with(webhook_id, path, pool, due_times, move || {
+            open_database(ZeroAheadFile::open(&file, spawner.clone())?, &file)
         })
     }
 
-    /// Opens the file with `open` and starts its writer, which calls `open` again to reopen
-    /// the file after a failed write.
+    /// Opens the file with `open`, which its writer calls again to reopen the file after a
+    /// failed write.
     fn open_with(
         webhook_id: Uuid,
         path: &Path,
+        pool: &WriterPool,
+        due_times: Arc<DueTimes>,
         open: impl Fn() -> Result<Database, StoreError> + Send + 'static,
     ) -> Result<EventStore, StoreError> {
         let db = std::sync::Arc::new(RwLock::new(Some(open()?)));
-        let (sender, receiver) = crossbeam_channel::bounded(WRITER_QUEUE);
-        let mut writer = Writer {
-            db: db.clone(),
-            open,
-            path: path.to_path_buf(),
-            failure: None,
-        };
-        // The writer logs to the subscriber of whoever opened the file: the global one in
-        // the app, a test's own in tests.
-        let log = tracing::dispatcher::get_default(Clone::clone);
-        let writer = std::thread::Builder::new()
-            .name(format!("writer-{}", short_id(webhook_id)))
-            .spawn(move || {
-                tracing::dispatcher::with_default(&log, || run_writer(&mut writer, &receiver))
-            })?;
+        let writer = FileWriter::new(
+            pool,
+            db.clone(),
+            Box::new(open),
+            path.to_path_buf(),
+            (webhook_id, due_times),
+        );
         Ok(EventStore {
             webhook_id,
-            path: path.to_path_buf(),
             db,
-            tx: sender,
-            writer: Mutex::new(Some(writer)),
+            writer,
             pruned_since_compaction: Default::default(),
         })
     }
@@ -242,42 +220,25 @@ impl EventStore {
         self.webhook_id
     }
 
-    /// Requests waiting for the writer thread, not counting the batch it is committing.
+    /// Writes waiting for the writer, not counting a batch being committed.
     pub fn queued(&self) -> usize {
-        self.tx.len()
+        self.writer.queued()
+    }
+
+    /// Whether no write is waiting or being committed.
+    pub fn idle(&self) -> bool {
+        self.writer.idle()
     }
 
     /// Queues a write without blocking; `Busy` when the writer is saturated (the notice
     /// then fires with that error).
     pub fn try_submit(&self, op: WriteOp, notice: Notice) -> Result<(), StoreError> {
-        self.tx
-            .try_send(WriterMsg::Job(Box::new(op), notice))
-            .map_err(|e| {
-                let busy = e.is_full();
-                let error = || {
-                    if busy {
-                        StoreError::Busy
-                    } else {
-                        StoreError::Closed
-                    }
-                };
-                if let WriterMsg::Job(_, notice) = e.into_inner() {
-                    notice.complete(Err(error()));
-                }
-                error()
-            })
+        self.writer.submit(op, notice, false)
     }
 
     /// Queues a write, waiting for room (for delivery threads: natural backpressure).
     pub fn submit(&self, op: WriteOp, notice: Notice) -> Result<(), StoreError> {
-        self.tx
-            .send(WriterMsg::Job(Box::new(op), notice))
-            .map_err(|e| {
-                if let WriterMsg::Job(_, notice) = e.into_inner() {
-                    notice.complete(Err(StoreError::Closed));
-                }
-                StoreError::Closed
-            })
+        self.writer.submit(op, notice, true)
     }
 
     /// Queues a write and waits for its commit (for callers off the hot path).
@@ -292,17 +253,13 @@ impl EventStore {
         rx.recv().map_err(|_| StoreError::Closed)?
     }
 
-    /// Stops the writer after it has committed everything queued before this call.
+    /// Refuses further writes after committing everything queued before this call, and
+    /// closes the database at once (whoever still holds the writer), so the file may be
+    /// opened again; reads get `Unavailable` from now on.
     pub(crate) fn close(&self) {
-        // Sending fails only if the writer already stopped.
-        if self.tx.send(WriterMsg::Stop).is_ok() {
-            let handle = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
-            if let Some(h) = handle
-                && h.join().is_err()
-            {
-                tracing::error!(path = %self.path.display(), "event writer panicked");
-            }
-        }
+        self.writer.close();
+        let db = self.db.write().unwrap_or_else(|p| p.into_inner()).take();
+        drop(db);
     }
 
     fn read(&self) -> Result<ReadTransaction, StoreError> {
@@ -493,6 +450,11 @@ impl EventStore {
         Ok(self.read()?.open_table(DUE)?.len()?)
     }
 
+    /// The earliest due time of the file's unfinished deliveries (`None`: there are none).
+    pub fn earliest_due(&self) -> Result<Option<Millis>, StoreError> {
+        earliest_due(&self.read()?)
+    }
+
     /// Removes events received before `cutoff` whose deliveries are all finished, with
     /// their bodies, deliveries and results, in transactions of at most `PRUNE_CHUNK`
     /// events so the writer thread is never held up for long; compacts when much went.
@@ -667,14 +629,33 @@ fn event_deliveries(
     Ok(out)
 }
 
-/// The first 8 hex digits of a webhook id: enough to tell its threads apart.
-fn short_id(webhook_id: Uuid) -> String {
-    webhook_id.simple().to_string()[..8].to_string()
+/// Opens the event file at `path` with redb's plain backend (no writer, no zero-filling),
+/// reads its earliest due time and closes it again.
+pub(super) fn peek_earliest_due(path: &Path) -> Result<Option<Millis>, StoreError> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
+    let backend = redb::backends::FileBackend::new(file)?;
+    let db = open_database(backend, path)?;
+    let earliest = earliest_due(&db.begin_read()?)?;
+    drop(db);
+    Ok(earliest)
+}
+
+/// The earliest due time in a file's due index (`None`: it is empty).
+pub(super) fn earliest_due(tx: &redb::ReadTransaction) -> Result<Option<Millis>, StoreError> {
+    let table = tx.open_table(DUE)?;
+    let first = table.first()?;
+    Ok(first.map(|(key, _)| key.value().0 as Millis))
 }
 
 /// Opens redb on `backend`, the event file at `path`: checks the format version (marking an
 /// older readable file current) and creates any missing table.
-fn open_database(backend: impl StorageBackend, path: &Path) -> Result<Database, StoreError> {
+pub(super) fn open_database(
+    backend: impl StorageBackend,
+    path: &Path,
+) -> Result<Database, StoreError> {
     let db = Database::builder()
         .set_cache_size(CACHE_BYTES)
         .create_with_backend(backend)?;
@@ -695,278 +676,25 @@ fn open_database(backend: impl StorageBackend, path: &Path) -> Result<Database, 
     Ok(db)
 }
 
-/// The writer thread: commits batches and, after a failed write, reopens the file.
-struct Writer<O> {
-    db: SharedDb,
-    /// Opens the file again (see [`EventStore::open_with`]).
-    open: O,
-    path: PathBuf,
-    /// Set from a failed write until a commit succeeds again.
-    failure: Option<Failure>,
-}
-
-/// A failure episode of the file: from a failed write until a commit succeeds again.
-struct Failure {
-    since: Instant,
-    /// The database must be reopened before the next commit: redb refuses every write after
-    /// an I/O error (`PreviousIo`) until it is, and repairs the file on open.
-    reopen: bool,
-    /// Before this, batches fail at once without touching the file: a disk that stays full
-    /// must not cost a reopen (a repair) per request.
-    retry_at: Instant,
-    /// The pause after the next try that fails.
-    pause: Duration,
-}
-
-impl Failure {
-    fn retry_later(&mut self, now: Instant) {
-        self.retry_at = now + self.pause;
-        self.pause = (self.pause * 2).min(RETRY_MAX);
-    }
-}
-
-fn run_writer<O: Fn() -> Result<Database, StoreError>>(
-    writer: &mut Writer<O>,
-    rx: &Receiver<WriterMsg>,
-) {
-    write_until_stopped(writer, rx);
-    // Requests that arrived after Stop are not committed; tell their owners so claims and
-    // waiters are released (the due index still holds every delivery).
-    while let Ok(msg) = rx.try_recv() {
-        if let WriterMsg::Job(op, done) = msg {
-            finish(*op, done, Err(StoreError::Closed));
-        }
-    }
-}
-
-fn write_until_stopped<O: Fn() -> Result<Database, StoreError>>(
-    writer: &mut Writer<O>,
-    rx: &Receiver<WriterMsg>,
-) {
-    let mut stop = false;
-    while !stop {
-        // A file whose reopen failed is retried on time even if no write comes: until it
-        // opens, its readers (the UI, the sweeper) get `Unavailable`.
-        let received = match writer.reopen_due_at() {
-            None => rx.recv().map_err(|_| ()),
-            Some(at) => match rx.recv_deadline(at) {
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                    writer.ready();
-                    continue;
-                }
-                other => other.map_err(|_| ()),
-            },
-        };
-        let Ok(first) = received else { return };
-        let mut batch = Vec::new();
-        let mut bytes = 0;
-        match first {
-            WriterMsg::Stop => return,
-            WriterMsg::Job(op, done) => {
-                bytes += op.weight();
-                batch.push((*op, done));
-            }
-        }
-        // Take whatever else is already waiting: never wait for a batch to fill.
-        while batch.len() < MAX_BATCH_OPS && bytes < MAX_BATCH_BYTES {
-            match rx.try_recv() {
-                Ok(WriterMsg::Job(op, done)) => {
-                    bytes += op.weight();
-                    batch.push((*op, done));
-                }
-                Ok(WriterMsg::Stop) => {
-                    stop = true;
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
-        writer.commit_batch(batch);
-    }
-}
-
-impl<O: Fn() -> Result<Database, StoreError>> Writer<O> {
-    fn commit_batch(&mut self, batch: Vec<(WriteOp, Notice)>) {
-        if !self.ready() {
-            return fail_all(batch);
-        }
-        let shared = self.db.clone();
-        let guard = shared.read().unwrap_or_else(|p| p.into_inner());
-        let Some(db) = guard.as_ref() else {
-            // Only a failed reopen leaves none, and then `ready` is false.
-            return fail_all(batch);
-        };
-        match commit(db, batch.iter().map(|(op, _)| op)) {
-            Ok(outcomes) => {
-                self.recovered();
-                for ((op, done), outcome) in batch.into_iter().zip(outcomes) {
-                    finish(op, done, outcome);
-                }
-            }
-            // Nothing of the batch is stored, whatever request it came with.
-            Err(e) if is_io_failure(&e) => {
-                self.failed(&e);
-                fail_all(batch);
-            }
-            Err(e) if batch.len() == 1 => {
-                if let Some((op, done)) = batch.into_iter().next() {
-                    finish(op, done, Err(e));
-                }
-            }
-            Err(e) => {
-                // One bad request must not fail its neighbours: retry each on its own.
-                tracing::warn!(error = %e, ops = batch.len(), "batch commit failed; retrying singly");
-                let mut broken = false;
-                for (op, done) in batch {
-                    let outcome = if broken {
-                        Err(StoreError::Unavailable)
-                    } else {
-                        match commit(db, std::iter::once(&op)) {
-                            Ok(mut outcomes) => {
-                                self.recovered();
-                                outcomes.pop().unwrap_or(Ok(()))
-                            }
-                            Err(e) if is_io_failure(&e) => {
-                                self.failed(&e);
-                                broken = true;
-                                Err(StoreError::Unavailable)
-                            }
-                            Err(e) => Err(e),
-                        }
-                    };
-                    finish(op, done, outcome);
-                }
-            }
-        }
-    }
-
-    /// When the failed file is next to be reopened, if it still has to be.
-    fn reopen_due_at(&self) -> Option<Instant> {
-        self.failure
-            .as_ref()
-            .filter(|f| f.reopen)
-            .map(|f| f.retry_at)
-    }
-
-    /// Whether a commit may be tried now: always, unless the file failed; then once the
-    /// pause after the last try is over and the database has been reopened.
-    fn ready(&mut self) -> bool {
-        let Some(failure) = &mut self.failure else {
-            return true;
-        };
-        let now = Instant::now();
-        if now < failure.retry_at {
-            return false;
-        }
-        if failure.reopen {
-            if let Err(e) = reopen(&self.db, &self.open) {
-                failure.retry_later(now);
-                tracing::warn!(
-                    path = %self.path.display(),
-                    error = %e,
-                    retry_in_ms = (failure.retry_at - now).as_millis(),
-                    "reopening the event file failed; its writes keep failing until it opens"
-                );
-                return false;
-            }
-            failure.reopen = false;
-        }
-        true
-    }
-
-    /// Notes a failed write: the file is reopened before the next commit. Logged at ERROR
-    /// when an episode begins, at WARN when a retry fails, never per request.
-    fn failed(&mut self, e: &StoreError) {
-        let now = Instant::now();
-        match &mut self.failure {
-            None => {
-                tracing::error!(
-                    path = %self.path.display(),
-                    error = %e,
-                    "writing the event file failed; its writes fail until it is reopened and a commit succeeds"
-                );
-                // The first retry is the next batch: the error may have been a passing one.
-                self.failure = Some(Failure {
-                    since: now,
-                    reopen: true,
-                    retry_at: now,
-                    pause: RETRY_FIRST,
-                });
-            }
-            Some(failure) => {
-                failure.reopen = true;
-                failure.retry_later(now);
-                tracing::warn!(
-                    path = %self.path.display(),
-                    error = %e,
-                    retry_in_ms = (failure.retry_at - now).as_millis(),
-                    "writing the event file still fails"
-                );
-            }
-        }
-    }
-
-    /// Notes a successful commit, which ends a failure episode.
-    fn recovered(&mut self) {
-        if let Some(failure) = self.failure.take() {
-            tracing::info!(
-                path = %self.path.display(),
-                failed_for_ms = failure.since.elapsed().as_millis(),
-                "the event file is writable again"
-            );
-        }
-    }
-}
-
-/// Fails every request of `batch`: nothing of it was stored.
-fn fail_all(batch: Vec<(WriteOp, Notice)>) {
-    for (op, done) in batch {
-        finish(op, done, Err(StoreError::Unavailable));
-    }
-}
-
-/// Frees a request's op, then fires its notice with `outcome`: an ingest's notice holds its
-/// body's room in the memory budget, so the body must be gone first.
-fn finish(op: WriteOp, notice: Notice, outcome: Result<(), StoreError>) {
-    drop(op);
-    notice.complete(outcome);
-}
-
-/// Whether `e` is an I/O failure of redb (ENOSPC, EFBIG, EIO, …), after which it refuses
-/// every write of the database with `PreviousIo` until it is reopened.
-fn is_io_failure(e: &StoreError) -> bool {
-    matches!(e, StoreError::Redb(_)) && e.is_transient()
-}
-
-/// Closes the file's failed database and opens it again with `open` (redb repairs it).
-/// Readers get [`StoreError::Unavailable`] meanwhile rather than waiting for a repair.
-fn reopen(
-    db: &SharedDb,
-    open: &impl Fn() -> Result<Database, StoreError>,
-) -> Result<(), StoreError> {
-    // redb holds the file's lock until the old database is closed: it must go first.
-    let failed = db.write().unwrap_or_else(|p| p.into_inner()).take();
-    if let Some(failed) = failed
-        && let Err(e) = failed.close()
-    {
-        // Expected: it reports the I/O error it latched.
-        tracing::debug!(error = %e, "closing the failed event database");
-    }
-    let reopened = open()?;
-    *db.write().unwrap_or_else(|p| p.into_inner()) = Some(reopened);
-    Ok(())
+/// What one write transaction did.
+pub(super) struct BatchOutcome {
+    /// Each request's outcome, in order.
+    pub(super) outcomes: Vec<Result<(), StoreError>>,
+    /// The due index's earliest time after the commit (`Some(None)`: empty), if the
+    /// transaction touched the index.
+    pub(super) earliest_due: Option<Option<Millis>>,
 }
 
 /// Applies `ops` in one transaction and commits it. A request refused before it wrote
 /// anything (redelivery of an event retention removed meanwhile) gets its error in the
 /// returned outcomes, one per op, and the others commit; any other error fails them all.
-fn commit<'a>(
+pub(super) fn commit<'a>(
     db: &Database,
     ops: impl Iterator<Item = &'a WriteOp>,
-) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+) -> Result<BatchOutcome, StoreError> {
     let tx = db.begin_write()?;
     let mut outcomes = Vec::new();
-    {
+    let earliest_due = {
         let mut tables = WriteTables::new(&tx);
         for op in ops {
             match tables.apply(op) {
@@ -975,9 +703,16 @@ fn commit<'a>(
                 Err(e) => return Err(e),
             }
         }
-    }
+        match &tables.due {
+            Some(due) => Some(due.first()?.map(|(key, _)| key.value().0 as Millis)),
+            None => None,
+        }
+    };
     tx.commit()?;
-    Ok(outcomes)
+    Ok(BatchOutcome {
+        outcomes,
+        earliest_due,
+    })
 }
 
 /// The tables of one write transaction, each opened on first use and then kept: an open
@@ -1101,6 +836,11 @@ impl<'t> WriteTables<'t> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A writer pool of the test's own, logging to the test's subscriber if it has one.
+    fn pool() -> WriterPool {
+        WriterPool::start(2).unwrap()
+    }
     use crate::model::DeliveryStatus;
 
     fn event(body: &[u8]) -> Event {
@@ -1152,7 +892,7 @@ mod tests {
         let (old, empty) = (event(&body), event(b""));
         write_v1_file(&path, &[(&old, &body), (&empty, b"")]);
 
-        let store = EventStore::open(Uuid::new_v4(), &path).unwrap();
+        let store = EventStore::open(Uuid::new_v4(), &path, &pool(), Arc::default()).unwrap();
         assert_eq!(store.event_detail(old.id).unwrap().unwrap().body, body);
         assert_eq!(store.event_detail(empty.id).unwrap().unwrap().body, b"");
         let (_, small) = store.event_with_small_body(old.id, 1024).unwrap().unwrap();
@@ -1191,7 +931,13 @@ mod tests {
     #[test]
     fn a_delivery_finished_at_ingest_is_stored_in_the_event_row() {
         let dir = tempfile::tempdir().unwrap();
-        let store = EventStore::open(Uuid::new_v4(), &dir.path().join("e.redb")).unwrap();
+        let store = EventStore::open(
+            Uuid::new_v4(),
+            &dir.path().join("e.redb"),
+            &pool(),
+            Arc::default(),
+        )
+        .unwrap();
         let e = event(b"{}");
         let (pending, stored, failed) = (
             delivery(&e, DeliveryStatus::Pending),
@@ -1273,7 +1019,7 @@ mod tests {
             tx.commit().unwrap();
         }
 
-        let store = EventStore::open(Uuid::new_v4(), &path).unwrap();
+        let store = EventStore::open(Uuid::new_v4(), &path, &pool(), Arc::default()).unwrap();
         let new = event(b"new");
         let new_stored = delivery(&new, DeliveryStatus::Delivered);
         store
@@ -1305,7 +1051,7 @@ mod tests {
         let events: Vec<Event> = (0..1200).map(|_| event(&body)).collect();
         let rows: Vec<(&Event, &[u8])> = events.iter().map(|e| (e, &body[..])).collect();
         write_v1_file(&path, &rows);
-        let store = EventStore::open(Uuid::new_v4(), &path).unwrap();
+        let store = EventStore::open(Uuid::new_v4(), &path, &pool(), Arc::default()).unwrap();
         let cutoff = crate::model::now_ms() + 1000;
 
         let reading = store.read().unwrap();
@@ -1339,7 +1085,7 @@ mod tests {
             tx.commit().unwrap();
         }
         assert!(matches!(
-            EventStore::open(Uuid::new_v4(), &path),
+            EventStore::open(Uuid::new_v4(), &path, &pool(), Arc::default()),
             Err(StoreError::FormatVersion {
                 found: 99,
                 expected: EVENTS_FORMAT_VERSION,
@@ -1353,7 +1099,13 @@ mod tests {
     #[test]
     fn a_body_that_does_not_match_its_record_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let store = EventStore::open(Uuid::new_v4(), &dir.path().join("e.redb")).unwrap();
+        let store = EventStore::open(
+            Uuid::new_v4(),
+            &dir.path().join("e.redb"),
+            &pool(),
+            Arc::default(),
+        )
+        .unwrap();
         let short = event(b"12345");
         let missing = event(&[7; 20]);
         {
@@ -1503,11 +1255,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("e.redb");
         let room = std::sync::Arc::new(AtomicU64::new(u64::MAX));
+        let pool = pool();
         let store = {
-            let (file, room) = (path.clone(), room.clone());
-            EventStore::open_with(Uuid::new_v4(), &path, move || {
+            let (file, room, spawner) = (path.clone(), room.clone(), pool.spawner());
+            EventStore::open_with(Uuid::new_v4(), &path, &pool, Arc::default(), move || {
                 let disk = FillingDisk {
-                    file: ZeroAheadFile::open(&file, "zero-test".into())?,
+                    file: ZeroAheadFile::open(&file, spawner.clone())?,
                     room: room.clone(),
                 };
                 open_database(disk, &file)
@@ -1571,7 +1324,7 @@ mod tests {
         // And a restart finds the same.
         store.close();
         drop(store);
-        let store = EventStore::open(Uuid::new_v4(), &path).unwrap();
+        let store = EventStore::open(Uuid::new_v4(), &path, &pool, Arc::default()).unwrap();
         assert_all_readable(&store, &acked);
         store.close();
     }
@@ -1587,14 +1340,16 @@ mod tests {
         let path = dir.path().join("e.redb");
         let room = std::sync::Arc::new(AtomicU64::new(u64::MAX));
         let refuse_open = std::sync::Arc::new(AtomicBool::new(false));
+        let pool = pool();
         let store = {
             let (file, room, refuse_open) = (path.clone(), room.clone(), refuse_open.clone());
-            EventStore::open_with(Uuid::new_v4(), &path, move || {
+            let spawner = pool.spawner();
+            EventStore::open_with(Uuid::new_v4(), &path, &pool, Arc::default(), move || {
                 if refuse_open.load(SeqCst) {
                     return Err(StoreError::Unavailable);
                 }
                 let disk = FillingDisk {
-                    file: ZeroAheadFile::open(&file, "zero-test".into())?,
+                    file: ZeroAheadFile::open(&file, spawner.clone())?,
                     room: room.clone(),
                 };
                 open_database(disk, &file)

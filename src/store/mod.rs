@@ -7,9 +7,11 @@
 
 mod catalog;
 mod codec;
+mod due_times;
 mod event_db;
 mod main_db;
 mod notice;
+mod writer;
 mod zero_ahead;
 
 use std::collections::HashMap;
@@ -18,13 +20,17 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use uuid::Uuid;
 
+use crate::model::Millis;
+
 pub use catalog::Catalog;
+pub use due_times::{DueTimes, EarliestDue};
 pub use event_db::{
     AttemptWrite, DueRow, EventDetail, EventStore, EventWithBody, INLINE_BODY_BYTES, NewEvent,
     PruneReport, WriteOp,
 };
 pub use main_db::MainDb;
 pub use notice::{Committed, Notice};
+use writer::WriterPool;
 
 /// Version of the main file's on-disk layout, checked at open.
 pub const MAIN_FORMAT_VERSION: u32 = 1;
@@ -156,6 +162,8 @@ impl Store {
                 dir: data_dir.to_path_buf(),
                 open: RwLock::new(HashMap::new()),
                 opening: Mutex::new(false),
+                writers: WriterPool::start(writer::default_writer_threads())?,
+                due_times: Arc::default(),
             },
         })
     }
@@ -183,6 +191,40 @@ impl Store {
         self.events.read().get(&webhook_id).cloned()
     }
 
+    /// Each webhook's earliest due time, as far as known (see [`DueTimes`]).
+    pub fn due_times(&self) -> &DueTimes {
+        &self.events.due_times
+    }
+
+    /// Reads the earliest due time of a webhook's file into [`Store::due_times`] and returns
+    /// it. A file that is not open is opened for the read and closed again, so learning
+    /// every webhook's (at start) holds no file open.
+    pub fn learn_earliest_due(&self, webhook_id: Uuid) -> Result<Option<Millis>, StoreError> {
+        let learned = match self.events_if_open(webhook_id) {
+            Some(store) => store.earliest_due()?,
+            None => {
+                // Under the open lock: nobody opens the file while it is read here.
+                let closed = self.events.lock_opening();
+                if *closed {
+                    return Err(StoreError::Closed);
+                }
+                match self.events.read().get(&webhook_id).cloned() {
+                    Some(store) => store.earliest_due()?,
+                    None => {
+                        let path = self.events.path(webhook_id);
+                        if path.exists() {
+                            event_db::peek_earliest_due(&path)?
+                        } else {
+                            None
+                        }
+                    }
+                }
+            }
+        };
+        self.events.due_times.set(webhook_id, learned);
+        Ok(learned)
+    }
+
     /// Closes and deletes a webhook's event file.
     pub fn remove_events(&self, webhook_id: Uuid) -> Result<(), StoreError> {
         // Under the open lock: nobody can be opening this file meanwhile.
@@ -191,6 +233,7 @@ impl Store {
         if let Some(store) = store {
             store.close();
         }
+        self.events.due_times.forget(webhook_id);
         match std::fs::remove_file(self.events.path(webhook_id)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -207,6 +250,7 @@ impl Store {
         for store in all {
             store.close();
         }
+        self.events.writers.stop();
     }
 }
 
@@ -218,6 +262,10 @@ struct EventStores {
     /// Serialises opening and removing files (redb locks a file: two opens of one file
     /// would fail). Holds whether the store is closed.
     opening: Mutex<bool>,
+    /// Commits the writes of every open file.
+    writers: WriterPool,
+    /// Each webhook's earliest due time, kept by the writers.
+    due_times: Arc<DueTimes>,
 }
 
 impl EventStores {
@@ -256,7 +304,12 @@ impl EventStores {
         if !exists() {
             return Err(StoreError::UnknownWebhook);
         }
-        let opened = Arc::new(EventStore::open(webhook_id, &self.path(webhook_id))?);
+        let opened = Arc::new(EventStore::open(
+            webhook_id,
+            &self.path(webhook_id),
+            &self.writers,
+            self.due_times.clone(),
+        )?);
         self.write().insert(webhook_id, opened.clone());
         Ok(opened)
     }

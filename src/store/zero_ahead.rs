@@ -1,5 +1,5 @@
-//! The storage backend of the event files: redb's own [`FileBackend`], plus a thread that
-//! keeps the next few MiB ahead of redb's writes filled with zeros.
+//! The storage backend of the event files: redb's own [`FileBackend`], plus a job on the
+//! writer pool that keeps the next few MiB ahead of redb's writes filled with zeros.
 //!
 //! Why: redb grows its file with `set_len`, which leaves a hole, and its pages then land in
 //! that hole. The first write into a hole makes the filesystem (ext4, XFS) allocate blocks,
@@ -25,10 +25,11 @@ use std::ops::Bound;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 
 use redb::backends::FileBackend;
 use redb::{BackendError, StorageBackend};
+
+use super::writer::Spawner;
 
 /// The zeroer `fdatasync`s after each this much.
 const CHUNK: u64 = 1 << 20;
@@ -45,18 +46,25 @@ static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 pub(crate) struct ZeroAheadFile {
     inner: FileBackend,
     shared: Arc<Shared>,
-    thread_name: String,
-    zeroer: Mutex<Option<JoinHandle<()>>>,
 }
 
-#[derive(Debug)]
 struct Shared {
     /// The zeroer's own open of the file, not a `dup` of redb's: the kernel reports a
     /// write-back error once per open file, and this one must not take redb's.
     file: File,
     extent: Mutex<Extent>,
-    /// Wakes the zeroer when there is something to zero, or to stop.
-    wake: Condvar,
+    /// Runs the zeroing job on the writer pool.
+    spawn: Spawner,
+    /// Signalled when a zeroing job ends (`stop` waits for a running one).
+    ended: Condvar,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("extent", &self.extent)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the zeroer knows of the file. Offsets in bytes.
@@ -75,8 +83,10 @@ struct Extent {
     islands: BTreeMap<u64, u64>,
     /// The zeroer has been started (at redb's first write or resize).
     started: bool,
-    /// Waiting for work; a write that makes some wakes it.
+    /// No zeroing job is queued or running; a write that makes work queues one.
     idle: bool,
+    /// A zeroing job is running (writing), as opposed to queued.
+    running: bool,
     /// Zero-filling is off, or closing, or the zeroer failed: nothing more is zeroed.
     stopped: bool,
 }
@@ -172,9 +182,9 @@ impl Extent {
 }
 
 impl ZeroAheadFile {
-    /// Opens (or creates) `path`. Its zeroer, on a thread called `thread_name`, starts at
-    /// redb's first write (see [`start_once`](Self::start_once)).
-    pub(crate) fn open(path: &Path, thread_name: String) -> io::Result<ZeroAheadFile> {
+    /// Opens (or creates) `path`. Its zeroer, run by `spawn`, starts at redb's first write
+    /// (see [`start_once`](Self::start_once)).
+    pub(crate) fn open(path: &Path, spawn: Spawner) -> io::Result<ZeroAheadFile> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -183,14 +193,14 @@ impl ZeroAheadFile {
             .open(path)?;
         let zeroer_file = OpenOptions::new().write(true).open(path)?;
         let zero_fill = fills_holes_in_place(&file);
-        ZeroAheadFile::new(file, zeroer_file, thread_name, zero_fill)
+        ZeroAheadFile::new(file, zeroer_file, spawn, zero_fill)
     }
 
     /// redb's backend on `file`; the zeroer, if `zero_fill`, writes through `zeroer_file`.
     fn new(
         file: File,
         zeroer_file: File,
-        thread_name: String,
+        spawn: Spawner,
         zero_fill: bool,
     ) -> io::Result<ZeroAheadFile> {
         Ok(ZeroAheadFile {
@@ -203,13 +213,13 @@ impl ZeroAheadFile {
                     lead: 0,
                     islands: BTreeMap::new(),
                     started: false,
-                    idle: false,
+                    idle: true,
+                    running: false,
                     stopped: !zero_fill,
                 }),
-                wake: Condvar::new(),
+                spawn,
+                ended: Condvar::new(),
             }),
-            thread_name,
-            zeroer: Mutex::new(None),
         })
     }
 
@@ -222,20 +232,15 @@ impl ZeroAheadFile {
         }
         extent.started = true;
         let file = &self.shared.file;
-        let started = file.metadata().and_then(|m| {
-            extent.len = m.len();
-            let (first_hole, islands) = layout(file, extent.len);
-            extent.zeroed = first_hole;
-            extent.lead = first_hole;
-            extent.islands = islands;
-            extent.pass_islands();
-            let shared = self.shared.clone();
-            std::thread::Builder::new()
-                .name(self.thread_name.clone())
-                .spawn(move || shared.run())
-        });
-        match started {
-            Ok(handle) => *self.zeroer.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle),
+        match file.metadata() {
+            Ok(m) => {
+                extent.len = m.len();
+                let (first_hole, islands) = layout(file, extent.len);
+                extent.zeroed = first_hole;
+                extent.lead = first_hole;
+                extent.islands = islands;
+                extent.pass_islands();
+            }
             Err(e) => {
                 extent.stopped = true;
                 tracing::warn!(error = %e, "zero-filling ahead of an event file failed; continuing without");
@@ -243,15 +248,18 @@ impl ZeroAheadFile {
         }
     }
 
-    /// Stops the zeroer and waits for it; idempotent.
+    /// Stops the zeroer and waits for a job that is writing; idempotent. A job still
+    /// queued finds it stopped and writes nothing, so once this returns nothing more is
+    /// written (the file may be opened again at once).
     fn stop(&self) {
-        self.shared.extent().stopped = true;
-        self.shared.wake.notify_all();
-        let handle = self.zeroer.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(handle) = handle
-            && handle.join().is_err()
-        {
-            tracing::error!("zero-fill thread panicked");
+        let mut extent = self.shared.extent();
+        extent.stopped = true;
+        while extent.running {
+            extent = self
+                .shared
+                .ended
+                .wait(extent)
+                .unwrap_or_else(|p| p.into_inner());
         }
     }
 }
@@ -268,18 +276,28 @@ impl Shared {
         self.extent.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Wakes the sleeping zeroer if `extent` (just changed, still locked) gives it work.
-    fn wake_if_due(&self, extent: &mut Extent) {
+    /// Queues a zeroing job if `extent` (just changed, still locked) gives it work and none
+    /// is queued or running.
+    fn wake_if_due(self: &Arc<Self>, extent: &mut Extent) {
         if extent.idle && extent.should_start() {
             extent.idle = false;
-            self.wake.notify_one();
+            let shared = self.clone();
+            (self.spawn)(Box::new(move || shared.fill()));
         }
     }
 
-    /// The zeroer: sleeps until half the distance ahead is used up, then zeroes all of it,
-    /// a chunk and an `fdatasync` at a time.
-    fn run(&self) {
-        while self.wait_to_start() {
+    /// The zeroing job: zeroes all that is wanted, a chunk and an `fdatasync` at a time,
+    /// and goes on while writes made more work meanwhile.
+    fn fill(&self) {
+        {
+            let mut extent = self.extent();
+            if extent.stopped {
+                extent.idle = true;
+                return;
+            }
+            extent.running = true;
+        }
+        loop {
             let zeroed = || -> io::Result<()> {
                 while self.extent().behind() {
                     self.zero_chunk()?;
@@ -287,26 +305,21 @@ impl Shared {
                 }
                 Ok(())
             };
-            if let Err(e) = zeroed() {
-                self.extent().stopped = true;
+            let result = zeroed();
+            let mut extent = self.extent();
+            if let Err(e) = result {
+                extent.stopped = true;
                 tracing::warn!(error = %e, "zero-filling ahead of an event file failed; continuing without");
+            }
+            // Checked under the lock that writes take to note themselves: a write after
+            // this sees the job gone and queues another.
+            if extent.stopped || !extent.should_start() {
+                extent.running = false;
+                extent.idle = true;
+                self.ended.notify_all();
                 return;
             }
         }
-    }
-
-    /// Sleeps until [`Extent::should_start`]; false once stopped.
-    fn wait_to_start(&self) -> bool {
-        let mut extent = self.extent();
-        while !extent.should_start() {
-            if extent.stopped {
-                return false;
-            }
-            extent.idle = true;
-            extent = self.wake.wait(extent).unwrap_or_else(|p| p.into_inner());
-        }
-        extent.idle = false;
-        true
     }
 
     /// Zeros up to [`CHUNK`] bytes, a piece at a time, each under the lock: a redb write
@@ -471,6 +484,13 @@ mod tests {
         seek(&f, SeekFrom::Hole(from)).unwrap()
     }
 
+    /// Runs each zeroing job on a thread of its own, as the pool would on one of its.
+    fn spawner() -> Spawner {
+        Arc::new(|job| {
+            std::thread::spawn(job);
+        })
+    }
+
     fn rw(path: &Path) -> File {
         OpenOptions::new()
             .read(true)
@@ -483,7 +503,7 @@ mod tests {
 
     /// The file at `path` with its zeroer on, whatever the filesystem under the test.
     fn zero_filling(path: &Path) -> ZeroAheadFile {
-        ZeroAheadFile::new(rw(path), rw(path), "zero-test".into(), true).unwrap()
+        ZeroAheadFile::new(rw(path), rw(path), spawner(), true).unwrap()
     }
 
     fn read(file: &ZeroAheadFile, offset: u64, len: usize) -> Vec<u8> {
@@ -618,7 +638,7 @@ mod tests {
         let writable = rw(&path);
         // A read-only handle for the zeroer: every zero-fill write fails.
         let read_only = File::open(&path).unwrap();
-        let file = ZeroAheadFile::new(writable, read_only, "zero-test".into(), true).unwrap();
+        let file = ZeroAheadFile::new(writable, read_only, spawner(), true).unwrap();
 
         file.set_len(8 << 20).unwrap();
         file.write(0, &page(9)).unwrap();
@@ -635,10 +655,14 @@ mod tests {
     }
 
     #[test]
-    fn without_zero_fill_there_is_no_thread_and_no_zeros() {
+    fn without_zero_fill_there_is_no_job_and_no_zeros() {
         let (_dir, path) = temp_file();
-        let file = ZeroAheadFile::new(rw(&path), rw(&path), "zero-test".into(), false).unwrap();
-        assert!(file.zeroer.lock().unwrap().is_none());
+        let jobs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = jobs.clone();
+        let spawn: Spawner = Arc::new(move |_job| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        });
+        let file = ZeroAheadFile::new(rw(&path), rw(&path), spawn, false).unwrap();
 
         file.set_len(8 << 20).unwrap();
         file.write(0, &page(3)).unwrap();
@@ -648,6 +672,7 @@ mod tests {
         assert_eq!(read(&file, 4 << 20, PAGE), page(4));
         assert_eq!(next_hole(&path, 0), PAGE as u64);
         assert!(file.shared.extent().islands.is_empty());
+        assert_eq!(jobs.load(std::sync::atomic::Ordering::SeqCst), 0);
         file.close().unwrap();
     }
 
@@ -684,7 +709,7 @@ mod tests {
         let before = data_bytes(&path);
         assert!(File::open(&path).unwrap().metadata().unwrap().len() > before + CHUNK);
 
-        let second = ZeroAheadFile::new(rw(&path), rw(&path), "zero-test".into(), true).unwrap();
+        let second = ZeroAheadFile::new(rw(&path), rw(&path), spawner(), true).unwrap();
         let shared = second.shared.clone();
         let refused = redb::Database::builder().create_with_backend(second);
         assert!(matches!(

@@ -289,3 +289,49 @@ fn assert_each_delivery_once(received: &[crate::support::receiver::Received], wh
         assert!(seen.insert(id.clone()), "{id} sent twice {when}");
     }
 }
+
+/// Each webhook costs disk, not threads: hundreds of webhooks, each with an event written
+/// to its own file, leave the process with the threads two had. (tokio's blocking pool is
+/// left out of the comparison: it grows and shrinks with overlapping `spawn_blocking` calls,
+/// whatever the number of webhooks.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threads_do_not_grow_with_webhooks() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir_path = dir.path().to_path_buf();
+    let server = tokio::task::spawn_blocking(move || ServerProcess::start(&dir_path, None))
+        .await
+        .unwrap();
+    webhooker::delivery::install_crypto_provider();
+    let http = reqwest::Client::new();
+    let webhook_with_event = async |name: String| {
+        let (_, path) = setup(&http, &server.base, json!({"name": name, "kind": "log"})).await;
+        let r = http
+            .post(format!("{}{path}", server.base))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    };
+    let own_threads = || -> Vec<String> {
+        server
+            .thread_names()
+            .into_iter()
+            .filter(|name| !name.starts_with("tokio-"))
+            .collect()
+    };
+    for i in 0..2 {
+        webhook_with_event(format!("warm-up {i}")).await;
+    }
+    let with_two = own_threads();
+    for i in 0..300 {
+        webhook_with_event(format!("hook {i}")).await;
+    }
+    let with_many = own_threads();
+    eprintln!(
+        "threads with 2 webhooks: {with_two:?}; with 302: {with_many:?}; all now: {}",
+        server.threads()
+    );
+    assert_eq!(with_many, with_two, "threads grew with the webhooks");
+    drop(server);
+}

@@ -72,6 +72,19 @@ impl ServerProcess {
             .unwrap_or(0)
     }
 
+    /// Thread names from /proc, sorted.
+    pub fn thread_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", self.pid()))
+            .map(|d| {
+                d.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                    .map(|n| n.trim().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
     /// Resident memory in KiB from /proc.
     pub fn rss_kib(&self) -> u64 {
         let status =

@@ -1,0 +1,582 @@
+//! The writer pool: a fixed set of threads that commit the writes of every event file.
+//!
+//! Each file keeps its own queue of writes ([`FileWriter`]). A file with writes waiting is
+//! in the pool's ring once; the pool thread that takes it commits everything queued for it
+//! (up to a batch) in ONE fsync'd transaction (group commit), fires the writes' notices,
+//! and puts the file back at the end of the ring if more came meanwhile. So one thread at
+//! a time serves a file (redb has one writer per file anyway), files with writes waiting
+//! take turns, and the number of threads does not grow with the number of webhooks.
+//!
+//! The pool also runs short jobs for the files (zero-filling ahead, see `zero_ahead.rs`),
+//! and serves a file whose writes failed when its pause is over, write or no write, so its
+//! readers do not wait for the next write to see it reopened.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use redb::Database;
+use uuid::Uuid;
+
+use super::StoreError;
+use super::due_times::DueTimes;
+use super::event_db::{SharedDb, WriteOp, commit};
+use super::notice::Notice;
+use crate::model::Millis;
+
+/// Most writes of one file committed in one transaction.
+const MAX_BATCH_OPS: usize = 1024;
+/// Most bytes (bodies, mostly) committed in one transaction.
+const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
+/// Writes one file may have waiting; beyond that ingest gets 503 and delivery threads wait.
+const QUEUE_CAP: usize = 8192;
+/// After a failed write, the next batch tries again (the error may have been a passing one);
+/// if that fails too, it pauses this long, doubled after each failure up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+/// See [`RETRY_FIRST`].
+const RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// Threads of the pool: writers mostly wait for `fdatasync`, so a few per core keep the
+/// disk busy with several files' commits at once.
+pub(crate) fn default_writer_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get() * 2)
+        .clamp(2, 8)
+}
+
+/// Runs a short job for a file on the pool.
+pub(crate) type Spawner = Arc<dyn Fn(Box<dyn FnOnce() + Send>) + Send + Sync>;
+
+/// The pool's threads and its ring of work; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct WriterPool {
+    pool: Arc<Pool>,
+    threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+struct Pool {
+    state: Mutex<PoolState>,
+    work: Condvar,
+}
+
+#[derive(Default)]
+struct PoolState {
+    ring: VecDeque<Work>,
+    /// Failed files to serve at a time even without writes (their reopen).
+    timers: Vec<(Instant, Weak<FileWriter>)>,
+    stopping: bool,
+}
+
+enum Work {
+    File(Arc<FileWriter>),
+    Job(Box<dyn FnOnce() + Send>),
+}
+
+impl WriterPool {
+    /// Starts `threads` writer threads. They log to the subscriber of whoever starts the
+    /// pool: the global one in the app, a test's own in tests.
+    pub(crate) fn start(threads: usize) -> std::io::Result<WriterPool> {
+        let pool = Arc::new(Pool {
+            state: Mutex::default(),
+            work: Condvar::new(),
+        });
+        let log = tracing::dispatcher::get_default(Clone::clone);
+        let mut handles = Vec::new();
+        for i in 0..threads.max(1) {
+            let (pool, log) = (pool.clone(), log.clone());
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("writer-{i}"))
+                    .spawn(move || tracing::dispatcher::with_default(&log, || pool.run()))?,
+            );
+        }
+        Ok(WriterPool {
+            pool,
+            threads: Arc::new(Mutex::new(handles)),
+        })
+    }
+
+    /// Runs jobs for files on the pool.
+    pub(crate) fn spawner(&self) -> Spawner {
+        let pool = self.pool.clone();
+        Arc::new(move |job| pool.push(Work::Job(job)))
+    }
+
+    /// Stops the threads once the ring is empty. Files should be closed first: a write
+    /// submitted after this waits forever.
+    pub(crate) fn stop(&self) {
+        self.pool.lock().stopping = true;
+        self.pool.work.notify_all();
+        let threads: Vec<_> = self
+            .threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect();
+        for t in threads {
+            if t.join().is_err() {
+                tracing::error!("writer thread panicked");
+            }
+        }
+    }
+}
+
+/// What a pool thread does next.
+enum Next {
+    Work(Work),
+    /// A failed file's pause is over.
+    Timer(Weak<FileWriter>),
+    Stop,
+}
+
+impl Pool {
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn push(&self, work: Work) {
+        self.lock().ring.push_back(work);
+        self.work.notify_one();
+    }
+
+    fn add_timer(&self, at: Instant, file: Weak<FileWriter>) {
+        self.lock().timers.push((at, file));
+        // Some thread must wait with this deadline in mind.
+        self.work.notify_all();
+    }
+
+    fn run(&self) {
+        loop {
+            match self.next() {
+                Next::Work(Work::File(file)) => file.serve(),
+                Next::Work(Work::Job(job)) => job(),
+                Next::Timer(file) => {
+                    if let Some(file) = file.upgrade() {
+                        file.timer_set.store(false, Ordering::SeqCst);
+                        if file.take_turn() {
+                            file.serve();
+                        }
+                    }
+                }
+                Next::Stop => return,
+            }
+        }
+    }
+
+    fn next(&self) -> Next {
+        let mut state = self.lock();
+        loop {
+            if let Some(work) = state.ring.pop_front() {
+                return Next::Work(work);
+            }
+            let now = Instant::now();
+            if let Some(i) = state.timers.iter().position(|(at, _)| *at <= now) {
+                return Next::Timer(state.timers.swap_remove(i).1);
+            }
+            if state.stopping {
+                return Next::Stop;
+            }
+            let next_timer = state.timers.iter().map(|(at, _)| *at).min();
+            state = match next_timer {
+                Some(at) => {
+                    self.work
+                        .wait_timeout(state, at.saturating_duration_since(now))
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+                None => self.work.wait(state).unwrap_or_else(|p| p.into_inner()),
+            };
+        }
+    }
+}
+
+/// One event file's queue of writes and its commit state.
+pub(super) struct FileWriter {
+    pool: Arc<Pool>,
+    jobs: Mutex<Jobs>,
+    /// Blocking submitters wait here for room, and `close` for the file to be idle.
+    changed: Condvar,
+    /// Only the pool thread serving the file takes it.
+    writer: Mutex<Writer>,
+    /// A timer for the file's reopen is set.
+    timer_set: AtomicBool,
+}
+
+/// Whose due times a file's commits update: its webhook's entry in the map.
+pub(super) type DueEntry = (Uuid, Arc<DueTimes>);
+
+struct Jobs {
+    queue: VecDeque<(WriteOp, Notice)>,
+    /// In the pool's ring or being served.
+    scheduled: bool,
+    /// Writes are refused from now on.
+    closed: bool,
+}
+
+/// Opens an event file again, after a failed write.
+pub(super) type Reopen = Box<dyn Fn() -> Result<Database, StoreError> + Send>;
+
+impl FileWriter {
+    /// The writer of the file at `path`, whose database `db` holds, served by `pool`.
+    pub(super) fn new(
+        pool: &WriterPool,
+        db: SharedDb,
+        open: Reopen,
+        path: PathBuf,
+        due: DueEntry,
+    ) -> Arc<Self> {
+        Arc::new(FileWriter {
+            pool: pool.pool.clone(),
+            jobs: Mutex::new(Jobs {
+                queue: VecDeque::new(),
+                scheduled: false,
+                closed: false,
+            }),
+            changed: Condvar::new(),
+            writer: Mutex::new(Writer {
+                db,
+                open,
+                path,
+                due,
+                failure: None,
+            }),
+            timer_set: AtomicBool::new(false),
+        })
+    }
+
+    fn lock_jobs(&self) -> MutexGuard<'_, Jobs> {
+        // Every update of Jobs is a plain push, pop or assignment: a panic leaves it whole.
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes waiting, not counting a batch being committed.
+    pub(super) fn queued(&self) -> usize {
+        self.lock_jobs().queue.len()
+    }
+
+    /// Whether nothing is queued or being committed.
+    pub(super) fn idle(&self) -> bool {
+        let jobs = self.lock_jobs();
+        jobs.queue.is_empty() && !jobs.scheduled
+    }
+
+    /// Queues a write; with `wait`, waits for room, otherwise a full queue refuses it with
+    /// `Busy`. A refused write's notice fires with the reason.
+    pub(super) fn submit(
+        self: &Arc<Self>,
+        op: WriteOp,
+        notice: Notice,
+        wait: bool,
+    ) -> Result<(), StoreError> {
+        let mut jobs = self.lock_jobs();
+        let refused = loop {
+            if jobs.closed {
+                break Some(StoreError::Closed);
+            }
+            if jobs.queue.len() < QUEUE_CAP {
+                break None;
+            }
+            if !wait {
+                break Some(StoreError::Busy);
+            }
+            jobs = self.changed.wait(jobs).unwrap_or_else(|p| p.into_inner());
+        };
+        if let Some(error) = refused {
+            drop(jobs);
+            let reason = match error {
+                StoreError::Busy => StoreError::Busy,
+                _ => StoreError::Closed,
+            };
+            notice.complete(Err(reason));
+            return Err(error);
+        }
+        jobs.queue.push_back((op, notice));
+        let schedule = !std::mem::replace(&mut jobs.scheduled, true);
+        drop(jobs);
+        if schedule {
+            self.pool.push(Work::File(self.clone()));
+        }
+        Ok(())
+    }
+
+    /// Refuses further writes and waits until everything queued before is committed.
+    pub(super) fn close(&self) {
+        let mut jobs = self.lock_jobs();
+        jobs.closed = true;
+        while jobs.scheduled {
+            jobs = self.changed.wait(jobs).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Takes the file's turn for a timer: false if it is scheduled already (its serving
+    /// will see to the reopen).
+    fn take_turn(&self) -> bool {
+        let mut jobs = self.lock_jobs();
+        !jobs.closed && !std::mem::replace(&mut jobs.scheduled, true)
+    }
+
+    /// Commits one batch of the file's writes (or, with none waiting, tries a due reopen),
+    /// then gives the file back to the ring if more are waiting.
+    fn serve(self: &Arc<Self>) {
+        let batch = {
+            let mut jobs = self.lock_jobs();
+            let mut batch = Vec::new();
+            let mut bytes = 0;
+            while batch.len() < MAX_BATCH_OPS && bytes < MAX_BATCH_BYTES {
+                let Some((op, notice)) = jobs.queue.pop_front() else {
+                    break;
+                };
+                bytes += op.weight();
+                batch.push((op, notice));
+            }
+            batch
+        };
+        // Room for blocked submitters.
+        self.changed.notify_all();
+        let reopen_at = {
+            let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            if batch.is_empty() {
+                writer.ready();
+            } else {
+                writer.commit_batch(batch);
+            }
+            writer.reopen_due_at()
+        };
+        if let Some(at) = reopen_at
+            && !self.timer_set.swap(true, Ordering::SeqCst)
+        {
+            self.pool.add_timer(at, Arc::downgrade(self));
+        }
+        let mut jobs = self.lock_jobs();
+        if jobs.queue.is_empty() {
+            jobs.scheduled = false;
+            drop(jobs);
+            self.changed.notify_all();
+        } else {
+            drop(jobs);
+            self.pool.push(Work::File(self.clone()));
+        }
+    }
+}
+
+/// A file's commit state: its database, and from a failed write until a commit succeeds
+/// again, the failure.
+struct Writer {
+    db: SharedDb,
+    /// Opens the file again (see `EventStore::open_with`).
+    open: Reopen,
+    path: PathBuf,
+    /// Updated after each commit that touched the due index.
+    due: DueEntry,
+    failure: Option<Failure>,
+}
+
+/// A failure episode of the file: from a failed write until a commit succeeds again.
+struct Failure {
+    since: Instant,
+    /// The database must be reopened before the next commit: redb refuses every write after
+    /// an I/O error (`PreviousIo`) until it is, and repairs the file on open.
+    reopen: bool,
+    /// Before this, batches fail at once without touching the file: a disk that stays full
+    /// must not cost a reopen (a repair) per request.
+    retry_at: Instant,
+    /// The pause after the next try that fails.
+    pause: Duration,
+    /// The last reopen failed: it is tried again when the pause is over, write or no
+    /// write (until it opens, the file's readers get `Unavailable`). After a failed write
+    /// the first reopen waits for the next write instead: the error may have passed.
+    reopen_failed: bool,
+}
+
+impl Failure {
+    fn retry_later(&mut self, now: Instant) {
+        self.retry_at = now + self.pause;
+        self.pause = (self.pause * 2).min(RETRY_MAX);
+    }
+}
+
+impl Writer {
+    fn commit_batch(&mut self, batch: Vec<(WriteOp, Notice)>) {
+        if !self.ready() {
+            return fail_all(batch);
+        }
+        let shared = self.db.clone();
+        let guard = shared.read().unwrap_or_else(|p| p.into_inner());
+        let Some(db) = guard.as_ref() else {
+            // Only a failed reopen leaves none, and then `ready` is false.
+            return fail_all(batch);
+        };
+        match commit(db, batch.iter().map(|(op, _)| op)) {
+            Ok(done) => {
+                self.recovered();
+                self.note_due(done.earliest_due);
+                for ((op, notice), outcome) in batch.into_iter().zip(done.outcomes) {
+                    finish(op, notice, outcome);
+                }
+            }
+            // Nothing of the batch is stored, whatever request it came with.
+            Err(e) if is_io_failure(&e) => {
+                self.failed(&e);
+                fail_all(batch);
+            }
+            Err(e) if batch.len() == 1 => {
+                if let Some((op, notice)) = batch.into_iter().next() {
+                    finish(op, notice, Err(e));
+                }
+            }
+            Err(e) => {
+                // One bad request must not fail its neighbours: retry each on its own.
+                tracing::warn!(error = %e, ops = batch.len(), "batch commit failed; retrying singly");
+                let mut broken = false;
+                for (op, notice) in batch {
+                    let outcome = if broken {
+                        Err(StoreError::Unavailable)
+                    } else {
+                        match commit(db, std::iter::once(&op)) {
+                            Ok(mut done) => {
+                                self.recovered();
+                                self.note_due(done.earliest_due);
+                                done.outcomes.pop().unwrap_or(Ok(()))
+                            }
+                            Err(e) if is_io_failure(&e) => {
+                                self.failed(&e);
+                                broken = true;
+                                Err(StoreError::Unavailable)
+                            }
+                            Err(e) => Err(e),
+                        }
+                    };
+                    finish(op, notice, outcome);
+                }
+            }
+        }
+    }
+
+    /// Records the due index's earliest time after a commit that touched it; before the
+    /// writes' notices fire, so a sweeper woken by them finds it.
+    fn note_due(&self, earliest: Option<Option<Millis>>) {
+        if let Some(earliest) = earliest {
+            let (webhook_id, times) = &self.due;
+            times.set(*webhook_id, earliest);
+        }
+    }
+
+    /// When the failed file is next to be reopened, if it still has to be.
+    fn reopen_due_at(&self) -> Option<Instant> {
+        self.failure
+            .as_ref()
+            .filter(|f| f.reopen && f.reopen_failed)
+            .map(|f| f.retry_at)
+    }
+
+    /// Whether a commit may be tried now: always, unless the file failed; then once the
+    /// pause after the last try is over and the database has been reopened.
+    fn ready(&mut self) -> bool {
+        let Some(failure) = &mut self.failure else {
+            return true;
+        };
+        let now = Instant::now();
+        if now < failure.retry_at {
+            return false;
+        }
+        if failure.reopen {
+            if let Err(e) = reopen(&self.db, &self.open) {
+                failure.reopen_failed = true;
+                failure.retry_later(now);
+                tracing::warn!(
+                    path = %self.path.display(),
+                    error = %e,
+                    retry_in_ms = (failure.retry_at - now).as_millis(),
+                    "reopening the event file failed; its writes keep failing until it opens"
+                );
+                return false;
+            }
+            failure.reopen = false;
+            failure.reopen_failed = false;
+        }
+        true
+    }
+
+    /// Notes a failed write: the file is reopened before the next commit. Logged at ERROR
+    /// when an episode begins, at WARN when a retry fails, never per request.
+    fn failed(&mut self, e: &StoreError) {
+        let now = Instant::now();
+        match &mut self.failure {
+            None => {
+                tracing::error!(
+                    path = %self.path.display(),
+                    error = %e,
+                    "writing the event file failed; its writes fail until it is reopened and a commit succeeds"
+                );
+                // The first retry is the next batch: the error may have been a passing one.
+                self.failure = Some(Failure {
+                    since: now,
+                    reopen: true,
+                    retry_at: now,
+                    pause: RETRY_FIRST,
+                    reopen_failed: false,
+                });
+            }
+            Some(failure) => {
+                failure.reopen = true;
+                failure.retry_later(now);
+                tracing::warn!(
+                    path = %self.path.display(),
+                    error = %e,
+                    retry_in_ms = (failure.retry_at - now).as_millis(),
+                    "writing the event file still fails"
+                );
+            }
+        }
+    }
+
+    /// Notes a successful commit, which ends a failure episode.
+    fn recovered(&mut self) {
+        if let Some(failure) = self.failure.take() {
+            tracing::info!(
+                path = %self.path.display(),
+                failed_for_ms = failure.since.elapsed().as_millis(),
+                "the event file is writable again"
+            );
+        }
+    }
+}
+
+/// Fails every request of `batch`: nothing of it was stored.
+fn fail_all(batch: Vec<(WriteOp, Notice)>) {
+    for (op, notice) in batch {
+        finish(op, notice, Err(StoreError::Unavailable));
+    }
+}
+
+/// Frees a request's op, then fires its notice with `outcome`: an ingest's notice holds its
+/// body's room in the memory budget, so the body must be gone first.
+fn finish(op: WriteOp, notice: Notice, outcome: Result<(), StoreError>) {
+    drop(op);
+    notice.complete(outcome);
+}
+
+/// Whether `e` is an I/O failure of redb (ENOSPC, EFBIG, EIO, …), after which it refuses
+/// every write of the database with `PreviousIo` until it is reopened.
+fn is_io_failure(e: &StoreError) -> bool {
+    matches!(e, StoreError::Redb(_)) && e.is_transient()
+}
+
+/// Closes the file's failed database and opens it again with `open` (redb repairs it).
+/// Readers get [`StoreError::Unavailable`] meanwhile rather than waiting for a repair.
+fn reopen(db: &SharedDb, open: &Reopen) -> Result<(), StoreError> {
+    // redb holds the file's lock until the old database is closed: it must go first.
+    let failed = db.write().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(failed) = failed
+        && let Err(e) = failed.close()
+    {
+        // Expected: it reports the I/O error it latched.
+        tracing::debug!(error = %e, "closing the failed event database");
+    }
+    let reopened = open()?;
+    *db.write().unwrap_or_else(|p| p.into_inner()) = Some(reopened);
+    Ok(())
+}
