@@ -32,8 +32,8 @@ impl App {
     /// Opens `config.data_dir`, creates the admin on first run, starts the engine (whose
     /// first sweep recovers unfinished deliveries) and starts serving on `config.listen`.
     pub async fn start(config: Config) -> anyhow::Result<App> {
-        let data_dir = config.data_dir.clone();
-        let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
+        let (data_dir, limits) = (config.data_dir.clone(), config.store);
+        let store = tokio::task::spawn_blocking(move || Store::open_with(&data_dir, limits))
             .await?
             .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
         let store = Arc::new(store);

@@ -11,6 +11,10 @@ use ipnet::IpNet;
 
 /// Default ingest body limit: 10 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+/// Default cap on event files open at once.
+pub const DEFAULT_MAX_OPEN_EVENT_FILES: usize = 64;
+/// Default page-cache budget of all open event files together.
+pub const DEFAULT_EVENT_CACHE_BYTES: usize = 256 * 1024 * 1024;
 /// Default cap on outgoing exchanges in flight, all targets together.
 pub const DEFAULT_DELIVERY_CONCURRENCY: usize = 512;
 /// Default body bytes of outgoing exchanges in flight, all together.
@@ -62,9 +66,36 @@ pub struct Config {
     pub http: HttpConfig,
     /// Delivery engine tunables.
     pub engine: EngineConfig,
+    /// Event-file limits.
+    pub store: StoreConfig,
 }
 
-/// Limits that keep slow or stalled clients from tying up the server (BRIEF I3): each
+/// How many event files may be open, and how much page cache they share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// Event files open at once; the least recently used idle one is closed to open another.
+    pub max_open_event_files: usize,
+    /// redb page cache of all open event files together (each gets an equal part).
+    pub event_cache_bytes: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            max_open_event_files: DEFAULT_MAX_OPEN_EVENT_FILES,
+            event_cache_bytes: DEFAULT_EVENT_CACHE_BYTES,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// Each open file's share of the page cache.
+    pub fn cache_per_file(&self) -> usize {
+        self.event_cache_bytes / self.max_open_event_files.max(1)
+    }
+}
+
+/// Limits that keep slow or stalled clients from tying up the server (bounded memory, I3): each
 /// connection, header and ingest body must make progress or be dropped.
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
@@ -279,6 +310,21 @@ impl Config {
             None if debug => "debug".to_string(),
             None => DEFAULT_LOG_FILTER.to_string(),
         };
+        let max_open_event_files: usize =
+            parse(&get, "MAX_OPEN_EVENT_FILES", DEFAULT_MAX_OPEN_EVENT_FILES)?;
+        if !(2..=100_000).contains(&max_open_event_files) {
+            return Err(ConfigError {
+                var: "MAX_OPEN_EVENT_FILES",
+                reason: "must be between 2 and 100000".into(),
+            });
+        }
+        let event_cache_bytes: usize = parse(&get, "EVENT_CACHE_BYTES", DEFAULT_EVENT_CACHE_BYTES)?;
+        if event_cache_bytes < max_open_event_files * 256 * 1024 {
+            return Err(ConfigError {
+                var: "EVENT_CACHE_BYTES",
+                reason: "must give each open event file at least 256 KiB (MAX_OPEN_EVENT_FILES × 262144)".into(),
+            });
+        }
         let max_connections: usize = parse(&get, "MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS)?;
         if !(16..=1_000_000).contains(&max_connections) {
             return Err(ConfigError {
@@ -325,6 +371,10 @@ impl Config {
                 allowed_target_networks,
                 ..EngineConfig::default()
             },
+            store: StoreConfig {
+                max_open_event_files,
+                event_cache_bytes,
+            },
         })
     }
 
@@ -342,6 +392,7 @@ impl Config {
             log_filter: DEFAULT_LOG_FILTER.to_string(),
             http: HttpConfig::default(),
             engine: EngineConfig::default(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -420,6 +471,8 @@ mod tests {
         assert!(c.engine.workers >= 2);
         assert_eq!(c.engine.concurrency, 512);
         assert_eq!(c.engine.body_budget, 64 * 1024 * 1024);
+        assert_eq!(c.store.max_open_event_files, 64);
+        assert_eq!(c.store.cache_per_file(), 4 * 1024 * 1024);
         assert_eq!(c.http.max_connections, 1024);
         assert_eq!(c.log_filter, "info,tower_http=warn");
         assert_eq!(load(&[("DEBUG", "1")]).unwrap().log_filter, "debug");
@@ -444,6 +497,8 @@ mod tests {
             ("DELIVERY_WORKERS", "0"),
             ("DELIVERY_CONCURRENCY", "0"),
             ("DELIVERY_BODY_BUDGET_BYTES", "1000"),
+            ("MAX_OPEN_EVENT_FILES", "1"),
+            ("EVENT_CACHE_BYTES", "1024"),
             ("WEBHOOKER_ENVIRONMENT", "staging"),
             ("ALLOWED_TARGET_NETWORKS", "10.0.0.0/33"),
             ("TRUST_PROXY", "maybe"),

@@ -171,6 +171,8 @@ fn sweep(s: &Sweeper, pass: usize, horizon: i64) -> bool {
             EarliestDue::Nothing => None,
             EarliestDue::Unknown => match s.store.learn_earliest_due(webhook.id) {
                 Ok(at) => at,
+                // Every open file is in use: learned on a later pass.
+                Err(StoreError::Busy) => None,
                 Err(e) => {
                     tracing::error!(webhook_id = %webhook.id, error = %e, "cannot read the due index");
                     None
@@ -197,6 +199,11 @@ fn sweep(s: &Sweeper, pass: usize, horizon: i64) -> bool {
         let share = room.div_ceil(count - i);
         let store = match s.store.events(webhook.id) {
             Ok(store) => store,
+            // Every open file is in use: swept on a later pass.
+            Err(StoreError::Busy) => {
+                backlog = true;
+                continue;
+            }
             Err(e) => {
                 tracing::error!(webhook_id = %webhook.id, error = %e, "cannot open event file");
                 continue;

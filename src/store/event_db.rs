@@ -58,9 +58,8 @@ const MAX_SKIPPED_DUE_ROWS: usize = 100_000;
 /// log, a retention scan) reads their small bodies too, up to this much per event.
 pub const INLINE_BODY_BYTES: usize = 16 * 1024;
 
-/// redb page cache per event file. redb's default (1 GiB) would let RSS grow with the
-/// backlog; hot data here is the tail of the event table and the due index.
-const CACHE_BYTES: usize = 16 * 1024 * 1024;
+/// redb page cache of a file opened only to read its earliest due time.
+const PEEK_CACHE_BYTES: usize = 256 * 1024;
 
 /// An event file's database, shared by its readers, the pruner and its writer.
 /// `None` only while the writer reopens it after a failed write, or if that failed.
@@ -169,6 +168,8 @@ pub struct EventStore {
     /// and by the writer to reopen the file.
     db: SharedDb,
     writer: Arc<FileWriter>,
+    /// When it was last used (see `EventStores::touch`).
+    last_used: std::sync::atomic::AtomicU64,
     /// Events removed since the file was last compacted: a compaction that could not run
     /// (a read was in progress) is retried by the next pass even if that removes little.
     pruned_since_compaction: std::sync::atomic::AtomicU64,
@@ -182,11 +183,16 @@ impl EventStore {
         path: &Path,
         pool: &WriterPool,
         due_times: Arc<DueTimes>,
+        cache_bytes: usize,
     ) -> Result<EventStore, StoreError> {
         let file = path.to_path_buf();
         let spawner = pool.spawner();
         EventStore::open_with(webhook_id, path, pool, due_times, move || {
-            open_database(ZeroAheadFile::open(&file, spawner.clone())?, &file)
+            open_database(
+                ZeroAheadFile::open(&file, spawner.clone())?,
+                &file,
+                cache_bytes,
+            )
         })
     }
 
@@ -211,8 +217,20 @@ impl EventStore {
             webhook_id,
             db,
             writer,
+            last_used: Default::default(),
             pruned_since_compaction: Default::default(),
         })
+    }
+
+    /// Stamps the file as used at `tick` (see `EventStores::touch`).
+    pub(super) fn used(&self, tick: u64) {
+        self.last_used
+            .store(tick, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// When the file was last used.
+    pub(super) fn last_used(&self) -> u64 {
+        self.last_used.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The webhook this file belongs to.
@@ -637,7 +655,7 @@ pub(super) fn peek_earliest_due(path: &Path) -> Result<Option<Millis>, StoreErro
         .write(true)
         .open(path)?;
     let backend = redb::backends::FileBackend::new(file)?;
-    let db = open_database(backend, path)?;
+    let db = open_database(backend, path, PEEK_CACHE_BYTES)?;
     let earliest = earliest_due(&db.begin_read()?)?;
     drop(db);
     Ok(earliest)
@@ -655,9 +673,10 @@ pub(super) fn earliest_due(tx: &redb::ReadTransaction) -> Result<Option<Millis>,
 pub(super) fn open_database(
     backend: impl StorageBackend,
     path: &Path,
+    cache_bytes: usize,
 ) -> Result<Database, StoreError> {
     let db = Database::builder()
-        .set_cache_size(CACHE_BYTES)
+        .set_cache_size(cache_bytes)
         .create_with_backend(backend)?;
     let tx = db.begin_write()?;
     {
@@ -837,6 +856,9 @@ impl<'t> WriteTables<'t> {
 mod tests {
     use super::*;
 
+    /// The page cache of a test's event file.
+    const TEST_CACHE: usize = 4 * 1024 * 1024;
+
     /// A writer pool of the test's own, logging to the test's subscriber if it has one.
     fn pool() -> WriterPool {
         WriterPool::start(2).unwrap()
@@ -892,7 +914,8 @@ mod tests {
         let (old, empty) = (event(&body), event(b""));
         write_v1_file(&path, &[(&old, &body), (&empty, b"")]);
 
-        let store = EventStore::open(Uuid::new_v4(), &path, &pool(), Arc::default()).unwrap();
+        let store =
+            EventStore::open(Uuid::new_v4(), &path, &pool(), Arc::default(), TEST_CACHE).unwrap();
         assert_eq!(store.event_detail(old.id).unwrap().unwrap().body, body);
         assert_eq!(store.event_detail(empty.id).unwrap().unwrap().body, b"");
         let (_, small) = store.event_with_small_body(old.id, 1024).unwrap().unwrap();
@@ -936,6 +959,7 @@ mod tests {
             &dir.path().join("e.redb"),
             &pool(),
             Arc::default(),
+            TEST_CACHE,
         )
         .unwrap();
         let e = event(b"{}");
@@ -1019,7 +1043,8 @@ mod tests {
             tx.commit().unwrap();
         }
 
-        let store = EventStore::open(Uuid::new_v4(), &path, &pool(), Arc::default()).unwrap();
+        let store =
+            EventStore::open(Uuid::new_v4(), &path, &pool(), Arc::default(), TEST_CACHE).unwrap();
         let new = event(b"new");
         let new_stored = delivery(&new, DeliveryStatus::Delivered);
         store
@@ -1051,7 +1076,8 @@ mod tests {
         let events: Vec<Event> = (0..1200).map(|_| event(&body)).collect();
         let rows: Vec<(&Event, &[u8])> = events.iter().map(|e| (e, &body[..])).collect();
         write_v1_file(&path, &rows);
-        let store = EventStore::open(Uuid::new_v4(), &path, &pool(), Arc::default()).unwrap();
+        let store =
+            EventStore::open(Uuid::new_v4(), &path, &pool(), Arc::default(), TEST_CACHE).unwrap();
         let cutoff = crate::model::now_ms() + 1000;
 
         let reading = store.read().unwrap();
@@ -1085,7 +1111,7 @@ mod tests {
             tx.commit().unwrap();
         }
         assert!(matches!(
-            EventStore::open(Uuid::new_v4(), &path, &pool(), Arc::default()),
+            EventStore::open(Uuid::new_v4(), &path, &pool(), Arc::default(), TEST_CACHE),
             Err(StoreError::FormatVersion {
                 found: 99,
                 expected: EVENTS_FORMAT_VERSION,
@@ -1104,6 +1130,7 @@ mod tests {
             &dir.path().join("e.redb"),
             &pool(),
             Arc::default(),
+            TEST_CACHE,
         )
         .unwrap();
         let short = event(b"12345");
@@ -1263,7 +1290,7 @@ mod tests {
                     file: ZeroAheadFile::open(&file, spawner.clone())?,
                     room: room.clone(),
                 };
-                open_database(disk, &file)
+                open_database(disk, &file, TEST_CACHE)
             })
             .unwrap()
         };
@@ -1324,7 +1351,8 @@ mod tests {
         // And a restart finds the same.
         store.close();
         drop(store);
-        let store = EventStore::open(Uuid::new_v4(), &path, &pool, Arc::default()).unwrap();
+        let store =
+            EventStore::open(Uuid::new_v4(), &path, &pool, Arc::default(), TEST_CACHE).unwrap();
         assert_all_readable(&store, &acked);
         store.close();
     }
@@ -1352,7 +1380,7 @@ mod tests {
                     file: ZeroAheadFile::open(&file, spawner.clone())?,
                     room: room.clone(),
                 };
-                open_database(disk, &file)
+                open_database(disk, &file, TEST_CACHE)
             })
             .unwrap()
         };

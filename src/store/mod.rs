@@ -16,10 +16,12 @@ mod zero_ahead;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use uuid::Uuid;
 
+use crate::config::StoreConfig;
 use crate::model::Millis;
 
 pub use catalog::Catalog;
@@ -152,8 +154,15 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) the data directory and its main file.
+    /// Opens (creating if needed) the data directory and its main file, with the default
+    /// event-file limits.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        Store::open_with(data_dir, StoreConfig::default())
+    }
+
+    /// Opens (creating if needed) the data directory and its main file; at most
+    /// `limits.max_open_event_files` event files will be open at once.
+    pub fn open_with(data_dir: &Path, limits: StoreConfig) -> Result<Store, StoreError> {
         std::fs::create_dir_all(data_dir)?;
         let main = MainDb::open(&data_dir.join("webhooker.redb"))?;
         Ok(Store {
@@ -164,6 +173,8 @@ impl Store {
                 opening: Mutex::new(false),
                 writers: WriterPool::start(writer::default_writer_threads())?,
                 due_times: Arc::default(),
+                limits,
+                uses: AtomicU64::new(0),
             },
         })
     }
@@ -183,12 +194,24 @@ impl Store {
 
     /// Creates (or opens) the event file of a webhook being created.
     pub fn create_events(&self, webhook_id: Uuid) -> Result<Arc<EventStore>, StoreError> {
-        self.events.get_or_open(webhook_id, || true)
+        let store = self.events.get_or_open(webhook_id, || true)?;
+        if self.events.due_times.get(webhook_id) == EarliestDue::Unknown {
+            self.events.due_times.set(webhook_id, store.earliest_due()?);
+        }
+        Ok(store)
     }
 
     /// The event file of a webhook if it is already open (no I/O, never waits for an open).
     pub fn events_if_open(&self, webhook_id: Uuid) -> Option<Arc<EventStore>> {
-        self.events.read().get(&webhook_id).cloned()
+        self.events
+            .read()
+            .get(&webhook_id)
+            .map(|s| self.events.touch(s))
+    }
+
+    /// Event files open now.
+    pub fn open_event_files(&self) -> usize {
+        self.events.read().len()
     }
 
     /// Each webhook's earliest due time, as far as known (see [`DueTimes`]).
@@ -213,6 +236,10 @@ impl Store {
                     None => {
                         let path = self.events.path(webhook_id);
                         if path.exists() {
+                            // The read opens the file: it counts against the cap too.
+                            if self.events.read().len() >= self.events.limits.max_open_event_files {
+                                self.events.close_least_recently_used()?;
+                            }
                             event_db::peek_earliest_due(&path)?
                         } else {
                             None
@@ -266,6 +293,10 @@ struct EventStores {
     writers: WriterPool,
     /// Each webhook's earliest due time, kept by the writers.
     due_times: Arc<DueTimes>,
+    limits: StoreConfig,
+    /// A clock of uses: each use of a file stamps it with the next tick, so the least
+    /// recently used one has the smallest stamp.
+    uses: AtomicU64,
 }
 
 impl EventStores {
@@ -286,31 +317,64 @@ impl EventStores {
         self.opening.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Stamps `store` as used now.
+    fn touch(&self, store: &Arc<EventStore>) -> Arc<EventStore> {
+        store.used(self.uses.fetch_add(1, Ordering::Relaxed));
+        store.clone()
+    }
+
     fn get_or_open(
         &self,
         webhook_id: Uuid,
         exists: impl FnOnce() -> bool,
     ) -> Result<Arc<EventStore>, StoreError> {
         if let Some(s) = self.read().get(&webhook_id) {
-            return Ok(s.clone());
+            return Ok(self.touch(s));
         }
         let closed = self.lock_opening();
         if *closed {
             return Err(StoreError::Closed);
         }
         if let Some(s) = self.read().get(&webhook_id) {
-            return Ok(s.clone());
+            return Ok(self.touch(s));
         }
         if !exists() {
             return Err(StoreError::UnknownWebhook);
+        }
+        if self.read().len() >= self.limits.max_open_event_files {
+            self.close_least_recently_used()?;
         }
         let opened = Arc::new(EventStore::open(
             webhook_id,
             &self.path(webhook_id),
             &self.writers,
             self.due_times.clone(),
+            self.limits.cache_per_file(),
         )?);
         self.write().insert(webhook_id, opened.clone());
-        Ok(opened)
+        Ok(self.touch(&opened))
+    }
+
+    /// Closes the least recently used idle file: one nobody holds (the map's is the only
+    /// handle: others clone it only under the map's lock, held here) and with no write
+    /// queued or being committed, so no user has it closed under them. `Busy` when every
+    /// open file is in use. Called under the open lock.
+    fn close_least_recently_used(&self) -> Result<(), StoreError> {
+        let idle = {
+            let mut open = self.write();
+            let lru = open
+                .iter()
+                .filter(|(_, s)| Arc::strong_count(s) == 1 && s.idle())
+                .min_by_key(|(_, s)| s.last_used())
+                .map(|(id, _)| *id);
+            lru.and_then(|id| open.remove(&id))
+        };
+        match idle {
+            Some(store) => {
+                store.close();
+                Ok(())
+            }
+            None => Err(StoreError::Busy),
+        }
     }
 }

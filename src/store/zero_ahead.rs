@@ -281,8 +281,13 @@ impl Shared {
     fn wake_if_due(self: &Arc<Self>, extent: &mut Extent) {
         if extent.idle && extent.should_start() {
             extent.idle = false;
-            let shared = self.clone();
-            (self.spawn)(Box::new(move || shared.fill()));
+            // Weak: a job still queued when the file closes must not keep its handle open.
+            let shared = Arc::downgrade(self);
+            (self.spawn)(Box::new(move || {
+                if let Some(shared) = shared.upgrade() {
+                    shared.fill();
+                }
+            }));
         }
     }
 

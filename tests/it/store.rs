@@ -279,3 +279,116 @@ fn updates_and_children_of_deleted_rows_are_refused() {
     assert!(catalog.entrypoint(entrypoint.id).is_none());
     store.close();
 }
+
+/// Event files of `dir` the process holds open now, from /proc/self/fd.
+fn open_event_files_under(dir: &std::path::Path) -> HashSet<std::path::PathBuf> {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter(|path| {
+            path.starts_with(dir)
+                && path
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("events-"))
+        })
+        .collect()
+}
+
+/// At most `MAX_OPEN_EVENT_FILES` event files are open, however many webhooks get events;
+/// a file closed for another reopens transparently for ingest, the sweeper, reads and
+/// redelivery, and closing it loses and duplicates nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_event_files_stay_under_the_cap_and_reopen_transparently() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use crate::support::receiver::Receiver;
+    use crate::support::{TestApp, wait_until};
+
+    const CAP: usize = 4;
+    const WEBHOOKS: usize = 12;
+    const EVENTS: usize = 3;
+    let app = TestApp::start_with(|c| {
+        c.store.max_open_event_files = CAP;
+        c.store.event_cache_bytes = CAP * 1024 * 1024;
+    })
+    .await;
+    let data_dir = app.dir.path().canonicalize().unwrap();
+    let sink = Receiver::start().await;
+    let mut hooks = Vec::new();
+    for i in 0..WEBHOOKS {
+        let (wh, url) = app.webhook(&format!("w{i}")).await;
+        app.target(
+            &wh,
+            json!({"name": "sink", "kind": "http", "url": sink.url(&format!("/{i}"))}),
+        )
+        .await;
+        hooks.push((wh, url));
+    }
+    // Watch the open files while events flow.
+    let most_open = Arc::new(AtomicUsize::new(0));
+    let watching = Arc::new(AtomicBool::new(true));
+    let watcher = {
+        let (most_open, watching, dir) = (most_open.clone(), watching.clone(), data_dir.clone());
+        std::thread::spawn(move || {
+            while watching.load(Ordering::SeqCst) {
+                let open = open_event_files_under(&dir).len();
+                most_open.fetch_max(open, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    for _ in 0..EVENTS {
+        for (_, url) in &hooks {
+            app.send(url, b"{\"n\":1}").await;
+            assert!(app.app().store().open_event_files() <= CAP);
+        }
+    }
+    let all = WEBHOOKS * EVENTS;
+    assert!(
+        wait_until(Duration::from_secs(20), || async { sink.count() >= all }).await,
+        "delivered {} of {all}",
+        sink.count()
+    );
+    // Every event reads back from its (reopened) file, each delivered once.
+    for (wh, _) in &hooks {
+        assert!(
+            wait_until(Duration::from_secs(10), || async {
+                let page = app.get_json(&format!("/webhooks/{wh}/events")).await;
+                page["events"].as_array().is_some_and(|events| {
+                    events.len() == EVENTS
+                        && events
+                            .iter()
+                            .all(|e| e["deliveries"][0]["status"] == "delivered")
+                })
+            })
+            .await,
+            "webhook {wh}"
+        );
+    }
+    let deliveries: HashSet<String> = sink
+        .received()
+        .iter()
+        .filter_map(|r| r.header("x-webhooker-delivery-id"))
+        .collect();
+    assert_eq!(deliveries.len(), all, "no delivery lost or sent twice");
+    // Redelivery to the first webhook, whose file was closed for the others.
+    let (first, _) = &hooks[0];
+    let page = app.get_json(&format!("/webhooks/{first}/events")).await;
+    let event_id = page["events"][0]["id"].as_str().unwrap().to_string();
+    assert!(app.redeliver(first, &event_id, None).await.is_success());
+    assert!(
+        wait_until(Duration::from_secs(10), || async { sink.count() > all }).await,
+        "the redelivery never came"
+    );
+    watching.store(false, Ordering::SeqCst);
+    watcher.join().unwrap();
+    let most = most_open.load(Ordering::SeqCst);
+    eprintln!("at most {most} event files open at once (cap {CAP})");
+    assert!(most <= CAP, "{most} event files open at once");
+    assert!(most >= 2, "the watcher saw the files");
+    app.stop().await;
+}
