@@ -335,3 +335,78 @@ async fn threads_do_not_grow_with_webhooks() {
     assert_eq!(with_many, with_two, "threads grew with the webhooks");
     drop(server);
 }
+
+/// SIGKILL while events flow to many webhooks, with fewer event files allowed open than
+/// webhooks (so files close and reopen under the load): after the restart every
+/// acknowledged event reaches its target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_with_many_webhooks_under_load_loses_nothing() {
+    const WEBHOOKS: usize = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Receiver::start().await;
+    sink.set_default(Reply::delayed(200, Duration::from_millis(5)));
+    let dir_path = dir.path().to_path_buf();
+    let mut server = tokio::task::spawn_blocking(move || {
+        ServerProcess::start_with(&dir_path, None, &[("MAX_OPEN_EVENT_FILES", "8")])
+    })
+    .await
+    .unwrap();
+    webhooker::delivery::install_crypto_provider();
+    let http = reqwest::Client::new();
+    let mut urls = Vec::new();
+    for i in 0..WEBHOOKS {
+        let (_, path) = setup(
+            &http,
+            &server.base,
+            json!({"name": "sink", "kind": "http", "url": sink.url(&format!("/{i}")), "max_in_flight": 2}),
+        )
+        .await;
+        urls.push(format!("{}{path}", server.base));
+    }
+    // Senders spread over every webhook until the kill.
+    let load = {
+        let http = http.clone();
+        tokio::spawn(async move {
+            let mut loads = Vec::new();
+            for url in urls {
+                let http = http.clone();
+                loads.push(tokio::spawn(
+                    async move { blast(&http, url, 1_000, 1).await },
+                ));
+            }
+            let mut acked = Vec::new();
+            for l in loads {
+                acked.extend(l.await.unwrap());
+            }
+            acked
+        })
+    };
+    assert!(wait_until(Duration::from_secs(30), || async { sink.count() >= 200 }).await);
+    server.kill();
+    let acked: HashSet<String> = load.await.unwrap().into_iter().collect();
+    eprintln!(
+        "{} events acknowledged over {WEBHOOKS} webhooks, {} delivered before SIGKILL",
+        acked.len(),
+        unique_event_ids(&sink).len()
+    );
+    assert!(
+        acked.len() > unique_event_ids(&sink).len(),
+        "killed mid-delivery"
+    );
+
+    let dir_path = dir.path().to_path_buf();
+    let server = tokio::task::spawn_blocking(move || {
+        ServerProcess::start_with(&dir_path, None, &[("MAX_OPEN_EVENT_FILES", "8")])
+    })
+    .await
+    .unwrap();
+    let ok = wait_until(Duration::from_secs(90), || async {
+        let got = unique_event_ids(&sink);
+        acked.iter().all(|id| got.contains(id))
+    })
+    .await;
+    let got = unique_event_ids(&sink);
+    let missing = acked.iter().filter(|id| !got.contains(*id)).count();
+    assert!(ok, "{missing} acknowledged events never delivered");
+    drop(server);
+}

@@ -22,6 +22,11 @@ fn free_port() -> u16 {
 impl ServerProcess {
     /// Starts the binary on `data_dir` and a free loopback port; waits until it listens.
     pub fn start(data_dir: &Path, port: Option<u16>) -> ServerProcess {
+        ServerProcess::start_with(data_dir, port, &[])
+    }
+
+    /// Like [`start`](Self::start), with extra environment variables.
+    pub fn start_with(data_dir: &Path, port: Option<u16>, env: &[(&str, &str)]) -> ServerProcess {
         let port = port.unwrap_or_else(free_port);
         let mut child = Command::new(env!("CARGO_BIN_EXE_webhooker"))
             .env_clear()
@@ -32,6 +37,7 @@ impl ServerProcess {
             .env("WEBHOOKER_ADMIN_PASSWORD", PASSWORD)
             .env("ALLOWED_TARGET_NETWORKS", "127.0.0.0/8")
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
