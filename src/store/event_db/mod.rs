@@ -1,0 +1,526 @@
+//! One webhook's event file `events-{webhook_id}.redb`: events, bodies, deliveries, attempt
+//! results and the due index.
+//!
+//! All writes go through the file's writer (`store/writer.rs`), which commits whatever is
+//! queued (up to a bound) in ONE `Durability::Immediate` transaction and only then fires
+//! each write's notice: group commit. A lone write is committed at once; under load many
+//! share one fsync. I1 holds because nothing is acknowledged before its commit.
+//!
+//! This file: the tables, the record types, the handle and the reads. `write.rs`: the rows
+//! a write transaction adds, moves and removes. `due.rs`: the due index. `retention.rs`:
+//! removing old events, and compaction. Rows of older formats are decoded by `codec.rs`.
+//!
+//! Architecture Invariant: every unfinished delivery has exactly one row in `DUE`, keyed by
+//! `(next_attempt_at, delivery_id)`; the transaction that records a terminal status removes
+//! it (I2).
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use redb::{
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    StorageBackend, TableDefinition,
+};
+use uuid::Uuid;
+
+use super::due_times::DueTimes;
+use super::notice::Notice;
+use super::writer::{FileWriter, WriterPool};
+use super::zero_ahead::ZeroAheadFile;
+use super::{
+    EVENTS_FORMAT_VERSION, EVENTS_OLDEST_READABLE, StoreError, check_format_version, codec,
+};
+use crate::model::{Delivery, DeliveryResult, Event, Millis};
+
+const META: TableDefinition<'static, &str, u32> = TableDefinition::new("meta");
+/// The event record, extended by the deliveries its own commit finished (`database`
+/// targets: the stored event is their delivery) and followed by its body when that is
+/// under [`INLINE_BODY_BYTES`] (see [`codec::encode_extended`]): a typical webhook is one
+/// insert, not two or three.
+const EVENTS: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("events");
+/// Bodies of [`INLINE_BODY_BYTES`] or more (and every body in version-1 files), apart from
+/// the event record, so walking past events never reads large bodies.
+const BODIES: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("bodies");
+/// `(event_id, delivery_id)`: an event's deliveries are one range, apart from those in its
+/// `EVENTS` row.
+const DELIVERIES: TableDefinition<'static, (u128, u128), &[u8]> =
+    TableDefinition::new("deliveries");
+/// `(delivery_id, attempt)`.
+const RESULTS: TableDefinition<'static, (u128, u32), &[u8]> = TableDefinition::new("results");
+/// `(due_ms, delivery_id) -> (event_id, target_id)`: "what is due now" is a range scan.
+const DUE: TableDefinition<'static, (u64, u128), (u128, u128)> = TableDefinition::new("due");
+
+const FORMAT_KEY: &str = "format_version";
+
+/// Bodies smaller than this are stored in the event's own row (one insert per event, not
+/// two); larger ones in `BODIES`. The price: walking past events (a deep page of the event
+/// log, a retention scan) reads their small bodies too, up to this much per event.
+pub const INLINE_BODY_BYTES: usize = 16 * 1024;
+
+/// redb page cache of a file opened only to read its earliest due time.
+const PEEK_CACHE_BYTES: usize = 256 * 1024;
+
+/// An event file's database, shared by its readers, the pruner and its writer.
+/// `None` only while the writer reopens it after a failed write, or if that failed.
+pub(super) type SharedDb = std::sync::Arc<RwLock<Option<Database>>>;
+
+/// A new event with its body and one delivery per active target.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// The event record.
+    pub event: Event,
+    /// The raw body.
+    pub body: Bytes,
+    /// Its deliveries: `Pending` and due now, or already `Delivered` by this very commit
+    /// (`database` targets: no attempt record, no due row).
+    pub deliveries: Vec<Delivery>,
+}
+
+/// A delivery's new state after an attempt or a deferral.
+#[derive(Debug, Clone)]
+pub struct AttemptWrite {
+    /// The delivery as it now stands (status, attempts, next_attempt_at).
+    pub delivery: Delivery,
+    /// The due time the delivery's due-index row is filed under now.
+    pub previous_due: Option<Millis>,
+    /// The attempt's record; `None` for a deferral (breaker open), which spends no attempt.
+    pub result: Option<DeliveryResult>,
+}
+
+/// One request to the writer thread.
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    /// Store an event, its body, its deliveries and their due rows.
+    Ingest(NewEvent),
+    /// Record an attempt or deferral and move or remove the due row. Only for unfinished
+    /// deliveries: one finished at ingest lives in its event's row and must never get a
+    /// second copy here.
+    Attempt(AttemptWrite),
+    /// Add deliveries (and due rows) to an existing event: redelivery.
+    AddDeliveries(Vec<Delivery>),
+}
+
+impl WriteOp {
+    pub(super) fn weight(&self) -> usize {
+        match self {
+            WriteOp::Ingest(n) => n.body.len() + 256,
+            WriteOp::Attempt(a) => a
+                .result
+                .as_ref()
+                .map_or(64, |r| r.response_body.len() + 128),
+            WriteOp::AddDeliveries(d) => d.len() * 64,
+        }
+    }
+}
+
+/// An event with (the start of) its body and its deliveries (for the event log).
+#[derive(Debug, Clone)]
+pub struct EventWithBody {
+    /// The event.
+    pub event: Event,
+    /// Its raw body.
+    pub body: Vec<u8>,
+    /// Its deliveries, oldest first.
+    pub deliveries: Vec<Delivery>,
+}
+
+/// An event with its body when the body is small (see `event_with_small_body`).
+pub type EventMaybeBody = (Event, Option<Vec<u8>>);
+
+/// An event with every delivery and every attempt.
+#[derive(Debug, Clone)]
+pub struct EventDetail {
+    /// The event.
+    pub event: Event,
+    /// Its raw body.
+    pub body: Vec<u8>,
+    /// Each delivery with its attempts in order.
+    pub deliveries: Vec<(Delivery, Vec<DeliveryResult>)>,
+}
+
+/// One row of the due index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DueRow {
+    /// When the delivery is due.
+    pub due_at: Millis,
+    /// The delivery.
+    pub delivery_id: Uuid,
+    /// Its event.
+    pub event_id: Uuid,
+    /// Its target.
+    pub target_id: Uuid,
+}
+
+/// What a retention pass removed.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PruneReport {
+    /// Events removed with their deliveries and results.
+    pub events_removed: u64,
+    /// Whether the file was compacted afterwards.
+    pub compacted: bool,
+}
+
+/// Handle on one webhook's event file and its writer thread.
+pub struct EventStore {
+    webhook_id: Uuid,
+    /// Write-locked only to compact (redb needs `&mut Database` and no live transactions)
+    /// and by the writer to reopen the file.
+    db: SharedDb,
+    writer: Arc<FileWriter>,
+    /// When it was last used (see `EventStores::touch`).
+    last_used: std::sync::atomic::AtomicU64,
+    /// Events removed since the file was last compacted: a compaction that could not run
+    /// (a read was in progress) is retried by the next pass even if that removes little.
+    pruned_since_compaction: std::sync::atomic::AtomicU64,
+}
+
+impl EventStore {
+    /// Opens or creates the file and checks its format version; `pool` commits its writes
+    /// (and zero-fills ahead of them).
+    pub(crate) fn open(
+        webhook_id: Uuid,
+        path: &Path,
+        pool: &WriterPool,
+        due_times: Arc<DueTimes>,
+        cache_bytes: usize,
+    ) -> Result<EventStore, StoreError> {
+        let file = path.to_path_buf();
+        let spawner = pool.spawner();
+        EventStore::open_with(webhook_id, path, pool, due_times, move || {
+            open_database(
+                ZeroAheadFile::open(&file, spawner.clone())?,
+                &file,
+                cache_bytes,
+            )
+        })
+    }
+
+    /// Opens the file with `open`, which its writer calls again to reopen the file after a
+    /// failed write.
+    fn open_with(
+        webhook_id: Uuid,
+        path: &Path,
+        pool: &WriterPool,
+        due_times: Arc<DueTimes>,
+        open: impl Fn() -> Result<Database, StoreError> + Send + 'static,
+    ) -> Result<EventStore, StoreError> {
+        let db = std::sync::Arc::new(RwLock::new(Some(open()?)));
+        let writer = FileWriter::new(
+            pool,
+            db.clone(),
+            Box::new(open),
+            path.to_path_buf(),
+            (webhook_id, due_times),
+        );
+        Ok(EventStore {
+            webhook_id,
+            db,
+            writer,
+            last_used: Default::default(),
+            pruned_since_compaction: Default::default(),
+        })
+    }
+
+    /// Stamps the file as used at `tick` (see `EventStores::touch`).
+    pub(super) fn used(&self, tick: u64) {
+        self.last_used
+            .store(tick, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// When the file was last used.
+    pub(super) fn last_used(&self) -> u64 {
+        self.last_used.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The webhook this file belongs to.
+    pub fn webhook_id(&self) -> Uuid {
+        self.webhook_id
+    }
+
+    /// Writes waiting for the writer, not counting a batch being committed.
+    pub fn queued(&self) -> usize {
+        self.writer.queued()
+    }
+
+    /// Whether no write is waiting or being committed.
+    pub fn idle(&self) -> bool {
+        self.writer.idle()
+    }
+
+    /// Queues a write without blocking; `Busy` when the writer is saturated (the notice
+    /// then fires with that error).
+    pub fn try_submit(&self, op: WriteOp, notice: Notice) -> Result<(), StoreError> {
+        self.writer.submit(op, notice, false)
+    }
+
+    /// Queues a write, waiting for room (for delivery threads: natural backpressure).
+    pub fn submit(&self, op: WriteOp, notice: Notice) -> Result<(), StoreError> {
+        self.writer.submit(op, notice, true)
+    }
+
+    /// Queues a write and waits for its commit (for callers off the hot path).
+    pub fn write_blocking(&self, op: WriteOp) -> Result<(), StoreError> {
+        self.write_blocking_with(op, Notice::default())
+    }
+
+    /// Like [`write_blocking`](Self::write_blocking), firing `notice` first.
+    pub fn write_blocking_with(&self, op: WriteOp, notice: Notice) -> Result<(), StoreError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.submit(op, notice.and_wake(tx))?;
+        rx.recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Refuses further writes after committing everything queued before this call, and
+    /// closes the database at once (whoever still holds the writer), so the file may be
+    /// opened again; reads get `Unavailable` from now on.
+    pub(crate) fn close(&self) {
+        self.writer.close();
+        let db = self.db.write().unwrap_or_else(|p| p.into_inner()).take();
+        drop(db);
+    }
+
+    fn read(&self) -> Result<ReadTransaction, StoreError> {
+        let db = self.db.read().unwrap_or_else(|p| p.into_inner());
+        Ok(available(&db)?.begin_read()?)
+    }
+
+    /// Number of stored events.
+    pub fn event_count(&self) -> Result<u64, StoreError> {
+        Ok(self.read()?.open_table(EVENTS)?.len()?)
+    }
+
+    /// A page of events, newest first, with deliveries and the first `body_limit` bytes
+    /// of each body (`event.body_len` has the full size); and the total count. A page of
+    /// 10 MiB bodies must not cost 250 MiB to list.
+    pub fn list_events(
+        &self,
+        offset: usize,
+        limit: usize,
+        body_limit: usize,
+    ) -> Result<(Vec<EventWithBody>, u64), StoreError> {
+        let rx = self.read()?;
+        let events = rx.open_table(EVENTS)?;
+        let bodies = rx.open_table(BODIES)?;
+        let deliveries = rx.open_table(DELIVERIES)?;
+        let total = events.len()?;
+        let mut out = Vec::with_capacity(limit);
+        for row in events.range::<u128>(..)?.rev().skip(offset).take(limit) {
+            let (k, v) = row?;
+            let (event, body, settled) = event_row(v.value(), k.value(), &bodies, body_limit)?;
+            out.push(EventWithBody {
+                body,
+                deliveries: event_deliveries(settled, &deliveries, k.value())?,
+                event,
+            });
+        }
+        Ok((out, total))
+    }
+
+    /// One event with its body only (no deliveries): for delivering large bodies.
+    pub fn event_with_body(&self, event_id: Uuid) -> Result<Option<(Event, Vec<u8>)>, StoreError> {
+        Ok(self
+            .event_with_small_body(event_id, usize::MAX)?
+            .map(|(event, body)| (event, body.unwrap_or_default())))
+    }
+
+    /// One event, with its body only when smaller than `max_body` (the sweeper does not
+    /// read large bodies it would only drop; they are read at delivery).
+    pub fn event_with_small_body(
+        &self,
+        event_id: Uuid,
+        max_body: usize,
+    ) -> Result<Option<EventMaybeBody>, StoreError> {
+        let rx = self.read()?;
+        let Some(v) = rx.open_table(EVENTS)?.get(event_id.as_u128())? else {
+            return Ok(None);
+        };
+        let (event, _, inline) = decode_event_row(v.value())?;
+        let body = if event.body_len >= max_body as u64 {
+            None
+        } else {
+            let bodies = rx.open_table(BODIES)?;
+            Some(event_body(
+                &event,
+                inline,
+                event_id.as_u128(),
+                &bodies,
+                usize::MAX,
+            )?)
+        };
+        Ok(Some((event, body)))
+    }
+
+    /// One event with every delivery and attempt.
+    pub fn event_detail(&self, event_id: Uuid) -> Result<Option<EventDetail>, StoreError> {
+        let rx = self.read()?;
+        let Some(v) = rx.open_table(EVENTS)?.get(event_id.as_u128())? else {
+            return Ok(None);
+        };
+        let (event, body, settled) = event_row(
+            v.value(),
+            event_id.as_u128(),
+            &rx.open_table(BODIES)?,
+            usize::MAX,
+        )?;
+        let results = rx.open_table(RESULTS)?;
+        let mut deliveries = Vec::new();
+        let table = rx.open_table(DELIVERIES)?;
+        for d in event_deliveries(settled, &table, event_id.as_u128())? {
+            let mut attempts = Vec::new();
+            for row in results.range((d.id.as_u128(), 0)..=(d.id.as_u128(), u32::MAX))? {
+                attempts.push(codec::decode(row?.1.value())?);
+            }
+            deliveries.push((d, attempts));
+        }
+        Ok(Some(EventDetail {
+            event,
+            body,
+            deliveries,
+        }))
+    }
+
+    /// One delivery as committed now.
+    pub fn delivery(
+        &self,
+        event_id: Uuid,
+        delivery_id: Uuid,
+    ) -> Result<Option<Delivery>, StoreError> {
+        let rx = self.read()?;
+        let t = rx.open_table(DELIVERIES)?;
+        if let Some(v) = t.get((event_id.as_u128(), delivery_id.as_u128()))? {
+            return codec::decode(v.value()).map(Some);
+        }
+        let Some(row) = rx.open_table(EVENTS)?.get(event_id.as_u128())? else {
+            return Ok(None);
+        };
+        let (_, settled, _) = decode_event_row(row.value())?;
+        Ok(settled.into_iter().find(|d| d.id == delivery_id))
+    }
+}
+
+impl Drop for EventStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// The file's database, unless the writer is reopening it after a failed write.
+fn available(db: &Option<Database>) -> Result<&Database, StoreError> {
+    db.as_ref().ok_or(StoreError::Unavailable)
+}
+
+/// The parts of an `EVENTS` row: the event, the deliveries in the row (none in rows
+/// written before format 3) and the inline body bytes.
+fn decode_event_row(row: &[u8]) -> Result<(Event, Vec<Delivery>, &[u8]), StoreError> {
+    codec::decode_extended(row)
+}
+
+/// Decodes an `EVENTS` row: the event, the first `body_limit` bytes of its body (from the
+/// row itself or, for a large body or a row written before bodies were inlined, from
+/// `BODIES`) and the deliveries in the row.
+fn event_row(
+    row: &[u8],
+    id: u128,
+    bodies: &impl ReadableTable<u128, &'static [u8]>,
+    body_limit: usize,
+) -> Result<(Event, Vec<u8>, Vec<Delivery>), StoreError> {
+    let (event, settled, inline) = decode_event_row(row)?;
+    let body = event_body(&event, inline, id, bodies, body_limit)?;
+    Ok((event, body, settled))
+}
+
+/// The first `limit` bytes of an event's body: the bytes after its record when the body is
+/// inline, else its `BODIES` row. Anything else is an error, never a silently empty body
+/// that could be delivered as if it were the event's.
+fn event_body(
+    event: &Event,
+    inline: &[u8],
+    id: u128,
+    bodies: &impl ReadableTable<u128, &'static [u8]>,
+    limit: usize,
+) -> Result<Vec<u8>, StoreError> {
+    let cut = |b: &[u8]| b[..b.len().min(limit)].to_vec();
+    if inline.len() as u64 == event.body_len {
+        return Ok(cut(inline));
+    }
+    if !inline.is_empty() {
+        return Err(StoreError::Codec(format!(
+            "event {}: {} body bytes in its row, {} recorded",
+            event.id,
+            inline.len(),
+            event.body_len
+        )));
+    }
+    match bodies.get(id)? {
+        Some(v) => Ok(cut(v.value())),
+        None => Err(StoreError::Codec(format!(
+            "event {}: its {}-byte body is missing",
+            event.id, event.body_len
+        ))),
+    }
+}
+
+/// An event's rows in `DELIVERIES`, oldest first.
+fn deliveries_in(
+    t: &impl ReadableTable<(u128, u128), &'static [u8]>,
+    event: u128,
+) -> Result<Vec<Delivery>, StoreError> {
+    let mut out = Vec::new();
+    for row in t.range((event, 0u128)..=(event, u128::MAX))? {
+        out.push(codec::decode(row?.1.value())?);
+    }
+    Ok(out)
+}
+
+/// Every delivery of an event, oldest first: `settled` (from its row) and its rows in
+/// `DELIVERIES`.
+fn event_deliveries(
+    settled: Vec<Delivery>,
+    t: &impl ReadableTable<(u128, u128), &'static [u8]>,
+    event: u128,
+) -> Result<Vec<Delivery>, StoreError> {
+    let mut out = deliveries_in(t, event)?;
+    if !settled.is_empty() {
+        out.extend(settled);
+        out.sort_by_key(|d| d.id);
+    }
+    Ok(out)
+}
+
+/// Opens redb on `backend`, the event file at `path`: checks the format version (marking an
+/// older readable file current) and creates any missing table.
+pub(super) fn open_database(
+    backend: impl StorageBackend,
+    path: &Path,
+    cache_bytes: usize,
+) -> Result<Database, StoreError> {
+    let db = Database::builder()
+        .set_cache_size(cache_bytes)
+        .create_with_backend(backend)?;
+    let tx = db.begin_write()?;
+    {
+        let mut meta = tx.open_table(META)?;
+        let found = meta.get(FORMAT_KEY)?.map(|v| v.value());
+        if check_format_version(path, found, EVENTS_FORMAT_VERSION, EVENTS_OLDEST_READABLE)? {
+            meta.insert(FORMAT_KEY, EVENTS_FORMAT_VERSION)?;
+        }
+        tx.open_table(EVENTS)?;
+        tx.open_table(BODIES)?;
+        tx.open_table(DELIVERIES)?;
+        tx.open_table(RESULTS)?;
+        tx.open_table(DUE)?;
+    }
+    tx.commit()?;
+    Ok(db)
+}
+
+mod due;
+mod retention;
+mod write;
+
+pub(super) use due::peek_earliest_due;
+pub(super) use write::commit;
+
+#[cfg(test)]
+mod tests;

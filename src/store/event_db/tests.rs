@@ -1,0 +1,555 @@
+use std::collections::HashSet;
+
+use super::*;
+use crate::model::DeliveryStatus;
+
+/// The page cache of a test's event file.
+const TEST_CACHE: usize = 4 * 1024 * 1024;
+
+/// A writer pool of the test's own, logging to the test's subscriber if it has one.
+fn pool() -> WriterPool {
+    WriterPool::start(2).unwrap()
+}
+
+fn event(body: &[u8]) -> Event {
+    Event {
+        id: Uuid::now_v7(),
+        entrypoint_id: Uuid::nil(),
+        received_at: 1,
+        method: "POST".into(),
+        path: "/".into(),
+        headers: vec![],
+        content_type: None,
+        remote_addr: "127.0.0.1".into(),
+        body_len: body.len() as u64,
+    }
+}
+
+/// Writes a file the way version 1 did: the event record alone in `EVENTS`, every body
+/// in `BODIES`, `format_version` 1.
+fn write_v1_file(path: &Path, rows: &[(&Event, &[u8])]) {
+    let db = Database::create(path).unwrap();
+    let tx = db.begin_write().unwrap();
+    tx.open_table(META).unwrap().insert(FORMAT_KEY, 1).unwrap();
+    for (event, body) in rows {
+        let id = event.id.as_u128();
+        let row = codec::encode(event).unwrap();
+        tx.open_table(EVENTS)
+            .unwrap()
+            .insert(id, row.as_slice())
+            .unwrap();
+        tx.open_table(BODIES).unwrap().insert(id, *body).unwrap();
+    }
+    tx.commit().unwrap();
+}
+
+fn stored_version(path: &Path) -> u32 {
+    let db = Database::create(path).unwrap();
+    let rx = db.begin_read().unwrap();
+    let meta = rx.open_table(META).unwrap();
+    meta.get(FORMAT_KEY).unwrap().unwrap().value()
+}
+
+/// A version-1 file opens, reads every body exactly as before, and is marked current
+/// so an older build refuses it rather than reading inline bodies as empty.
+#[test]
+fn version_1_files_read_as_before_and_are_marked_current() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("e.redb");
+    let body = b"\xffold layout".to_vec();
+    let (old, empty) = (event(&body), event(b""));
+    write_v1_file(&path, &[(&old, &body), (&empty, b"")]);
+
+    let store =
+        EventStore::open(Uuid::new_v4(), &path, &pool(), Arc::default(), TEST_CACHE).unwrap();
+    assert_eq!(store.event_detail(old.id).unwrap().unwrap().body, body);
+    assert_eq!(store.event_detail(empty.id).unwrap().unwrap().body, b"");
+    let (_, small) = store.event_with_small_body(old.id, 1024).unwrap().unwrap();
+    assert_eq!(small.as_deref(), Some(&body[..]));
+    let (page, _) = store.list_events(0, 2, 4).unwrap();
+    assert_eq!(page[1].body, &body[..4]);
+    store.close();
+    drop(store);
+    assert_eq!(stored_version(&path), EVENTS_FORMAT_VERSION);
+}
+
+/// A delivery of `event` to a fresh target, in `status`.
+fn delivery(event: &Event, status: DeliveryStatus) -> Delivery {
+    let mut d = Delivery::pending(event.id, Uuid::new_v4(), 1);
+    if status.is_terminal() {
+        d.next_attempt_at = None;
+        d.attempts = 1;
+    }
+    d.status = status;
+    d
+}
+
+/// The keys of every `DELIVERIES` row.
+fn delivery_rows(store: &EventStore) -> Vec<(u128, u128)> {
+    let rx = store.read().unwrap();
+    let t = rx.open_table(DELIVERIES).unwrap();
+    t.range::<(u128, u128)>(..)
+        .unwrap()
+        .map(|r| r.unwrap().0.value())
+        .collect()
+}
+
+/// A delivery the ingest commit finishes (a `database` target's) lives in the event's
+/// row, not in `DELIVERIES`, and every reader sees it among the event's deliveries in
+/// the same order as one with a row of its own.
+#[test]
+fn a_delivery_finished_at_ingest_is_stored_in_the_event_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EventStore::open(
+        Uuid::new_v4(),
+        &dir.path().join("e.redb"),
+        &pool(),
+        Arc::default(),
+        TEST_CACHE,
+    )
+    .unwrap();
+    let e = event(b"{}");
+    let (pending, stored, failed) = (
+        delivery(&e, DeliveryStatus::Pending),
+        delivery(&e, DeliveryStatus::Delivered),
+        delivery(&e, DeliveryStatus::Failed),
+    );
+    let all = vec![pending.clone(), stored.clone(), failed.clone()];
+    store
+        .write_blocking(WriteOp::Ingest(NewEvent {
+            event: e.clone(),
+            body: Bytes::from_static(b"{}"),
+            deliveries: all.clone(),
+        }))
+        .unwrap();
+
+    assert_eq!(
+        delivery_rows(&store),
+        vec![(e.id.as_u128(), pending.id.as_u128())]
+    );
+    let detail = store.event_detail(e.id).unwrap().unwrap();
+    let shown: Vec<Delivery> = detail.deliveries.into_iter().map(|(d, _)| d).collect();
+    assert_eq!(shown, all);
+    let (page, _) = store.list_events(0, 10, 10).unwrap();
+    assert_eq!(page[0].deliveries, all);
+    assert_eq!(page[0].body, b"{}");
+    for d in &all {
+        assert_eq!(store.delivery(e.id, d.id).unwrap().as_ref(), Some(d));
+    }
+    assert_eq!(store.delivery(e.id, Uuid::now_v7()).unwrap(), None);
+    assert_eq!(store.due_count().unwrap(), 1);
+
+    // Retention waits for the pending one, then takes the row and all with it.
+    let cutoff = crate::model::now_ms() + 1000;
+    assert_eq!(store.prune(cutoff).unwrap().events_removed, 0);
+    let mut done = pending.clone();
+    done.status = DeliveryStatus::Delivered;
+    done.next_attempt_at = None;
+    store
+        .write_blocking(WriteOp::Attempt(AttemptWrite {
+            delivery: done,
+            previous_due: pending.next_attempt_at,
+            result: None,
+        }))
+        .unwrap();
+    assert_eq!(store.prune(cutoff).unwrap().events_removed, 1);
+    assert_eq!(store.delivery(e.id, stored.id).unwrap(), None);
+    assert!(delivery_rows(&store).is_empty());
+    store.close();
+}
+
+/// A version-2 file, whose `database` deliveries have rows of their own, reads with
+/// every delivery after the upgrade, and new events beside it use the new layout.
+#[test]
+fn version_2_files_keep_their_delivery_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("e.redb");
+    let old = event(b"old");
+    let (stored, pending) = (
+        delivery(&old, DeliveryStatus::Delivered),
+        delivery(&old, DeliveryStatus::Pending),
+    );
+    {
+        let db = Database::create(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_table(META).unwrap().insert(FORMAT_KEY, 2).unwrap();
+        let mut row = codec::encode(&old).unwrap();
+        row.extend_from_slice(b"old");
+        tx.open_table(EVENTS)
+            .unwrap()
+            .insert(old.id.as_u128(), row.as_slice())
+            .unwrap();
+        let mut t = tx.open_table(DELIVERIES).unwrap();
+        for d in [&stored, &pending] {
+            let row = codec::encode(d).unwrap();
+            t.insert((old.id.as_u128(), d.id.as_u128()), row.as_slice())
+                .unwrap();
+        }
+        drop(t);
+        tx.commit().unwrap();
+    }
+
+    let store =
+        EventStore::open(Uuid::new_v4(), &path, &pool(), Arc::default(), TEST_CACHE).unwrap();
+    let new = event(b"new");
+    let new_stored = delivery(&new, DeliveryStatus::Delivered);
+    store
+        .write_blocking(WriteOp::Ingest(NewEvent {
+            event: new.clone(),
+            body: Bytes::from_static(b"new"),
+            deliveries: vec![new_stored.clone()],
+        }))
+        .unwrap();
+    let (page, total) = store.list_events(0, 10, 10).unwrap();
+    assert_eq!(total, 2);
+    assert_eq!((page[0].event.id, &page[0].body[..]), (new.id, &b"new"[..]));
+    assert_eq!(page[0].deliveries, vec![new_stored]);
+    assert_eq!((page[1].event.id, &page[1].body[..]), (old.id, &b"old"[..]));
+    assert_eq!(page[1].deliveries, vec![stored.clone(), pending.clone()]);
+    assert_eq!(store.delivery(old.id, stored.id).unwrap(), Some(stored));
+    store.close();
+    drop(store);
+    assert_eq!(stored_version(&path), 3);
+}
+
+/// A compaction that cannot run (a read is in progress) is not forgotten: the next
+/// pass compacts although it removes nothing itself.
+#[test]
+fn a_skipped_compaction_is_retried_by_the_next_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("e.redb");
+    let body = vec![b'x'; 1000];
+    let events: Vec<Event> = (0..1200).map(|_| event(&body)).collect();
+    let rows: Vec<(&Event, &[u8])> = events.iter().map(|e| (e, &body[..])).collect();
+    write_v1_file(&path, &rows);
+    let store =
+        EventStore::open(Uuid::new_v4(), &path, &pool(), Arc::default(), TEST_CACHE).unwrap();
+    let cutoff = crate::model::now_ms() + 1000;
+
+    let reading = store.read().unwrap();
+    let first = store.prune(cutoff).unwrap();
+    assert_eq!(first.events_removed, 1200);
+    assert!(
+        !first.compacted,
+        "a live read transaction blocks compaction"
+    );
+    drop(reading);
+
+    let second = store.prune(cutoff).unwrap();
+    assert_eq!(second.events_removed, 0);
+    assert!(
+        second.compacted,
+        "the freed space is reclaimed on the next pass"
+    );
+    let third = store.prune(cutoff).unwrap();
+    assert!(!third.compacted, "and only once");
+    store.close();
+}
+
+#[test]
+fn newer_event_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("e.redb");
+    {
+        let db = Database::create(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_table(META).unwrap().insert(FORMAT_KEY, 99).unwrap();
+        tx.commit().unwrap();
+    }
+    assert!(matches!(
+        EventStore::open(Uuid::new_v4(), &path, &pool(), Arc::default(), TEST_CACHE),
+        Err(StoreError::FormatVersion {
+            found: 99,
+            expected: EVENTS_FORMAT_VERSION,
+            ..
+        })
+    ));
+}
+
+/// A row whose body does not match its record, or whose large body is gone, is an
+/// error: never an empty body that a retry would deliver as the event's.
+#[test]
+fn a_body_that_does_not_match_its_record_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EventStore::open(
+        Uuid::new_v4(),
+        &dir.path().join("e.redb"),
+        &pool(),
+        Arc::default(),
+        TEST_CACHE,
+    )
+    .unwrap();
+    let short = event(b"12345");
+    let missing = event(&[7; 20]);
+    {
+        let db = store.db.read().unwrap();
+        let tx = db.as_ref().unwrap().begin_write().unwrap();
+        let mut events = tx.open_table(EVENTS).unwrap();
+        let mut row = codec::encode(&short).unwrap();
+        row.extend_from_slice(b"123");
+        events.insert(short.id.as_u128(), row.as_slice()).unwrap();
+        let row = codec::encode(&missing).unwrap();
+        events.insert(missing.id.as_u128(), row.as_slice()).unwrap();
+        drop(events);
+        tx.commit().unwrap();
+    }
+    for id in [short.id, missing.id] {
+        assert!(matches!(store.event_detail(id), Err(StoreError::Codec(_))));
+        assert!(matches!(
+            store.event_with_body(id),
+            Err(StoreError::Codec(_))
+        ));
+    }
+    store.close();
+}
+
+/// The real backend of event files on a disk that can fill up: while full, the file
+/// cannot grow (redb's `set_len`, or a write past the end, fails with ENOSPC), as on a
+/// filesystem without free blocks. Confined to one file, unlike a process-wide limit.
+#[derive(Debug)]
+struct FillingDisk {
+    file: ZeroAheadFile,
+    /// How long the file may be; `u64::MAX` while there is space.
+    room: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl FillingDisk {
+    fn fits(&self, end: u64) -> std::io::Result<()> {
+        if end > self.room.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(std::io::ErrorKind::StorageFull.into());
+        }
+        Ok(())
+    }
+}
+
+impl StorageBackend for FillingDisk {
+    fn len(&self) -> std::io::Result<u64> {
+        self.file.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        self.file.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.fits(len)?;
+        self.file.set_len(len)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.file.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.fits(offset + data.len() as u64)?;
+        self.file.write(offset, data)
+    }
+    fn close(&self) -> std::io::Result<()> {
+        self.file.close()
+    }
+    fn try_lock_range(
+        &self,
+        start: std::ops::Bound<u64>,
+        end: std::ops::Bound<u64>,
+    ) -> Result<bool, redb::BackendError> {
+        self.file.try_lock_range(start, end)
+    }
+    fn try_lock_shared_range(
+        &self,
+        start: std::ops::Bound<u64>,
+        end: std::ops::Bound<u64>,
+    ) -> Result<bool, redb::BackendError> {
+        self.file.try_lock_shared_range(start, end)
+    }
+    fn lock_range(
+        &self,
+        start: std::ops::Bound<u64>,
+        end: std::ops::Bound<u64>,
+    ) -> Result<(), redb::BackendError> {
+        self.file.lock_range(start, end)
+    }
+    fn lock_shared_range(
+        &self,
+        start: std::ops::Bound<u64>,
+        end: std::ops::Bound<u64>,
+    ) -> Result<(), redb::BackendError> {
+        self.file.lock_shared_range(start, end)
+    }
+    fn unlock_range(
+        &self,
+        start: std::ops::Bound<u64>,
+        end: std::ops::Bound<u64>,
+    ) -> Result<(), redb::BackendError> {
+        self.file.unlock_range(start, end)
+    }
+    fn query_lock_range(
+        &self,
+        start: std::ops::Bound<u64>,
+        end: std::ops::Bound<u64>,
+    ) -> Result<bool, redb::BackendError> {
+        self.file.query_lock_range(start, end)
+    }
+}
+
+/// Stores an event with `body` and a pending delivery; its id on success.
+fn ingest(store: &EventStore, body: &[u8]) -> Result<Uuid, StoreError> {
+    let e = event(body);
+    let id = e.id;
+    store.write_blocking(WriteOp::Ingest(NewEvent {
+        deliveries: vec![delivery(&e, DeliveryStatus::Pending)],
+        event: e,
+        body: Bytes::copy_from_slice(body),
+    }))?;
+    Ok(id)
+}
+
+/// Every acknowledged event reads back whole, and nothing else was stored.
+fn assert_all_readable(store: &EventStore, acked: &[(Uuid, Vec<u8>)]) {
+    for (id, body) in acked {
+        let detail = store
+            .event_detail(*id)
+            .unwrap()
+            .expect("an acknowledged event");
+        assert_eq!(&detail.body, body);
+        assert_eq!(detail.deliveries.len(), 1);
+    }
+    assert_eq!(store.event_count().unwrap(), acked.len() as u64);
+    assert_eq!(store.due_count().unwrap(), acked.len() as u64);
+}
+
+/// One failed write (here ENOSPC) made redb refuse every later write of the file with
+/// `PreviousIo` until a restart. Now the writer reopens the file (redb repairs it): while
+/// the disk is full writes fail, and once there is space again they succeed, in the
+/// same process, with everything acknowledged before and after intact. The failure is
+/// logged at ERROR once, not per request.
+#[test]
+fn writes_resume_after_a_full_disk_without_a_restart() {
+    use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+    use std::time::{Duration, Instant};
+
+    let logged = crate::test_log::Logged::default();
+    let _log = tracing::subscriber::set_default(logged.subscriber());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("e.redb");
+    let room = std::sync::Arc::new(AtomicU64::new(u64::MAX));
+    let pool = pool();
+    let store = {
+        let (file, room, spawner) = (path.clone(), room.clone(), pool.spawner());
+        EventStore::open_with(Uuid::new_v4(), &path, &pool, Arc::default(), move || {
+            let disk = FillingDisk {
+                file: ZeroAheadFile::open(&file, spawner.clone())?,
+                room: room.clone(),
+            };
+            open_database(disk, &file, TEST_CACHE)
+        })
+        .unwrap()
+    };
+    let mut acked = Vec::new();
+    for body in [b"small".to_vec(), vec![1; 100_000]] {
+        acked.push((ingest(&store, &body).unwrap(), body));
+    }
+
+    // The disk fills up: writes succeed while redb has free pages in the file, then fail.
+    let full = std::fs::metadata(&path).unwrap().len();
+    room.store(full, SeqCst);
+    let big = vec![7; 256 * 1024];
+    let mut refused = None;
+    for _ in 0..200 {
+        match ingest(&store, &big) {
+            Ok(id) => acked.push((id, big.clone())),
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    assert!(
+        matches!(refused, Some(StoreError::Unavailable)),
+        "{refused:?}"
+    );
+    // Still full: later writes fail too (the writer reopens the file and tries again,
+    // then pauses). A body as large as the whole file cannot fit whatever the repair
+    // freed.
+    let too_big = vec![8; full as usize];
+    for _ in 0..2 {
+        assert!(matches!(
+            ingest(&store, &too_big),
+            Err(StoreError::Unavailable)
+        ));
+    }
+
+    // Space is back. The writer tries again after a pause (1 s here), not per request.
+    room.store(u64::MAX, SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let resumed = loop {
+        match ingest(&store, b"after") {
+            Ok(id) => break id,
+            Err(StoreError::Unavailable) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("writes never resumed: {e}"),
+        }
+    };
+    acked.push((resumed, b"after".to_vec()));
+    acked.push((ingest(&store, b"later").unwrap(), b"later".to_vec()));
+    assert_all_readable(&store, &acked);
+
+    let log = logged.text();
+    assert_eq!(log.matches(" ERROR ").count(), 1, "{log}");
+    assert!(log.contains("writable again"), "{log}");
+
+    // And a restart finds the same.
+    store.close();
+    drop(store);
+    let store = EventStore::open(Uuid::new_v4(), &path, &pool, Arc::default(), TEST_CACHE).unwrap();
+    assert_all_readable(&store, &acked);
+    store.close();
+}
+
+/// A reopen that failed is tried again on time, not only when the next write comes:
+/// until it succeeds the file cannot be read, and a quiet webhook may get no write.
+#[test]
+fn a_failed_reopen_is_retried_without_a_write() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("e.redb");
+    let room = std::sync::Arc::new(AtomicU64::new(u64::MAX));
+    let refuse_open = std::sync::Arc::new(AtomicBool::new(false));
+    let pool = pool();
+    let store = {
+        let (file, room, refuse_open) = (path.clone(), room.clone(), refuse_open.clone());
+        let spawner = pool.spawner();
+        EventStore::open_with(Uuid::new_v4(), &path, &pool, Arc::default(), move || {
+            if refuse_open.load(SeqCst) {
+                return Err(StoreError::Unavailable);
+            }
+            let disk = FillingDisk {
+                file: ZeroAheadFile::open(&file, spawner.clone())?,
+                room: room.clone(),
+            };
+            open_database(disk, &file, TEST_CACHE)
+        })
+        .unwrap()
+    };
+    let first = ingest(&store, b"first").unwrap();
+    room.store(std::fs::metadata(&path).unwrap().len(), SeqCst);
+    let big = vec![7; 256 * 1024];
+    let filled = (0..200).any(|_| ingest(&store, &big).is_err());
+    assert!(filled, "the disk never filled");
+    // The next write makes the writer reopen the file, which fails: nothing is open.
+    refuse_open.store(true, SeqCst);
+    assert!(ingest(&store, b"x").is_err());
+    assert!(matches!(store.event_count(), Err(StoreError::Unavailable)));
+
+    // Space is back and the file would open; no write comes.
+    refuse_open.store(false, SeqCst);
+    room.store(u64::MAX, SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while store.event_count().is_err() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        store.event_with_body(first).unwrap().is_some(),
+        "the file was not reopened without a write"
+    );
+    assert!(store.due_before(i64::MAX, 10, &HashSet::new()).is_ok());
+    store.close();
+}

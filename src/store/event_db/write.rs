@@ -1,0 +1,165 @@
+//! The rows one write transaction of an event file adds, moves and removes.
+
+use redb::{Database, Key, ReadableTable, Table, TableDefinition, Value, WriteTransaction};
+
+use super::due::due_key;
+use super::{BODIES, DELIVERIES, DUE, EVENTS, INLINE_BODY_BYTES, RESULTS, WriteOp};
+use crate::model::{Delivery, Millis};
+use crate::store::{StoreError, codec};
+
+/// What one write transaction did.
+pub(in crate::store) struct BatchOutcome {
+    /// Each request's outcome, in order.
+    pub(in crate::store) outcomes: Vec<Result<(), StoreError>>,
+    /// The due index's earliest time after the commit (`Some(None)`: empty), if the
+    /// transaction touched the index.
+    pub(in crate::store) earliest_due: Option<Option<Millis>>,
+}
+
+/// Applies `ops` in one transaction and commits it. A request refused before it wrote
+/// anything (redelivery of an event retention removed meanwhile) gets its error in the
+/// returned outcomes, one per op, and the others commit; any other error fails them all.
+pub(in crate::store) fn commit<'a>(
+    db: &Database,
+    ops: impl Iterator<Item = &'a WriteOp>,
+) -> Result<BatchOutcome, StoreError> {
+    let tx = db.begin_write()?;
+    let mut outcomes = Vec::new();
+    let earliest_due = {
+        let mut tables = WriteTables::new(&tx);
+        for op in ops {
+            match tables.apply(op) {
+                Ok(()) => outcomes.push(Ok(())),
+                Err(StoreError::UnknownEvent) => outcomes.push(Err(StoreError::UnknownEvent)),
+                Err(e) => return Err(e),
+            }
+        }
+        match &tables.due {
+            Some(due) => Some(due.first()?.map(|(key, _)| key.value().0 as Millis)),
+            None => None,
+        }
+    };
+    tx.commit()?;
+    Ok(BatchOutcome {
+        outcomes,
+        earliest_due,
+    })
+}
+
+/// The tables of one write transaction, each opened on first use and then kept: an open
+/// costs a lookup and closing a modified table a table-tree update, so a batch pays them
+/// once per table, not once per request, and a table the batch never touches costs nothing.
+struct WriteTables<'t> {
+    tx: &'t WriteTransaction,
+    events: Option<Table<'t, u128, &'static [u8]>>,
+    bodies: Option<Table<'t, u128, &'static [u8]>>,
+    deliveries: Option<Table<'t, (u128, u128), &'static [u8]>>,
+    results: Option<Table<'t, (u128, u32), &'static [u8]>>,
+    due: Option<Table<'t, (u64, u128), (u128, u128)>>,
+}
+
+/// The table in `slot`, opened now if it is not yet.
+fn opened<'s, 't, K: Key + 'static, V: Value + 'static>(
+    tx: &'t WriteTransaction,
+    slot: &'s mut Option<Table<'t, K, V>>,
+    definition: TableDefinition<'static, K, V>,
+) -> Result<&'s mut Table<'t, K, V>, StoreError> {
+    let table = match slot.take() {
+        Some(t) => t,
+        None => tx.open_table(definition)?,
+    };
+    Ok(slot.insert(table))
+}
+
+impl<'t> WriteTables<'t> {
+    /// No table opened yet.
+    fn new(tx: &'t WriteTransaction) -> WriteTables<'t> {
+        WriteTables {
+            tx,
+            events: None,
+            bodies: None,
+            deliveries: None,
+            results: None,
+            due: None,
+        }
+    }
+
+    /// Writes one request's rows into the transaction.
+    fn apply(&mut self, op: &WriteOp) -> Result<(), StoreError> {
+        match op {
+            WriteOp::Ingest(n) => {
+                let id = n.event.id.as_u128();
+                let inline = n.body.len() < INLINE_BODY_BYTES;
+                // A delivery this commit finishes (a `database` target's) goes in the
+                // event's row: it will never change, so a row of its own would only cost
+                // a second B-tree insert for every event.
+                let (settled, unfinished): (Vec<&Delivery>, Vec<&Delivery>) =
+                    n.deliveries.iter().partition(|d| d.status.is_terminal());
+                let row =
+                    codec::encode_extended(&n.event, &settled, if inline { &n.body } else { &[] })?;
+                opened(self.tx, &mut self.events, EVENTS)?.insert(id, row.as_slice())?;
+                if !inline {
+                    opened(self.tx, &mut self.bodies, BODIES)?.insert(id, n.body.as_ref())?;
+                }
+                self.insert_deliveries(unfinished)
+            }
+            WriteOp::AddDeliveries(ds) => {
+                // Checked in the transaction: retention may have removed the event since
+                // the caller read it, and its deliveries would be orphans nobody prunes.
+                // Refused before anything is written, so the rest of the batch commits.
+                let events = opened(self.tx, &mut self.events, EVENTS)?;
+                for d in ds {
+                    if events.get(d.event_id.as_u128())?.is_none() {
+                        return Err(StoreError::UnknownEvent);
+                    }
+                }
+                self.insert_deliveries(ds)
+            }
+            WriteOp::Attempt(a) => {
+                let d = &a.delivery;
+                self.put_delivery(d)?;
+                let due = opened(self.tx, &mut self.due, DUE)?;
+                if let Some(prev) = a.previous_due {
+                    due.remove((due_key(prev), d.id.as_u128()))?;
+                }
+                if let Some(next) = d.next_attempt_at {
+                    due.insert(
+                        (due_key(next), d.id.as_u128()),
+                        (d.event_id.as_u128(), d.target_id.as_u128()),
+                    )?;
+                }
+                if let Some(r) = &a.result {
+                    opened(self.tx, &mut self.results, RESULTS)?
+                        .insert((d.id.as_u128(), r.attempt), codec::encode(r)?.as_slice())?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// New deliveries, each with a due row unless already finished.
+    fn insert_deliveries<'d>(
+        &mut self,
+        ds: impl IntoIterator<Item = &'d Delivery>,
+    ) -> Result<(), StoreError> {
+        for d in ds {
+            self.put_delivery(d)?;
+            if let Some(at) = d.next_attempt_at {
+                opened(self.tx, &mut self.due, DUE)?.insert(
+                    (due_key(at), d.id.as_u128()),
+                    (d.event_id.as_u128(), d.target_id.as_u128()),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Inserts or replaces a delivery's row.
+    fn put_delivery(&mut self, d: &Delivery) -> Result<(), StoreError> {
+        opened(self.tx, &mut self.deliveries, DELIVERIES)?.insert(
+            (d.event_id.as_u128(), d.id.as_u128()),
+            codec::encode(d)?.as_slice(),
+        )?;
+        Ok(())
+    }
+}
