@@ -15,6 +15,10 @@
 //! 4. **slow receivers**: a fast receiver beside two that answer after 3 s; 50 targets
 //!    that answer after 200 ms; a receiver that never answers beside a fast one at a
 //!    fixed 500 events/s;
+//! 6. **many webhooks** (listed last, run last): 1,000 webhooks under `ulimit -n 1024`,
+//!    100 of them with a backlog for a target that is down: threads, memory and open
+//!    descriptors; ingest to 1 webhook at 64 connections against 8 webhooks × 8; the first
+//!    event to a webhook whose file is closed; then 10,000 webhooks and a restart;
 //! 5. **backlog**: 100,000 events for a target that is down; threads and memory before and
 //!    after, then a restart with the target back up: time to listening, to the first
 //!    delivery and to the last one.
@@ -129,6 +133,13 @@ async fn run() -> Result<()> {
     server.stop().await?;
 
     backlog_phase(&webhooker, &api, &sender, &db_hook, &mut report).await?;
+
+    let crowd = Webhooker {
+        binary: bins.webhooker.clone(),
+        data_dir: work.path().join("many-webhooks"),
+        port: free_port()?,
+    };
+    many_webhooks_phase(&crowd, &wrk, &sender, &mut report).await?;
 
     report.print(&wrk.version, started.elapsed());
     Ok(())
@@ -539,6 +550,190 @@ fn ack_to_receipt_ms(paced: &Paced, sink: &Sink) -> Vec<f64> {
         .collect()
 }
 
+/// Webhooks of the many-webhooks phase, of which `CROWD_BACKLOGS` have a target that is
+/// down with `CROWD_BACKLOG_EVENTS` events each; then grown to `CROWD_RESTART`.
+const CROWD: usize = 1_000;
+const CROWD_BACKLOGS: usize = 100;
+const CROWD_BACKLOG_EVENTS: usize = 10;
+const CROWD_RESTART: usize = 10_000;
+/// Open descriptors the server gets in this phase (soft and hard limit).
+const CROWD_FILE_LIMIT: u32 = 1024;
+/// Files webhooker keeps open at most (its default `MAX_OPEN_EVENT_FILES`).
+const CROWD_OPEN_FILES: usize = 64;
+/// Webhooks created (and sent an event) at once.
+const CROWD_CONCURRENCY: usize = 16;
+
+/// Phase 6: what a webhook costs when there are many. Runs a fresh process on its own data
+/// directory under `ulimit -n 1024`.
+async fn many_webhooks_phase(
+    webhooker: &Webhooker,
+    wrk: &Wrk,
+    sender: &Sender,
+    report: &mut Report,
+) -> Result<()> {
+    progress("many webhooks: one webhook first");
+    let server = webhooker.start_with_file_limit(CROWD_FILE_LIMIT).await?;
+    let api = Api::new(sender.http.clone(), webhooker.port);
+    let db_target = json!({"name": "db", "kind": "database"});
+    let first = api.create_webhook("crowd 0", db_target.clone()).await?;
+    sender.post_event(&first.url).await?;
+    sleep(Duration::from_secs(1)).await;
+    let one = ProcStats::read(server.pid)?;
+
+    progress(&format!(
+        "many webhooks: {CROWD} webhooks, {CROWD_BACKLOGS} with a target that is down"
+    ));
+    let dead_port = free_port()?;
+    let dead = json!({
+        "name": "offline", "kind": "http", "max_retries": "unlimited",
+        "url": format!("http://127.0.0.1:{dead_port}/sink"),
+    });
+    let mut hooks = vec![first];
+    hooks.extend(
+        create_crowd(&api, sender, 1..CROWD, |i| {
+            if i <= CROWD_BACKLOGS {
+                (dead.clone(), CROWD_BACKLOG_EVENTS)
+            } else {
+                (db_target.clone(), 1)
+            }
+        })
+        .await?,
+    );
+    sleep(Duration::from_secs(2)).await;
+    let crowd = ProcStats::read(server.pid)?;
+    report.row([
+        format!(
+            "{CROWD} webhooks, {CROWD_BACKLOGS} with a backlog: threads / RSS / open descriptors"
+        ),
+        format!("ulimit -n {CROWD_FILE_LIMIT}"),
+        format!(
+            "threads {} → {}, RSS {} → {}, descriptors {} → {}",
+            one.threads,
+            crowd.threads,
+            fmt_mib(one.rss_kib),
+            fmt_mib(crowd.rss_kib),
+            one.fds,
+            crowd.fds
+        ),
+        String::new(),
+        String::new(),
+        format!("1 webhook → {CROWD}"),
+    ]);
+
+    progress("many webhooks: ingest, 1 webhook × 64 connections and 8 × 8");
+    let one_hook = wrk.run(&hooks[0].url, 64, server.pid).await?;
+    let eight: Vec<String> = hooks[CROWD - 8..].iter().map(|h| h.url.clone()).collect();
+    let spread = wrk.run_spread(&eight, 64, server.pid).await?;
+    for (what, result) in [("1 webhook × 64", &one_hook), ("8 webhooks × 8", &spread)] {
+        report.row([
+            format!("ingest among {CROWD} webhooks, {what} connections"),
+            "64".into(),
+            fmt_count(result.rps),
+            fmt_ms(result.p50_ms),
+            fmt_ms(result.p99_ms),
+            String::new(),
+        ]);
+    }
+
+    progress("many webhooks: the first event to webhooks whose files are closed");
+    let mut first_event_ms = Vec::new();
+    // The oldest webhooks' files were closed long ago to make room for newer ones.
+    for hook in &hooks[CROWD_BACKLOGS + 1..CROWD_BACKLOGS + 201] {
+        let sent = Instant::now();
+        sender.post_event(&hook.url).await?;
+        first_event_ms.push(ms(sent.elapsed()));
+    }
+    report.row([
+        "first event to a webhook whose file is closed".into(),
+        "1".into(),
+        format!("{} webhooks, one after another", first_event_ms.len()),
+        fmt_ms(percentile(&mut first_event_ms, 50.0)),
+        fmt_ms(percentile(&mut first_event_ms, 99.0)),
+        format!("at most {CROWD_OPEN_FILES} files open"),
+    ]);
+
+    progress(&format!(
+        "many webhooks: growing to {CROWD_RESTART} webhooks"
+    ));
+    let grow_started = Instant::now();
+    create_crowd(&api, sender, CROWD..CROWD_RESTART, |_| {
+        (db_target.clone(), 1)
+    })
+    .await?;
+    let grew_in = grow_started.elapsed();
+    progress(&format!(
+        "many webhooks: restarting with {CROWD_RESTART} webhooks, the target back up"
+    ));
+    server.stop().await?;
+    let sink = Sink::start(dead_port, Duration::ZERO).await?;
+    let server = webhooker.start_with_file_limit(CROWD_FILE_LIMIT).await?;
+    let listening = server
+        .listening_at
+        .saturating_duration_since(server.spawned_at);
+    let backlog = CROWD_BACKLOGS * CROWD_BACKLOG_EVENTS;
+    let resumed = sink.wait_for(backlog, DRAIN_DEADLINE).await;
+    let all_resumed = sink
+        .last_receipt()
+        .map(|at| at.saturating_duration_since(server.spawned_at));
+    let after = ProcStats::read(server.pid)?;
+    report.row([
+        format!("{CROWD_RESTART} webhooks: restart to listening / backlog resumed"),
+        format!("ulimit -n {CROWD_FILE_LIMIT}"),
+        format!(
+            "{} s / {resumed} of {backlog} backlog events delivered by {} s; RSS {}, threads {}, descriptors {}",
+            fmt_secs(Some(listening)),
+            fmt_secs(all_resumed),
+            fmt_mib(after.rss_kib),
+            after.threads,
+            after.fds
+        ),
+        String::new(),
+        String::new(),
+        String::new(),
+    ]);
+    report.note(format!(
+        "Many webhooks: a fresh process on its own data directory, started under `ulimit -n \
+         {CROWD_FILE_LIMIT}` (soft and hard). Each webhook has one target and got one event \
+         (those with a backlog, {CROWD_BACKLOG_EVENTS}, for an http target whose port is \
+         closed); created {CROWD_CONCURRENCY} at a time through the API. Growing from \
+         {CROWD} to {CROWD_RESTART} webhooks took {:.1} s. The restart row is measured from \
+         spawning the process; the backlog's target listens again before it starts.",
+        grew_in.as_secs_f64()
+    ));
+    server.stop().await?;
+    Ok(())
+}
+
+/// Creates the webhooks `range` through the API, each with the target `spec(i)` gives and
+/// that many events, `CROWD_CONCURRENCY` at a time; returns them in order.
+async fn create_crowd(
+    api: &Api,
+    sender: &Sender,
+    range: std::ops::Range<usize>,
+    spec: impl Fn(usize) -> (Value, usize),
+) -> Result<Vec<Webhook>> {
+    let permits = Arc::new(Semaphore::new(CROWD_CONCURRENCY));
+    let mut creating = JoinSet::new();
+    for i in range {
+        let (api, sender, permits) = (api.clone(), sender.clone(), permits.clone());
+        let (target, events) = spec(i);
+        creating.spawn(async move {
+            let _permit = permits.acquire_owned().await?;
+            let hook = api.create_webhook(&format!("crowd {i}"), target).await?;
+            for _ in 0..events {
+                sender.post_event(&hook.url).await?;
+            }
+            Ok::<_, anyhow::Error>((i, hook))
+        });
+    }
+    let mut hooks = Vec::new();
+    while let Some(done) = creating.join_next().await {
+        hooks.push(done.context("a webhook task failed")??);
+    }
+    hooks.sort_by_key(|(i, _)| *i);
+    Ok(hooks.into_iter().map(|(_, hook)| hook).collect())
+}
+
 /// Phase 5: a 100k backlog for a target that is down, then a restart with the target back.
 /// Starts a fresh process first, so idle and peak memory belong to this phase alone.
 async fn backlog_phase(
@@ -749,6 +944,22 @@ struct Webhooker {
 impl Webhooker {
     async fn start(&self) -> Result<Server> {
         let mut command = Command::new(&self.binary);
+        self.configure(&mut command);
+        Server::spawn("webhooker", command, self.port).await
+    }
+
+    /// Starts it with at most `files` open descriptors (soft and hard limit).
+    async fn start_with_file_limit(&self, files: u32) -> Result<Server> {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -n {files} && exec \"$0\""))
+            .arg(&self.binary);
+        self.configure(&mut command);
+        Server::spawn("webhooker", command, self.port).await
+    }
+
+    fn configure(&self, command: &mut Command) {
         command
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -758,7 +969,6 @@ impl Webhooker {
             .env("WEBHOOKER_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("ALLOWED_TARGET_NETWORKS", "127.0.0.0/8")
             .env("RUST_LOG", "warn");
-        Server::spawn("webhooker", command, self.port).await
     }
 }
 
@@ -884,6 +1094,8 @@ struct ProcStats {
     threads: usize,
     rss_kib: u64,
     peak_rss_kib: u64,
+    /// Open file descriptors.
+    fds: usize,
 }
 
 impl ProcStats {
@@ -901,10 +1113,14 @@ impl ProcStats {
                 .and_then(|v| v.parse().ok())
                 .with_context(|| format!("no {name} in /proc/{pid}/status"))
         };
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .with_context(|| format!("listing /proc/{pid}/fd"))?
+            .count();
         Ok(ProcStats {
             threads,
             rss_kib: field("VmRSS:")?,
             peak_rss_kib: field("VmHWM:")?,
+            fds,
         })
     }
 }
@@ -1065,9 +1281,49 @@ impl Wrk {
         Ok(Wrk { script, version })
     }
 
+    /// Like [`run`](Self::run), each connection's requests going to the `urls` in turn
+    /// (same host and port).
+    async fn run_spread(
+        &self,
+        urls: &[String],
+        connections: u32,
+        server_pid: u32,
+    ) -> Result<WrkResult> {
+        let first = urls.first().context("no URL to load")?;
+        let paths: Vec<String> = urls
+            .iter()
+            .map(|u| {
+                reqwest::Url::parse(u)
+                    .map(|u| format!("\"{}\"", u.path()))
+                    .context("an entrypoint URL")
+            })
+            .collect::<Result<_>>()?;
+        let script = self.script.with_file_name("post-1k-spread.lua");
+        let lua = format!(
+            "{}\npaths = {{{}}}\ni = 0\n\
+             request = function()\n  i = i % #paths + 1\n  return wrk.format(nil, paths[i])\nend\n",
+            std::fs::read_to_string(&self.script).context("reading the wrk script")?,
+            paths.join(", ")
+        );
+        std::fs::write(&script, lua).with_context(|| format!("writing {}", script.display()))?;
+        self.run_script(&script, first, connections, server_pid)
+            .await
+    }
+
     /// Runs `wrk --latency` for 10 s at `connections` (two threads, one for c=1), and
     /// reads the CPU time `server_pid` and the whole machine spent meanwhile.
     async fn run(&self, url: &str, connections: u32, server_pid: u32) -> Result<WrkResult> {
+        self.run_script(&self.script, url, connections, server_pid)
+            .await
+    }
+
+    async fn run_script(
+        &self,
+        script: &Path,
+        url: &str,
+        connections: u32,
+        server_pid: u32,
+    ) -> Result<WrkResult> {
         let threads = connections.min(2);
         // Without /proc (not Linux) the run still counts; only the CPU table stays empty.
         let before = CpuSample::take(server_pid).ok();
@@ -1077,7 +1333,7 @@ impl Wrk {
             .arg(format!("-d{}s", WRK_DURATION.as_secs()))
             .arg("--latency")
             .arg("-s")
-            .arg(&self.script)
+            .arg(script)
             .arg(url)
             .stdin(Stdio::null())
             .kill_on_drop(true)
@@ -1167,6 +1423,7 @@ struct Webhook {
 }
 
 /// webhooker's JSON API, as `admin` over HTTP Basic.
+#[derive(Clone)]
 struct Api {
     http: reqwest::Client,
     base: String,

@@ -238,7 +238,7 @@ impl Store {
                         if path.exists() {
                             // The read opens the file: it counts against the cap too.
                             if self.events.read().len() >= self.events.limits.max_open_event_files {
-                                self.events.close_least_recently_used()?;
+                                self.events.make_room()?;
                             }
                             event_db::peek_earliest_due(&path)?
                         } else {
@@ -280,6 +280,10 @@ impl Store {
         self.events.writers.stop();
     }
 }
+
+/// How long opening an event file waits for an open one to be idle before it gives up with
+/// `Busy` (every open file in use).
+const ROOM_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Lazily opened per-webhook files, keyed by webhook id.
 struct EventStores {
@@ -342,7 +346,7 @@ impl EventStores {
             return Err(StoreError::UnknownWebhook);
         }
         if self.read().len() >= self.limits.max_open_event_files {
-            self.close_least_recently_used()?;
+            self.make_room()?;
         }
         let opened = Arc::new(EventStore::open(
             webhook_id,
@@ -353,6 +357,21 @@ impl EventStores {
         )?);
         self.write().insert(webhook_id, opened.clone());
         Ok(self.touch(&opened))
+    }
+
+    /// Closes a file to make room for another, waiting up to [`ROOM_WAIT`] for one to be
+    /// idle (a file goes idle as soon as its writes are committed, so a burst of traffic to
+    /// more webhooks than files waits about a commit, not fails). Called under the open lock.
+    fn make_room(&self) -> Result<(), StoreError> {
+        let deadline = std::time::Instant::now() + ROOM_WAIT;
+        loop {
+            match self.close_least_recently_used() {
+                Err(StoreError::Busy) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Closes the least recently used idle file: one nobody holds (the map's is the only
