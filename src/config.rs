@@ -1,7 +1,7 @@
 //! Configuration, read once from the environment (and `.env` if present) at startup.
 //!
 //! Every other module takes its slice of [`Config`]; nobody else reads the environment.
-//! A bad value stops startup with an error naming the variable (BRIEF R13).
+//! A bad value stops startup with an error naming the variable.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -141,7 +141,7 @@ impl Default for HttpConfig {
     }
 }
 
-/// The delivery engine's slice of the configuration (BRIEF R3–R6).
+/// The delivery engine's slice of the configuration.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// Fixed number of delivery threads.

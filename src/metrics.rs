@@ -1,4 +1,4 @@
-//! Metric names and the Prometheus recorder (BRIEF R14). Every metric is named here.
+//! Metric names and the Prometheus recorder. Every metric is named here.
 
 use std::sync::OnceLock;
 

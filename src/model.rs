@@ -1,4 +1,4 @@
-//! The domain records (BRIEF §2). Plain serde structs: `store` encodes them, everyone else
+//! The domain records. Plain serde structs: `store` encodes them, everyone else
 //! passes them around. Times are Unix milliseconds (`Millis`).
 
 use serde::{Deserialize, Serialize};
@@ -123,7 +123,7 @@ pub struct Target {
     pub created_at: Millis,
 }
 
-/// The kinds of target (BRIEF R4).
+/// The kinds of target.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub enum TargetKind {
     /// Forward the original request over HTTP(S).
@@ -299,7 +299,7 @@ impl Delivery {
     }
 
     /// A new delivery of `event_id` to `target`: pending and due at `now`, except for a
-    /// `database` target, whose delivery is the event being stored (BRIEF R4), so it is
+    /// `database` target, whose delivery is the event being stored, so it is
     /// delivered by the very commit that writes it, with no attempt record and no due row.
     pub fn for_target(event_id: uuid::Uuid, target: &Target, now: Millis) -> Delivery {
         let mut delivery = Delivery::pending(event_id, target.id, now);

@@ -1,4 +1,4 @@
-//! `loadtest`: measures webhooker in one run and prints one Markdown table (issue #5).
+//! `loadtest`: measures webhooker in one run and prints one Markdown table.
 //!
 //! Run it with `bash scripts/loadtest.sh`, which installs `wrk` and builds the release
 //! binaries first. This program expects `webhooker` and `baseline` next to itself
@@ -25,7 +25,7 @@
 //!
 //! For every `wrk` run it also reads, from `/proc`, the server's CPU time per request and
 //! the share of the machine's CPU left idle or waiting for I/O: the second table, which
-//! shows where the time goes (issue #5 asks for the profile when a target is missed).
+//! shows where the time goes (the profile that explains a missed target).
 //!
 //! Everything listens on 127.0.0.1 (webhooker gets `HOST=127.0.0.1`). Every process started here is
 //! stopped at the end, on error and on SIGINT/SIGTERM (child handles kill on drop), and

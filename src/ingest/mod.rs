@@ -1,4 +1,4 @@
-//! Ingest (BRIEF R2): turn an accepted request into a durable event with one delivery per
+//! Ingest: turn an accepted request into a durable event with one delivery per
 //! active target, committed in ONE transaction before the sender hears 200 (I1), then hand
 //! the deliveries to the engine without ever blocking on it.
 

@@ -1,4 +1,4 @@
-//! Users, passwords, sessions and API keys (BRIEF R11).
+//! Users, passwords, sessions and API keys.
 //!
 //! Passwords are argon2id hashes, verified on the blocking pool (about 30 ms of CPU each).
 //! Session cookies carry a random token; the main file stores only HMAC(session key,

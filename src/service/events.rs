@@ -1,4 +1,4 @@
-//! Reading events and redelivering them (BRIEF R8).
+//! Reading events and redelivering them.
 
 use std::sync::Arc;
 

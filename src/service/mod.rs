@@ -1,5 +1,5 @@
-//! The service layer: the one API that both the browser UI and the JSON API call
-//! (BRIEF R12). Business rules and validation live here; no axum types, no redb types.
+//! The service layer: the one API that both the browser UI and the JSON API call.
+//! Business rules and validation live here; no axum types, no redb types.
 //!
 //! API boundary: handlers call `Service` methods and map [`ServiceError`] to HTTP in
 //! `web::error`, nowhere else.

@@ -1,4 +1,4 @@
-//! Durable storage: the main redb file and one redb file per webhook (BRIEF R1).
+//! Durable storage: the main redb file and one redb file per webhook.
 //!
 //! This is the only module that names redb or bincode. Table definitions live at the top of
 //! `main_db.rs` and `event_db.rs`; values are encoded by `codec.rs`.

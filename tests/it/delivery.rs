@@ -290,7 +290,7 @@ async fn breaker_stops_attempts_then_sends_one_probe() {
 }
 
 /// A half-open probe to a target that hangs is the only request until it times out: the
-/// deliveries deferred behind it do not come due first and start a second probe (R6).
+/// deliveries deferred behind it do not come due first and start a second probe.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_probe_is_the_only_request_until_it_times_out() {
     let cooldown = Duration::from_millis(1500);

@@ -1,4 +1,4 @@
-//! JSON API under `/api/v1` (BRIEF R12). Authenticated by bearer API key or HTTP Basic;
+//! JSON API under `/api/v1`. Authenticated by bearer API key or HTTP Basic;
 //! no cookies, but a browser may hold Basic credentials, so nothing another site can make
 //! it send is accepted ([`json_only`]). Wire structs live in `dto.rs`, never the storage
 //! types.

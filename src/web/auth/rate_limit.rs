@@ -1,4 +1,4 @@
-//! Login rate limit: 5 attempts per minute per client IP (BRIEF R11). An IPv6 client counts
+//! Login rate limit: 5 attempts per minute per client IP. An IPv6 client counts
 //! by its /64, the block one subscriber usually gets, so rotating through its own addresses
 //! does not multiply its attempts.
 

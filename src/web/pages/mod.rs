@@ -1,4 +1,4 @@
-//! HTML pages (BRIEF R10): askama templates rendered from service data.
+//! HTML pages: askama templates rendered from service data.
 //!
 //! Every handler extracts (a [`Viewer`] for GET pages, an [`AuthForm`] for state-changing
 //! POSTs, so no form can skip the CSRF check), makes one service call, then renders a
