@@ -553,3 +553,90 @@ fn a_failed_reopen_is_retried_without_a_write() {
     assert!(store.due_before(i64::MAX, 10, &HashSet::new()).is_ok());
     store.close();
 }
+
+/// What an event file takes, in bytes.
+#[derive(Debug, Clone, Copy)]
+struct Footprint {
+    /// Its length.
+    len: u64,
+    /// The blocks the filesystem allocated for it (what `du` shows).
+    disk: u64,
+    /// The pages redb has allocated in it: what the file must hold, whatever its length
+    /// (redb grows a file by doubling) and however far the zeroer has filled.
+    pages: u64,
+}
+
+/// `store`'s footprint; `store` is closed (so the zeroer has stopped) and dropped.
+fn footprint(store: EventStore, path: &Path) -> Footprint {
+    use std::os::unix::fs::MetadataExt;
+    let pages = {
+        let db = store.db.read().unwrap();
+        let tx = db.as_ref().unwrap().begin_write().unwrap();
+        let stats = tx.stats().unwrap();
+        tx.abort().unwrap();
+        stats.allocated_pages() * stats.page_size() as u64
+    };
+    store.close();
+    drop(store);
+    let meta = std::fs::metadata(path).unwrap();
+    Footprint {
+        len: meta.len(),
+        disk: meta.blocks() * 512,
+        pages,
+    }
+}
+
+/// How much an event file grows, per byte of body, when `n` bodies of `size` bytes are
+/// written into a fresh one through the writer; with what it grew by.
+fn growth(n: usize, size: usize) -> (Footprint, [f64; 3]) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("e.redb");
+    let pool = pool();
+    let open = || EventStore::open(Uuid::new_v4(), &path, &pool, Arc::default(), TEST_CACHE);
+    let empty = footprint(open().unwrap(), &path);
+    let store = open().unwrap();
+    let body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    for _ in 0..n {
+        ingest(&store, &body).unwrap();
+    }
+    let full = footprint(store, &path);
+    let grown = Footprint {
+        len: full.len - empty.len,
+        disk: full.disk.saturating_sub(empty.disk),
+        pages: full.pages - empty.pages,
+    };
+    let bytes = (n * size) as f64;
+    let ratios = [grown.len, grown.disk, grown.pages].map(|g| g as f64 / bytes);
+    (grown, ratios)
+}
+
+/// Prints how much event files grow per byte of large body, for the README.
+/// `cargo test --lib body_space_by_size -- --ignored --nocapture`
+#[test]
+#[ignore = "a measurement: writes about 300 MB"]
+fn body_space_by_size() {
+    const KIB: usize = 1024;
+    println!("size      n     bytes      +len        +du     +pages   len%   du%  pages%");
+    for (size, n) in [
+        (1024 * KIB, 100),
+        (600 * KIB, 100),
+        (100 * KIB, 500),
+        (20 * KIB, 2000),
+        (16 * KIB, 2000),
+    ] {
+        let (g, r) = growth(n, size);
+        let over = |x: f64| (x - 1.0) * 100.0;
+        println!(
+            "{:>5}K {:>5} {:>9} {:>9} {:>10} {:>10} {:>6.1} {:>5.1} {:>6.1}",
+            size / KIB,
+            n,
+            n * size,
+            g.len,
+            g.disk,
+            g.pages,
+            over(r[0]),
+            over(r[1]),
+            over(r[2])
+        );
+    }
+}
