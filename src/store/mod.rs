@@ -39,10 +39,11 @@ pub const MAIN_FORMAT_VERSION: u32 = 1;
 
 /// Version of the event files' on-disk layout, checked at open. 2: bodies under
 /// `INLINE_BODY_BYTES` live in the event's row. 3: so do the deliveries the event's own
-/// commit finished. An older file reads correctly under the current rules and is marked
+/// commit finished. 4: larger bodies are written in chunks (`body_chunks`), no longer as
+/// one `bodies` row. An older file reads correctly under the current rules and is marked
 /// current at open, so an older build refuses it instead of reading those bodies as empty
-/// or those events as undelivered.
-pub const EVENTS_FORMAT_VERSION: u32 = 3;
+/// or missing, or those events as undelivered.
+pub const EVENTS_FORMAT_VERSION: u32 = 4;
 
 /// The oldest event-file version this build reads.
 const EVENTS_OLDEST_READABLE: u32 = 1;

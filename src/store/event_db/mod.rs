@@ -7,8 +7,9 @@
 //! share one fsync. I1 holds because nothing is acknowledged before its commit.
 //!
 //! This file: the tables, the record types, the handle and the reads. `write.rs`: the rows
-//! a write transaction adds, moves and removes. `due.rs`: the due index. `retention.rs`:
-//! removing old events, and compaction. Rows of older formats are decoded by `codec.rs`.
+//! a write transaction adds, moves and removes. `body.rs`: large bodies, cut into chunks
+//! that fill redb's allocations. `due.rs`: the due index. `retention.rs`: removing old
+//! events, and compaction. Rows of older formats are decoded by `codec.rs`.
 //!
 //! Architecture Invariant: every unfinished delivery has exactly one row in `DUE`, keyed by
 //! `(next_attempt_at, delivery_id)`; the transaction that records a terminal status removes
@@ -32,6 +33,7 @@ use super::{
     EVENTS_FORMAT_VERSION, EVENTS_OLDEST_READABLE, StoreError, check_format_version, codec,
 };
 use crate::model::{Delivery, DeliveryResult, Event, Millis};
+use body::LargeBodies;
 
 const META: TableDefinition<'static, &str, u32> = TableDefinition::new("meta");
 /// The event record, extended by the deliveries its own commit finished (`database`
@@ -39,9 +41,14 @@ const META: TableDefinition<'static, &str, u32> = TableDefinition::new("meta");
 /// under [`INLINE_BODY_BYTES`] (see [`codec::encode_extended`]): a typical webhook is one
 /// insert, not two or three.
 const EVENTS: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("events");
-/// Bodies of [`INLINE_BODY_BYTES`] or more (and every body in version-1 files), apart from
-/// the event record, so walking past events never reads large bodies.
+/// Bodies of [`INLINE_BODY_BYTES`] or more in files before version 4 (and every body in
+/// version-1 files), apart from the event record, so walking past events never reads large
+/// bodies. Read, never written: later bodies are in `BODY_CHUNKS`.
 const BODIES: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("bodies");
+/// `(event_id, index)`: bodies of [`INLINE_BODY_BYTES`] or more, in chunks sized to fill
+/// redb's power-of-two allocations (see `body.rs`), apart from the event record.
+const BODY_CHUNKS: TableDefinition<'static, (u128, u32), &[u8]> =
+    TableDefinition::new("body_chunks");
 /// `(event_id, delivery_id)`: an event's deliveries are one range, apart from those in its
 /// `EVENTS` row.
 const DELIVERIES: TableDefinition<'static, (u128, u128), &[u8]> =
@@ -54,8 +61,8 @@ const DUE: TableDefinition<'static, (u64, u128), (u128, u128)> = TableDefinition
 const FORMAT_KEY: &str = "format_version";
 
 /// Bodies smaller than this are stored in the event's own row (one insert per event, not
-/// two); larger ones in `BODIES`. The price: walking past events (a deep page of the event
-/// log, a retention scan) reads their small bodies too, up to this much per event.
+/// two); larger ones in `BODY_CHUNKS`. The price: walking past events (a deep page of the
+/// event log, a retention scan) reads their small bodies too, up to this much per event.
 pub const INLINE_BODY_BYTES: usize = 16 * 1024;
 
 /// redb page cache of a file opened only to read its earliest due time.
@@ -301,7 +308,7 @@ impl EventStore {
     ) -> Result<(Vec<EventWithBody>, u64), StoreError> {
         let rx = self.read()?;
         let events = rx.open_table(EVENTS)?;
-        let bodies = rx.open_table(BODIES)?;
+        let bodies = LargeBodies::open(&rx)?;
         let deliveries = rx.open_table(DELIVERIES)?;
         let total = events.len()?;
         let mut out = Vec::with_capacity(limit);
@@ -339,12 +346,11 @@ impl EventStore {
         let body = if event.body_len >= max_body as u64 {
             None
         } else {
-            let bodies = rx.open_table(BODIES)?;
             Some(event_body(
                 &event,
                 inline,
                 event_id.as_u128(),
-                &bodies,
+                &LargeBodies::open(&rx)?,
                 usize::MAX,
             )?)
         };
@@ -360,7 +366,7 @@ impl EventStore {
         let (event, body, settled) = event_row(
             v.value(),
             event_id.as_u128(),
-            &rx.open_table(BODIES)?,
+            &LargeBodies::open(&rx)?,
             usize::MAX,
         )?;
         let results = rx.open_table(RESULTS)?;
@@ -418,11 +424,11 @@ fn decode_event_row(row: &[u8]) -> Result<(Event, Vec<Delivery>, &[u8]), StoreEr
 
 /// Decodes an `EVENTS` row: the event, the first `body_limit` bytes of its body (from the
 /// row itself or, for a large body or a row written before bodies were inlined, from
-/// `BODIES`) and the deliveries in the row.
+/// `bodies`) and the deliveries in the row.
 fn event_row(
     row: &[u8],
     id: u128,
-    bodies: &impl ReadableTable<u128, &'static [u8]>,
+    bodies: &LargeBodies,
     body_limit: usize,
 ) -> Result<(Event, Vec<u8>, Vec<Delivery>), StoreError> {
     let (event, settled, inline) = decode_event_row(row)?;
@@ -431,18 +437,17 @@ fn event_row(
 }
 
 /// The first `limit` bytes of an event's body: the bytes after its record when the body is
-/// inline, else its `BODIES` row. Anything else is an error, never a silently empty body
-/// that could be delivered as if it were the event's.
+/// inline, else its rows in `bodies`. Anything else is an error, never a silently empty or
+/// short body that could be delivered as if it were the event's.
 fn event_body(
     event: &Event,
     inline: &[u8],
     id: u128,
-    bodies: &impl ReadableTable<u128, &'static [u8]>,
+    bodies: &LargeBodies,
     limit: usize,
 ) -> Result<Vec<u8>, StoreError> {
-    let cut = |b: &[u8]| b[..b.len().min(limit)].to_vec();
     if inline.len() as u64 == event.body_len {
-        return Ok(cut(inline));
+        return Ok(inline[..inline.len().min(limit)].to_vec());
     }
     if !inline.is_empty() {
         return Err(StoreError::Codec(format!(
@@ -452,13 +457,7 @@ fn event_body(
             event.body_len
         )));
     }
-    match bodies.get(id)? {
-        Some(v) => Ok(cut(v.value())),
-        None => Err(StoreError::Codec(format!(
-            "event {}: its {}-byte body is missing",
-            event.id, event.body_len
-        ))),
-    }
+    bodies.read(event, id, limit)
 }
 
 /// An event's rows in `DELIVERIES`, oldest first.
@@ -507,6 +506,7 @@ pub(super) fn open_database(
         }
         tx.open_table(EVENTS)?;
         tx.open_table(BODIES)?;
+        tx.open_table(BODY_CHUNKS)?;
         tx.open_table(DELIVERIES)?;
         tx.open_table(RESULTS)?;
         tx.open_table(DUE)?;
@@ -515,6 +515,7 @@ pub(super) fn open_database(
     Ok(db)
 }
 
+mod body;
 mod due;
 mod retention;
 mod write;

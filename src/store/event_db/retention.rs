@@ -5,7 +5,8 @@ use redb::ReadableTable;
 use redb::Database;
 
 use super::{
-    BODIES, DELIVERIES, EVENTS, EventStore, PruneReport, RESULTS, available, deliveries_in,
+    BODIES, BODY_CHUNKS, DELIVERIES, EVENTS, EventStore, PruneReport, RESULTS, available, body,
+    deliveries_in,
 };
 use crate::model::Millis;
 use crate::store::StoreError;
@@ -62,6 +63,7 @@ impl EventStore {
         {
             let mut events = tx.open_table(EVENTS)?;
             let mut bodies = tx.open_table(BODIES)?;
+            let mut chunks = tx.open_table(BODY_CHUNKS)?;
             let mut deliveries = tx.open_table(DELIVERIES)?;
             let mut results = tx.open_table(RESULTS)?;
             let mut scanned = Vec::with_capacity(PRUNE_CHUNK);
@@ -83,7 +85,10 @@ impl EventStore {
                     deliveries.remove((id, did))?;
                 }
                 events.remove(id)?;
+                // A large body is in one table or the other, by the file's version when
+                // it was written; a small one in neither.
                 bodies.remove(id)?;
+                chunks.retain_in(body::chunk_keys(id), |_, _| false)?;
                 removed += 1;
             }
         }

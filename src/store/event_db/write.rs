@@ -3,7 +3,7 @@
 use redb::{Database, Key, ReadableTable, Table, TableDefinition, Value, WriteTransaction};
 
 use super::due::due_key;
-use super::{BODIES, DELIVERIES, DUE, EVENTS, INLINE_BODY_BYTES, RESULTS, WriteOp};
+use super::{BODY_CHUNKS, DELIVERIES, DUE, EVENTS, INLINE_BODY_BYTES, RESULTS, WriteOp, body};
 use crate::model::{Delivery, Millis};
 use crate::store::{StoreError, codec};
 
@@ -52,7 +52,7 @@ pub(in crate::store) fn commit<'a>(
 struct WriteTables<'t> {
     tx: &'t WriteTransaction,
     events: Option<Table<'t, u128, &'static [u8]>>,
-    bodies: Option<Table<'t, u128, &'static [u8]>>,
+    chunks: Option<Table<'t, (u128, u32), &'static [u8]>>,
     deliveries: Option<Table<'t, (u128, u128), &'static [u8]>>,
     results: Option<Table<'t, (u128, u32), &'static [u8]>>,
     due: Option<Table<'t, (u64, u128), (u128, u128)>>,
@@ -77,7 +77,7 @@ impl<'t> WriteTables<'t> {
         WriteTables {
             tx,
             events: None,
-            bodies: None,
+            chunks: None,
             deliveries: None,
             results: None,
             due: None,
@@ -99,7 +99,10 @@ impl<'t> WriteTables<'t> {
                     codec::encode_extended(&n.event, &settled, if inline { &n.body } else { &[] })?;
                 opened(self.tx, &mut self.events, EVENTS)?.insert(id, row.as_slice())?;
                 if !inline {
-                    opened(self.tx, &mut self.bodies, BODIES)?.insert(id, n.body.as_ref())?;
+                    let chunks = opened(self.tx, &mut self.chunks, BODY_CHUNKS)?;
+                    for (index, range) in (0u32..).zip(body::chunks(n.body.len())) {
+                        chunks.insert((id, index), &n.body[range])?;
+                    }
                 }
                 self.insert_deliveries(unfinished)
             }
