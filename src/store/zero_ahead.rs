@@ -261,6 +261,14 @@ impl ZeroAheadFile {
                 .wait(extent)
                 .unwrap_or_else(|p| p.into_inner());
         }
+        drop(extent);
+        // A job that just ended still holds the shared state (and its handle on the file)
+        // until its closure returns, a few instructions later; wait for that, so a closed
+        // file's descriptor is gone when this returns. Queued jobs hold it only weakly.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        while Arc::strong_count(&self.shared) > 1 && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
     }
 }
 
