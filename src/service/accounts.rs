@@ -43,6 +43,15 @@ pub struct LoginOutcome {
     pub token: SessionToken,
 }
 
+/// How a caller proved who they are; some actions need more than others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authentication {
+    /// The password: HTTP Basic, or the login form that opened the caller's session.
+    Password,
+    /// A bearer API key.
+    ApiKey,
+}
+
 /// A new API key; `token` is shown once and never stored.
 #[derive(Debug, Clone)]
 pub struct ApiKeyCreated {
@@ -278,12 +287,14 @@ impl Service {
     }
 
     /// Changes a password after checking the current one. Ends every session of the user
-    /// and opens a fresh one for the caller.
+    /// and opens a fresh one for the caller; with `revoke_api_keys`, also revokes every
+    /// API key of the user in the same transaction (otherwise they keep working).
     pub async fn change_password(
         &self,
         user: &User,
         current: &str,
         new: &str,
+        revoke_api_keys: bool,
         admit: impl FnOnce() -> bool + Send,
     ) -> ServiceResult<SessionToken> {
         check_password_length(new).map_err(|e| ServiceError::invalid("new_password", e))?;
@@ -298,8 +309,11 @@ impl Service {
         let new = new.to_string();
         let id = user.id;
         let _permit = self.argon2_permit().await?;
-        self.blocking(move |store| Ok(store.main.set_password(id, hash_password(&new)?)?))
-            .await?;
+        self.blocking(move |store| {
+            let hash = hash_password(&new)?;
+            Ok(store.main.set_password(id, hash, revoke_api_keys)?)
+        })
+        .await?;
         // Basic credentials remembered against the old hash stop counting with this commit
         // (see `remembered_basic`); clearing them afterwards frees their room.
         self.verified
@@ -309,8 +323,19 @@ impl Service {
         self.open_session(id).await
     }
 
-    /// Creates an API key for a user.
-    pub async fn create_api_key(&self, user_id: Uuid, name: &str) -> ServiceResult<ApiKeyCreated> {
+    /// Creates an API key for a user who proved who they are `by` the password: a key
+    /// may not mint keys, or a leaked one could outlive its own revocation.
+    pub async fn create_api_key(
+        &self,
+        user_id: Uuid,
+        name: &str,
+        by: Authentication,
+    ) -> ServiceResult<ApiKeyCreated> {
+        if by == Authentication::ApiKey {
+            return Err(ServiceError::Forbidden(
+                "an API key cannot create API keys; authenticate with the password (HTTP Basic) or use the account page",
+            ));
+        }
         let name = clean_name("name", name)?;
         let secret = URL_SAFE_NO_PAD.encode(random_bytes::<32>());
         let key = ApiKey {

@@ -14,7 +14,7 @@ use crate::delivery::Engine;
 use crate::delivery::ssrf::{NetworkPolicy, SsrfError};
 use crate::store::{Store, StoreError};
 
-pub use accounts::{ApiKeyCreated, LoginOutcome, SESSION_TTL_MS, SessionToken};
+pub use accounts::{ApiKeyCreated, Authentication, LoginOutcome, SESSION_TTL_MS, SessionToken};
 pub use events::EventPage;
 pub use webhooks::{
     DEFAULT_RETENTION_DAYS, TargetInput, WebhookInput, WebhookSummary, WebhookView,
@@ -41,6 +41,9 @@ pub enum ServiceError {
     /// The caller's login limit is used up; nothing was checked.
     #[error("too many failed logins; wait a minute")]
     TooManyAttempts,
+    /// The caller is who they say, but the way they proved it does not allow this.
+    #[error("{0}")]
+    Forbidden(&'static str),
     /// The target URL points where targets may not go.
     #[error("target URL refused: {0}")]
     TargetRefused(#[from] SsrfError),

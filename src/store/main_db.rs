@@ -163,8 +163,14 @@ impl MainDb {
         }
     }
 
-    /// Replaces a user's password hash and ends all of their sessions, in one transaction.
-    pub fn set_password(&self, user_id: Uuid, password_hash: String) -> Result<(), StoreError> {
+    /// Replaces a user's password hash and ends all of their sessions, and with
+    /// `revoke_api_keys` all of their API keys too, in one transaction.
+    pub fn set_password(
+        &self,
+        user_id: Uuid,
+        password_hash: String,
+        revoke_api_keys: bool,
+    ) -> Result<(), StoreError> {
         self.write(|tx| {
             let mut users = tx.open_table(USERS)?;
             let Some(mut user) = get_in::<User>(&users, user_id)? else {
@@ -172,6 +178,9 @@ impl MainDb {
             };
             user.password_hash = password_hash;
             put(&mut users, user_id, &user)?;
+            if revoke_api_keys {
+                remove_children(tx, API_KEYS, |k: &ApiKey| k.user_id == user_id)?;
+            }
             delete_sessions_of(tx, user_id)
         })
     }

@@ -416,7 +416,7 @@ async fn password_change_invalidates_cached_basic_credentials() {
         .await
         .unwrap();
     service
-        .change_password(&user, &app.password, "a brand new password", || true)
+        .change_password(&user, &app.password, "a brand new password", false, || true)
         .await
         .unwrap();
     let old = app
@@ -485,6 +485,7 @@ async fn basic_auth_failures_are_rate_limited() {
                 .unwrap()
                 .id,
             "k",
+            webhooker::service::Authentication::Password,
         )
         .await
         .unwrap();
@@ -496,6 +497,38 @@ async fn basic_auth_failures_are_rate_limited() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    app.stop().await;
+}
+
+/// Regression: a bearer key could create further keys, so a leaked key could mint a
+/// replacement that outlives its own revocation. Creating a key takes the password.
+#[tokio::test]
+async fn an_api_key_cannot_create_api_keys() {
+    let app = TestApp::start().await;
+    let key = app.post_json("/keys", json!({ "name": "ci" })).await;
+    let token = key["token"].as_str().unwrap().to_string();
+    let r = app
+        .http
+        .post(app.url("/api/v1/keys"))
+        .bearer_auth(&token)
+        .json(&json!({ "name": "successor" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"].as_str().unwrap().contains("password"), "{v}");
+    let keys = app.get_json("/keys").await;
+    assert_eq!(keys.as_array().unwrap().len(), 1, "{keys}");
+    // The key still does everything else, revoking keys included.
+    let r = app
+        .http
+        .get(app.url("/api/v1/keys"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
     app.stop().await;
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use reqwest::header::{COOKIE, HeaderMap, LOCATION, SET_COOKIE};
 use reqwest::{Response, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::support::receiver::Receiver;
 use crate::support::{TestApp, wait_until};
@@ -1025,6 +1025,76 @@ async fn account_keys_and_password() {
         csrf: String::new(),
     };
     assert_eq!(get(&app, &renewed, "/webhooks").await.status(), 200);
+    app.stop().await;
+}
+
+/// Regression: API keys survived a password change, so a leaked key outlived the change
+/// meant to lock its holder out. The form offers to revoke them all; keys kept are said
+/// to keep working.
+#[tokio::test]
+async fn a_password_change_can_revoke_every_api_key() {
+    let app = TestApp::start().await;
+    let b = login(&app).await;
+    let token = |key: Value| key["token"].as_str().unwrap().to_string();
+    let kept = token(app.post_json("/keys", json!({ "name": "kept" })).await);
+    let html = get_ok(&app, &b, "/account").await;
+    assert!(html.contains("name=\"revoke_keys\""), "the form offers it");
+    let api_with = |token: String| {
+        app.http
+            .get(app.url("/api/v1/webhooks"))
+            .bearer_auth(token)
+            .send()
+    };
+
+    // Without the box ticked, keys keep working.
+    let r = post(
+        &app,
+        &b,
+        "/account/password",
+        &[
+            ("current_password", &app.password),
+            ("new_password", "second password"),
+            ("confirm", "second password"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(api_with(kept.clone()).await.unwrap().status(), 200);
+
+    // Ticked, every key of the user stops working with the change.
+    let b = Browser {
+        cookie: cookie_pair(r.headers(), "webhooker_session").unwrap(),
+        csrf: String::new(),
+    };
+    let b = Browser {
+        csrf: csrf_in(&get_ok(&app, &b, "/account").await),
+        ..b
+    };
+    let r = post(
+        &app,
+        &b,
+        "/account/password",
+        &[
+            ("current_password", "second password"),
+            ("new_password", "third password"),
+            ("confirm", "third password"),
+            ("revoke_keys", "true"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(api_with(kept).await.unwrap().status(), 401);
+    let keys: Value = app
+        .http
+        .get(app.url("/api/v1/keys"))
+        .basic_auth("admin", Some("third password"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(keys, json!([]));
     app.stop().await;
 }
 

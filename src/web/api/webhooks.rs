@@ -173,7 +173,7 @@ pub(super) async fn delete_target(
 }
 
 pub(super) async fn list_keys(
-    ApiUser(user): ApiUser,
+    ApiUser(user, _): ApiUser,
     State(service): State<Service>,
 ) -> ApiResult<Json<Vec<ApiKeyOut>>> {
     let keys = service.api_keys(user.id).await?;
@@ -181,11 +181,11 @@ pub(super) async fn list_keys(
 }
 
 pub(super) async fn create_key(
-    ApiUser(user): ApiUser,
+    ApiUser(user, by): ApiUser,
     State(service): State<Service>,
     ApiJson(input): ApiJson<ApiKeyIn>,
 ) -> ApiResult<impl IntoResponse> {
-    let created = service.create_api_key(user.id, &input.name).await?;
+    let created = service.create_api_key(user.id, &input.name, by).await?;
     Ok((
         StatusCode::CREATED,
         Json(ApiKeyOut::new(&created.key, Some(created.token))),
@@ -193,7 +193,7 @@ pub(super) async fn create_key(
 }
 
 pub(super) async fn revoke_key(
-    ApiUser(user): ApiUser,
+    ApiUser(user, _): ApiUser,
     State(service): State<Service>,
     ApiPath(kid): ApiPath<Uuid>,
 ) -> ApiResult<StatusCode> {

@@ -21,7 +21,7 @@ pub use session::{
 use super::error::ApiError;
 use super::{AppState, client_ip};
 use crate::model::User;
-use crate::service::ServiceError;
+use crate::service::{Authentication, ServiceError};
 
 /// Constant-time string equality (for credentials).
 pub fn constant_time_eq(a: &str, b: &str) -> bool {
@@ -47,9 +47,9 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
 }
 
-/// The caller of an API route: authenticated by bearer API key or HTTP Basic.
+/// The caller of an API route: authenticated by bearer API key or HTTP Basic, and how.
 #[derive(Debug, Clone)]
-pub struct ApiUser(pub User);
+pub struct ApiUser(pub User, pub Authentication);
 
 impl FromRequestParts<AppState> for ApiUser {
     type Rejection = ApiError;
@@ -59,7 +59,7 @@ impl FromRequestParts<AppState> for ApiUser {
         if let Some(token) = bearer_token(&parts.headers) {
             // API keys are 256-bit random secrets checked by SHA-256: no guessing to limit.
             return match service.authenticate_api_key(token).await {
-                Ok(user) => Ok(ApiUser(user)),
+                Ok(user) => Ok(ApiUser(user, Authentication::ApiKey)),
                 Err(ServiceError::Unauthorized) => Err(ApiError::unauthorized()),
                 Err(e) => Err(e.into()),
             };
@@ -80,7 +80,7 @@ impl FromRequestParts<AppState> for ApiUser {
         {
             Ok(user) => {
                 guess.succeeded();
-                Ok(ApiUser(user))
+                Ok(ApiUser(user, Authentication::Password))
             }
             Err(ServiceError::Unauthorized) => Err(ApiError::unauthorized()),
             Err(e) => Err(e.into()),

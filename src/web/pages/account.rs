@@ -15,6 +15,7 @@ use super::auth::Empty;
 use super::view::When;
 use super::{Ctx, FormError, PagePath, PageResult, Viewer, redirect_with};
 use crate::model::ApiKey;
+use crate::service::Authentication;
 use crate::web::auth::{AuthForm, CurrentUser, session_cookie};
 use crate::web::{AppState, client_ip};
 
@@ -77,6 +78,8 @@ pub(super) struct PasswordForm {
     current_password: String,
     new_password: String,
     confirm: String,
+    /// Also revoke every API key (a checkbox: absent when not ticked).
+    revoke_keys: bool,
 }
 
 /// POST /account/password: ends every session and logs this browser in again.
@@ -104,6 +107,7 @@ pub(super) async fn change_password(
                 &user.user,
                 &form.current_password,
                 &form.new_password,
+                form.revoke_keys,
                 || guess.admit(),
             )
             .await
@@ -123,7 +127,11 @@ pub(super) async fn change_password(
                 redirect_with(
                     "/account",
                     "success",
-                    "Password changed. Every other session was signed out.",
+                    if form.revoke_keys {
+                        "Password changed. Every other session was signed out and every API key revoked."
+                    } else {
+                        "Password changed. Every other session was signed out; API keys keep working."
+                    },
                 ),
             )
                 .into_response())
@@ -148,7 +156,11 @@ pub(super) async fn create_key(
     State(state): State<AppState>,
     AuthForm { user, form }: AuthForm<KeyForm>,
 ) -> PageResult<Response> {
-    let created = state.service.create_api_key(user.user.id, &form.name).await;
+    // The session was opened with the password.
+    let created = state
+        .service
+        .create_api_key(user.user.id, &form.name, Authentication::Password)
+        .await;
     let keys = state.service.api_keys(user.user.id).await?;
     let mut page = AccountPage::new(Ctx::for_user(&user, "account"), &user, keys);
     match created {
