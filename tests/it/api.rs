@@ -500,6 +500,40 @@ async fn basic_auth_failures_are_rate_limited() {
     app.stop().await;
 }
 
+/// Regression: remembered Basic credentials skipped the login limit, so once anyone had
+/// logged in correctly, a client over the limit got 429 for wrong guesses but 200 for the
+/// right password: the difference gave the password away. Over the limit, every answer is
+/// the same 429.
+#[tokio::test]
+async fn a_limited_client_learns_nothing_from_the_right_password() {
+    let app = TestApp::start().await;
+    let url = app.url("/api/v1/webhooks");
+    let with = |password: &str| {
+        app.http
+            .get(&url)
+            .basic_auth("admin", Some(password))
+            .send()
+    };
+    // A legitimate script logs in: its credentials are now remembered.
+    assert_eq!(with(&app.password).await.unwrap().status(), StatusCode::OK);
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        statuses.push(with(&format!("guess-{i}")).await.unwrap().status().as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 429]);
+    let wrong = with("guess-6").await.unwrap();
+    let (wrong_status, wrong_body) = (wrong.status(), wrong.text().await.unwrap());
+    let right = with(&app.password).await.unwrap();
+    let (right_status, right_body) = (right.status(), right.text().await.unwrap());
+    assert_eq!(wrong_status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        (right_status, right_body),
+        (wrong_status, wrong_body),
+        "over the limit, the right password is answered like a wrong one"
+    );
+    app.stop().await;
+}
+
 /// Regression: a bearer key could create further keys, so a leaked key could mint a
 /// replacement that outlives its own revocation. Creating a key takes the password.
 #[tokio::test]

@@ -72,8 +72,13 @@ impl FromRequestParts<AppState> for ApiUser {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| client_ip(&parts.headers, c.0, state.web.trust_proxy));
-        // Remembered credentials are not checked again, so not counted.
         let guess = state.limiter.guess(ip);
+        // Over the limit, every password gets the same 429, the right one included (even
+        // when remembered): a different answer would tell which guess was right.
+        if guess.limited() {
+            return Err(ServiceError::TooManyAttempts.into());
+        }
+        // Remembered credentials are not checked again, so not counted.
         match service
             .verify_basic(&username, &password, || guess.admit())
             .await

@@ -43,6 +43,17 @@ impl LoginLimiter {
         true
     }
 
+    /// Whether the client of `ip` is over the limit at `now`; counts nothing.
+    pub fn is_limited(&self, ip: IpAddr, now: Instant) -> bool {
+        let map = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&client_key(ip)).is_some_and(|q| {
+            q.iter()
+                .filter(|t| now.duration_since(**t) < WINDOW)
+                .count()
+                >= MAX_ATTEMPTS
+        })
+    }
+
     /// One password check about to happen for the client `ip` (`None`: unknown, never
     /// limited).
     pub fn guess(&self, ip: Option<IpAddr>) -> PasswordGuess<'_> {
@@ -78,6 +89,14 @@ pub struct PasswordGuess<'a> {
 }
 
 impl PasswordGuess<'_> {
+    /// Whether the client is over the limit now, counting nothing. Asked before anything
+    /// else about a credential (even one remembered as right), so that a limited client
+    /// gets the same answer for every password and learns nothing from it.
+    pub fn limited(&self) -> bool {
+        self.ip
+            .is_some_and(|ip| self.limiter.is_limited(ip, self.at))
+    }
+
     /// Counts the check; false when the client is over the limit (nothing may be checked).
     pub fn admit(&self) -> bool {
         self.counted.store(true, Ordering::Relaxed);
@@ -108,7 +127,9 @@ mod tests {
             assert!(l.allow(a, t0));
         }
         assert!(!l.allow(a, t0));
+        assert!(l.is_limited(a, t0) && !l.is_limited(b, t0));
         assert!(l.allow(b, t0));
+        assert!(!l.is_limited(a, t0 + WINDOW));
         assert!(l.allow(a, t0 + WINDOW));
         // A refunded attempt does not count.
         let t1 = t0 + WINDOW * 3;
