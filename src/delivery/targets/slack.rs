@@ -1,5 +1,10 @@
 //! The Slack message: method, content type, time, size, and the body in a code block
 //! (JSON pretty-printed), cut at 3500 characters.
+//!
+//! Everything the sender controls (method, path, content type, body) is escaped as Slack's
+//! message formatting requires: `&`, `<` and `>` become entities, so no mention
+//! (`<!channel>`), link (`<https://…|text>`) or user reference can be injected; each value
+//! sits in a code span or block it cannot end early.
 
 use crate::delivery::task::EventPayload;
 
@@ -20,16 +25,44 @@ pub fn slack_text(event: &EventPayload, body: &[u8]) -> String {
         shown.push_str("\n… (truncated)");
     }
     // A literal ``` inside the payload would close the code block early.
-    let shown = shown.replace("```", "`\u{200b}``");
+    let shown = escape(&shown).replace("```", "`\u{200b}``");
     format!(
-        "*Webhook received* `{} {}`\n*Content-Type:* {}\n*Received:* {}\n*Size:* {} bytes\n```\n{}\n```",
-        event.method,
-        event.display_path(),
-        event.content_type.as_deref().unwrap_or("(none)"),
+        "*Webhook received* `{} {}`\n*Content-Type:* `{}`\n*Received:* {}\n*Size:* {} bytes\n```\n{}\n```",
+        inline_code(&event.method),
+        inline_code(&event.display_path()),
+        inline_code(event.content_type.as_deref().unwrap_or("(none)")),
         received,
         event.body_len,
         shown
     )
+}
+
+/// `&`, `<` and `>` as the entities Slack requires: the only characters it reads control
+/// sequences from.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A value for a one-line code span: escaped, without the backticks that would end the
+/// span (shown as a look-alike) or line breaks.
+fn inline_code(text: &str) -> String {
+    escape(text)
+        .chars()
+        .map(|c| match c {
+            '`' => 'ˋ',
+            c if c.is_control() => ' ',
+            c => c,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -60,6 +93,34 @@ mod tests {
             "the entrypoint id is the URL's secret"
         );
         assert!(t.contains("1970-01-01 00:00:00 UTC"));
+    }
+
+    /// Regression: the Content-Type stood outside any code span unescaped, and `<`, `>` and
+    /// `&` in the body were passed on, so a sender could post `<!channel>` mentions and
+    /// disguised links (`<https://evil.example|Reset your password>`) into the channel.
+    #[test]
+    fn sender_controlled_values_cannot_format_the_message() {
+        let body = b"<!channel> <https://evil.example|Reset your password> &amp; ```\n<@U123>";
+        let mut event = payload(body);
+        event.content_type = Some("text/plain`<!here>` <https://evil.example|click> &".into());
+        event.method = "PO`<!everyone>".into();
+        event.path = "/webhook/x?q=<!subteam^S1>&`a`".into();
+        let t = slack_text(&event, body);
+        // Slack reads control sequences only between `<` and `>`: none may survive.
+        assert!(!t.contains('<') && !t.contains('>'), "{t}");
+        assert!(t.contains("&lt;!channel&gt;"), "{t}");
+        assert!(
+            t.contains("&amp;amp;"),
+            "a literal & is escaped, so an entity in the body shows as sent: {t}"
+        );
+        // The Content-Type is shown as code, and cannot end its code span early.
+        let ct_line = t
+            .lines()
+            .find(|l| l.starts_with("*Content-Type:*"))
+            .unwrap();
+        assert_eq!(ct_line.matches('`').count(), 2, "{ct_line}");
+        let first_line = t.lines().next().unwrap();
+        assert_eq!(first_line.matches('`').count(), 2, "{first_line}");
     }
 
     #[test]
