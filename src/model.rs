@@ -89,6 +89,152 @@ pub struct Webhook {
     pub retention_days: u32,
     /// Creation time.
     pub created_at: Millis,
+    /// How a request to its entrypoints must prove who sent it.
+    pub verification: Verification,
+}
+
+/// A credential kept in the main file. Its `Debug` form hides the value, so a record
+/// printed in a log line or a panic message does not leak it.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a credential.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The credential itself, for checks and for authenticated users.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// Raw key bytes of an HMAC secret, shown as `whsec_` + base64 (the Standard Webhooks
+/// spelling). `Debug` hides them.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct SigningKey(Vec<u8>);
+
+/// Prefix of a Standard Webhooks secret.
+pub const WHSEC_PREFIX: &str = "whsec_";
+
+impl SigningKey {
+    /// A new random key of 32 bytes (256 bits, HMAC-SHA256's block-sized security).
+    pub fn generate() -> SigningKey {
+        let mut key = vec![0u8; 32];
+        rand::fill(&mut key[..]);
+        SigningKey(key)
+    }
+
+    /// Parses `whsec_` + base64 (the prefix may be left out, as the official libraries
+    /// allow); `None` when it is not base64 or decodes to nothing.
+    pub fn parse(text: &str) -> Option<SigningKey> {
+        use base64::Engine as _;
+        let b64 = text.trim();
+        let b64 = b64.strip_prefix(WHSEC_PREFIX).unwrap_or(b64);
+        let key = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+        (!key.is_empty()).then_some(SigningKey(key))
+    }
+
+    /// The key bytes, the HMAC key.
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// `whsec_` + base64 of the key.
+    pub fn to_whsec(&self) -> String {
+        use base64::Engine as _;
+        format!(
+            "{WHSEC_PREFIX}{}",
+            base64::engine::general_purpose::STANDARD.encode(&self.0)
+        )
+    }
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningKey(..)")
+    }
+}
+
+/// How a webhook checks that a request comes from its sender, before anything is stored.
+/// Each kind follows its sender's own scheme, so senders need no change.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Verification {
+    /// Anyone who knows an entrypoint URL may send.
+    #[default]
+    None,
+    /// GitHub: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256(secret, body)>`.
+    Github {
+        /// The webhook secret set at GitHub.
+        secret: Secret,
+    },
+    /// Gitea and Forgejo: `X-Gitea-Signature: <hex HMAC-SHA256(secret, body)>`.
+    Gitea {
+        /// The webhook secret set at Gitea.
+        secret: Secret,
+    },
+    /// GitLab: `X-Gitlab-Token` equals the token.
+    Gitlab {
+        /// The secret token set at GitLab.
+        token: Secret,
+    },
+    /// Stripe: `Stripe-Signature: t=…,v1=…`, HMAC-SHA256 of `{t}.{body}`, `t` recent.
+    Stripe {
+        /// The endpoint's signing secret (`whsec_…`), used as is.
+        secret: Secret,
+    },
+    /// Slack: `X-Slack-Signature: v0=<hex HMAC-SHA256(secret, "v0:{ts}:{body}")>` with a
+    /// recent `X-Slack-Request-Timestamp`.
+    Slack {
+        /// The app's signing secret.
+        secret: Secret,
+    },
+    /// Standard Webhooks (and Svix): `webhook-id`, `webhook-timestamp` and
+    /// `webhook-signature` (or their `svix-` spellings), timestamp recent.
+    StandardWebhooks {
+        /// The `whsec_…` secret, decoded.
+        secret: SigningKey,
+    },
+    /// A static header that must carry a fixed value.
+    Header {
+        /// Header name, lower case.
+        name: String,
+        /// The value it must have.
+        value: Secret,
+    },
+    /// HTTP Basic credentials.
+    Basic {
+        /// Expected user name.
+        username: String,
+        /// Expected password.
+        password: Secret,
+    },
+}
+
+impl Verification {
+    /// The kind's name as used in forms and the API.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Verification::None => "none",
+            Verification::Github { .. } => "github",
+            Verification::Gitea { .. } => "gitea",
+            Verification::Gitlab { .. } => "gitlab",
+            Verification::Stripe { .. } => "stripe",
+            Verification::Slack { .. } => "slack",
+            Verification::StandardWebhooks { .. } => "standard_webhooks",
+            Verification::Header { .. } => "header",
+            Verification::Basic { .. } => "basic",
+        }
+    }
 }
 
 /// An inbound URL `/webhook/{id}`; the id is the secret.
@@ -179,6 +325,51 @@ pub struct HttpTarget {
     pub max_backoff_secs: u32,
     /// Hard cap on concurrent requests to this target.
     pub max_in_flight: u32,
+    /// Standard Webhooks signatures on every attempt.
+    pub signing: Signing,
+}
+
+/// How long the secret replaced by a rotation still signs, beside the new one.
+pub const SIGNING_ROTATION_OVERLAP_MS: Millis = 24 * 3600 * 1000;
+
+/// Standard Webhooks (v1, symmetric) signing of an http target's attempts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Signing {
+    /// Whether attempts carry the `webhook-*` headers.
+    pub enabled: bool,
+    /// The current secret.
+    pub secret: SigningKey,
+    /// The secret a rotation replaced, and until when attempts are signed with it too.
+    pub previous: Option<(SigningKey, Millis)>,
+}
+
+impl Signing {
+    /// Signing on, with a new random secret.
+    pub fn generate() -> Signing {
+        Signing {
+            enabled: true,
+            secret: SigningKey::generate(),
+            previous: None,
+        }
+    }
+
+    /// The keys that sign an attempt made at `now`: the current one, then the replaced
+    /// one while its overlap lasts.
+    pub fn keys_at(&self, now: Millis) -> impl Iterator<Item = &SigningKey> {
+        let previous = self
+            .previous
+            .as_ref()
+            .filter(|(_, until)| now < *until)
+            .map(|(key, _)| key);
+        std::iter::once(&self.secret).chain(previous)
+    }
+
+    /// A new current secret at `now`; the old one signs beside it for
+    /// [`SIGNING_ROTATION_OVERLAP_MS`] (an earlier replaced one stops at once).
+    pub fn rotate(&mut self, now: Millis) {
+        let old = std::mem::replace(&mut self.secret, SigningKey::generate());
+        self.previous = Some((old, now + SIGNING_ROTATION_OVERLAP_MS));
+    }
 }
 
 /// How many retries follow a failed first attempt.

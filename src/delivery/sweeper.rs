@@ -490,7 +490,7 @@ mod tests {
     use super::*;
     use crate::delivery::admission::Limits;
     use crate::delivery::queue::Claims;
-    use crate::model::{Entrypoint, Event, Webhook, now_ms};
+    use crate::model::{Entrypoint, Event, Verification, Webhook, now_ms};
     use crate::store::NewEvent;
 
     const WINDOW: Duration = Duration::from_secs(30);
@@ -567,6 +567,7 @@ mod tests {
             description: String::new(),
             retention_days: 0,
             created_at: t0,
+            verification: Verification::None,
         };
         let entrypoint = Entrypoint {
             id: Uuid::now_v7(),

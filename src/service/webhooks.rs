@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::{Service, ServiceError, ServiceResult, clean_name};
 use crate::model::{
     DEFAULT_MAX_BACKOFF_SECS, DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT_SECS, Entrypoint, HttpTarget,
-    RetryLimit, SlackTarget, Target, TargetKind, Webhook, now_ms,
+    RetryLimit, Signing, SlackTarget, Target, TargetKind, Verification, Webhook, now_ms,
 };
 
 /// Default retention for new webhooks.
@@ -165,6 +165,7 @@ impl Service {
                 36_500,
             )?,
             created_at: now,
+            verification: Verification::None,
         };
         let entrypoint = Entrypoint {
             id: Uuid::new_v4(),
@@ -297,6 +298,7 @@ impl Service {
                 max_retries: RetryLimit::Unlimited,
                 max_backoff_secs: DEFAULT_MAX_BACKOFF_SECS,
                 max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+                signing: Signing::generate(),
             }),
             Some("slack") => TargetKind::Slack(SlackTarget { url: String::new() }),
             Some("log") => TargetKind::Log,

@@ -12,7 +12,8 @@ use serde::{Serialize, de::DeserializeOwned};
 use uuid::Uuid;
 
 use super::catalog::Catalog;
-use super::{MAIN_FORMAT_VERSION, StoreError, check_format_version, codec};
+use super::{MAIN_FORMAT_VERSION, MAIN_OLDEST_READABLE, StoreError, check_format_version};
+use super::{codec, migrate};
 use crate::model::{ApiKey, Entrypoint, Session, Target, User, Webhook};
 
 const SETTINGS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("settings");
@@ -48,7 +49,10 @@ impl MainDb {
         {
             let mut settings = tx.open_table(SETTINGS)?;
             let found = settings.get(FORMAT_KEY)?.map(|v| decode_version(v.value()));
-            if check_format_version(path, found, MAIN_FORMAT_VERSION, MAIN_FORMAT_VERSION)? {
+            if check_format_version(path, found, MAIN_FORMAT_VERSION, MAIN_OLDEST_READABLE)? {
+                if found == Some(1) {
+                    migrate::v1_to_v2(&tx, WEBHOOKS, TARGETS)?;
+                }
                 settings.insert(FORMAT_KEY, MAIN_FORMAT_VERSION.to_le_bytes().as_slice())?;
             }
             // Create every table so readers never meet a missing one.

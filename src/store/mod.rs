@@ -10,6 +10,7 @@ mod codec;
 mod due_times;
 mod event_db;
 mod main_db;
+mod migrate;
 mod notice;
 mod writer;
 mod zero_ahead;
@@ -34,8 +35,13 @@ pub use main_db::MainDb;
 pub use notice::{Committed, Notice};
 use writer::WriterPool;
 
-/// Version of the main file's on-disk layout, checked at open.
-pub const MAIN_FORMAT_VERSION: u32 = 1;
+/// Version of the main file's on-disk layout, checked at open. 2: webhooks carry sender
+/// verification and http targets a signing secret; a version-1 file is migrated at open
+/// (`migrate.rs`).
+pub const MAIN_FORMAT_VERSION: u32 = 2;
+
+/// The oldest main-file version this build reads (and migrates).
+const MAIN_OLDEST_READABLE: u32 = 1;
 
 /// Version of the event files' on-disk layout, checked at open. 2: bodies under
 /// `INLINE_BODY_BYTES` live in the event's row. 3: so do the deliveries the event's own

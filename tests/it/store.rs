@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use bytes::Bytes;
 use uuid::Uuid;
 use webhooker::model::{
-    Delivery, DeliveryStatus, Entrypoint, Event, Target, TargetKind, Webhook, now_ms,
+    Delivery, DeliveryStatus, Entrypoint, Event, Target, TargetKind, Verification, Webhook, now_ms,
 };
 use webhooker::store::{NewEvent, Notice, Store, StoreError, WriteOp};
 
@@ -242,6 +242,7 @@ fn updates_and_children_of_deleted_rows_are_refused() {
         description: String::new(),
         retention_days: 0,
         created_at: now_ms(),
+        verification: Verification::None,
     };
     let entrypoint = Entrypoint {
         id: Uuid::new_v4(),
