@@ -186,7 +186,19 @@ fn prepare(s: &Shared, task: &DeliveryTask) -> Result<HttpRequest, NotSent> {
     let body = load_body(s, task)?;
     match &task.target.kind {
         TargetKind::Http(cfg) => {
-            let headers = HttpRequest::headers_from(&task.event.headers, &webhooker_headers(task));
+            let mut headers =
+                HttpRequest::headers_from(&task.event.headers, &webhooker_headers(task));
+            if cfg.signing.enabled {
+                // Signed here, over the very bytes sent and at this attempt's time. Ours
+                // replace any `webhook-*` headers the sender sent: a receiver must never
+                // take the sender's signature for ours.
+                let message_id = task.delivery.id.to_string();
+                let signed =
+                    targets::standard_webhooks_headers(&cfg.signing, &message_id, now_ms(), &body);
+                for (name, value) in signed {
+                    headers.insert(name, value);
+                }
+            }
             HttpRequest::new(
                 &task.event.method,
                 &cfg.url,

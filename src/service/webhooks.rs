@@ -47,6 +47,8 @@ pub struct TargetInput {
     pub max_backoff_secs: Option<u32>,
     /// http: concurrency cap.
     pub max_in_flight: Option<u32>,
+    /// http: whether attempts carry Standard Webhooks signatures (on by default).
+    pub signing: Option<bool>,
     /// Whether the target gets new deliveries.
     pub active: Option<bool>,
 }
@@ -352,6 +354,27 @@ impl Service {
         self.target(webhook_id, id)
     }
 
+    /// Gives an http target a new signing secret. The old one keeps signing beside it
+    /// (both signatures on every attempt) for 24 hours, so receivers can switch without
+    /// refusing events; a secret replaced earlier stops at once.
+    pub async fn rotate_signing_secret(
+        &self,
+        webhook_id: Uuid,
+        id: Uuid,
+    ) -> ServiceResult<Arc<Target>> {
+        let mut target = (*self.target(webhook_id, id)?).clone();
+        let TargetKind::Http(http) = &mut target.kind else {
+            return Err(ServiceError::invalid(
+                "kind",
+                "only http targets sign their requests",
+            ));
+        };
+        http.signing.rotate(now_ms());
+        self.blocking(move |store| found(store.main.update_target(&target)?, "target"))
+            .await?;
+        self.target(webhook_id, id)
+    }
+
     /// Removes a target. Its unfinished deliveries fail with "target was deleted".
     pub async fn delete_target(&self, webhook_id: Uuid, id: Uuid) -> ServiceResult<()> {
         self.target(webhook_id, id)?;
@@ -396,6 +419,9 @@ impl Service {
                 }
                 if let Some(n) = input.max_in_flight {
                     h.max_in_flight = check_range("max_in_flight", n, 1, 1000)?;
+                }
+                if let Some(on) = input.signing {
+                    h.signing.enabled = on;
                 }
                 TargetKind::Http(h)
             }

@@ -9,4 +9,5 @@ mod ingest;
 mod limits;
 mod pages;
 mod recovery;
+mod signatures;
 mod store;

@@ -1,13 +1,16 @@
-//! What one attempt does per target kind, and how its result is classified.
+//! What one attempt does per target kind, how its result is classified, and the headers
+//! it carries (forwarded originals, our ids, Standard Webhooks signatures).
 //! An attempt never returns `Err`: a receiver's 503 or a refused connection is data
 //! ([`AttemptReport`]), not a failure of ours.
 
 mod http;
+mod signature;
 mod slack;
 
 use std::time::Duration;
 
 pub(crate) use http::{HttpRequest, send_http};
+pub(crate) use signature::standard_webhooks_headers;
 pub use slack::slack_text;
 
 /// Bytes of response body kept per attempt.

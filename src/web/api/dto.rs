@@ -102,6 +102,12 @@ pub struct TargetOut {
     pub max_backoff_secs: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_in_flight: Option<u32>,
+    /// http: whether attempts carry Standard Webhooks signatures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing: Option<bool>,
+    /// http: the current signing secret (`whsec_…`), to every authenticated caller.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_secret: Option<String>,
     pub created_at: String,
 }
 
@@ -125,6 +131,8 @@ impl TargetOut {
             max_retries: None,
             max_backoff_secs: None,
             max_in_flight: None,
+            signing: None,
+            signing_secret: None,
             created_at: rfc3339(t.created_at),
         };
         if let TargetKind::Http(h) = &t.kind {
@@ -132,6 +140,8 @@ impl TargetOut {
             out.max_retries = Some(retry_limit_json(h.max_retries));
             out.max_backoff_secs = Some(h.max_backoff_secs);
             out.max_in_flight = Some(h.max_in_flight);
+            out.signing = Some(h.signing.enabled);
+            out.signing_secret = Some(h.signing.secret.to_whsec());
         }
         out
     }
@@ -305,6 +315,11 @@ impl From<WebhookIn> for WebhookInput {
     }
 }
 
+#[derive(Serialize)]
+pub struct SigningSecretOut {
+    pub signing_secret: String,
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct EntrypointIn {
@@ -322,6 +337,7 @@ pub struct TargetIn {
     pub max_retries: Option<Value>,
     pub max_backoff_secs: Option<u32>,
     pub max_in_flight: Option<u32>,
+    pub signing: Option<bool>,
     pub active: Option<bool>,
 }
 
@@ -348,6 +364,7 @@ impl TryFrom<TargetIn> for TargetInput {
             max_retries,
             max_backoff_secs: t.max_backoff_secs,
             max_in_flight: t.max_in_flight,
+            signing: t.signing,
             active: t.active,
         })
     }

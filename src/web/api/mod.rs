@@ -123,6 +123,10 @@ pub fn router() -> Router<AppState> {
             "/webhooks/{id}/targets/{tid}",
             patch(webhooks::update_target).delete(webhooks::delete_target),
         )
+        .route(
+            "/webhooks/{id}/targets/{tid}/rotate-secret",
+            post(webhooks::rotate_secret),
+        )
         .route("/webhooks/{id}/events", get(events::list))
         .route("/webhooks/{id}/events/{event_id}", get(events::read))
         .route(

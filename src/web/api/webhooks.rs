@@ -7,8 +7,8 @@ use axum::response::IntoResponse;
 use uuid::Uuid;
 
 use super::dto::{
-    ApiKeyIn, ApiKeyOut, Counts, EntrypointIn, EntrypointOut, TargetIn, TargetOut, WebhookIn,
-    WebhookOut,
+    ApiKeyIn, ApiKeyOut, Counts, EntrypointIn, EntrypointOut, SigningSecretOut, TargetIn,
+    TargetOut, WebhookIn, WebhookOut,
 };
 use super::{ApiBody, ApiJson, ApiPath};
 use crate::service::{Service, TargetInput, WebhookView};
@@ -161,6 +161,25 @@ pub(super) async fn update_target(
     let input = TargetInput::try_from(input)?;
     let t = service.update_target(id, tid, input).await?;
     Ok(Json(TargetOut::new(&t)))
+}
+
+/// `POST …/targets/{tid}/rotate-secret`: a new signing secret; the old one keeps signing
+/// beside it for 24 hours.
+pub(super) async fn rotate_secret(
+    _: ApiUser,
+    State(service): State<Service>,
+    ApiPath((id, tid)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<Json<SigningSecretOut>> {
+    let t = service.rotate_signing_secret(id, tid).await?;
+    let signing_secret = match &t.kind {
+        crate::model::TargetKind::Http(h) => h.signing.secret.to_whsec(),
+        _ => {
+            return Err(ApiError::from(crate::service::ServiceError::NotFound(
+                "target",
+            )));
+        }
+    };
+    Ok(Json(SigningSecretOut { signing_secret }))
 }
 
 pub(super) async fn delete_target(

@@ -286,6 +286,7 @@ impl TargetForm {
             max_retries,
             max_backoff_secs: parse_u32("max_backoff_secs", &self.max_backoff_secs)?,
             max_in_flight: parse_u32("max_in_flight", &self.max_in_flight)?,
+            signing: None,
             active: Some(true),
         })
     }
