@@ -8,6 +8,10 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 pub const EVENTS_RECEIVED: &str = "webhooker_events_received_total";
 /// Body bytes accepted, by webhook.
 pub const EVENT_BODY_BYTES: &str = "webhooker_event_body_bytes_total";
+/// Requests refused by the webhook's sender verification (401, nothing stored), by webhook
+/// and reason (`missing_header`, `malformed_header`, `bad_signature`, `stale_timestamp`,
+/// `bad_credentials`).
+pub const INGEST_REJECTED: &str = "webhooker_ingest_rejected_total";
 /// Finished attempts, by target and outcome (`delivered`, `retry`, `failed`, `deferred`).
 pub const DELIVERY_ATTEMPTS: &str = "webhooker_delivery_attempts_total";
 /// Deliveries reaching a terminal status, by target and status.
@@ -62,6 +66,10 @@ fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     describe_counter!(EVENTS_RECEIVED, "Webhook events accepted");
     describe_counter!(EVENT_BODY_BYTES, "Webhook body bytes accepted");
+    describe_counter!(
+        INGEST_REJECTED,
+        "Webhook requests refused by sender verification"
+    );
     describe_counter!(DELIVERY_ATTEMPTS, "Delivery attempts by outcome");
     describe_counter!(DELIVERIES_FINISHED, "Deliveries reaching a terminal status");
     describe_histogram!(

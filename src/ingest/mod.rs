@@ -1,8 +1,12 @@
 //! Ingest: turn an accepted request into a durable event with one delivery per
 //! active target, committed in ONE transaction before the sender hears 200 (I1), then hand
-//! the deliveries to the engine without ever blocking on it.
+//! the deliveries to the engine without ever blocking on it. A webhook's sender
+//! verification (`verify.rs`) runs first, in memory: a refused request writes nothing and
+//! is remembered only in the bounded in-memory log of `rejected.rs`.
 
 mod budget;
+mod rejected;
+mod verify;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -12,10 +16,13 @@ use uuid::Uuid;
 
 use crate::delivery::{DeliveryPlan, Engine, EventPayload};
 use crate::metrics as m;
-use crate::model::{Entrypoint, Event, Millis, now_ms};
+use crate::model::{Entrypoint, Event, Millis, Verification, now_ms};
 use crate::store::{EventStore, NewEvent, Store, StoreError, WriteOp};
 use budget::BodyBudget;
 pub use budget::{BodyReservation, UNBUDGETED_BODY_BYTES};
+use rejected::RejectionLog;
+pub use rejected::{KEPT_BODY_BYTES, KEPT_PER_WEBHOOK, RejectedRequest};
+pub use verify::{Rejection, TIMESTAMP_TOLERANCE_SECS};
 
 /// Why a webhook was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +52,9 @@ pub enum IngestError {
     /// carries).
     #[error("the request body arrived in too many tiny pieces")]
     BodyFragmented,
+    /// The webhook's sender verification refused the request; nothing was stored.
+    #[error("request not verified: {0}")]
+    Unverified(Rejection),
     /// Too many large bodies are in memory at once, or this sender's client already holds
     /// its share of them; the sender should retry shortly.
     #[error("too many requests in progress; retry shortly")]
@@ -100,6 +110,7 @@ pub struct Ingestor {
     engine: Engine,
     max_body_bytes: usize,
     body_budget: BodyBudget,
+    rejections: RejectionLog,
 }
 
 impl Ingestor {
@@ -110,7 +121,14 @@ impl Ingestor {
             engine,
             max_body_bytes,
             body_budget: BodyBudget::new(max_body_bytes, budget::BODY_BUDGET_WAIT),
+            rejections: RejectionLog::default(),
         }
+    }
+
+    /// The last requests the webhook's verification refused, newest first (in memory
+    /// only: a restart forgets them).
+    pub fn rejected(&self, webhook_id: Uuid) -> Vec<Arc<RejectedRequest>> {
+        self.rejections.of(webhook_id)
     }
 
     /// Reserves memory for a body from `client` before it is read: all of a `declared`
@@ -166,13 +184,37 @@ impl Ingestor {
         }
         let webhook_id = entrypoint.webhook_id;
         let catalog = self.store.catalog();
+        let now = now_ms();
+        // Before anything is written or claimed: a refused request costs no disk write
+        // and starts no delivery.
+        if let Some(webhook) = catalog.webhook(webhook_id)
+            && webhook.verification != Verification::None
+            && let Err(rejection) =
+                verify::verify(&webhook.verification, &req.headers, &req.body, now)
+        {
+            metrics::counter!(
+                m::INGEST_REJECTED,
+                "webhook" => webhook_id.to_string(),
+                "reason" => rejection.label()
+            )
+            .increment(1);
+            tracing::debug!(%webhook_id, reason = %rejection, client = %req.remote_addr, "webhook request refused");
+            self.rejections.record(
+                webhook_id,
+                &webhook.verification,
+                &req,
+                rejection.clone(),
+                now,
+                |id| catalog.webhook(id).is_some(),
+            );
+            return Err(IngestError::Unverified(rejection));
+        }
         let targets: Vec<_> = catalog
             .targets_of(webhook_id)
             .iter()
             .filter(|t| t.active)
             .cloned()
             .collect();
-        let now = now_ms();
         let (event, body) = req.into_event(entrypoint.id, now);
         let DeliveryPlan {
             deliveries,

@@ -17,8 +17,8 @@ use crate::store::{Store, StoreError};
 pub use accounts::{ApiKeyCreated, Authentication, LoginOutcome, SESSION_TTL_MS, SessionToken};
 pub use events::EventPage;
 pub use webhooks::{
-    DEFAULT_RETENTION_DAYS, TargetInput, WebhookInput, WebhookSummary, WebhookView,
-    parse_retry_limit,
+    DEFAULT_RETENTION_DAYS, TargetInput, VerificationInput, WebhookInput, WebhookSummary,
+    WebhookView, parse_retry_limit,
 };
 
 /// Why a service call did not succeed.

@@ -8,7 +8,8 @@ use uuid::Uuid;
 use super::{Service, ServiceError, ServiceResult, clean_name};
 use crate::model::{
     DEFAULT_MAX_BACKOFF_SECS, DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT_SECS, Entrypoint, HttpTarget,
-    RetryLimit, Signing, SlackTarget, Target, TargetKind, Verification, Webhook, now_ms,
+    RetryLimit, Secret, Signing, SigningKey, SlackTarget, Target, TargetKind, Verification,
+    Webhook, now_ms,
 };
 
 /// Default retention for new webhooks.
@@ -27,6 +28,193 @@ pub struct WebhookInput {
     pub description: Option<String>,
     /// Days to keep finished events; 0 = forever.
     pub retention_days: Option<u32>,
+    /// How senders prove themselves.
+    pub verification: Option<VerificationInput>,
+}
+
+/// A webhook's sender verification as entered: a kind and the fields it needs. A secret
+/// left out (or empty) keeps the current one when the kind stays the same, so a form need
+/// not show secrets to keep them.
+#[derive(Debug, Clone, Default)]
+pub struct VerificationInput {
+    /// `none`, `github`, `gitea`, `gitlab`, `stripe`, `slack`, `standard_webhooks`,
+    /// `header` or `basic`.
+    pub kind: String,
+    /// github, gitea, stripe, slack, standard_webhooks.
+    pub secret: Option<String>,
+    /// gitlab.
+    pub token: Option<String>,
+    /// header: its name.
+    pub name: Option<String>,
+    /// header: its value.
+    pub value: Option<String>,
+    /// basic.
+    pub username: Option<String>,
+    /// basic.
+    pub password: Option<String>,
+}
+
+/// Longest accepted verification secret, token or header value.
+const MAX_SECRET: usize = 1024;
+
+impl VerificationInput {
+    /// The verification this input describes, given the `current` one (whose secret a
+    /// left-out field keeps when the kind stays the same).
+    fn resolve(&self, current: &Verification) -> ServiceResult<Verification> {
+        let kind = self.kind.trim();
+        let same_kind = current.kind() == kind;
+        // A secret field: given and not empty, or kept from the current verification.
+        let given =
+            |field: &'static str, value: &Option<String>| -> ServiceResult<Option<String>> {
+                match value.as_deref() {
+                    Some(v) if !v.is_empty() => {
+                        if v.len() > MAX_SECRET {
+                            return Err(ServiceError::invalid(
+                                field,
+                                format!("at most {MAX_SECRET} bytes"),
+                            ));
+                        }
+                        if v.chars().any(char::is_control) || v.trim() != v {
+                            return Err(ServiceError::invalid(
+                                field,
+                                "must not contain control characters or surrounding spaces",
+                            ));
+                        }
+                        Ok(Some(v.to_string()))
+                    }
+                    _ => Ok(None),
+                }
+            };
+        let required = |field: &'static str, value: Option<String>, kept: Option<Secret>| {
+            value
+                .map(Secret::new)
+                .or(kept.filter(|_| same_kind))
+                .ok_or_else(|| {
+                    ServiceError::invalid(field, format!("is required for {kind} verification"))
+                })
+        };
+        let current_secret = match current {
+            Verification::Github { secret }
+            | Verification::Gitea { secret }
+            | Verification::Stripe { secret }
+            | Verification::Slack { secret } => Some(secret.clone()),
+            Verification::Gitlab { token } => Some(token.clone()),
+            Verification::Header { value, .. } => Some(value.clone()),
+            Verification::Basic { password, .. } => Some(password.clone()),
+            Verification::StandardWebhooks { .. } | Verification::None => None,
+        };
+        let secret = given("verification.secret", &self.secret)?;
+        Ok(match kind {
+            "none" => Verification::None,
+            "github" => Verification::Github {
+                secret: required("verification.secret", secret, current_secret)?,
+            },
+            "gitea" => Verification::Gitea {
+                secret: required("verification.secret", secret, current_secret)?,
+            },
+            "stripe" => Verification::Stripe {
+                secret: required("verification.secret", secret, current_secret)?,
+            },
+            "slack" => Verification::Slack {
+                secret: required("verification.secret", secret, current_secret)?,
+            },
+            "gitlab" => Verification::Gitlab {
+                token: required(
+                    "verification.token",
+                    given("verification.token", &self.token)?,
+                    current_secret,
+                )?,
+            },
+            "standard_webhooks" => {
+                let secret = match (secret, current) {
+                    (Some(text), _) => SigningKey::parse(&text).ok_or_else(|| {
+                        ServiceError::invalid(
+                            "verification.secret",
+                            "must be whsec_ followed by base64, as the sender shows it",
+                        )
+                    })?,
+                    (None, Verification::StandardWebhooks { secret }) => secret.clone(),
+                    (None, _) => {
+                        return Err(ServiceError::invalid(
+                            "verification.secret",
+                            "is required for standard_webhooks verification",
+                        ));
+                    }
+                };
+                Verification::StandardWebhooks { secret }
+            }
+            "header" => {
+                let kept_name = match current {
+                    Verification::Header { name, .. } => Some(name.clone()),
+                    _ => None,
+                };
+                let name = match self.name.as_deref().map(str::trim) {
+                    Some(n) if !n.is_empty() => n.to_ascii_lowercase(),
+                    _ => kept_name.ok_or_else(|| {
+                        ServiceError::invalid(
+                            "verification.name",
+                            "is required for header verification",
+                        )
+                    })?,
+                };
+                let valid_name = name.len() <= 100
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+                if !valid_name {
+                    return Err(ServiceError::invalid(
+                        "verification.name",
+                        "must be an HTTP header name (letters, digits and -)",
+                    ));
+                }
+                Verification::Header {
+                    name,
+                    value: required(
+                        "verification.value",
+                        given("verification.value", &self.value)?,
+                        current_secret,
+                    )?,
+                }
+            }
+            "basic" => {
+                let kept_user = match current {
+                    Verification::Basic { username, .. } => Some(username.clone()),
+                    _ => None,
+                };
+                let username = match self.username.as_deref() {
+                    Some(u) if !u.is_empty() => {
+                        if u.contains(':') || u.chars().any(char::is_control) || u.len() > 200 {
+                            return Err(ServiceError::invalid(
+                                "verification.username",
+                                "must be at most 200 bytes, without colons or control characters",
+                            ));
+                        }
+                        u.to_string()
+                    }
+                    _ => kept_user.ok_or_else(|| {
+                        ServiceError::invalid(
+                            "verification.username",
+                            "is required for basic verification",
+                        )
+                    })?,
+                };
+                Verification::Basic {
+                    username,
+                    password: required(
+                        "verification.password",
+                        given("verification.password", &self.password)?,
+                        current_secret,
+                    )?,
+                }
+            }
+            _ => {
+                return Err(ServiceError::invalid(
+                    "verification.kind",
+                    "must be one of none, github, gitea, gitlab, stripe, slack, standard_webhooks, header, basic",
+                ));
+            }
+        })
+    }
 }
 
 /// Fields of a target, for create (kind and name required) and update (missing =
@@ -167,7 +355,10 @@ impl Service {
                 36_500,
             )?,
             created_at: now,
-            verification: Verification::None,
+            verification: match &input.verification {
+                Some(v) => v.resolve(&Verification::None)?,
+                None => Verification::None,
+            },
         };
         let entrypoint = Entrypoint {
             id: Uuid::new_v4(),
@@ -203,6 +394,9 @@ impl Service {
         }
         if let Some(days) = input.retention_days {
             webhook.retention_days = check_range("retention_days", days, 0, 36_500)?;
+        }
+        if let Some(v) = &input.verification {
+            webhook.verification = v.resolve(&webhook.verification)?;
         }
         self.blocking(move |store| found(store.main.update_webhook(&webhook)?, "webhook"))
             .await?;

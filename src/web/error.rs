@@ -135,6 +135,7 @@ impl From<IngestError> for ApiError {
             IngestError::BodyTooSlow => StatusCode::REQUEST_TIMEOUT,
             IngestError::BodyFragmented => StatusCode::BAD_REQUEST,
             IngestError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            IngestError::Unverified(_) => StatusCode::UNAUTHORIZED,
             IngestError::Store(s) => {
                 let (status, message) = store_status(s);
                 return ApiError { status, message };

@@ -9,9 +9,11 @@ use uuid::Uuid;
 
 use crate::model::{
     ApiKey, Delivery, DeliveryResult, Entrypoint, Event, Millis, RetryLimit, Target, TargetKind,
-    Webhook,
+    Verification, Webhook,
 };
-use crate::service::{ServiceError, TargetInput, WebhookInput, parse_retry_limit};
+use crate::service::{
+    ServiceError, TargetInput, VerificationInput, WebhookInput, parse_retry_limit,
+};
 
 /// RFC 3339 text of a Unix-ms time.
 pub fn rfc3339(ms: Millis) -> String {
@@ -35,6 +37,8 @@ pub struct WebhookOut {
     pub description: String,
     pub retention_days: u32,
     pub created_at: String,
+    /// The kind and its secrets: every API caller is authenticated.
+    pub verification: Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entrypoints: Option<Vec<EntrypointOut>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -58,9 +62,34 @@ impl WebhookOut {
             description: w.description.clone(),
             retention_days: w.retention_days,
             created_at: rfc3339(w.created_at),
+            verification: verification_json(&w.verification),
             entrypoints: None,
             targets: None,
             counts: None,
+        }
+    }
+}
+
+/// `{"kind": …}` with the fields the kind needs, secrets included.
+pub fn verification_json(v: &Verification) -> Value {
+    use serde_json::json;
+    match v {
+        Verification::None => json!({ "kind": "none" }),
+        Verification::Github { secret }
+        | Verification::Gitea { secret }
+        | Verification::Stripe { secret }
+        | Verification::Slack { secret } => {
+            json!({ "kind": v.kind(), "secret": secret.expose() })
+        }
+        Verification::Gitlab { token } => json!({ "kind": "gitlab", "token": token.expose() }),
+        Verification::StandardWebhooks { secret } => {
+            json!({ "kind": "standard_webhooks", "secret": secret.to_whsec() })
+        }
+        Verification::Header { name, value } => {
+            json!({ "kind": "header", "name": name, "value": value.expose() })
+        }
+        Verification::Basic { username, password } => {
+            json!({ "kind": "basic", "username": username, "password": password.expose() })
         }
     }
 }
@@ -303,6 +332,20 @@ pub struct WebhookIn {
     pub name: Option<String>,
     pub description: Option<String>,
     pub retention_days: Option<u32>,
+    pub verification: Option<VerificationIn>,
+}
+
+/// `{"kind": …}` and the fields of that kind.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerificationIn {
+    pub kind: String,
+    pub secret: Option<String>,
+    pub token: Option<String>,
+    pub name: Option<String>,
+    pub value: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
 }
 
 impl From<WebhookIn> for WebhookInput {
@@ -311,6 +354,15 @@ impl From<WebhookIn> for WebhookInput {
             name: w.name,
             description: w.description,
             retention_days: w.retention_days,
+            verification: w.verification.map(|v| VerificationInput {
+                kind: v.kind,
+                secret: v.secret,
+                token: v.token,
+                name: v.name,
+                value: v.value,
+                username: v.username,
+                password: v.password,
+            }),
         }
     }
 }

@@ -89,6 +89,7 @@ impl WebhookForm {
             name: Some(self.name.clone()),
             description: Some(self.description.clone()),
             retention_days: parse_u32("retention_days", &self.retention_days)?,
+            verification: None,
         })
     }
 }
