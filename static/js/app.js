@@ -289,6 +289,101 @@
             };
         });
 
+        // Webhook form, sender verification: the fields the chosen kind needs are shown
+        // and enabled, the others hidden and disabled (so not submitted).
+        // <fieldset x-data="verificationForm" data-kind="github" data-current="github">
+        //   <select x-model="kind">…</select>
+        //   <div x-show="usesSecret"><input :disabled="noSecret"></div> …
+        var SECRET_KINDS = ["github", "gitea", "stripe", "slack", "standard_webhooks"];
+        Alpine.data("verificationForm", function () {
+            return {
+                kind: "none",
+                current: "",
+                init: function () {
+                    this.kind = this.$el.getAttribute("data-kind") || "none";
+                    this.current = this.$el.getAttribute("data-current") || "";
+                },
+                get usesSecret() {
+                    return SECRET_KINDS.indexOf(this.kind) >= 0;
+                },
+                get noSecret() {
+                    return SECRET_KINDS.indexOf(this.kind) < 0;
+                },
+                // Editing, same kind: an empty secret field keeps the current secret.
+                get keepsSecret() {
+                    return this.kind === this.current && this.kind !== "none";
+                },
+                get isStandardWebhooks() {
+                    return this.kind === "standard_webhooks";
+                },
+                get isStripe() {
+                    return this.kind === "stripe";
+                },
+                get isSlack() {
+                    return this.kind === "slack";
+                },
+                get isGitlab() {
+                    return this.kind === "gitlab";
+                },
+                get notGitlab() {
+                    return this.kind !== "gitlab";
+                },
+                get isHeader() {
+                    return this.kind === "header";
+                },
+                get notHeader() {
+                    return this.kind !== "header";
+                },
+                get isBasic() {
+                    return this.kind === "basic";
+                },
+                get notBasic() {
+                    return this.kind !== "basic";
+                },
+            };
+        });
+
+        // A secret shown masked, with Show/Hide and Copy:
+        // <div x-data="secretField">
+        //   <input :type="inputType" x-ref="value" readonly value="…">
+        //   <button type="button" @click="toggle" x-text="toggleLabel">Show</button>
+        //   <button type="button" @click="copy" x-text="label">Copy</button>
+        // </div>
+        Alpine.data("secretField", function () {
+            return {
+                shown: false,
+                label: "Copy",
+                timer: null,
+                get inputType() {
+                    return this.shown ? "text" : "password";
+                },
+                get toggleLabel() {
+                    return this.shown ? "Hide" : "Show";
+                },
+                toggle: function () {
+                    this.shown = !this.shown;
+                },
+                copy: function () {
+                    var self = this;
+                    copyText(String(this.$refs.value.value)).then(function (ok) {
+                        self.label = ok ? "Copied" : "Press Ctrl+C";
+                        if (self.timer) {
+                            clearTimeout(self.timer);
+                        }
+                        self.timer = setTimeout(function () {
+                            self.label = "Copy";
+                            self.timer = null;
+                        }, 1500);
+                    });
+                },
+                destroy: function () {
+                    if (this.timer) {
+                        clearTimeout(this.timer);
+                    }
+                },
+            };
+        });
+
         // <div class="alert alert-success" role="status" x-data="flash" x-show="visible">
         //   <div>message</div>
         //   <button type="button" class="alert-dismiss" @click="dismiss" aria-label="Dismiss">×</button>

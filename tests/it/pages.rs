@@ -18,7 +18,7 @@ const XSS_SCRIPT_ESCAPED: &str = "&#60;script&#62;alert(1)&#60;/script&#62;";
 const XSS_ATTR_ESCAPED: &str = "&#34;&#62;&#60;img src=x onerror=alert(1)&#62;";
 
 /// A logged-in browser: its cookie header and the session's CSRF token.
-struct Browser {
+pub(crate) struct Browser {
     cookie: String,
     csrf: String,
 }
@@ -84,7 +84,7 @@ async fn post_login(app: &TestApp, password: &str, next: &str) -> Response {
         .unwrap()
 }
 
-async fn login(app: &TestApp) -> Browser {
+pub(crate) async fn login(app: &TestApp) -> Browser {
     let r = post_login(app, &app.password, "/webhooks").await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let cookie = cookie_pair(r.headers(), "webhooker_session").expect("session cookie");
@@ -108,7 +108,7 @@ async fn get(app: &TestApp, b: &Browser, path: &str) -> Response {
         .unwrap()
 }
 
-async fn get_ok(app: &TestApp, b: &Browser, path: &str) -> String {
+pub(crate) async fn get_ok(app: &TestApp, b: &Browser, path: &str) -> String {
     let r = get(app, b, path).await;
     assert_eq!(r.status(), 200, "GET {path}");
     r.text().await.unwrap()
@@ -750,6 +750,124 @@ async fn bad_forms_rerender_with_a_message() {
     }
     let r = post(&app, &b, "/account/keys", &[("name", " ")]).await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    app.stop().await;
+}
+
+/// Sender verification and target signing through the forms: the kinds' fields, secrets
+/// kept when left empty, signing on and off, rotation.
+#[tokio::test]
+async fn verification_and_signing_through_the_pages() {
+    let app = TestApp::start().await;
+    let b = login(&app).await;
+    let html = get_ok(&app, &b, "/webhooks/new").await;
+    for kind in [
+        "github",
+        "gitea",
+        "gitlab",
+        "stripe",
+        "slack",
+        "standard_webhooks",
+        "header",
+        "basic",
+    ] {
+        assert!(
+            html.contains(&format!("value=\"{kind}\"")),
+            "{kind} offered"
+        );
+    }
+    let (to, html) = post_redirect(
+        &app,
+        &b,
+        "/webhooks/new",
+        &[
+            ("name", "Pushes"),
+            ("verification_kind", "github"),
+            ("verification_secret", "gh-form-secret"),
+        ],
+    )
+    .await;
+    let id = to.strip_prefix("/webhooks/").unwrap().to_string();
+    assert!(html.contains("Sender verification: GitHub"), "{html}");
+    assert!(html.contains("type=\"password\""), "the secret is masked");
+    let api = app.get_json(&format!("/webhooks/{id}")).await;
+    assert_eq!(
+        api["verification"],
+        json!({"kind": "github", "secret": "gh-form-secret"})
+    );
+    // The edit form never carries the secret; left empty, it keeps it.
+    let html = get_ok(&app, &b, &format!("/webhooks/{id}/edit")).await;
+    assert!(!html.contains("gh-form-secret"));
+    assert!(html.contains("Leave empty to keep the current one."));
+    post_redirect(
+        &app,
+        &b,
+        &format!("/webhooks/{id}/edit"),
+        &[
+            ("name", "Pushes"),
+            ("retention_days", "30"),
+            ("verification_kind", "github"),
+        ],
+    )
+    .await;
+    let api = app.get_json(&format!("/webhooks/{id}")).await;
+    assert_eq!(api["verification"]["secret"], "gh-form-secret");
+    // Another kind without its fields is refused with the form shown again.
+    let r = post(
+        &app,
+        &b,
+        &format!("/webhooks/{id}/edit"),
+        &[("name", "Pushes"), ("verification_kind", "basic")],
+    )
+    .await;
+    assert_eq!(r.status(), 422);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("is required for basic verification")
+    );
+
+    // A target added with signing off, then turned on, then rotated.
+    let sink = Receiver::start().await;
+    let (_, html) = post_redirect(
+        &app,
+        &b,
+        &format!("/webhooks/{id}/targets"),
+        &[
+            ("name", "ci"),
+            ("kind", "http"),
+            ("url", &sink.url("/")),
+            ("signing", "off"),
+        ],
+    )
+    .await;
+    assert!(html.contains("data-signing=\"off\""), "{html}");
+    let target = |api: &serde_json::Value| api["targets"][0].clone();
+    let t = target(&app.get_json(&format!("/webhooks/{id}")).await);
+    assert_eq!(t["signing"], false);
+    let tid = t["id"].as_str().unwrap().to_string();
+    let first = t["signing_secret"].as_str().unwrap().to_string();
+    let (_, html) = post_redirect(
+        &app,
+        &b,
+        &format!("/webhooks/{id}/targets/{tid}/signing"),
+        &[("enabled", "true")],
+    )
+    .await;
+    assert!(html.contains("Signing on"), "{html}");
+    assert!(html.contains(&first), "the secret is on the page, masked");
+    let (_, html) = post_redirect(
+        &app,
+        &b,
+        &format!("/webhooks/{id}/targets/{tid}/rotate-secret"),
+        &[],
+    )
+    .await;
+    assert!(html.contains("New signing secret"), "{html}");
+    assert!(html.contains("the replaced secret signs too until"));
+    let t = target(&app.get_json(&format!("/webhooks/{id}")).await);
+    assert_eq!(t["signing"], true);
+    assert_ne!(t["signing_secret"], first.as_str());
     app.stop().await;
 }
 

@@ -454,8 +454,9 @@ async fn inbound_signatures_of_each_sender_are_checked_before_anything_is_stored
     app.stop().await;
 }
 
-/// Refused requests are counted by reason and their answers never show the webhook's
-/// secret; the API returns the secret to its authenticated caller.
+/// Refused requests are counted by reason, listed on the webhook's page with what they
+/// carried, and never show the webhook's secret; the API returns the secret to its
+/// authenticated caller only.
 #[tokio::test]
 async fn refused_requests_are_counted_and_listed_without_the_secret() {
     let app = TestApp::start_with(|c| {
@@ -530,6 +531,18 @@ async fn refused_requests_are_counted_and_listed_without_the_secret() {
         .unwrap_or_else(|| panic!("no counter for {wh}:\n{metrics}"));
     assert!(line.contains("reason=\"bad_signature\""), "{line}");
 
+    // The webhook's page lists it, with what it carried.
+    let browser = crate::pages::login(&app).await;
+    let html = crate::pages::get_ok(&app, &browser, &format!("/webhooks/{wh}")).await;
+    let listed = &html[html.find("Rejected requests").expect("the list is shown")..];
+    for shown in [
+        "bad signature",
+        "visible-header",
+        "the refused body",
+        "127.0.0.1",
+    ] {
+        assert!(listed.contains(shown), "{shown} missing from {listed}");
+    }
     app.stop().await;
 }
 

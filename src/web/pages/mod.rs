@@ -73,6 +73,14 @@ pub fn router(state: AppState) -> Router<AppState> {
             "/webhooks/{id}/targets/{tid}/delete",
             post(webhooks::delete_target),
         )
+        .route(
+            "/webhooks/{id}/targets/{tid}/signing",
+            post(webhooks::set_signing),
+        )
+        .route(
+            "/webhooks/{id}/targets/{tid}/rotate-secret",
+            post(webhooks::rotate_secret),
+        )
         .route("/webhooks/{id}/events", get(events::list))
         .route("/webhooks/{id}/events/{event_id}", get(events::detail))
         .route(
@@ -321,6 +329,13 @@ fn field_label(field: &str) -> &'static str {
         "current_password" => "The current password",
         "new_password" => "The new password",
         "target_id" => "Target",
+        "verification.kind" => "Verification",
+        "verification.secret" => "The secret",
+        "verification.token" => "The token",
+        "verification.name" => "The header name",
+        "verification.value" => "The header value",
+        "verification.username" => "The username",
+        "verification.password" => "The password",
         _ => "This field",
     }
 }

@@ -11,11 +11,13 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::auth::Empty;
-use super::view::{EventRow, When, target_settings};
+use super::view::{BodyView, EventRow, When, bytes_text, target_settings};
 use super::{Ctx, FormError, PagePath, PageResult, Viewer, parse_u32, redirect_with};
-use crate::model::{Entrypoint, Target, Webhook};
+use crate::ingest::{KEPT_BODY_BYTES, RejectedRequest};
+use crate::model::{Entrypoint, Target, TargetKind, Verification, Webhook};
 use crate::service::{
-    DEFAULT_RETENTION_DAYS, Service, TargetInput, WebhookInput, parse_retry_limit,
+    DEFAULT_RETENTION_DAYS, Service, TargetInput, VerificationInput, WebhookInput,
+    parse_retry_limit,
 };
 use crate::web::auth::AuthForm;
 use crate::web::{AppState, public_base};
@@ -67,30 +69,81 @@ pub(super) async fn list(viewer: Viewer, State(service): State<Service>) -> Page
 
 // ---------- new / edit ----------
 
+/// The webhook form. Secrets are never filled in: a secret field left empty keeps the
+/// current secret (when the kind stays), so the page need not carry them.
 #[derive(Deserialize, Default, Clone)]
 #[serde(default)]
 pub(super) struct WebhookForm {
     name: String,
     description: String,
     retention_days: String,
+    /// Empty (a form without the section): verification unchanged.
+    verification_kind: String,
+    verification_secret: String,
+    verification_token: String,
+    verification_name: String,
+    verification_value: String,
+    verification_username: String,
+    verification_password: String,
 }
 
 impl WebhookForm {
     fn of(w: &Webhook) -> WebhookForm {
+        let (name, username) = match &w.verification {
+            Verification::Header { name, .. } => (name.clone(), String::new()),
+            Verification::Basic { username, .. } => (String::new(), username.clone()),
+            _ => (String::new(), String::new()),
+        };
         WebhookForm {
             name: w.name.clone(),
             description: w.description.clone(),
             retention_days: w.retention_days.to_string(),
+            verification_kind: w.verification.kind().to_string(),
+            verification_name: name,
+            verification_username: username,
+            ..WebhookForm::default()
         }
     }
 
     fn input(&self) -> Result<WebhookInput, FormError> {
+        let text = |s: &str| Some(s.to_string()).filter(|s| !s.is_empty());
+        let verification = (!self.verification_kind.is_empty()).then(|| VerificationInput {
+            kind: self.verification_kind.clone(),
+            secret: text(&self.verification_secret),
+            token: text(&self.verification_token),
+            name: text(&self.verification_name),
+            value: text(&self.verification_value),
+            username: text(&self.verification_username),
+            password: text(&self.verification_password),
+        });
         Ok(WebhookInput {
             name: Some(self.name.clone()),
             description: Some(self.description.clone()),
             retention_days: parse_u32("retention_days", &self.retention_days)?,
-            verification: None,
+            verification,
         })
+    }
+
+    /// Whether `kind` is the one selected.
+    fn is_kind(&self, kind: &str) -> bool {
+        self.kind() == kind
+    }
+
+    /// Whether the selected kind is one of those with a single shared secret field.
+    fn uses_secret(&self) -> bool {
+        matches!(
+            self.kind(),
+            "github" | "gitea" | "stripe" | "slack" | "standard_webhooks"
+        )
+    }
+
+    /// The kind the form shows selected.
+    fn kind(&self) -> &str {
+        if self.verification_kind.is_empty() {
+            "none"
+        } else {
+            &self.verification_kind
+        }
     }
 }
 
@@ -115,7 +168,36 @@ impl FormPage {
     fn has_error(&self, field: &str) -> bool {
         self.error.as_ref().is_some_and(|e| e.field == field)
     }
+
+    /// The verification kinds the form offers: (value, label).
+    fn kinds(&self) -> &'static [(&'static str, &'static str)] {
+        &VERIFICATION_KINDS
+    }
+
+    /// Whether the webhook being edited already has a secret of this kind, which an empty
+    /// field keeps.
+    fn keeps_secret(&self, kind: &str) -> bool {
+        self.editing
+            .as_ref()
+            .is_some_and(|w| w.verification.kind() == kind && kind != "none")
+    }
 }
+
+/// The verification kinds offered by the form: (value, label).
+pub(super) const VERIFICATION_KINDS: [(&str, &str); 9] = [
+    ("none", "None — the URL is the only credential"),
+    ("github", "GitHub — X-Hub-Signature-256"),
+    ("gitea", "Gitea / Forgejo — X-Gitea-Signature"),
+    ("gitlab", "GitLab — X-Gitlab-Token"),
+    ("stripe", "Stripe — Stripe-Signature"),
+    ("slack", "Slack — X-Slack-Signature"),
+    (
+        "standard_webhooks",
+        "Standard Webhooks / Svix — webhook-signature",
+    ),
+    ("header", "Static header"),
+    ("basic", "HTTP Basic"),
+];
 
 fn form_error(
     ctx: Ctx,
@@ -239,6 +321,152 @@ struct TargetRow {
     t: Arc<Target>,
     url: Option<String>,
     settings: Vec<(&'static str, String)>,
+    /// http targets: their Standard Webhooks signing.
+    signing: Option<SigningRow>,
+}
+
+/// How an http target signs, for its row.
+struct SigningRow {
+    enabled: bool,
+    /// `whsec_…`, shown masked until revealed.
+    secret: String,
+    /// Until when the secret replaced by the last rotation still signs too.
+    previous_until: Option<When>,
+}
+
+impl SigningRow {
+    fn of(t: &Target, now: i64) -> Option<SigningRow> {
+        let TargetKind::Http(h) = &t.kind else {
+            return None;
+        };
+        Some(SigningRow {
+            enabled: h.signing.enabled,
+            secret: h.signing.secret.to_whsec(),
+            previous_until: h
+                .signing
+                .previous
+                .as_ref()
+                .filter(|(_, until)| *until > now)
+                .map(|(_, until)| When::at(*until)),
+        })
+    }
+}
+
+/// The webhook's verification, for its card.
+struct VerificationView {
+    kind: &'static str,
+    /// What the sender sends, in a few words.
+    summary: &'static str,
+    /// (label, value) of its settings that are not secret.
+    settings: Vec<(&'static str, String)>,
+    /// (label, value) of its secrets, shown masked until revealed.
+    secrets: Vec<(&'static str, String)>,
+}
+
+impl VerificationView {
+    fn of(v: &Verification) -> VerificationView {
+        let (summary, settings, secrets): (&'static str, Vec<(&'static str, String)>, _) = match v {
+            Verification::None => (
+                "Anyone who knows an entrypoint URL can send.",
+                vec![],
+                vec![],
+            ),
+            Verification::Github { secret } => (
+                "X-Hub-Signature-256: sha256=HMAC-SHA256 of the body",
+                vec![],
+                vec![("Secret", secret.expose().to_string())],
+            ),
+            Verification::Gitea { secret } => (
+                "X-Gitea-Signature: HMAC-SHA256 of the body",
+                vec![],
+                vec![("Secret", secret.expose().to_string())],
+            ),
+            Verification::Gitlab { token } => (
+                "X-Gitlab-Token equal to the token",
+                vec![],
+                vec![("Token", token.expose().to_string())],
+            ),
+            Verification::Stripe { secret } => (
+                "Stripe-Signature, timestamp within 5 minutes",
+                vec![],
+                vec![("Signing secret", secret.expose().to_string())],
+            ),
+            Verification::Slack { secret } => (
+                "X-Slack-Signature, timestamp within 5 minutes",
+                vec![],
+                vec![("Signing secret", secret.expose().to_string())],
+            ),
+            Verification::StandardWebhooks { secret } => (
+                "webhook-signature (or svix-signature), timestamp within 5 minutes",
+                vec![],
+                vec![("Secret", secret.to_whsec())],
+            ),
+            Verification::Header { name, value } => (
+                "A static header with a fixed value",
+                vec![("Header", name.clone())],
+                vec![("Value", value.expose().to_string())],
+            ),
+            Verification::Basic { username, password } => (
+                "HTTP Basic credentials",
+                vec![("Username", username.clone())],
+                vec![("Password", password.expose().to_string())],
+            ),
+        };
+        let kind = match v {
+            Verification::None => "none",
+            Verification::Github { .. } => "GitHub",
+            Verification::Gitea { .. } => "Gitea / Forgejo",
+            Verification::Gitlab { .. } => "GitLab",
+            Verification::Stripe { .. } => "Stripe",
+            Verification::Slack { .. } => "Slack",
+            Verification::StandardWebhooks { .. } => "Standard Webhooks",
+            Verification::Header { .. } => "static header",
+            Verification::Basic { .. } => "HTTP Basic",
+        };
+        VerificationView {
+            kind,
+            summary,
+            settings,
+            secrets,
+        }
+    }
+}
+
+/// A request the webhook's verification refused, for the detail page.
+struct RejectedRow {
+    received: When,
+    client: String,
+    reason: String,
+    method: String,
+    headers: Vec<(String, String)>,
+    headers_truncated: bool,
+    body: BodyView,
+}
+
+impl RejectedRow {
+    fn of(r: &RejectedRequest) -> RejectedRow {
+        let content_type = r
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+            .map(|(_, v)| bytes_text(v));
+        let mut body = BodyView::new(&r.body, content_type.as_deref(), KEPT_BODY_BYTES);
+        // Only the start was kept; the size shown is the real one.
+        body.len = r.body_len;
+        RejectedRow {
+            received: When::at(r.at),
+            client: r.client.clone(),
+            reason: r.reason.to_string(),
+            method: r.method.clone(),
+            headers: r
+                .headers
+                .iter()
+                .map(|(n, v)| (n.clone(), bytes_text(v)))
+                .collect(),
+            headers_truncated: r.headers_truncated,
+            body,
+        }
+    }
 }
 
 /// Values of the add-target form (kept when it is re-rendered with an error).
@@ -252,6 +480,8 @@ pub(super) struct TargetForm {
     max_retries: String,
     max_backoff_secs: String,
     max_in_flight: String,
+    /// `on` (the default when absent) or `off`.
+    signing: String,
 }
 
 impl Default for TargetForm {
@@ -264,6 +494,7 @@ impl Default for TargetForm {
             max_retries: String::new(),
             max_backoff_secs: String::new(),
             max_in_flight: String::new(),
+            signing: "on".into(),
         }
     }
 }
@@ -287,7 +518,7 @@ impl TargetForm {
             max_retries,
             max_backoff_secs: parse_u32("max_backoff_secs", &self.max_backoff_secs)?,
             max_in_flight: parse_u32("max_in_flight", &self.max_in_flight)?,
-            signing: None,
+            signing: Some(self.signing != "off"),
             active: Some(true),
         })
     }
@@ -305,6 +536,8 @@ struct DetailPage {
     event_total: u64,
     target_form: TargetForm,
     target_error: Option<FormError>,
+    verification: VerificationView,
+    rejected: Vec<RejectedRow>,
 }
 
 impl DetailPage {
@@ -326,6 +559,7 @@ async fn detail_page(
     let view = service.webhook(id).await?;
     let recent = service.list_events(id, 1, RECENT_EVENTS, 0).await?;
     let base = public_base(&state.web, headers);
+    let now = crate::model::now_ms();
     Ok(DetailPage {
         ctx,
         created: When::at(view.webhook.created_at),
@@ -344,6 +578,7 @@ async fn detail_page(
             .map(|t| TargetRow {
                 url: t.kind.url().map(str::to_string),
                 settings: target_settings(t),
+                signing: SigningRow::of(t, now),
                 t: t.clone(),
             })
             .collect(),
@@ -353,6 +588,13 @@ async fn detail_page(
             .map(|e| EventRow::new(e, &view.targets, 0))
             .collect(),
         event_total: recent.total,
+        verification: VerificationView::of(&view.webhook.verification),
+        rejected: state
+            .ingestor
+            .rejected(id)
+            .iter()
+            .map(|r| RejectedRow::of(r))
+            .collect(),
         webhook: view.webhook,
         target_form,
         target_error,
@@ -505,5 +747,58 @@ pub(super) async fn delete_target(
         &format!("/webhooks/{id}"),
         "success",
         "Deleted the target.",
+    ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct SigningForm {
+    /// The state to set (`true` / `false`).
+    enabled: bool,
+}
+
+/// POST /webhooks/{id}/targets/{tid}/signing
+pub(super) async fn set_signing(
+    State(service): State<Service>,
+    PagePath((id, tid)): PagePath<(Uuid, Uuid)>,
+    AuthForm { form, .. }: AuthForm<SigningForm>,
+) -> PageResult<Response> {
+    let input = TargetInput {
+        signing: Some(form.enabled),
+        ..TargetInput::default()
+    };
+    let t = service.update_target(id, tid, input).await?;
+    let message = if form.enabled {
+        format!(
+            "Signing on: requests to “{}” carry webhook-id, webhook-timestamp and webhook-signature.",
+            t.name
+        )
+    } else {
+        format!(
+            "Signing off: requests to “{}” carry no webhook-* headers of ours.",
+            t.name
+        )
+    };
+    Ok(redirect_with(
+        &format!("/webhooks/{id}"),
+        "success",
+        message,
+    ))
+}
+
+/// POST /webhooks/{id}/targets/{tid}/rotate-secret
+pub(super) async fn rotate_secret(
+    State(service): State<Service>,
+    PagePath((id, tid)): PagePath<(Uuid, Uuid)>,
+    _: AuthForm<Empty>,
+) -> PageResult<Response> {
+    let t = service.rotate_signing_secret(id, tid).await?;
+    Ok(redirect_with(
+        &format!("/webhooks/{id}"),
+        "success",
+        format!(
+            "New signing secret for “{}”. For 24 hours every request carries signatures with the old and the new one.",
+            t.name
+        ),
     ))
 }
