@@ -300,10 +300,27 @@ async function run(browser, sink) {
     check((await page.locator(".alert-success").innerText()).includes("Added target"), "flash after adding a target");
     await page.getByText(sink.url).waitFor();
 
+    step("the target's signing secret is masked until Show");
+    const secretInput = page.locator("[data-signing=on] [x-data=secretField] input");
+    check((await secretInput.getAttribute("type")) === "password", "signing secret masked");
+    check((await secretInput.inputValue()).startsWith("whsec_"), "a whsec_ secret");
+    await page.locator("[data-signing=on] [x-data=secretField] button:has-text('Show')").click();
+    await waitFor("the secret to show", async () => (await secretInput.getAttribute("type")) === "text");
+
     step("edit the webhook");
     await Promise.all([page.waitForURL(/\/edit$/), page.click("a:has-text('Edit')")]);
     check((await page.inputValue("#name")) === "GitHub pushes", "edit form prefilled");
     await page.fill("#retention_days", "14");
+    // Sender verification: only the chosen kind's fields are shown and enabled.
+    await page.selectOption("#verification_kind", "github");
+    await waitFor("the secret field", () => page.locator("#verification_secret").isVisible());
+    check(await page.locator("#verification_secret").isEnabled(), "secret field enabled for github");
+    check(!(await page.locator("#verification_token").isVisible()), "gitlab token hidden for github");
+    check(await page.locator("#verification_token").isDisabled(), "hidden gitlab token is disabled");
+    await page.selectOption("#verification_kind", "basic");
+    await waitFor("the basic fields", () => page.locator("#verification_username").isVisible());
+    check(await page.locator("#verification_secret").isDisabled(), "secret field disabled for basic");
+    await page.selectOption("#verification_kind", "none");
     await shot(page, "webhook-edit");
     await Promise.all([page.waitForURL(/\/webhooks\/[0-9a-f-]{36}$/), page.click("button:has-text('Save changes')")]);
     await page.locator(".alert-success:has-text('Saved webhook')").waitFor();
