@@ -309,6 +309,31 @@ async fn ingest_phase(
          with immediate durability (fsync) before the 200; concurrent requests share one \
          fsync (group commit).",
     );
+
+    // The same at 64 connections, for a webhook that verifies GitHub's signature.
+    let secret = "loadtest verification secret";
+    let verified = api
+        .create_webhook("loadtest verified ingest", json!({"name": "db", "kind": "database"}))
+        .await?;
+    api.call(
+        reqwest::Method::PATCH,
+        &format!("/webhooks/{}", verified.id),
+        Some(&json!({"verification": {"kind": "github", "secret": secret}})),
+    )
+    .await
+    .context("turning on verification")?;
+    let signature = github_signature(secret, &event_body())?;
+    progress("ingest: wrk at 64 connections, GitHub-verified webhook");
+    let result = wrk
+        .run_with_header(&verified.url, 64, server.pid, "X-Hub-Signature-256", &signature)
+        .await?;
+    let ceiling = baseline.get(&64).copied().unwrap_or(f64::NAN);
+    report.wrk_row(
+        "webhooker ingest, GitHub signature verified, database target",
+        64,
+        &result,
+        ceiling,
+    );
     Ok(hook)
 }
 
@@ -1316,6 +1341,25 @@ impl Wrk {
             .await
     }
 
+    /// Like [`run`](Self::run), every request carrying the header `name: value`.
+    async fn run_with_header(
+        &self,
+        url: &str,
+        connections: u32,
+        server_pid: u32,
+        name: &str,
+        value: &str,
+    ) -> Result<WrkResult> {
+        let script = self.script.with_file_name("post-1k-header.lua");
+        let lua = format!(
+            "{}wrk.headers[\"{name}\"] = \"{value}\"\n",
+            std::fs::read_to_string(&self.script).context("reading the wrk script")?
+        );
+        std::fs::write(&script, lua).with_context(|| format!("writing {}", script.display()))?;
+        self.run_script(&script, url, connections, server_pid)
+            .await
+    }
+
     /// Runs `wrk --latency` for 10 s at `connections` (two threads, one for c=1), and
     /// reads the CPU time `server_pid` and the whole machine spent meanwhile.
     async fn run(&self, url: &str, connections: u32, server_pid: u32) -> Result<WrkResult> {
@@ -1418,6 +1462,17 @@ fn parse_wrk_duration(text: &str) -> Result<f64> {
 // ---------------------------------------------------------------------------------------
 
 /// The 1 KiB JSON document every event carries.
+/// GitHub's `X-Hub-Signature-256` value for `body` under `secret`.
+fn github_signature(secret: &str, body: &[u8]) -> Result<String> {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+        .map_err(|e| anyhow::anyhow!("HMAC key: {e}"))?;
+    mac.update(body);
+    let digest = mac.finalize().into_bytes();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("sha256={hex}"))
+}
+
 fn event_body() -> Bytes {
     Bytes::from(format!(r#"{{"p":"{}"}}"#, "x".repeat(BODY_BYTES - 8)))
 }
