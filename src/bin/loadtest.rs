@@ -313,7 +313,10 @@ async fn ingest_phase(
     // The same at 64 connections, for a webhook that verifies GitHub's signature.
     let secret = "loadtest verification secret";
     let verified = api
-        .create_webhook("loadtest verified ingest", json!({"name": "db", "kind": "database"}))
+        .create_webhook(
+            "loadtest verified ingest",
+            json!({"name": "db", "kind": "database"}),
+        )
         .await?;
     api.call(
         reqwest::Method::PATCH,
@@ -325,7 +328,13 @@ async fn ingest_phase(
     let signature = github_signature(secret, &event_body())?;
     progress("ingest: wrk at 64 connections, GitHub-verified webhook");
     let result = wrk
-        .run_with_header(&verified.url, 64, server.pid, "X-Hub-Signature-256", &signature)
+        .run_with_header(
+            &verified.url,
+            64,
+            server.pid,
+            "X-Hub-Signature-256",
+            &signature,
+        )
         .await?;
     let ceiling = baseline.get(&64).copied().unwrap_or(f64::NAN);
     report.wrk_row(
@@ -706,7 +715,7 @@ async fn many_webhooks_phase(
         format!("{CROWD_RESTART} webhooks: restart to listening / backlog resumed"),
         format!("ulimit -n {CROWD_FILE_LIMIT}"),
         format!(
-            "{} s / {resumed} of {backlog} backlog events delivered by {} s; RSS {}, threads {}, descriptors {}",
+            "{} / {resumed} of {backlog} backlog events delivered by {}; RSS {}, threads {}, descriptors {}",
             fmt_secs(Some(listening)),
             fmt_secs(all_resumed),
             fmt_mib(after.rss_kib),
@@ -1356,8 +1365,7 @@ impl Wrk {
             std::fs::read_to_string(&self.script).context("reading the wrk script")?
         );
         std::fs::write(&script, lua).with_context(|| format!("writing {}", script.display()))?;
-        self.run_script(&script, url, connections, server_pid)
-            .await
+        self.run_script(&script, url, connections, server_pid).await
     }
 
     /// Runs `wrk --latency` for 10 s at `connections` (two threads, one for c=1), and
