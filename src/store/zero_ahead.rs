@@ -7,7 +7,7 @@
 //! without one the inode and extent blocks). With the blocks already written (as zeros, off
 //! the writer's path) a commit overwrites existing blocks and its `fdatasync` flushes data
 //! only. Measured on ingest at 64 connections: the writer's `fdatasync` took 0.36 ms instead
-//! of 0.54 ms (README, Performance). PostgreSQL zero-fills its WAL segments for the same
+//! of 0.54 ms (docs/performance.md). PostgreSQL zero-fills its WAL segments for the same
 //! reason; `fallocate` does not help, as ext4 still records the first write to each block
 //! it allocated that way.
 //!
