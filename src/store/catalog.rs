@@ -1,7 +1,9 @@
 //! An in-memory snapshot of the configuration (webhooks, entrypoints, targets).
 //!
 //! Ingest and delivery read it on every event, so it must cost no I/O; the main file is the
-//! truth and the snapshot is rebuilt after every configuration change.
+//! truth. It is built from the file once at start; each configuration commit then applies
+//! its own change to a copy (pointers only, nothing decoded), so a write costs the same with
+//! ten webhooks or ten thousand.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,13 +13,55 @@ use uuid::Uuid;
 use crate::model::{Entrypoint, Target, Webhook};
 
 /// Immutable view of the configuration at one moment.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Catalog {
     webhooks: HashMap<Uuid, Arc<Webhook>>,
+    /// Every webhook, newest first (the order lists show).
+    webhooks_newest_first: Vec<Arc<Webhook>>,
     entrypoints: HashMap<Uuid, Arc<Entrypoint>>,
     targets: HashMap<Uuid, Arc<Target>>,
     targets_by_webhook: HashMap<Uuid, Vec<Arc<Target>>>,
     entrypoints_by_webhook: HashMap<Uuid, Vec<Arc<Entrypoint>>>,
+}
+
+/// Something with a place in a creation-ordered list.
+trait Ordered {
+    fn id(&self) -> Uuid;
+    fn order(&self) -> (i64, Uuid);
+}
+
+impl Ordered for Webhook {
+    fn id(&self) -> Uuid {
+        self.id
+    }
+    fn order(&self) -> (i64, Uuid) {
+        (self.created_at, self.id)
+    }
+}
+
+impl Ordered for Entrypoint {
+    fn id(&self) -> Uuid {
+        self.id
+    }
+    fn order(&self) -> (i64, Uuid) {
+        (self.created_at, self.id)
+    }
+}
+
+impl Ordered for Target {
+    fn id(&self) -> Uuid {
+        self.id
+    }
+    fn order(&self) -> (i64, Uuid) {
+        (self.created_at, self.id)
+    }
+}
+
+/// Puts `item` into `list` (kept in creation order), replacing the entry with its id.
+fn put_ordered<T: Ordered>(list: &mut Vec<Arc<T>>, item: Arc<T>) {
+    list.retain(|x| x.id() != item.id());
+    let at = list.partition_point(|x| x.order() < item.order());
+    list.insert(at, item);
 }
 
 impl Catalog {
@@ -30,6 +74,9 @@ impl Catalog {
         for w in webhooks {
             c.webhooks.insert(w.id, Arc::new(w));
         }
+        c.webhooks_newest_first = c.webhooks.values().cloned().collect();
+        c.webhooks_newest_first
+            .sort_by_key(|w| std::cmp::Reverse(w.order()));
         for e in entrypoints {
             let e = Arc::new(e);
             c.entrypoints_by_webhook
@@ -48,19 +95,82 @@ impl Catalog {
         }
         // Stable, creation-ordered lists for display.
         for v in c.targets_by_webhook.values_mut() {
-            v.sort_by_key(|t| (t.created_at, t.id));
+            v.sort_by_key(|t| t.order());
         }
         for v in c.entrypoints_by_webhook.values_mut() {
-            v.sort_by_key(|e| (e.created_at, e.id));
+            v.sort_by_key(|e| e.order());
         }
         c
     }
 
+    /// Adds a webhook or replaces the one with its id.
+    pub(crate) fn put_webhook(&mut self, webhook: Webhook) {
+        let webhook = Arc::new(webhook);
+        let list = &mut self.webhooks_newest_first;
+        list.retain(|w| w.id != webhook.id);
+        let at = list.partition_point(|w| w.order() > webhook.order());
+        list.insert(at, webhook.clone());
+        self.webhooks.insert(webhook.id, webhook);
+    }
+
+    /// Removes a webhook with its entrypoints and targets.
+    pub(crate) fn remove_webhook(&mut self, id: Uuid) {
+        if self.webhooks.remove(&id).is_some() {
+            self.webhooks_newest_first.retain(|w| w.id != id);
+        }
+        for e in self.entrypoints_by_webhook.remove(&id).unwrap_or_default() {
+            self.entrypoints.remove(&e.id);
+        }
+        for t in self.targets_by_webhook.remove(&id).unwrap_or_default() {
+            self.targets.remove(&t.id);
+        }
+    }
+
+    /// Adds an entrypoint or replaces the one with its id.
+    pub(crate) fn put_entrypoint(&mut self, entrypoint: Entrypoint) {
+        let entrypoint = Arc::new(entrypoint);
+        put_ordered(
+            self.entrypoints_by_webhook
+                .entry(entrypoint.webhook_id)
+                .or_default(),
+            entrypoint.clone(),
+        );
+        self.entrypoints.insert(entrypoint.id, entrypoint);
+    }
+
+    /// Removes an entrypoint.
+    pub(crate) fn remove_entrypoint(&mut self, id: Uuid) {
+        if let Some(e) = self.entrypoints.remove(&id)
+            && let Some(list) = self.entrypoints_by_webhook.get_mut(&e.webhook_id)
+        {
+            list.retain(|x| x.id != id);
+        }
+    }
+
+    /// Adds a target or replaces the one with its id.
+    pub(crate) fn put_target(&mut self, target: Target) {
+        let target = Arc::new(target);
+        put_ordered(
+            self.targets_by_webhook
+                .entry(target.webhook_id)
+                .or_default(),
+            target.clone(),
+        );
+        self.targets.insert(target.id, target);
+    }
+
+    /// Removes a target.
+    pub(crate) fn remove_target(&mut self, id: Uuid) {
+        if let Some(t) = self.targets.remove(&id)
+            && let Some(list) = self.targets_by_webhook.get_mut(&t.webhook_id)
+        {
+            list.retain(|x| x.id != id);
+        }
+    }
+
     /// All webhooks, newest first.
     pub fn webhooks(&self) -> Vec<Arc<Webhook>> {
-        let mut v: Vec<_> = self.webhooks.values().cloned().collect();
-        v.sort_by_key(|w| std::cmp::Reverse((w.created_at, w.id)));
-        v
+        self.webhooks_newest_first.clone()
     }
 
     /// One webhook.

@@ -103,14 +103,20 @@ impl MainDb {
         Ok(r)
     }
 
-    /// A write to webhooks/entrypoints/targets: commits, then rebuilds the catalog.
+    /// A write to webhooks/entrypoints/targets: commits, then applies the same change to a
+    /// copy of the catalog (`edit`, given the write's result) and publishes it. Under
+    /// `config_lock`, the current catalog is exactly what the file holds.
     fn write_config<R>(
         &self,
-        f: impl FnOnce(&WriteTransaction) -> Result<R, StoreError>,
+        f: impl FnOnce(&WriteTransaction, &Catalog) -> Result<R, StoreError>,
+        edit: impl FnOnce(&R, &mut Catalog),
     ) -> Result<R, StoreError> {
         let _guard = self.config_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let r = self.write(f)?;
-        self.reload_catalog()?;
+        let current = self.catalog();
+        let r = self.write(|tx| f(tx, &current))?;
+        let mut next = Catalog::clone(&current);
+        edit(&r, &mut next);
+        *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
         Ok(r)
     }
 
@@ -276,64 +282,121 @@ impl MainDb {
         webhook: &Webhook,
         entrypoint: &Entrypoint,
     ) -> Result<(), StoreError> {
-        self.write_config(|tx| {
-            put(&mut tx.open_table(WEBHOOKS)?, webhook.id, webhook)?;
-            put(&mut tx.open_table(ENTRYPOINTS)?, entrypoint.id, entrypoint)
-        })
+        self.write_config(
+            |tx, _| {
+                put(&mut tx.open_table(WEBHOOKS)?, webhook.id, webhook)?;
+                put(&mut tx.open_table(ENTRYPOINTS)?, entrypoint.id, entrypoint)
+            },
+            |_, c| {
+                c.put_webhook(webhook.clone());
+                c.put_entrypoint(entrypoint.clone());
+            },
+        )
     }
 
     /// Overwrites a webhook's record; false, writing nothing, if it was deleted meanwhile
     /// (an update racing a delete must not bring it back).
     pub fn update_webhook(&self, webhook: &Webhook) -> Result<bool, StoreError> {
-        self.write_config(|tx| replace(&mut tx.open_table(WEBHOOKS)?, webhook.id, webhook))
+        self.write_config(
+            |tx, _| replace(&mut tx.open_table(WEBHOOKS)?, webhook.id, webhook),
+            |&done, c| {
+                if done {
+                    c.put_webhook(webhook.clone());
+                }
+            },
+        )
     }
 
     /// Removes a webhook with its entrypoints and targets; returns whether it existed.
     pub fn delete_webhook(&self, id: Uuid) -> Result<bool, StoreError> {
-        self.write_config(|tx| {
-            let existed = tx.open_table(WEBHOOKS)?.remove(id.as_u128())?.is_some();
-            remove_children(tx, ENTRYPOINTS, |e: &Entrypoint| e.webhook_id == id)?;
-            remove_children(tx, TARGETS, |t: &Target| t.webhook_id == id)?;
-            Ok(existed)
-        })
+        self.write_config(
+            |tx, current| {
+                let existed = tx.open_table(WEBHOOKS)?.remove(id.as_u128())?.is_some();
+                // The catalog lists the children, so nothing else needs to be read.
+                let mut entrypoints = tx.open_table(ENTRYPOINTS)?;
+                for e in current.entrypoints_of(id) {
+                    entrypoints.remove(e.id.as_u128())?;
+                }
+                let mut targets = tx.open_table(TARGETS)?;
+                for t in current.targets_of(id) {
+                    targets.remove(t.id.as_u128())?;
+                }
+                Ok(existed)
+            },
+            |_, c| c.remove_webhook(id),
+        )
     }
 
     /// Adds an entrypoint; false, writing nothing, if its webhook was deleted meanwhile.
     pub fn insert_entrypoint(&self, entrypoint: &Entrypoint) -> Result<bool, StoreError> {
-        self.write_config(|tx| {
-            put_child(
-                tx,
-                ENTRYPOINTS,
-                entrypoint.webhook_id,
-                entrypoint.id,
-                entrypoint,
-            )
-        })
+        self.write_config(
+            |tx, _| {
+                put_child(
+                    tx,
+                    ENTRYPOINTS,
+                    entrypoint.webhook_id,
+                    entrypoint.id,
+                    entrypoint,
+                )
+            },
+            |&done, c| {
+                if done {
+                    c.put_entrypoint(entrypoint.clone());
+                }
+            },
+        )
     }
 
     /// Overwrites an entrypoint; false, writing nothing, if it was deleted meanwhile.
     pub fn update_entrypoint(&self, entrypoint: &Entrypoint) -> Result<bool, StoreError> {
-        self.write_config(|tx| replace(&mut tx.open_table(ENTRYPOINTS)?, entrypoint.id, entrypoint))
+        self.write_config(
+            |tx, _| replace(&mut tx.open_table(ENTRYPOINTS)?, entrypoint.id, entrypoint),
+            |&done, c| {
+                if done {
+                    c.put_entrypoint(entrypoint.clone());
+                }
+            },
+        )
     }
 
     /// Removes an entrypoint; returns whether it existed.
     pub fn delete_entrypoint(&self, id: Uuid) -> Result<bool, StoreError> {
-        self.write_config(|tx| Ok(tx.open_table(ENTRYPOINTS)?.remove(id.as_u128())?.is_some()))
+        self.write_config(
+            |tx, _| Ok(tx.open_table(ENTRYPOINTS)?.remove(id.as_u128())?.is_some()),
+            |_, c| c.remove_entrypoint(id),
+        )
     }
 
     /// Adds a target; false, writing nothing, if its webhook was deleted meanwhile.
     pub fn insert_target(&self, target: &Target) -> Result<bool, StoreError> {
-        self.write_config(|tx| put_child(tx, TARGETS, target.webhook_id, target.id, target))
+        self.write_config(
+            |tx, _| put_child(tx, TARGETS, target.webhook_id, target.id, target),
+            |&done, c| {
+                if done {
+                    c.put_target(target.clone());
+                }
+            },
+        )
     }
 
     /// Overwrites a target; false, writing nothing, if it was deleted meanwhile.
     pub fn update_target(&self, target: &Target) -> Result<bool, StoreError> {
-        self.write_config(|tx| replace(&mut tx.open_table(TARGETS)?, target.id, target))
+        self.write_config(
+            |tx, _| replace(&mut tx.open_table(TARGETS)?, target.id, target),
+            |&done, c| {
+                if done {
+                    c.put_target(target.clone());
+                }
+            },
+        )
     }
 
     /// Removes a target; returns whether it existed.
     pub fn delete_target(&self, id: Uuid) -> Result<bool, StoreError> {
-        self.write_config(|tx| Ok(tx.open_table(TARGETS)?.remove(id.as_u128())?.is_some()))
+        self.write_config(
+            |tx, _| Ok(tx.open_table(TARGETS)?.remove(id.as_u128())?.is_some()),
+            |_, c| c.remove_target(id),
+        )
     }
 }
 
@@ -431,4 +494,98 @@ fn delete_sessions_of(tx: &WriteTransaction, user_id: Uuid) -> Result<(), StoreE
             .unwrap_or(false)
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{TargetKind, Verification};
+
+    /// Every record of a catalog in a comparable form: ids in list order, records by `Debug`.
+    fn snapshot(c: &Catalog) -> Vec<String> {
+        let mut out = Vec::new();
+        for w in c.webhooks() {
+            out.push(format!("{w:?}"));
+            for e in c.entrypoints_of(w.id) {
+                out.push(format!("{e:?} {:?}", c.entrypoint(e.id).map(|x| x.id)));
+            }
+            for t in c.targets_of(w.id) {
+                out.push(format!("{t:?} {:?}", c.target(t.id).map(|x| x.id)));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn edited_catalog_matches_one_built_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("main.redb");
+        let db = MainDb::open(&path).unwrap();
+        let mut webhooks = Vec::new();
+        for i in 0..5i64 {
+            let w = Webhook {
+                id: Uuid::now_v7(),
+                name: format!("w{i}"),
+                description: String::new(),
+                retention_days: 0,
+                // Out of order on purpose: lists follow creation time, not insertion.
+                created_at: (i * 7) % 5,
+                verification: Verification::None,
+            };
+            let e = Entrypoint {
+                id: Uuid::now_v7(),
+                webhook_id: w.id,
+                description: String::new(),
+                active: true,
+                created_at: i,
+            };
+            db.create_webhook(&w, &e).unwrap();
+            for j in 0..3i64 {
+                let t = Target {
+                    id: Uuid::now_v7(),
+                    webhook_id: w.id,
+                    name: format!("t{j}"),
+                    active: true,
+                    kind: TargetKind::Log,
+                    created_at: 3 - j,
+                };
+                assert!(db.insert_target(&t).unwrap());
+            }
+            webhooks.push(w);
+        }
+        let mut renamed = webhooks[1].clone();
+        renamed.name = "renamed".into();
+        assert!(db.update_webhook(&renamed).unwrap());
+        let mut target = (*db.catalog().targets_of(webhooks[2].id)[1]).clone();
+        target.active = false;
+        assert!(db.update_target(&target).unwrap());
+        let first = db.catalog().targets_of(webhooks[3].id)[0].id;
+        assert!(db.delete_target(first).unwrap());
+        let extra = Entrypoint {
+            id: Uuid::now_v7(),
+            webhook_id: webhooks[2].id,
+            description: "second".into(),
+            active: false,
+            created_at: 0,
+        };
+        assert!(db.insert_entrypoint(&extra).unwrap());
+        assert!(db.delete_webhook(webhooks[0].id).unwrap());
+        // A child of a deleted webhook is refused and leaves the catalog alone.
+        let orphan = Target {
+            id: Uuid::now_v7(),
+            webhook_id: webhooks[0].id,
+            name: "orphan".into(),
+            active: true,
+            kind: TargetKind::Log,
+            created_at: 0,
+        };
+        assert!(!db.insert_target(&orphan).unwrap());
+
+        let edited = snapshot(&db.catalog());
+        assert_eq!(db.catalog().webhooks().len(), 4);
+        assert!(db.catalog().target(orphan.id).is_none());
+        drop(db);
+        let reopened = MainDb::open(&path).unwrap();
+        assert_eq!(edited, snapshot(&reopened.catalog()));
+    }
 }
