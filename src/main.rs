@@ -28,10 +28,9 @@ fn main() -> anyhow::Result<()> {
     webhooker::delivery::install_crypto_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        // Blocking work (redb calls of the API and UI, argon2, opening event files) needs
-        // few threads; tokio's default (up to 512, gone after 10 s idle) let a burst of
-        // API calls start dozens, whose allocator heaps stayed behind when they exited:
-        // 300 webhooks created 16 at a time left 121 MiB, 50 MiB with this bound.
+        // Storage calls run on the store's own fixed threads; tokio's blocking pool is left
+        // with host name lookups and start/stop. Bounded all the same: tokio's default (up
+        // to 512, gone after 10 s idle) leaves the allocator heaps of exited threads behind.
         .max_blocking_threads(8)
         .thread_keep_alive(std::time::Duration::from_secs(300))
         .build()

@@ -260,8 +260,6 @@ impl Ingestor {
             return Ok(s);
         }
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.events(webhook_id))
-            .await
-            .map_err(|_| StoreError::Closed)?
+        self.store.call(move || store.events(webhook_id)).await?
     }
 }

@@ -132,14 +132,13 @@ impl Service {
         })
     }
 
-    /// Runs storage work on the blocking pool: redb is synchronous and may fsync.
+    /// Runs storage work (and password hashing) on the store's call threads: redb is
+    /// synchronous and may fsync.
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Store) -> ServiceResult<T> + Send + 'static,
     ) -> ServiceResult<T> {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || f(&store))
-            .await
-            .map_err(|e| ServiceError::Internal(e.to_string()))?
+        self.store.call(move || f(&store)).await?
     }
 }

@@ -5,6 +5,7 @@
 //!
 //! API boundary: callers see [`Store`], [`MainDb`], [`EventStore`] and the `model` types.
 
+mod calls;
 mod catalog;
 mod codec;
 mod due_times;
@@ -158,6 +159,8 @@ pub struct Store {
     /// Users, keys, sessions, webhooks, entrypoints, targets, settings.
     pub main: MainDb,
     events: EventStores,
+    /// Where async callers run blocking store calls (`Store::call`).
+    calls: calls::CallPool,
 }
 
 impl Store {
@@ -183,7 +186,18 @@ impl Store {
                 limits,
                 uses: AtomicU64::new(0),
             },
+            calls: calls::CallPool::start(calls::CALL_THREADS)?,
         })
+    }
+
+    /// Runs `f`, a blocking call (redb reads and writes, password hashing), on the store's
+    /// fixed pool of call threads and waits for it without blocking an async thread. `Busy`
+    /// when too many calls are waiting; `Closed` after `close`.
+    pub async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.calls.run(f).await
     }
 
     /// The current in-memory snapshot of webhooks, entrypoints and targets.
@@ -285,6 +299,7 @@ impl Store {
             store.close();
         }
         self.events.writers.stop();
+        self.calls.close();
     }
 }
 

@@ -47,6 +47,9 @@ impl ServerProcess {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                if std::env::var("IT_SERVER_LOG").is_ok() {
+                    eprintln!("server: {line}");
+                }
                 if line.contains("listening on") {
                     let _ = tx.send(());
                 }
