@@ -1,6 +1,9 @@
 //! Engine throughput: events ingested over HTTP and delivered to an in-process loopback
 //! sink, with fan-out 1 and 4. Measures the whole path (ingest commit, queue, worker,
-//! HTTP to the sink, result commit).
+//! HTTP to the sink, result commit). `engine_signing` runs the same load with every target's
+//! Standard Webhooks signing off and on and reports the process's CPU time (server, sender
+//! and sink together) rather than wall time, so what signing costs shows even on a busy
+//! machine, where wall time mostly measures the neighbours.
 //!
 //! `cargo bench --bench engine`
 
@@ -18,12 +21,15 @@ const EVENTS: usize = 500;
 struct Bench {
     app: App,
     http: reqwest::Client,
-    url: String,
+    /// One entrypoint URL per webhook, in the order of `setup`'s `signing`.
+    urls: Vec<String>,
     received: Arc<AtomicUsize>,
     _dir: tempfile::TempDir,
 }
 
-async fn setup(fan_out: usize) -> Bench {
+/// A server with one webhook per entry of `signing`, each with `fan_out` http targets to an
+/// in-process sink, their Standard Webhooks signing as given.
+async fn setup(fan_out: usize, signing: &[bool]) -> Bench {
     webhooker::delivery::install_crypto_provider();
     let received = Arc::new(AtomicUsize::new(0));
     let counter = received.clone();
@@ -45,45 +51,50 @@ async fn setup(fan_out: usize) -> Bench {
     let app = App::start(config).await.unwrap();
     let base = format!("http://{}", app.local_addr());
     let http = reqwest::Client::new();
-    let w: Value = http
-        .post(format!("{base}/api/v1/webhooks"))
-        .basic_auth("admin", Some("bench password"))
-        .json(&json!({"name": "bench"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = w["id"].as_str().unwrap();
-    for i in 0..fan_out {
-        http.post(format!("{base}/api/v1/webhooks/{id}/targets"))
+    let mut urls = Vec::new();
+    for &signing in signing {
+        let w: Value = http
+            .post(format!("{base}/api/v1/webhooks"))
             .basic_auth("admin", Some("bench password"))
-            .json(&json!({"name": format!("sink{i}"), "kind": "http", "url": format!("http://{sink_addr}/hook{i}"), "max_in_flight": 64}))
+            .json(&json!({"name": "bench"}))
             .send()
             .await
+            .unwrap()
+            .json()
+            .await
             .unwrap();
+        let id = w["id"].as_str().unwrap();
+        for i in 0..fan_out {
+            http.post(format!("{base}/api/v1/webhooks/{id}/targets"))
+                .basic_auth("admin", Some("bench password"))
+                .json(&json!({"name": format!("sink{i}"), "kind": "http", "url": format!("http://{sink_addr}/hook{i}"), "max_in_flight": 64, "signing": signing}))
+                .send()
+                .await
+                .unwrap();
+        }
+        let path = reqwest::Url::parse(w["entrypoints"][0]["url"].as_str().unwrap())
+            .unwrap()
+            .path()
+            .to_string();
+        urls.push(format!("{base}{path}"));
     }
-    let path = reqwest::Url::parse(w["entrypoints"][0]["url"].as_str().unwrap())
-        .unwrap()
-        .path()
-        .to_string();
     Bench {
         app,
         http,
-        url: format!("{base}{path}"),
+        urls,
         received,
         _dir: dir,
     }
 }
 
-async fn run_once(b: &Bench, fan_out: usize) -> Duration {
+/// Sends `EVENTS` events to webhook `webhook` and waits until the sink has all deliveries.
+async fn run_once(b: &Bench, webhook: usize, fan_out: usize) -> Duration {
     let start = Instant::now();
     let target = b.received.load(Ordering::Relaxed) + EVENTS * fan_out;
     let next = Arc::new(AtomicUsize::new(0));
     let mut senders = Vec::new();
     for _ in 0..16 {
-        let (http, url, next) = (b.http.clone(), b.url.clone(), next.clone());
+        let (http, url, next) = (b.http.clone(), b.urls[webhook].clone(), next.clone());
         senders.push(tokio::spawn(async move {
             while next.fetch_add(1, Ordering::Relaxed) < EVENTS {
                 http.post(&url).body(vec![b'x'; 1024]).send().await.unwrap();
@@ -110,13 +121,13 @@ fn engine(c: &mut Criterion) {
         .sample_size(10)
         .measurement_time(Duration::from_secs(10));
     for fan_out in [1usize, 4] {
-        let bench = rt.block_on(setup(fan_out));
+        let bench = rt.block_on(setup(fan_out, &[true]));
         group.throughput(Throughput::Elements((EVENTS * fan_out) as u64));
         group.bench_with_input(BenchmarkId::new("fan_out", fan_out), &fan_out, |b, &f| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    total += rt.block_on(run_once(&bench, f));
+                    total += rt.block_on(run_once(&bench, 0, f));
                 }
                 total
             })
@@ -126,5 +137,44 @@ fn engine(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, engine);
+/// CPU time used by every thread of this process so far.
+fn process_cpu_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+fn signing(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let fan_out = 4;
+    // Webhook 0 signs nothing, webhook 1 signs every attempt; one server for both, and the
+    // two measured in alternating rounds, so a change in the machine's load hits both.
+    let bench = rt.block_on(setup(fan_out, &[false, true]));
+    let mut group = c.benchmark_group("engine_signing");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(10))
+        .throughput(Throughput::Elements((EVENTS * fan_out) as u64));
+    for round in 1..=3 {
+        let order = if round % 2 == 1 { [0, 1] } else { [1, 0] };
+        for webhook in order {
+            let name = format!("{}_round{round}", ["off", "on"][webhook]);
+            group.bench_function(BenchmarkId::new("fan_out_4_cpu", name), |b| {
+                b.iter_custom(|iters| {
+                    let start = process_cpu_time();
+                    for _ in 0..iters {
+                        rt.block_on(run_once(&bench, webhook, fan_out));
+                    }
+                    process_cpu_time() - start
+                })
+            });
+        }
+    }
+    group.finish();
+    rt.block_on(bench.app.shutdown());
+}
+
+criterion_group!(benches, engine, signing);
 criterion_main!(benches);
