@@ -138,18 +138,12 @@ pub(super) fn retry_later(scheduler: &Scheduler, delivery_id: Uuid, why: &str) {
 /// Sends the write to the event file's writer; once it is committed, the committer thread
 /// schedules the delivery's next attempt or lets it leave memory.
 fn submit(s: &Shared, task: DeliveryTask, delivery: Delivery, write: AttemptWrite) {
-    let id = delivery.id;
-    let store = match s.store.events(task.webhook_id) {
-        Ok(store) => store,
-        Err(e) => {
-            tracing::error!(error = %e, delivery_id = %id, "cannot record attempt");
-            s.claims.release(id);
-            return;
-        }
-    };
     let deferral = write.result.is_none();
+    let webhook_id = task.webhook_id;
     let task = DeliveryTask { delivery, ..task };
     let notice = Notice::message(&s.commits, AfterCommit::Recorded { task, deferral });
-    // A refused write fires the notice with the reason, like a failed commit.
-    let _refused = store.submit(WriteOp::Attempt(write), notice);
+    // Never opens the file on this thread; a write that cannot be queued fires the notice
+    // with the reason, like a failed commit.
+    s.store
+        .submit_to(webhook_id, WriteOp::Attempt(write), notice);
 }

@@ -74,6 +74,19 @@ impl CallPool {
         }
     }
 
+    /// Runs `job` on a pool thread without waiting for it. `Busy` when the queue is full,
+    /// `Closed` after `close`.
+    pub(crate) fn spawn(&self, job: impl FnOnce() + Send + 'static) -> Result<(), StoreError> {
+        let sent = match self.jobs.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            Some(jobs) => jobs.try_send(Box::new(job)),
+            None => return Err(StoreError::Closed),
+        };
+        sent.map_err(|e| match e {
+            TrySendError::Full(_) => StoreError::Busy,
+            TrySendError::Disconnected(_) => StoreError::Closed,
+        })
+    }
+
     /// Refuses new calls, lets the queued ones finish and joins the threads. Must not be
     /// called from a pool thread.
     pub(crate) fn close(&self) {

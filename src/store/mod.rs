@@ -13,6 +13,7 @@ mod event_db;
 mod main_db;
 mod migrate;
 mod notice;
+mod pending;
 mod writer;
 mod zero_ahead;
 
@@ -185,6 +186,7 @@ impl Store {
                 due_times: Arc::default(),
                 limits,
                 uses: AtomicU64::new(0),
+                pending: Mutex::default(),
             },
             calls: calls::CallPool::start(calls::CALL_THREADS)?,
         })
@@ -228,6 +230,68 @@ impl Store {
             .read()
             .get(&webhook_id)
             .map(|s| self.events.touch(s))
+    }
+
+    /// Queues a write for a webhook's event file without waiting for the file to open:
+    /// an open file's writer gets it at once (waiting for room in its queue, like
+    /// [`EventStore::submit`]); for a closed file it waits while one of the call threads
+    /// opens the file, together with every other write for that file that arrives
+    /// meanwhile, in order. A write that cannot be queued (the file cannot be opened, no
+    /// room) fires its notice with the reason, as a failed commit does.
+    pub fn submit_to(self: &Arc<Self>, webhook_id: Uuid, op: WriteOp, notice: Notice) {
+        let mut pending = self.events.lock_pending();
+        if !pending.has(webhook_id)
+            && let Some(store) = self.events_if_open(webhook_id)
+        {
+            // Nothing waits for this file, so this write keeps its place without the lock.
+            drop(pending);
+            let _refused = store.submit(op, notice);
+            return;
+        }
+        match pending.push(webhook_id, op, notice) {
+            pending::Queued::Behind => {}
+            pending::Queued::Full(notice) => notice.complete(Err(StoreError::Busy)),
+            pending::Queued::First => {
+                drop(pending);
+                let store = self.clone();
+                let started = self.calls.spawn(move || store.open_for_pending(webhook_id));
+                if let Err(e) = started {
+                    self.fail_pending(webhook_id, &e);
+                }
+            }
+        }
+    }
+
+    /// Opens a webhook's file and hands it the writes waiting for it, in order.
+    fn open_for_pending(&self, webhook_id: Uuid) {
+        let opened = self.events(webhook_id);
+        match opened {
+            Ok(store) => {
+                // Under the lock, so a write submitted meanwhile queues behind these.
+                let mut pending = self.events.lock_pending();
+                for (op, notice) in pending.take(webhook_id) {
+                    // Never waits: the lock is held. A full queue refuses with `Busy`.
+                    let _refused = store.try_submit(op, notice);
+                }
+            }
+            Err(e) => self.fail_pending(webhook_id, &e),
+        }
+    }
+
+    /// Fires the notices of the writes waiting for a file that cannot be opened.
+    fn fail_pending(&self, webhook_id: Uuid, e: &StoreError) {
+        let writes = self.events.lock_pending().take(webhook_id);
+        if !writes.is_empty() {
+            tracing::warn!(webhook_id = %webhook_id, error = %e, writes = writes.len(), "event file could not be opened for waiting writes");
+        }
+        for (_, notice) in writes {
+            notice.complete(Err(match e {
+                StoreError::Busy => StoreError::Busy,
+                StoreError::UnknownWebhook => StoreError::UnknownWebhook,
+                StoreError::Closed => StoreError::Closed,
+                _ => StoreError::Unavailable,
+            }));
+        }
     }
 
     /// Event files open now.
@@ -323,6 +387,8 @@ struct EventStores {
     /// A clock of uses: each use of a file stamps it with the next tick, so the least
     /// recently used one has the smallest stamp.
     uses: AtomicU64,
+    /// Writes waiting for their closed file to be opened (`Store::submit_to`).
+    pending: Mutex<pending::PendingWrites>,
 }
 
 impl EventStores {
@@ -337,6 +403,10 @@ impl EventStores {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Uuid, Arc<EventStore>>> {
         self.open.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, pending::PendingWrites> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn lock_opening(&self) -> std::sync::MutexGuard<'_, bool> {

@@ -344,7 +344,9 @@ async fn sigkill_with_many_webhooks_under_load_loses_nothing() {
     const WEBHOOKS: usize = 40;
     let dir = tempfile::tempdir().unwrap();
     let sink = Receiver::start().await;
-    sink.set_default(Reply::delayed(200, Duration::from_millis(5)));
+    // Slower than ingest (40 × 1 in flight × 100 ms = 400 deliveries a second), so
+    // deliveries are still due when the process is killed.
+    sink.set_default(Reply::delayed(200, Duration::from_millis(100)));
     let dir_path = dir.path().to_path_buf();
     let mut server = tokio::task::spawn_blocking(move || {
         ServerProcess::start_with(&dir_path, None, &[("MAX_OPEN_EVENT_FILES", "8")])
@@ -358,7 +360,7 @@ async fn sigkill_with_many_webhooks_under_load_loses_nothing() {
         let (_, path) = setup(
             &http,
             &server.base,
-            json!({"name": "sink", "kind": "http", "url": sink.url(&format!("/{i}")), "max_in_flight": 2}),
+            json!({"name": "sink", "kind": "http", "url": sink.url(&format!("/{i}")), "max_in_flight": 1}),
         )
         .await;
         urls.push(format!("{}{path}", server.base));
