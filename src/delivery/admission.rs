@@ -322,6 +322,17 @@ impl Admission {
             .is_none_or(|t| t.breaker.is_closed())
     }
 
+    /// Every target whose breaker is not closed: `Some(until)` while open, `None` while
+    /// half-open (a probe decides). One entry per target ever failing, so at most one per
+    /// target.
+    pub(super) fn breakers_not_closed(&self) -> HashMap<Uuid, Option<Instant>> {
+        self.targets
+            .iter()
+            .filter(|(_, t)| !t.breaker.is_closed())
+            .map(|(id, t)| (*id, t.breaker.open_until()))
+            .collect()
+    }
+
     /// Targets with tasks waiting: they have work in memory beyond what they can run, so
     /// the sweeper passes over their due rows (more tasks would only bounce off a full
     /// waiting list and fill every pass with the same rows). Each one named here sets

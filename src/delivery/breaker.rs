@@ -94,6 +94,14 @@ impl CircuitBreaker {
         matches!(self.state, State::Closed { .. })
     }
 
+    /// Until when it stays open (`None`: closed or half-open), for display.
+    pub fn open_until(&self) -> Option<Instant> {
+        match self.state {
+            State::Open { until } => Some(until),
+            _ => None,
+        }
+    }
+
     /// A number for metrics: 0 closed, 1 open, 2 half-open.
     pub fn gauge(&self) -> f64 {
         match self.state {

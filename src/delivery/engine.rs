@@ -10,11 +10,13 @@
 //!                                         └──────────────────────────────────┘
 //! ```
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
+use uuid::Uuid;
 
 use super::admission::{Admission, Limits};
 use super::committed::{self, AfterCommit, CommitSender, Committer};
@@ -26,6 +28,7 @@ use super::sweeper::{SweepSignals, Sweeper};
 use super::task::DeliveryTask;
 use super::worker::{self, Outcome};
 use crate::config::EngineConfig;
+use crate::model::{Millis, now_ms};
 use crate::store::{Notice, Store};
 
 /// Handle on the running engine; cheap to clone.
@@ -49,6 +52,29 @@ pub struct EngineStats {
     pub claimed: usize,
 }
 
+/// A target's circuit breaker as the UI shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerStatus {
+    /// Attempts flow.
+    Closed,
+    /// Attempts wait until this time (Unix ms).
+    Open {
+        /// When the next probe may go.
+        until: Millis,
+    },
+    /// One probe is out and decides.
+    HalfOpen,
+}
+
+/// What the engine knows of a target's health, in memory (since the process started).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TargetHealth {
+    /// Its breaker.
+    pub breaker: BreakerStatus,
+    /// When an attempt last failed (did not deliver), if one did since the start.
+    pub last_failure_at: Option<Millis>,
+}
+
 /// What the delivery threads share.
 pub(super) struct Shared {
     pub(super) config: EngineConfig,
@@ -69,6 +95,9 @@ pub(super) struct Shared {
     pub(super) runtime: tokio::runtime::Handle,
     pub(super) stop: StopSignal,
     pub(super) sweep: Arc<SweepSignals>,
+    /// Each target's latest failed attempt (Unix ms): one entry per target that ever
+    /// failed since the start, removed with the target.
+    pub(super) failures: Mutex<HashMap<Uuid, Millis>>,
     /// Dropped on shutdown, which disconnects `stop`.
     stop_tx: Mutex<Option<Sender<()>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -145,6 +174,7 @@ impl Engine {
             runtime,
             stop: stop.clone(),
             sweep,
+            failures: Mutex::default(),
             stop_tx: Mutex::new(Some(stop_tx)),
             threads: Mutex::new(Vec::new()),
         });
@@ -174,6 +204,59 @@ impl Engine {
             self.shared.claims.claim(task.delivery.id);
         }
         Notice::message(&self.shared.commits, AfterCommit::Dispatch(tasks))
+    }
+
+    /// A paused target was resumed: its deliveries waiting in the due index are due, so
+    /// the sweeper looks now rather than at its next interval. (Pausing needs no call: the
+    /// delivery threads and the sweeper read the catalog.)
+    pub fn target_resumed(&self) {
+        self.shared.sweep.wake();
+    }
+
+    /// Asks the sweeper for a pass now: deliveries were written to the due index without
+    /// being queued (a bulk redelivery), and it queues them as room allows.
+    pub fn sweep_now(&self) {
+        self.shared.sweep.wake();
+    }
+
+    /// The health of every target the engine has something to say about (a breaker not
+    /// closed, or a failed attempt since the start); any other target is closed and has
+    /// not failed.
+    pub fn target_health(&self) -> HashMap<Uuid, TargetHealth> {
+        let (breakers, now) = {
+            let admission = self.shared.lock_admission();
+            (admission.breakers_not_closed(), Instant::now())
+        };
+        let wall = now_ms();
+        let mut out: HashMap<Uuid, TargetHealth> = self
+            .shared
+            .failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(id, at)| {
+                let health = TargetHealth {
+                    breaker: BreakerStatus::Closed,
+                    last_failure_at: Some(*at),
+                };
+                (*id, health)
+            })
+            .collect();
+        for (id, until) in breakers {
+            let breaker = match until {
+                Some(until) => BreakerStatus::Open {
+                    until: wall + until.saturating_duration_since(now).as_millis() as Millis,
+                },
+                None => BreakerStatus::HalfOpen,
+            };
+            out.entry(id)
+                .or_insert(TargetHealth {
+                    breaker,
+                    last_failure_at: None,
+                })
+                .breaker = breaker;
+        }
+        out
     }
 
     /// Current occupancy.
@@ -237,6 +320,22 @@ impl Shared {
 
     pub(super) fn lock_admission(&self) -> MutexGuard<'_, Admission> {
         self.admission.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Notes an attempt of `target_id` that did not deliver, at `at`.
+    pub(super) fn note_failure(&self, target_id: Uuid, at: Millis) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(target_id, at);
+    }
+
+    /// Forgets a deleted target's failures.
+    pub(super) fn forget_target(&self, target_id: Uuid) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&target_id);
     }
 }
 

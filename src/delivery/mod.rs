@@ -22,5 +22,5 @@ pub mod targets;
 pub mod task;
 mod worker;
 
-pub use engine::{Engine, EngineStats, install_crypto_provider};
+pub use engine::{BreakerStatus, Engine, EngineStats, TargetHealth, install_crypto_provider};
 pub use task::{DeliveryPlan, DeliveryTask, EventPayload};

@@ -185,7 +185,9 @@ fn sweep(s: &Sweeper, pass: usize, horizon: i64) -> bool {
     }
     let webhooks = due;
     let mut backlog = false;
-    let busy = s.admission().targets_with_waiting();
+    let mut busy = s.admission().targets_with_waiting();
+    // A paused target's rows wait where they are; resuming it wakes the sweeper.
+    busy.extend(s.store.catalog().paused_targets());
     let count = webhooks.len();
     for (i, webhook) in webhooks.into_iter().enumerate() {
         if s.stopping() {
@@ -273,8 +275,9 @@ impl Recoveries {
         }
         let mut left = false;
         self.0.retain(|&target_id, rows| {
-            // Re-opened since: its deliveries wait for the next recovery.
-            if !s.admission().breaker_closed(target_id) {
+            // Re-opened since, or paused: its deliveries wait for the next recovery, or for
+            // the regular sweep after the resume.
+            if !s.admission().breaker_closed(target_id) || catalog.is_paused(target_id) {
                 return false;
             }
             // A deleted target's deliveries are failed by the workers as they come due.

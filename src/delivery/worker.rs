@@ -61,12 +61,25 @@ pub(super) fn run(s: &Arc<Shared>) {
 fn take(s: &Arc<Shared>, task: DeliveryTask) {
     // Pick up configuration changes made since the task was queued (in memory, no I/O).
     let target_id = task.delivery.target_id;
-    let target = match s.store.catalog().target(target_id).cloned() {
+    let catalog = s.store.catalog();
+    if catalog.is_paused(target_id) {
+        // Paused: the delivery waits in the due index as it is (status, attempts and due
+        // time unchanged, the breaker not fed), and so does everything waiting for the
+        // target. The sweeper passes over its rows until it is resumed.
+        let waiting = s.lock_admission().release_target(target_id, false);
+        s.claims.release_all(waiting);
+        s.claims.release(task.delivery.id);
+        return;
+    }
+    let target = match catalog.target(target_id).cloned() {
         Some(t) if t.active => t,
         current => {
             let deleted = current.is_none();
             let waiting = s.lock_admission().release_target(target_id, deleted);
             s.claims.release_all(waiting);
+            if deleted {
+                s.forget_target(target_id);
+            }
             let why = if deleted {
                 "target was deleted"
             } else {
@@ -148,6 +161,12 @@ fn launch(s: &Arc<Shared>, mut todo: Vec<Started>) {
             // Shutdown began after admission: hand the slots back, start nothing.
             let next = settle(s, &started, None);
             debug_assert!(next.is_empty(), "admission is closed");
+            s.claims.release(started.task.delivery.id);
+            continue;
+        }
+        if s.store.catalog().is_paused(started.task.target.id) {
+            // Paused while it waited for a slot: it goes back to the due index unattempted.
+            todo.extend(settle(s, &started, None));
             s.claims.release(started.task.delivery.id);
             continue;
         }
@@ -270,6 +289,9 @@ fn conclude(s: &Arc<Shared>, outcome: Outcome) -> Vec<Started> {
         duration_us,
     } = outcome;
     let healthy = attempted.then(|| !report.target_unhealthy());
+    if report.verdict != targets::Verdict::Delivered {
+        s.note_failure(started.task.target.id, started_at);
+    }
     let next = settle(s, &started, healthy);
     record(s, started.task, report, duration_us, started_at);
     next

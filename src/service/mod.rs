@@ -15,7 +15,10 @@ use crate::delivery::ssrf::{NetworkPolicy, SsrfError};
 use crate::store::{Store, StoreError};
 
 pub use accounts::{ApiKeyCreated, Authentication, LoginOutcome, SESSION_TTL_MS, SessionToken};
-pub use events::EventPage;
+pub use events::{
+    EventPage, FoundPage, HealthReport, MAX_COUNTED_DELIVERIES, MAX_SCANNED_EVENTS, ReplayPlan,
+    TargetHealthView,
+};
 pub use webhooks::{
     DEFAULT_RETENTION_DAYS, TargetInput, VerificationInput, WebhookInput, WebhookSummary,
     WebhookView, parse_retry_limit,

@@ -241,6 +241,32 @@ pub struct TargetInput {
     pub active: Option<bool>,
 }
 
+impl TargetInput {
+    /// Whether it changes nothing.
+    pub fn is_empty(&self) -> bool {
+        let TargetInput {
+            name,
+            kind,
+            url,
+            timeout_secs,
+            max_retries,
+            max_backoff_secs,
+            max_in_flight,
+            signing,
+            active,
+        } = self;
+        name.is_none()
+            && kind.is_none()
+            && url.is_none()
+            && timeout_secs.is_none()
+            && max_retries.is_none()
+            && max_backoff_secs.is_none()
+            && max_in_flight.is_none()
+            && signing.is_none()
+            && active.is_none()
+    }
+}
+
 /// A webhook with its entrypoints and targets.
 #[derive(Debug, Clone)]
 pub struct WebhookView {
@@ -250,6 +276,8 @@ pub struct WebhookView {
     pub entrypoints: Vec<Arc<Entrypoint>>,
     /// Its targets, oldest first.
     pub targets: Vec<Arc<Target>>,
+    /// Its paused targets.
+    pub paused: std::collections::HashSet<Uuid>,
 }
 
 /// A webhook with counts, for the list page.
@@ -263,6 +291,12 @@ pub struct WebhookSummary {
     pub targets: usize,
     /// Number of stored events.
     pub events: u64,
+    /// Targets with a failed attempt in the last 24 hours (since the start).
+    pub failing_targets: usize,
+    /// Targets whose circuit breaker is open or half-open.
+    pub open_breakers: usize,
+    /// Paused targets.
+    pub paused_targets: usize,
 }
 
 /// Parses `max_retries` as written by people: a number, or `unlimited` (also `-1`, `inf`).
@@ -309,13 +343,24 @@ fn check_range(field: &'static str, v: u32, min: u32, max: u32) -> ServiceResult
 impl Service {
     /// All webhooks with entrypoint, target and event counts, newest first.
     pub async fn list_webhooks(&self) -> ServiceResult<Vec<WebhookSummary>> {
-        self.blocking(|store| {
+        let health = self.engine.target_health();
+        let day_ago = now_ms() - 24 * 3600 * 1000;
+        self.blocking(move |store| {
             let catalog = store.catalog();
             catalog
                 .webhooks()
                 .into_iter()
                 .map(|w| {
+                    let targets = catalog.targets_of(w.id);
+                    let healths = || targets.iter().filter_map(|t| health.get(&t.id));
                     Ok(WebhookSummary {
+                        failing_targets: healths()
+                            .filter(|h| h.last_failure_at.is_some_and(|at| at >= day_ago))
+                            .count(),
+                        open_breakers: healths()
+                            .filter(|h| h.breaker != crate::delivery::BreakerStatus::Closed)
+                            .count(),
+                        paused_targets: targets.iter().filter(|t| catalog.is_paused(t.id)).count(),
                         entrypoints: catalog.entrypoints_of(w.id).len(),
                         targets: catalog.targets_of(w.id).len(),
                         events: store.events(w.id)?.event_count()?,
@@ -337,6 +382,12 @@ impl Service {
         Ok(WebhookView {
             webhook,
             entrypoints: catalog.entrypoints_of(id).to_vec(),
+            paused: catalog
+                .targets_of(id)
+                .iter()
+                .map(|t| t.id)
+                .filter(|t| catalog.is_paused(*t))
+                .collect(),
             targets: catalog.targets_of(id).to_vec(),
         })
     }
@@ -470,6 +521,11 @@ impl Service {
             .await
     }
 
+    /// One target of a webhook.
+    pub fn target_of(&self, webhook_id: Uuid, id: Uuid) -> ServiceResult<Arc<Target>> {
+        self.target(webhook_id, id)
+    }
+
     fn target(&self, webhook_id: Uuid, id: Uuid) -> ServiceResult<Arc<Target>> {
         self.store
             .catalog()
@@ -546,6 +602,31 @@ impl Service {
         self.blocking(move |store| found(store.main.update_target(&target)?, "target"))
             .await?;
         self.target(webhook_id, id)
+    }
+
+    /// Pauses or resumes a target. While paused, its deliveries wait in the due index as
+    /// they are (status, attempts and due time kept; the breaker learns nothing); on
+    /// resume the sweeper queues them, oldest due first, at the target's `max_in_flight`.
+    /// Unlike disabling, a paused target still gets new deliveries.
+    pub async fn set_target_paused(
+        &self,
+        webhook_id: Uuid,
+        id: Uuid,
+        paused: bool,
+    ) -> ServiceResult<Arc<Target>> {
+        self.target(webhook_id, id)?;
+        let since = paused.then(now_ms);
+        self.blocking(move |store| found(store.main.set_target_paused(id, since)?, "target"))
+            .await?;
+        if !paused {
+            self.engine.target_resumed();
+        }
+        self.target(webhook_id, id)
+    }
+
+    /// Since when a target is paused (`None`: it is not).
+    pub fn paused_since(&self, target_id: Uuid) -> Option<crate::model::Millis> {
+        self.store.catalog().paused_since(target_id)
     }
 
     /// Gives an http target a new signing secret. The old one keeps signing beside it

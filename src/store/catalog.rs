@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use crate::model::{Entrypoint, Target, Webhook};
+use crate::model::{Entrypoint, Millis, Target, Webhook};
 
 /// Immutable view of the configuration at one moment.
 #[derive(Debug, Default, Clone)]
@@ -22,6 +22,8 @@ pub struct Catalog {
     targets: HashMap<Uuid, Arc<Target>>,
     targets_by_webhook: HashMap<Uuid, Vec<Arc<Target>>>,
     entrypoints_by_webhook: HashMap<Uuid, Vec<Arc<Entrypoint>>>,
+    /// Paused targets and since when: their deliveries wait in the due index.
+    paused: HashMap<Uuid, Millis>,
 }
 
 /// Something with a place in a creation-ordered list.
@@ -69,8 +71,12 @@ impl Catalog {
         webhooks: Vec<Webhook>,
         entrypoints: Vec<Entrypoint>,
         targets: Vec<Target>,
+        paused: HashMap<Uuid, Millis>,
     ) -> Catalog {
-        let mut c = Catalog::default();
+        let mut c = Catalog {
+            paused,
+            ..Catalog::default()
+        };
         for w in webhooks {
             c.webhooks.insert(w.id, Arc::new(w));
         }
@@ -123,6 +129,7 @@ impl Catalog {
         }
         for t in self.targets_by_webhook.remove(&id).unwrap_or_default() {
             self.targets.remove(&t.id);
+            self.paused.remove(&t.id);
         }
     }
 
@@ -159,8 +166,17 @@ impl Catalog {
         self.targets.insert(target.id, target);
     }
 
+    /// Pauses a target since `since`, or (`None`) resumes it.
+    pub(crate) fn set_paused(&mut self, id: Uuid, since: Option<Millis>) {
+        match since {
+            Some(at) => self.paused.insert(id, at),
+            None => self.paused.remove(&id),
+        };
+    }
+
     /// Removes a target.
     pub(crate) fn remove_target(&mut self, id: Uuid) {
+        self.paused.remove(&id);
         if let Some(t) = self.targets.remove(&id)
             && let Some(list) = self.targets_by_webhook.get_mut(&t.webhook_id)
         {
@@ -194,6 +210,21 @@ impl Catalog {
             .get(&webhook_id)
             .map(Vec::as_slice)
             .unwrap_or(&[])
+    }
+
+    /// Since when the target is paused; `None` if it is not.
+    pub fn paused_since(&self, target_id: Uuid) -> Option<Millis> {
+        self.paused.get(&target_id).copied()
+    }
+
+    /// Whether the target is paused.
+    pub fn is_paused(&self, target_id: Uuid) -> bool {
+        self.paused.contains_key(&target_id)
+    }
+
+    /// Every paused target.
+    pub fn paused_targets(&self) -> impl Iterator<Item = Uuid> + '_ {
+        self.paused.keys().copied()
     }
 
     /// A webhook's entrypoints in creation order.

@@ -2,6 +2,7 @@
 //! targets and settings. Every write is its own `Durability::Immediate` transaction;
 //! configuration writes also rebuild the [`Catalog`] snapshot.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -14,7 +15,7 @@ use uuid::Uuid;
 use super::catalog::Catalog;
 use super::{MAIN_FORMAT_VERSION, MAIN_OLDEST_READABLE, StoreError, check_format_version};
 use super::{codec, migrate};
-use crate::model::{ApiKey, Entrypoint, Session, Target, User, Webhook};
+use crate::model::{ApiKey, Entrypoint, Millis, Session, Target, User, Webhook};
 
 const SETTINGS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("settings");
 const USERS: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("users");
@@ -25,6 +26,10 @@ const SESSIONS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("s
 const WEBHOOKS: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("webhooks");
 const ENTRYPOINTS: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("entrypoints");
 const TARGETS: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("targets");
+/// Target id → when it was paused. Operational state, apart from the target's record: a
+/// pause or resume rewrites no configuration, and a file without the table (written
+/// before pausing existed) simply has no paused target.
+const PAUSED_TARGETS: TableDefinition<'static, u128, i64> = TableDefinition::new("paused_targets");
 
 const FORMAT_KEY: &str = "format_version";
 const SESSION_KEY: &str = "session_key";
@@ -63,6 +68,7 @@ impl MainDb {
             tx.open_table(WEBHOOKS)?;
             tx.open_table(ENTRYPOINTS)?;
             tx.open_table(TARGETS)?;
+            tx.open_table(PAUSED_TARGETS)?;
         }
         tx.commit()?;
         let main = MainDb {
@@ -88,6 +94,7 @@ impl MainDb {
             all(&rx, WEBHOOKS)?,
             all(&rx, ENTRYPOINTS)?,
             all(&rx, TARGETS)?,
+            paused(&rx)?,
         );
         *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(catalog);
         Ok(())
@@ -318,8 +325,10 @@ impl MainDb {
                     entrypoints.remove(e.id.as_u128())?;
                 }
                 let mut targets = tx.open_table(TARGETS)?;
+                let mut paused = tx.open_table(PAUSED_TARGETS)?;
                 for t in current.targets_of(id) {
                     targets.remove(t.id.as_u128())?;
+                    paused.remove(t.id.as_u128())?;
                 }
                 Ok(existed)
             },
@@ -391,13 +400,59 @@ impl MainDb {
         )
     }
 
-    /// Removes a target; returns whether it existed.
+    /// Removes a target (and its pause); returns whether it existed.
     pub fn delete_target(&self, id: Uuid) -> Result<bool, StoreError> {
         self.write_config(
-            |tx, _| Ok(tx.open_table(TARGETS)?.remove(id.as_u128())?.is_some()),
+            |tx, _| {
+                tx.open_table(PAUSED_TARGETS)?.remove(id.as_u128())?;
+                Ok(tx.open_table(TARGETS)?.remove(id.as_u128())?.is_some())
+            },
             |_, c| c.remove_target(id),
         )
     }
+
+    /// Pauses (`Some(since)`) or resumes (`None`) a target; false, writing nothing, if it
+    /// was deleted meanwhile. Pausing a paused target keeps its first time.
+    pub fn set_target_paused(&self, id: Uuid, since: Option<Millis>) -> Result<bool, StoreError> {
+        let (done, _) = self.write_config(
+            |tx, _| {
+                if !exists(&tx.open_table(TARGETS)?, id)? {
+                    return Ok((false, None));
+                }
+                let mut paused = tx.open_table(PAUSED_TARGETS)?;
+                let kept = match since {
+                    Some(at) => {
+                        let first = paused.get(id.as_u128())?.map(|v| v.value());
+                        if first.is_none() {
+                            paused.insert(id.as_u128(), at)?;
+                        }
+                        Some(first.unwrap_or(at))
+                    }
+                    None => {
+                        paused.remove(id.as_u128())?;
+                        None
+                    }
+                };
+                Ok((true, kept))
+            },
+            |&(done, kept), c| {
+                if done {
+                    c.set_paused(id, kept);
+                }
+            },
+        )?;
+        Ok(done)
+    }
+}
+
+/// Every paused target with the time it was paused.
+fn paused(rx: &ReadTransaction) -> Result<HashMap<Uuid, Millis>, StoreError> {
+    let mut out = HashMap::new();
+    for row in rx.open_table(PAUSED_TARGETS)?.iter()? {
+        let (k, v) = row?;
+        out.insert(Uuid::from_u128(k.value()), v.value());
+    }
+    Ok(out)
 }
 
 fn decode_version(bytes: &[u8]) -> u32 {

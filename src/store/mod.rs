@@ -30,8 +30,9 @@ use crate::model::Millis;
 pub use catalog::Catalog;
 pub use due_times::{DueTimes, EarliestDue};
 pub use event_db::{
-    AttemptWrite, DueRow, EventDetail, EventStore, EventWithBody, INLINE_BODY_BYTES, NewEvent,
-    PruneReport, WriteOp,
+    AttemptWrite, DeliveryCounts, DueRow, EventDetail, EventFilter, EventStore, EventWithBody,
+    FoundEvent, INLINE_BODY_BYTES, NewEvent, PruneReport, SEARCH_BODY_BYTES, ScanReport,
+    TargetCounts, WriteOp, contains_ignoring_case,
 };
 pub use main_db::MainDb;
 pub use notice::{Committed, Notice};

@@ -7,6 +7,7 @@ mod api;
 mod delivery;
 mod ingest;
 mod limits;
+mod operate;
 mod pages;
 mod recovery;
 mod signatures;

@@ -9,7 +9,8 @@
 //! This file: the tables, the record types, the handle and the reads. `write.rs`: the rows
 //! a write transaction adds, moves and removes. `body.rs`: large bodies, cut into chunks
 //! that fill redb's allocations. `due.rs`: the due index. `retention.rs`: removing old
-//! events, and compaction. Rows of older formats are decoded by `codec.rs`.
+//! events, and compaction. `find.rs`: the event log's filters and per-target counts, as
+//! bounded scans. Rows of older formats are decoded by `codec.rs`.
 //!
 //! Architecture Invariant: every unfinished delivery has exactly one row in `DUE`, keyed by
 //! `(next_attempt_at, delivery_id)`; the transaction that records a terminal status removes
@@ -278,6 +279,23 @@ impl EventStore {
         rx.recv().map_err(|_| StoreError::Closed)?
     }
 
+    /// Queues every write (the writer commits them together, up to its batch bound) and
+    /// waits for all of them; one outcome per write, in order. For callers off the hot
+    /// path that write many independent things, a refusal of one not failing the others.
+    pub fn write_all_blocking(&self, ops: Vec<WriteOp>) -> Vec<Result<(), StoreError>> {
+        let waiting: Vec<_> = ops
+            .into_iter()
+            .map(|op| {
+                let (tx, rx) = std::sync::mpsc::sync_channel(1);
+                self.submit(op, Notice::default().and_wake(tx)).map(|()| rx)
+            })
+            .collect();
+        waiting
+            .into_iter()
+            .map(|w| w.and_then(|rx| rx.recv().map_err(|_| StoreError::Closed)?))
+            .collect()
+    }
+
     /// Refuses further writes after committing everything queued before this call, and
     /// closes the database at once (whoever still holds the writer), so the file may be
     /// opened again; reads get `Unavailable` from now on.
@@ -517,10 +535,15 @@ pub(super) fn open_database(
 
 mod body;
 mod due;
+mod find;
 mod retention;
 mod write;
 
 pub(super) use due::peek_earliest_due;
+pub use find::{
+    DeliveryCounts, EventFilter, FoundEvent, SEARCH_BODY_BYTES, ScanReport, TargetCounts,
+    contains_ignoring_case,
+};
 pub(super) use write::commit;
 
 #[cfg(test)]

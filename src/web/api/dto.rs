@@ -8,12 +8,13 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::model::{
-    ApiKey, Delivery, DeliveryResult, Entrypoint, Event, Millis, RetryLimit, Target, TargetKind,
-    Verification, Webhook,
+    ApiKey, Delivery, DeliveryResult, DeliveryStatus, Entrypoint, Event, Millis, RetryLimit,
+    Target, TargetKind, Verification, Webhook,
 };
 use crate::service::{
     ServiceError, TargetInput, VerificationInput, WebhookInput, parse_retry_limit,
 };
+use crate::store::EventFilter;
 
 /// RFC 3339 text of a Unix-ms time.
 pub fn rfc3339(ms: Millis) -> String {
@@ -121,6 +122,8 @@ pub struct TargetOut {
     pub name: String,
     pub kind: &'static str,
     pub active: bool,
+    /// Deliveries wait in the due index, unattempted, until it is resumed.
+    pub paused: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -149,12 +152,13 @@ pub fn retry_limit_json(r: RetryLimit) -> Value {
 }
 
 impl TargetOut {
-    pub fn new(t: &Target) -> TargetOut {
+    pub fn new(t: &Target, paused: bool) -> TargetOut {
         let mut out = TargetOut {
             id: t.id,
             name: t.name.clone(),
             kind: t.kind.name(),
             active: t.active,
+            paused,
             url: t.kind.url().map(str::to_string),
             timeout_secs: None,
             max_retries: None,
@@ -391,6 +395,8 @@ pub struct TargetIn {
     pub max_in_flight: Option<u32>,
     pub signing: Option<bool>,
     pub active: Option<bool>,
+    /// Pause (`true`) or resume (`false`); not part of the target's configuration.
+    pub paused: Option<bool>,
 }
 
 impl TryFrom<TargetIn> for TargetInput {
@@ -438,4 +444,138 @@ pub struct ApiKeyIn {
 pub struct PageQuery {
     pub page: Option<usize>,
     pub per_page: Option<usize>,
+    pub status: Option<String>,
+    pub target_id: Option<String>,
+    pub q: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+}
+
+impl PageQuery {
+    /// Its filter part.
+    pub fn filter(&self) -> EventFilterIn {
+        EventFilterIn {
+            status: self.status.clone(),
+            target_id: self.target_id.clone(),
+            q: self.q.clone(),
+            since: self.since.clone(),
+            until: self.until.clone(),
+        }
+    }
+}
+
+/// Longest text search accepted, in bytes.
+pub const MAX_SEARCH_BYTES: usize = 256;
+
+/// The event log's filters, as query parameters (API and pages) or a JSON body (bulk
+/// redelivery). Empty values mean "not set", as a form without JS sends them.
+#[derive(Deserialize, Default, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct EventFilterIn {
+    pub status: Option<String>,
+    pub target_id: Option<String>,
+    pub q: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+}
+
+impl EventFilterIn {
+    /// The store's filter; a value that does not parse names its field.
+    pub fn to_filter(&self) -> Result<EventFilter, ServiceError> {
+        fn set(v: &Option<String>) -> Option<&str> {
+            v.as_deref().map(str::trim).filter(|v| !v.is_empty())
+        }
+        let status = match set(&self.status) {
+            None | Some("any") => None,
+            Some("pending") => Some(DeliveryStatus::Pending),
+            Some("retrying") => Some(DeliveryStatus::Retrying),
+            Some("delivered") => Some(DeliveryStatus::Delivered),
+            Some("failed") => Some(DeliveryStatus::Failed),
+            Some(_) => {
+                return Err(ServiceError::invalid(
+                    "status",
+                    "must be one of failed, retrying, pending, delivered",
+                ));
+            }
+        };
+        let target_id = set(&self.target_id)
+            .map(|t| {
+                Uuid::try_parse(t)
+                    .map_err(|_| ServiceError::invalid("target_id", "must be a target's id"))
+            })
+            .transpose()?;
+        let text = set(&self.q).unwrap_or_default();
+        if text.len() > MAX_SEARCH_BYTES {
+            return Err(ServiceError::invalid(
+                "q",
+                format!("at most {MAX_SEARCH_BYTES} bytes"),
+            ));
+        }
+        Ok(EventFilter {
+            status,
+            target_id,
+            text: text.as_bytes().to_vec(),
+            since: set(&self.since)
+                .map(|t| parse_time("since", t))
+                .transpose()?,
+            until: set(&self.until)
+                .map(|t| parse_time("until", t))
+                .transpose()?,
+        })
+    }
+}
+
+/// RFC 3339 (`2026-01-02T03:04:05Z`), or a date and time without a zone as a browser's
+/// `datetime-local` field sends it (`2026-01-02T03:04`), taken as UTC.
+fn parse_time(field: &'static str, text: &str) -> Result<Millis, ServiceError> {
+    let parsed = text.parse::<jiff::Timestamp>().or_else(|_| {
+        text.parse::<jiff::civil::DateTime>()
+            .and_then(|dt| jiff::tz::TimeZone::UTC.to_timestamp(dt))
+    });
+    parsed
+        .map(|t| t.as_millisecond())
+        .map_err(|_| ServiceError::invalid(field, "must be an RFC 3339 time"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_parse_and_name_the_bad_field() {
+        let f = EventFilterIn {
+            status: Some("failed".into()),
+            since: Some("2026-01-02T03:04:05Z".into()),
+            until: Some("2026-01-02T04:00".into()),
+            q: Some(" push ".into()),
+            target_id: Some(String::new()),
+        }
+        .to_filter()
+        .unwrap();
+        assert_eq!(f.status, Some(DeliveryStatus::Failed));
+        assert_eq!(f.since, Some(1_767_323_045_000));
+        assert_eq!(f.until, Some(1_767_326_400_000));
+        assert_eq!(f.text, b"push");
+        assert_eq!(f.target_id, None);
+        let bad = |f: EventFilterIn| match f.to_filter() {
+            Err(ServiceError::Invalid { field, .. }) => field,
+            other => panic!("{other:?}"),
+        };
+        let status = EventFilterIn {
+            status: Some("done".into()),
+            ..Default::default()
+        };
+        assert_eq!(bad(status), "status");
+        let since = EventFilterIn {
+            since: Some("yesterday".into()),
+            ..Default::default()
+        };
+        assert_eq!(bad(since), "since");
+        let target = EventFilterIn {
+            target_id: Some("x".into()),
+            ..Default::default()
+        };
+        assert_eq!(bad(target), "target_id");
+        assert!(EventFilterIn::default().to_filter().unwrap().is_empty());
+    }
 }

@@ -7,9 +7,10 @@ use axum::response::IntoResponse;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::dto::{DeliveryOut, EventOut, PageQuery, RedeliverIn};
+use super::dto::{DeliveryOut, EventFilterIn, EventOut, PageQuery, RedeliverIn};
 use super::{ApiBody, ApiPath, ApiQuery};
 use crate::service::Service;
+use crate::store::EventWithBody;
 use crate::web::auth::ApiUser;
 use crate::web::error::ApiError;
 
@@ -27,6 +28,29 @@ pub(super) async fn list(
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
+    let filter = q.filter().to_filter()?;
+    if !filter.is_empty() {
+        let found = service
+            .find_events(
+                id,
+                filter,
+                q.page.unwrap_or(1),
+                q.per_page.unwrap_or(DEFAULT_PER_PAGE),
+                LIST_BODY_LIMIT,
+            )
+            .await?;
+        let names = target_names(&service, id).await;
+        let events: Vec<EventOut> = found.events.iter().map(|e| event_out(e, &names)).collect();
+        return Ok(Json(json!({
+            "events": events,
+            "page": found.page,
+            "per_page": found.per_page,
+            "matched": found.matched,
+            "has_more": found.has_more(),
+            "scanned": found.scan.scanned,
+            "scan_complete": found.scan.complete,
+        })));
+    }
     let page = service
         .list_events(
             id,
@@ -36,18 +60,7 @@ pub(super) async fn list(
         )
         .await?;
     let names = target_names(&service, id).await;
-    let events: Vec<EventOut> = page
-        .events
-        .iter()
-        .map(|e| {
-            let deliveries = e
-                .deliveries
-                .iter()
-                .map(|d| DeliveryOut::new(d, names(d.target_id), None))
-                .collect();
-            EventOut::new(&e.event, &e.body, deliveries)
-        })
-        .collect();
+    let events: Vec<EventOut> = page.events.iter().map(|e| event_out(e, &names)).collect();
     Ok(Json(json!({
         "events": events,
         "page": page.page,
@@ -55,6 +68,15 @@ pub(super) async fn list(
         "total": page.total,
         "pages": page.pages(),
     })))
+}
+
+fn event_out(e: &EventWithBody, names: &impl Fn(Uuid) -> Option<String>) -> EventOut {
+    let deliveries = e
+        .deliveries
+        .iter()
+        .map(|d| DeliveryOut::new(d, names(d.target_id), None))
+        .collect();
+    EventOut::new(&e.event, &e.body, deliveries)
 }
 
 async fn target_names(service: &Service, webhook_id: Uuid) -> impl Fn(Uuid) -> Option<String> {
@@ -91,4 +113,19 @@ pub(super) async fn redeliver(
     let input: RedeliverIn = super::optional_json(&body)?;
     let ids = service.redeliver(id, event_id, input.target_id).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "deliveries": ids }))))
+}
+
+/// `POST /webhooks/{id}/redeliver`: the event log's filter as a JSON body (all fields
+/// optional); every matching event is delivered again to its targets (with a status, to
+/// those whose latest delivery of it is in that status). Answers how many deliveries were
+/// queued; they go out at each target's `max_in_flight`.
+pub(super) async fn redeliver_matching(
+    _: ApiUser,
+    State(service): State<Service>,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiBody(body): ApiBody,
+) -> ApiResult<impl IntoResponse> {
+    let input: EventFilterIn = super::optional_json(&body)?;
+    let count = service.redeliver_matching(id, input.to_filter()?).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "count": count }))))
 }

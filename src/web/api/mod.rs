@@ -128,6 +128,7 @@ pub fn router() -> Router<AppState> {
             post(webhooks::rotate_secret),
         )
         .route("/webhooks/{id}/events", get(events::list))
+        .route("/webhooks/{id}/redeliver", post(events::redeliver_matching))
         .route("/webhooks/{id}/events/{event_id}", get(events::read))
         .route(
             "/webhooks/{id}/events/{event_id}/redeliver",

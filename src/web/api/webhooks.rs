@@ -26,7 +26,12 @@ fn full(view: &WebhookView, base: &str) -> WebhookOut {
             .map(|e| EntrypointOut::new(e, base))
             .collect(),
     );
-    out.targets = Some(view.targets.iter().map(|t| TargetOut::new(t)).collect());
+    out.targets = Some(
+        view.targets
+            .iter()
+            .map(|t| TargetOut::new(t, view.paused.contains(&t.id)))
+            .collect(),
+    );
     out
 }
 
@@ -147,9 +152,14 @@ pub(super) async fn add_target(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(input): ApiJson<TargetIn>,
 ) -> ApiResult<impl IntoResponse> {
+    let paused = input.paused;
     let input = TargetInput::try_from(input)?;
-    let t = service.add_target(id, input).await?;
-    Ok((StatusCode::CREATED, Json(TargetOut::new(&t))))
+    let mut t = service.add_target(id, input).await?;
+    if paused == Some(true) {
+        t = service.set_target_paused(id, t.id, true).await?;
+    }
+    let paused = service.paused_since(t.id).is_some();
+    Ok((StatusCode::CREATED, Json(TargetOut::new(&t, paused))))
 }
 
 pub(super) async fn update_target(
@@ -158,9 +168,18 @@ pub(super) async fn update_target(
     ApiPath((id, tid)): ApiPath<(Uuid, Uuid)>,
     ApiJson(input): ApiJson<TargetIn>,
 ) -> ApiResult<Json<TargetOut>> {
+    let paused = input.paused;
     let input = TargetInput::try_from(input)?;
-    let t = service.update_target(id, tid, input).await?;
-    Ok(Json(TargetOut::new(&t)))
+    let mut t = if input.is_empty() {
+        service.target_of(id, tid)?
+    } else {
+        service.update_target(id, tid, input).await?
+    };
+    if let Some(paused) = paused {
+        t = service.set_target_paused(id, tid, paused).await?;
+    }
+    let paused = service.paused_since(t.id).is_some();
+    Ok(Json(TargetOut::new(&t, paused)))
 }
 
 /// `POST …/targets/{tid}/rotate-secret`: a new signing secret; the old one keeps signing
