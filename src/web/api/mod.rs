@@ -7,7 +7,7 @@ mod dto;
 mod events;
 mod webhooks;
 
-pub(crate) use dto::rfc3339;
+pub(crate) use dto::{EventFilterIn, rfc3339};
 
 use axum::Router;
 use axum::body::HttpBody as _;

@@ -11,8 +11,9 @@ use uuid::Uuid;
 
 use super::view::{BodyView, EventRow, When, header_rows, human_duration, human_size, target_name};
 use super::{Ctx, PagePath, PageQuery, PageResult, Viewer, redirect_with};
-use crate::model::{Delivery, DeliveryResult, Webhook};
-use crate::service::{Service, ServiceError};
+use crate::model::{Delivery, DeliveryResult, Target, Webhook};
+use crate::service::{MAX_SCANNED_EVENTS, Service, ServiceError};
+use crate::web::api::EventFilterIn;
 use crate::web::auth::AuthForm;
 
 /// Events per page of the log.
@@ -24,9 +25,70 @@ const DETAIL_BODY_LIMIT: usize = 1024 * 1024;
 
 // ---------- log ----------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[serde(default)]
 pub(super) struct LogQuery {
     page: Option<String>,
+    status: String,
+    target_id: String,
+    q: String,
+    since: String,
+    until: String,
+}
+
+impl LogQuery {
+    fn filter_in(&self) -> EventFilterIn {
+        EventFilterIn {
+            status: Some(self.status.clone()),
+            target_id: Some(self.target_id.clone()),
+            q: Some(self.q.clone()),
+            since: Some(self.since.clone()),
+            until: Some(self.until.clone()),
+        }
+    }
+
+    /// The filter as a query string (for page links), without `page`.
+    fn query(&self) -> String {
+        let pairs = [
+            ("status", &self.status),
+            ("target_id", &self.target_id),
+            ("q", &self.q),
+            ("since", &self.since),
+            ("until", &self.until),
+        ];
+        let mut out = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in pairs {
+            if !v.trim().is_empty() {
+                out.append_pair(k, v);
+            }
+        }
+        out.finish()
+    }
+}
+
+/// What the filter form shows and a bulk redelivery would do.
+struct FilterView {
+    status: String,
+    target_id: String,
+    q: String,
+    since: String,
+    until: String,
+    /// Why the filter was refused, if it was.
+    error: Option<String>,
+    /// The filter's query string, without `page`.
+    query: String,
+    /// Whether a filter is in force.
+    active: bool,
+    /// Events that passed among those scanned.
+    matched: usize,
+    /// Events scanned.
+    scanned: usize,
+    /// Whether the scan stopped at its bound.
+    bounded: bool,
+    /// New deliveries a bulk redelivery of the filter makes.
+    replay_count: usize,
+    /// "a (3), b (1)".
+    replay_targets: String,
 }
 
 #[derive(Template, WebTemplate)]
@@ -34,14 +96,21 @@ pub(super) struct LogQuery {
 struct LogPage {
     ctx: Ctx,
     webhook: Arc<Webhook>,
+    targets: Vec<Arc<Target>>,
+    /// "a, b": the active targets an event's replay goes to.
+    active_targets: String,
     events: Vec<EventRow>,
+    filter: FilterView,
     page: usize,
     pages: usize,
     total: u64,
     first: usize,
     last: usize,
+    /// Filtered: whether a later page has events.
+    has_more: bool,
     /// Page links; `None` is an ellipsis.
     links: Vec<Option<usize>>,
+    max_scanned: usize,
 }
 
 impl LogPage {
@@ -55,6 +124,31 @@ impl LogPage {
 
     fn event_url(&self, ev: &EventRow) -> String {
         format!("/webhooks/{}/events/{}", self.webhook.id, ev.id)
+    }
+
+    /// The link to page `p` of the same filter.
+    fn page_url(&self, p: impl std::fmt::Display) -> String {
+        match self.filter.query.is_empty() {
+            true => format!("?page={p}"),
+            false => format!("?{}&page={p}", self.filter.query),
+        }
+    }
+
+    fn status_selected(&self, status: &str) -> bool {
+        self.filter.status == status
+    }
+
+    fn target_selected(&self, t: &Target) -> bool {
+        self.filter.target_id == t.id.to_string()
+    }
+
+    /// The bulk button's words: "Redeliver 3 failed".
+    fn replay_label(&self) -> String {
+        let what = match self.filter.status.as_str() {
+            "" | "any" => "matching".to_string(),
+            s => s.to_string(),
+        };
+        format!("Redeliver {} {what}", self.filter.replay_count)
     }
 }
 
@@ -71,7 +165,7 @@ fn page_links(page: usize, pages: usize) -> Vec<Option<usize>> {
     out
 }
 
-/// GET /webhooks/{id}/events?page=N
+/// GET /webhooks/{id}/events?page=N&status=…&target_id=…&q=…&since=…&until=…
 pub(super) async fn list(
     viewer: Viewer,
     State(service): State<Service>,
@@ -80,30 +174,134 @@ pub(super) async fn list(
 ) -> PageResult<Response> {
     let page = q
         .page
+        .as_deref()
         .and_then(|p| p.trim().parse::<usize>().ok())
         .unwrap_or(1)
         .clamp(1, 1_000_000);
     let view = service.webhook(id).await?;
-    let list = service
-        .list_events(id, page, PER_PAGE, LOG_BODY_LIMIT)
-        .await?;
-    let first = (list.page - 1) * list.per_page + 1;
+    let mut filter = FilterView {
+        status: q.status.trim().to_string(),
+        target_id: q.target_id.trim().to_string(),
+        q: q.q.clone(),
+        since: q.since.trim().to_string(),
+        until: q.until.trim().to_string(),
+        error: None,
+        query: q.query(),
+        active: false,
+        matched: 0,
+        scanned: 0,
+        bounded: false,
+        replay_count: 0,
+        replay_targets: String::new(),
+    };
+    let parsed = match q.filter_in().to_filter() {
+        Ok(f) => Some(f),
+        Err(ServiceError::Invalid { message, field }) => {
+            filter.error = Some(format!("{field}: {message}"));
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let rows = |events: &[crate::store::EventWithBody]| -> Vec<EventRow> {
+        events
+            .iter()
+            .map(|e| EventRow::new(e, &view.targets, LOG_BODY_LIMIT))
+            .collect()
+    };
+    let (events, total, pages, first, has_more) = match parsed {
+        Some(f) if !f.is_empty() => {
+            let found = service
+                .find_events(id, f, page, PER_PAGE, LOG_BODY_LIMIT)
+                .await?;
+            filter.active = true;
+            filter.matched = found.matched;
+            filter.scanned = found.scan.scanned;
+            filter.bounded = !found.scan.complete;
+            filter.replay_count = found.replay.count();
+            filter.replay_targets = found
+                .replay
+                .targets
+                .iter()
+                .map(|(t, n)| format!("{} ({n})", t.name))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let first = (found.page - 1) * found.per_page + 1;
+            let pages = found.matched.div_ceil(PER_PAGE).max(1);
+            (
+                rows(&found.events),
+                found.matched as u64,
+                pages,
+                first,
+                found.has_more(),
+            )
+        }
+        _ => {
+            let list = service
+                .list_events(id, page, PER_PAGE, LOG_BODY_LIMIT)
+                .await?;
+            let first = (list.page - 1) * list.per_page + 1;
+            let more = list.page < list.pages();
+            (rows(&list.events), list.total, list.pages(), first, more)
+        }
+    };
     Ok(LogPage {
         ctx: viewer.ctx("webhooks"),
         first,
-        last: first + list.events.len().saturating_sub(1),
-        page: list.page,
-        pages: list.pages(),
-        links: page_links(list.page, list.pages()),
-        total: list.total,
-        events: list
-            .events
+        last: first + events.len().saturating_sub(1),
+        page,
+        pages,
+        links: page_links(page, pages),
+        total,
+        has_more,
+        events,
+        filter,
+        active_targets: view
+            .targets
             .iter()
-            .map(|e| EventRow::new(e, &view.targets, LOG_BODY_LIMIT))
-            .collect(),
+            .filter(|t| t.active)
+            .map(|t| t.name.clone())
+            .collect::<Vec<_>>()
+            .join(", "),
+        targets: view.targets,
         webhook: view.webhook,
+        max_scanned: MAX_SCANNED_EVENTS,
     }
     .into_response())
+}
+
+/// POST /webhooks/{id}/redeliver: the bulk redelivery of the log's filter (its fields as
+/// hidden inputs), back to the same filtered log.
+pub(super) async fn redeliver_matching(
+    State(service): State<Service>,
+    PagePath(id): PagePath<Uuid>,
+    AuthForm { form, .. }: AuthForm<LogQuery>,
+) -> PageResult<Response> {
+    let query = form.query();
+    let back = match query.is_empty() {
+        true => format!("/webhooks/{id}/events"),
+        false => format!("/webhooks/{id}/events?{query}"),
+    };
+    let filter = match form.filter_in().to_filter() {
+        Ok(f) => f,
+        Err(ServiceError::Invalid { message, .. }) => {
+            return Ok(redirect_with(&back, "error", super::sentence(&message)));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(match service.redeliver_matching(id, filter).await {
+        Ok(0) => redirect_with(&back, "info", "Nothing to redeliver for this filter."),
+        Ok(n) => redirect_with(
+            &back,
+            "success",
+            format!(
+                "Queued {n} deliveries. Each target gets them oldest first, at most its in-flight limit at a time."
+            ),
+        ),
+        Err(ServiceError::Invalid { message, .. }) => {
+            redirect_with(&back, "error", super::sentence(&message))
+        }
+        Err(e) => return Err(e.into()),
+    })
 }
 
 // ---------- detail ----------

@@ -74,6 +74,14 @@ pub fn router(state: AppState) -> Router<AppState> {
             post(webhooks::delete_target),
         )
         .route(
+            "/webhooks/{id}/targets/{tid}/pause",
+            post(webhooks::pause_target),
+        )
+        .route(
+            "/webhooks/{id}/targets/{tid}/edit",
+            post(webhooks::edit_target),
+        )
+        .route(
             "/webhooks/{id}/targets/{tid}/signing",
             post(webhooks::set_signing),
         )
@@ -82,6 +90,7 @@ pub fn router(state: AppState) -> Router<AppState> {
             post(webhooks::rotate_secret),
         )
         .route("/webhooks/{id}/events", get(events::list))
+        .route("/webhooks/{id}/redeliver", post(events::redeliver_matching))
         .route("/webhooks/{id}/events/{event_id}", get(events::detail))
         .route(
             "/webhooks/{id}/events/{event_id}/redeliver",

@@ -326,6 +326,11 @@ pub struct EventRow {
     pub size: String,
     /// Latest status per target.
     pub deliveries: Vec<DeliveryBadge>,
+    /// The event's type as its sender names it (see [`event_type`]), or empty.
+    pub kind: String,
+    /// Latest status per target of the webhook, in the webhook's target order (`None`: no
+    /// delivery to it), so each target's badge sits in the same column on every row.
+    pub columns: Vec<Option<DeliveryBadge>>,
     /// Headers as (name, value) text.
     pub headers: Vec<(String, String)>,
     /// The body, when asked for.
@@ -336,6 +341,7 @@ impl EventRow {
     /// A row for `e`; `body_limit` > 0 also renders headers and body.
     pub fn new(e: &EventWithBody, targets: &[std::sync::Arc<Target>], body_limit: usize) -> Self {
         let mut row = EventRow::summary(&e.event, &e.deliveries, targets);
+        row.kind = event_type(&e.event, &e.body).unwrap_or_default();
         if body_limit > 0 {
             row.headers = header_rows(&e.event);
             let mut body = BodyView::new(&e.body, e.event.content_type.as_deref(), body_limit);
@@ -361,10 +367,56 @@ impl EventRow {
             content_type: event.content_type.clone().unwrap_or_default(),
             size: human_size(event.body_len),
             deliveries: delivery_badges(deliveries, targets),
+            kind: event_type(event, &[]).unwrap_or_default(),
+            columns: targets
+                .iter()
+                .map(|t| {
+                    deliveries
+                        .iter()
+                        .rfind(|d| d.target_id == t.id)
+                        .map(|d| DeliveryBadge {
+                            target: t.name.clone(),
+                            status: d.status.as_str(),
+                            attempts: d.attempts,
+                        })
+                })
+                .collect(),
             headers: Vec::new(),
             body: None,
         }
     }
+}
+
+/// Headers that name the event type, as GitHub, Gitea (and Forgejo) and GitLab send them.
+const EVENT_TYPE_HEADERS: [&str; 3] = ["x-github-event", "x-gitea-event", "x-gitlab-event"];
+/// Top-level JSON fields that name the event type (Stripe and most others: `type`).
+const EVENT_TYPE_FIELDS: [&str; 3] = ["type", "event", "action"];
+/// Longest event type shown, in characters.
+const MAX_EVENT_TYPE: usize = 60;
+
+/// The event's type where the request names one: an event header of GitHub, Gitea or
+/// GitLab, else a string `type`, `event` or `action` at the top of a JSON object body
+/// (`body` may be a prefix; a cut body names nothing).
+pub fn event_type(event: &Event, body: &[u8]) -> Option<String> {
+    let from_header = EVENT_TYPE_HEADERS.iter().find_map(|name| {
+        event
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| bytes_text(v))
+    });
+    let found = from_header.or_else(|| {
+        if body.len() as u64 != event.body_len || body.first() != Some(&b'{') {
+            return None;
+        }
+        let fields: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(body).ok()?;
+        EVENT_TYPE_FIELDS
+            .iter()
+            .find_map(|k| fields.get(*k).and_then(|v| v.as_str()).map(str::to_string))
+    })?;
+    let text: String = found.trim().chars().take(MAX_EVENT_TYPE).collect();
+    (!text.is_empty()).then_some(text)
 }
 
 /// The event's headers as text rows.
@@ -424,6 +476,41 @@ mod tests {
         assert_eq!(b.base64, "/wBB");
         let t = BodyView::new("héllo".as_bytes(), None, 2);
         assert_eq!((t.text.as_str(), t.truncated()), ("h", true));
+    }
+
+    #[test]
+    fn event_types_come_from_sender_headers_then_the_json_body() {
+        let event = |headers: Vec<(&str, &str)>, body: &[u8]| Event {
+            id: Uuid::nil(),
+            entrypoint_id: Uuid::nil(),
+            received_at: 0,
+            method: "POST".into(),
+            path: "/".into(),
+            headers: headers
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                .collect(),
+            content_type: None,
+            remote_addr: String::new(),
+            body_len: body.len() as u64,
+        };
+        let body = br#"{"type":"invoice.paid","action":"x"}"#;
+        let e = event(vec![("X-GitHub-Event", "push")], body);
+        assert_eq!(event_type(&e, body).as_deref(), Some("push"));
+        let e = event(vec![("x-gitlab-event", "Push Hook")], b"");
+        assert_eq!(event_type(&e, b"").as_deref(), Some("Push Hook"));
+        let e = event(vec![], body);
+        assert_eq!(event_type(&e, body).as_deref(), Some("invoice.paid"));
+        assert_eq!(
+            event_type(&e, &body[..10]),
+            None,
+            "a cut body names nothing"
+        );
+        let action = br#"{"action":"opened","type":7}"#;
+        let e = event(vec![], action);
+        assert_eq!(event_type(&e, action).as_deref(), Some("opened"));
+        let e = event(vec![], b"type=x");
+        assert_eq!(event_type(&e, b"type=x"), None);
     }
 
     #[test]

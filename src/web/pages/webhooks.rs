@@ -13,11 +13,12 @@ use uuid::Uuid;
 use super::auth::Empty;
 use super::view::{BodyView, EventRow, When, bytes_text, target_settings};
 use super::{Ctx, FormError, PagePath, PageResult, Viewer, parse_u32, redirect_with};
+use crate::delivery::BreakerStatus;
 use crate::ingest::{KEPT_BODY_BYTES, RejectedRequest};
-use crate::model::{Entrypoint, Target, TargetKind, Verification, Webhook};
+use crate::model::{Entrypoint, RetryLimit, Target, TargetKind, Verification, Webhook};
 use crate::service::{
-    DEFAULT_RETENTION_DAYS, Service, TargetInput, VerificationInput, WebhookInput,
-    parse_retry_limit,
+    DEFAULT_RETENTION_DAYS, Service, TargetHealthView, TargetInput, VerificationInput,
+    WebhookInput, parse_retry_limit,
 };
 use crate::web::auth::AuthForm;
 use crate::web::{AppState, public_base};
@@ -35,6 +36,12 @@ struct WebhookRow {
     targets: usize,
     events: u64,
     created: When,
+    /// Targets with a failed attempt in the last 24 hours.
+    failing: usize,
+    /// Targets whose breaker is open.
+    open_breakers: usize,
+    /// Paused targets.
+    paused: usize,
 }
 
 #[derive(Template, WebTemplate)]
@@ -58,6 +65,9 @@ pub(super) async fn list(viewer: Viewer, State(service): State<Service>) -> Page
             targets: s.targets,
             events: s.events,
             created: When::at(s.webhook.created_at),
+            failing: s.failing_targets,
+            open_breakers: s.open_breakers,
+            paused: s.paused_targets,
         })
         .collect();
     Ok(ListPage {
@@ -323,6 +333,65 @@ struct TargetRow {
     settings: Vec<(&'static str, String)>,
     /// http targets: their Standard Webhooks signing.
     signing: Option<SigningRow>,
+    health: HealthRow,
+    /// The edit form, prefilled.
+    form: TargetForm,
+}
+
+/// A target's health for its row.
+struct HealthRow {
+    /// Since when it is paused.
+    paused: Option<When>,
+    /// Waiting for a first attempt (the backlog).
+    waiting: u64,
+    /// Attempted, another attempt due.
+    retrying: u64,
+    /// Gave up.
+    failed: u64,
+    /// The latest attempt: success, what it got, when.
+    last: Option<LastAttempt>,
+    /// `Some(time)` while the breaker is open ("open until 12:34:56"); `Some("")` while
+    /// half-open.
+    breaker: Option<String>,
+}
+
+/// One attempt's result in a line.
+struct LastAttempt {
+    success: bool,
+    /// "HTTP 404", "connection refused", "delivered".
+    what: String,
+    at: When,
+}
+
+impl HealthRow {
+    fn of(h: &TargetHealthView) -> HealthRow {
+        let breaker = h.engine.and_then(|e| match e.breaker {
+            BreakerStatus::Closed => None,
+            BreakerStatus::Open { until } => Some(
+                jiff::Timestamp::from_millisecond(until)
+                    .map(|t| t.strftime("%H:%M:%S UTC").to_string())
+                    .unwrap_or_default(),
+            ),
+            BreakerStatus::HalfOpen => Some(String::new()),
+        });
+        HealthRow {
+            paused: h.paused_since.map(When::at),
+            waiting: h.counts.pending,
+            retrying: h.counts.retrying,
+            failed: h.counts.failed,
+            last: h.counts.last.as_ref().map(|r| LastAttempt {
+                success: r.success,
+                what: match (r.status_code, &r.error) {
+                    (Some(code), _) => format!("HTTP {code}"),
+                    (None, Some(e)) => e.chars().take(80).collect(),
+                    (None, None) if r.success => "delivered".into(),
+                    (None, None) => "failed".into(),
+                },
+                at: When::at(r.started_at),
+            }),
+            breaker,
+        }
+    }
 }
 
 /// How an http target signs, for its row.
@@ -500,6 +569,44 @@ impl Default for TargetForm {
 }
 
 impl TargetForm {
+    /// The form of an existing target, for editing it.
+    fn of(t: &Target) -> TargetForm {
+        let mut form = TargetForm {
+            name: t.name.clone(),
+            kind: t.kind.name().into(),
+            ..TargetForm::default()
+        };
+        match &t.kind {
+            TargetKind::Http(h) => {
+                form.url = h.url.clone();
+                form.timeout_secs = h.timeout_secs.to_string();
+                form.max_retries = match h.max_retries {
+                    RetryLimit::Unlimited => "unlimited".into(),
+                    RetryLimit::Limited(n) => n.to_string(),
+                };
+                form.max_backoff_secs = h.max_backoff_secs.to_string();
+                form.max_in_flight = h.max_in_flight.to_string();
+            }
+            TargetKind::Slack(sl) => form.url = sl.url.clone(),
+            TargetKind::Log | TargetKind::Database => {}
+        }
+        form
+    }
+
+    /// The change an edit makes: the fields of the target's kind (empty numbers keep
+    /// their value); neither its kind, signing nor active flag.
+    fn edit_input(&self) -> Result<TargetInput, FormError> {
+        let full = self.input()?;
+        let has_url = matches!(self.kind.as_str(), "http" | "slack");
+        Ok(TargetInput {
+            kind: None,
+            url: full.url.filter(|_| has_url),
+            signing: None,
+            active: None,
+            ..full
+        })
+    }
+
     fn input(&self) -> Result<TargetInput, FormError> {
         let max_retries = match self.max_retries.trim() {
             "" => None,
@@ -534,6 +641,9 @@ struct DetailPage {
     targets: Vec<TargetRow>,
     events: Vec<EventRow>,
     event_total: u64,
+    /// Deliveries counted for the targets' health, and whether that was all of them.
+    health_counted: usize,
+    health_complete: bool,
     target_form: TargetForm,
     target_error: Option<FormError>,
     verification: VerificationView,
@@ -558,6 +668,7 @@ async fn detail_page(
 ) -> PageResult<DetailPage> {
     let view = service.webhook(id).await?;
     let recent = service.list_events(id, 1, RECENT_EVENTS, 0).await?;
+    let health = service.target_health(id).await?;
     let base = public_base(&state.web, headers);
     let now = crate::model::now_ms();
     Ok(DetailPage {
@@ -572,16 +683,23 @@ async fn detail_page(
                 ep: ep.clone(),
             })
             .collect(),
-        targets: view
+        targets: health
             .targets
             .iter()
-            .map(|t| TargetRow {
-                url: t.kind.url().map(str::to_string),
-                settings: target_settings(t),
-                signing: SigningRow::of(t, now),
-                t: t.clone(),
+            .map(|h| {
+                let t = &h.target;
+                TargetRow {
+                    url: t.kind.url().map(str::to_string),
+                    settings: target_settings(t),
+                    signing: SigningRow::of(t, now),
+                    health: HealthRow::of(h),
+                    form: TargetForm::of(t),
+                    t: t.clone(),
+                }
             })
             .collect(),
+        health_counted: health.counted,
+        health_complete: health.complete,
         events: recent
             .events
             .iter()
@@ -748,6 +866,61 @@ pub(super) async fn delete_target(
         "success",
         "Deleted the target.",
     ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct PauseForm {
+    /// The state to set (`true` / `false`).
+    paused: bool,
+}
+
+/// POST /webhooks/{id}/targets/{tid}/pause
+pub(super) async fn pause_target(
+    State(service): State<Service>,
+    PagePath((id, tid)): PagePath<(Uuid, Uuid)>,
+    AuthForm { form, .. }: AuthForm<PauseForm>,
+) -> PageResult<Response> {
+    let t = service.set_target_paused(id, tid, form.paused).await?;
+    let message = if form.paused {
+        format!(
+            "Target “{}” paused: its deliveries wait, unattempted, until you resume it.",
+            t.name
+        )
+    } else {
+        format!(
+            "Target “{}” resumed: waiting deliveries go out oldest first.",
+            t.name
+        )
+    };
+    Ok(redirect_with(
+        &format!("/webhooks/{id}#target-{tid}"),
+        "success",
+        message,
+    ))
+}
+
+/// POST /webhooks/{id}/targets/{tid}/edit: the target's settings from its edit form.
+pub(super) async fn edit_target(
+    State(service): State<Service>,
+    PagePath((id, tid)): PagePath<(Uuid, Uuid)>,
+    AuthForm { form, .. }: AuthForm<TargetForm>,
+) -> PageResult<Response> {
+    let back = format!("/webhooks/{id}#target-{tid}");
+    let error = match form.edit_input() {
+        Ok(input) => match service.update_target(id, tid, input).await {
+            Ok(t) => {
+                return Ok(redirect_with(
+                    &back,
+                    "success",
+                    format!("Saved target “{}”.", t.name),
+                ));
+            }
+            Err(e) => FormError::from_service(e)?,
+        },
+        Err(e) => e,
+    };
+    Ok(redirect_with(&back, "error", error.message))
 }
 
 #[derive(Deserialize, Default)]
