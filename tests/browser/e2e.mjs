@@ -454,6 +454,8 @@ async function run(browser, sink) {
     await page.locator(`button[aria-controls="event-${eventId}"]`).waitFor();
     await shot(page, "events-page-2");
 
+    await operate(page, step, noProblems, webhookUrl, entrypointUrl);
+
     // ---- account ----
     step("account page: create an API key (shown once)");
     await Promise.all([page.waitForURL(/\/account$/), page.click("nav >> text=Account")]);
@@ -512,6 +514,163 @@ async function run(browser, sink) {
     await page.goto("/account");
     await page.waitForURL(/\/login\?next=%2Faccount$/);
     noProblems("logout");
+}
+
+// ---------- operating a webhook: find, replay, pause, health, edit ----------
+
+/** A loopback sink whose answer the test sets (`sink.status`); records bodies in order. */
+function startSwitchableSink() {
+    const sink = { status: 500, bodies: [], server: null, url: "" };
+    sink.server = http.createServer((req, res) => {
+        const chunks = [];
+        req.on("data", (c) => chunks.push(c));
+        req.on("end", () => {
+            sink.bodies.push(Buffer.concat(chunks).toString("utf8"));
+            res.writeHead(sink.status, { "content-type": "text/plain" });
+            res.end(sink.status === 200 ? "ok" : "down");
+        });
+    });
+    return new Promise((resolve, reject) => {
+        sink.server.on("error", reject);
+        sink.server.listen(0, "127.0.0.1", () => {
+            sink.url = `http://127.0.0.1:${sink.server.address().port}/flaky`;
+            resolve(sink);
+        });
+    });
+}
+
+/** The webhook's events through the API (Basic auth). */
+async function apiEvents(webhookUrl, query) {
+    const id = webhookUrl.split("/").pop();
+    const r = await fetch(`${BASE}/api/v1/webhooks/${id}/events?${query}`, {
+        headers: { authorization: `Basic ${Buffer.from(`admin:${PASSWORD}`).toString("base64")}` },
+    });
+    check(r.ok, `API events: ${r.status}`);
+    return r.json();
+}
+
+/** Runs `click` expecting exactly one confirm dialog; accepts it and returns its text. */
+async function confirming(page, click) {
+    page.removeAllListeners("dialog");
+    let text = null;
+    page.on("dialog", async (d) => {
+        text = d.message();
+        await d.accept();
+    });
+    try {
+        await Promise.all([page.waitForLoadState("load"), click()]);
+        await waitFor("the confirm dialog", () => text !== null);
+    } finally {
+        page.removeAllListeners("dialog");
+        page.on("dialog", (d) => {
+            problem(`unexpected dialog: ${d.message()}`);
+            d.dismiss().catch(() => {});
+        });
+    }
+    return text;
+}
+
+async function operate(page, step, noProblems, webhookUrl, entrypointUrl) {
+    const flaky = await startSwitchableSink();
+    try {
+        step("operate: a failing target, found by the event log's filters");
+        await page.goto(webhookUrl);
+        await page.selectOption("#t-kind", "http");
+        await page.fill("#t-name", "Flaky");
+        await page.fill("#t-http-url", flaky.url);
+        await page.fill("#t-retries", "0");
+        await page.fill("#t-inflight", "2");
+        await Promise.all([page.waitForURL(/\/webhooks\/[0-9a-f-]{36}(#.*)?$/), page.click("button:has-text('Add target')")]);
+        await page.locator(".alert-success:has-text('Added target')").waitFor();
+        const send = (headers, body) =>
+            fetch(entrypointUrl, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) }).then((r) => {
+                check(r.status === 200, `ingest ${r.status}`);
+                return r.json();
+            });
+        await send({ "x-order-id": "ord-7731" }, { type: "order.created", n: 1 });
+        await send({}, { type: "order.paid", n: 2 });
+        await send({}, { type: "order.shipped", n: 3 });
+        await waitFor("three failed deliveries", async () => (await apiEvents(webhookUrl, "status=failed")).matched === 3);
+
+        await page.goto(`${webhookUrl}/events`);
+        await page.selectOption("#f-status", "failed");
+        await Promise.all([page.waitForURL(/status=failed/), page.click("button:has-text('Filter')")]);
+        await page.locator("#filter-summary:has-text('3 matching events')").waitFor();
+        check((await page.locator("#filter-summary").innerText()).includes("searched the last"), "scan depth shown");
+        check((await page.locator(".event").count()) === 3, "three rows");
+        check((await page.locator(".event .event-type:has-text('order.paid')").count()) === 1, "event type from the JSON body");
+        // Each target's badge sits in the same column on every row.
+        const columns = await page.locator(".event").evaluateAll((rows) => rows.map((r) => [...r.querySelectorAll(".target-cell")].map((c) => Math.round(c.getBoundingClientRect().left))));
+        check(columns.every((c) => c.length === 2 && c[0] === columns[0][0] && c[1] === columns[0][1]), `fixed badge columns ${JSON.stringify(columns)}`);
+        await shot(page, "events-filter-failed");
+
+        step("operate: search by a header value");
+        await page.selectOption("#f-status", "");
+        await page.fill("#f-q", "ORD-7731");
+        await Promise.all([page.waitForURL(/q=ORD-7731/), page.click("button:has-text('Filter')")]);
+        await page.locator("#filter-summary:has-text('1 matching event')").waitFor();
+        await page.locator(".event .event-type:has-text('order.created')").waitFor();
+        noProblems("event log filters");
+
+        step("operate: redeliver the failed events in bulk, after a confirmation");
+        flaky.status = 200;
+        const flakyId = await page.locator("#f-target option:has-text('Flaky')").getAttribute("value");
+        await page.goto(`${webhookUrl}/events?status=failed&target_id=${flakyId}`);
+        await page.locator("#bulk-redeliver:has-text('Redeliver 3 failed')").waitFor();
+        const before = flaky.bodies.length;
+        const question = await confirming(page, () => page.click("#bulk-redeliver"));
+        check(question.includes("3 new deliveries") && question.includes("Flaky (3)"), `confirmation names count and targets: ${question}`);
+        await page.locator(".alert-success:has-text('Queued 3 deliveries')").waitFor();
+        await waitFor("the three replays to arrive", () => flaky.bodies.length === before + 3);
+        check(page.url().includes("status=failed"), "back on the same filter");
+        await shot(page, "events-bulk-redelivered");
+
+        step("operate: edit the target in place (max in flight 1)");
+        await page.goto(webhookUrl);
+        const row = page.locator("li[data-target-name='Flaky']");
+        await row.locator("summary:has-text('Edit settings')").click();
+        check((await row.locator("input[name=url]").inputValue()) === flaky.url, "edit form prefilled with the URL");
+        check((await row.locator("input[name=max_in_flight]").inputValue()) === "2", "edit form prefilled with max in flight");
+        await row.locator("input[name=max_in_flight]").fill("1");
+        await Promise.all([page.waitForLoadState("load"), row.locator("button:has-text('Save target')").click()]);
+        await page.locator(".alert-success:has-text('Saved target')").waitFor();
+        await page.locator("li[data-target-name='Flaky'] dd:has-text('≤ 1')").waitFor();
+
+        step("operate: pause the target; events wait; resume delivers them in order");
+        await Promise.all([page.waitForLoadState("load"), page.locator("li[data-target-name='Flaky'] button:has-text('Pause')").click()]);
+        await page.locator("li[data-target-name='Flaky'] [data-state=paused]").waitFor();
+        const atPause = flaky.bodies.length;
+        for (const n of [1, 2, 3]) {
+            await send({}, { type: "paused.test", seq: n });
+        }
+        await sleep(1500);
+        check(flaky.bodies.length === atPause, "nothing sent while paused");
+        await page.reload();
+        await page.locator("li[data-target-name='Flaky'] [data-count=waiting]:text-is('3')").waitFor();
+        await shot(page, "target-paused");
+        await page.goto(`${webhookUrl}/events?status=pending`);
+        await page.locator("#filter-summary:has-text('3 matching events')").waitFor();
+        await page.goto(webhookUrl);
+        await Promise.all([page.waitForLoadState("load"), page.locator("li[data-target-name='Flaky'] button:has-text('Resume')").click()]);
+        await waitFor("the backlog to arrive", () => flaky.bodies.length === atPause + 3);
+        const seqs = flaky.bodies.slice(atPause).map((b) => JSON.parse(b).seq);
+        check(JSON.stringify(seqs) === "[1,2,3]", `delivered oldest first: ${seqs}`);
+
+        step("operate: health shows failures; the list marks the webhook");
+        flaky.status = 404;
+        await send({}, { type: "will.fail" });
+        await waitFor("a failure", async () => (await apiEvents(webhookUrl, `status=failed&target_id=${flakyId}&q=will.fail`)).matched === 1);
+        await page.goto(webhookUrl);
+        const health = await page.locator("li[data-target-name='Flaky'] [data-health]").innerText();
+        check(health.includes("HTTP 404"), `last result shown: ${health}`);
+        await page.locator("li[data-target-name='Flaky'] [data-state=failing]").waitFor();
+        await shot(page, "target-health");
+        await page.goto("/webhooks");
+        await page.locator("[data-health=failing]").first().waitFor();
+        noProblems("operate");
+    } finally {
+        flaky.server.close();
+    }
 }
 
 const watchdog = setTimeout(() => {

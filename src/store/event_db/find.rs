@@ -16,8 +16,9 @@ use crate::model::{Delivery, DeliveryResult, DeliveryStatus, Event, Millis};
 use crate::store::{StoreError, codec};
 
 /// Body bytes a text search looks at per event: all of a body stored in its event's row,
-/// the first 64 KiB of a larger one.
-pub const SEARCH_BODY_BYTES: usize = 64 * 1024;
+/// the first 16 KiB of a larger one (its first chunk), so a search over 10,000 large
+/// events reads at most 160 MiB.
+pub const SEARCH_BODY_BYTES: usize = super::INLINE_BODY_BYTES;
 
 /// What a filtered scan of the event log keeps. Every part is optional; they combine with
 /// AND.

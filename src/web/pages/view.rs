@@ -265,7 +265,7 @@ pub fn pretty_json(s: &str) -> String {
     out
 }
 
-/// One delivery's status next to its target's name.
+/// One delivery's status, with its target's name.
 #[derive(Debug, Clone)]
 pub struct DeliveryBadge {
     /// Target name, or a placeholder when it was deleted.
@@ -285,28 +285,6 @@ pub fn target_name(targets: &[std::sync::Arc<Target>], id: Uuid) -> String {
         .unwrap_or_else(|| "(deleted target)".into())
 }
 
-/// The latest delivery per target (redeliveries replace older ones in the summary).
-pub fn delivery_badges(
-    deliveries: &[Delivery],
-    targets: &[std::sync::Arc<Target>],
-) -> Vec<DeliveryBadge> {
-    let mut latest: Vec<&Delivery> = Vec::new();
-    for d in deliveries {
-        match latest.iter_mut().find(|l| l.target_id == d.target_id) {
-            Some(l) => *l = d,
-            None => latest.push(d),
-        }
-    }
-    latest
-        .into_iter()
-        .map(|d| DeliveryBadge {
-            target: target_name(targets, d.target_id),
-            status: d.status.as_str(),
-            attempts: d.attempts,
-        })
-        .collect()
-}
-
 /// An event as a row of the event lists, optionally with headers and body.
 #[derive(Debug, Clone)]
 pub struct EventRow {
@@ -324,8 +302,6 @@ pub struct EventRow {
     pub content_type: String,
     /// Body size, human readable.
     pub size: String,
-    /// Latest status per target.
-    pub deliveries: Vec<DeliveryBadge>,
     /// The event's type as its sender names it (see [`event_type`]), or empty.
     pub kind: String,
     /// Latest status per target of the webhook, in the webhook's target order (`None`: no
@@ -366,7 +342,6 @@ impl EventRow {
             path: event.path.clone(),
             content_type: event.content_type.clone().unwrap_or_default(),
             size: human_size(event.body_len),
-            deliveries: delivery_badges(deliveries, targets),
             kind: event_type(event, &[]).unwrap_or_default(),
             columns: targets
                 .iter()

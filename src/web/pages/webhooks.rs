@@ -364,6 +364,11 @@ struct LastAttempt {
 }
 
 impl HealthRow {
+    /// Whether the latest attempt failed.
+    fn last_failed(&self) -> bool {
+        self.last.as_ref().is_some_and(|l| !l.success)
+    }
+
     fn of(h: &TargetHealthView) -> HealthRow {
         let breaker = h.engine.and_then(|e| match e.breaker {
             BreakerStatus::Closed => None,
@@ -667,7 +672,10 @@ async fn detail_page(
     target_error: Option<FormError>,
 ) -> PageResult<DetailPage> {
     let view = service.webhook(id).await?;
-    let recent = service.list_events(id, 1, RECENT_EVENTS, 0).await?;
+    // Small bodies come along: a JSON body's `type` names the event.
+    let recent = service
+        .list_events(id, 1, RECENT_EVENTS, crate::store::INLINE_BODY_BYTES)
+        .await?;
     let health = service.target_health(id).await?;
     let base = public_base(&state.web, headers);
     let now = crate::model::now_ms();
