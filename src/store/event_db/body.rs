@@ -81,6 +81,11 @@ impl LargeBodies {
         })
     }
 
+    /// Whether event `id` has a body stored apart from its row.
+    pub(super) fn exists(&self, id: u128) -> Result<bool, StoreError> {
+        Ok(self.chunks.get((id, 0))?.is_some() || self.whole.get(id)?.is_some())
+    }
+
     /// The first `limit` bytes of `event`'s body, stored apart from its row (event `id`).
     /// A body that is missing, has a chunk missing, or does not add up to the recorded
     /// length is an error, never a shorter body. A read that stops at `limit` checks only

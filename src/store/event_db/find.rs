@@ -119,6 +119,67 @@ pub struct ScanReport {
     pub complete: bool,
 }
 
+/// The tables a filtered scan reads.
+struct Tables {
+    events: redb::ReadOnlyTable<u128, &'static [u8]>,
+    deliveries: redb::ReadOnlyTable<(u128, u128), &'static [u8]>,
+    bodies: LargeBodies,
+}
+
+/// [`consider`] for the event with key `id`, if it is still stored.
+fn consider_id(
+    filter: &EventFilter,
+    id: u128,
+    tables: &Tables,
+    found: &mut impl FnMut(FoundEvent<'_>) -> Result<bool, StoreError>,
+) -> Result<bool, StoreError> {
+    match tables.events.get(id)? {
+        Some(row) => consider(filter, id, row.value(), tables, found),
+        None => Ok(true),
+    }
+}
+
+/// Checks one event row against the filter and hands it to `found` if it passes; returns
+/// whether to go on. A text search first looks for the text in the row's raw bytes
+/// (headers and an inline body are in there as sent): a row without it is passed over
+/// without being decoded, which is most rows.
+fn consider(
+    filter: &EventFilter,
+    id: u128,
+    row: &[u8],
+    tables: &Tables,
+    found: &mut impl FnMut(FoundEvent<'_>) -> Result<bool, StoreError>,
+) -> Result<bool, StoreError> {
+    if !filter.text.is_empty()
+        && !contains_ignoring_case(row, &filter.text)
+        && !tables.bodies.exists(id)?
+    {
+        return Ok(true);
+    }
+    let (event, settled, inline) = decode_event_row(row)?;
+    if !filter.keeps_time(event.received_at) {
+        return Ok(true);
+    }
+    let ds = event_deliveries(settled, &tables.deliveries, id)?;
+    if !filter.keeps_deliveries(&ds) {
+        return Ok(true);
+    }
+    let candidate = FoundEvent {
+        event: &event,
+        deliveries: &ds,
+        inline,
+        id,
+        bodies: &tables.bodies,
+    };
+    if !filter.text.is_empty()
+        && !filter.keeps_headers(&event)
+        && !contains_ignoring_case(&candidate.body(SEARCH_BODY_BYTES)?, &filter.text)
+    {
+        return Ok(true);
+    }
+    found(candidate)
+}
+
 /// Per-target delivery counts over the newest deliveries of a file.
 #[derive(Debug, Clone, Default)]
 pub struct TargetCounts {
@@ -148,6 +209,8 @@ impl EventStore {
     /// more than `max_scanned` events of the filter's time range; `found` returns whether
     /// to go on. Reads nothing but the event rows in the range, their deliveries and, for a
     /// text search that headers do not settle, up to [`SEARCH_BODY_BYTES`] of the body.
+    /// A failed, retrying or pending filter walks the `deliveries` table instead (small
+    /// rows; events with nothing there cannot match), decoding only the events that pass.
     pub fn find_events(
         &self,
         filter: &EventFilter,
@@ -155,45 +218,62 @@ impl EventStore {
         mut found: impl FnMut(FoundEvent<'_>) -> Result<bool, StoreError>,
     ) -> Result<ScanReport, StoreError> {
         let rx = self.read()?;
-        let events = rx.open_table(EVENTS)?;
-        let deliveries = rx.open_table(DELIVERIES)?;
-        let bodies = LargeBodies::open(&rx)?;
+        let tables = Tables {
+            events: rx.open_table(EVENTS)?,
+            deliveries: rx.open_table(DELIVERIES)?,
+            bodies: LargeBodies::open(&rx)?,
+        };
         let mut report = ScanReport {
             scanned: 0,
             complete: true,
         };
-        for row in events.range(filter.key_range())?.rev() {
-            if report.scanned >= max_scanned {
-                report.complete = false;
-                break;
+        let range = filter.key_range();
+        let by_deliveries = filter
+            .status
+            .is_some_and(|s| s != DeliveryStatus::Delivered);
+        if !by_deliveries {
+            for row in tables.events.range(range)?.rev() {
+                if report.scanned >= max_scanned {
+                    report.complete = false;
+                    break;
+                }
+                report.scanned += 1;
+                let (k, v) = row?;
+                if !consider(filter, k.value(), v.value(), &tables, &mut found)? {
+                    break;
+                }
             }
-            report.scanned += 1;
+            return Ok(report);
+        }
+        // One group of rows per event, newest event first; `hit` once a row passes.
+        let mut group: Option<(u128, bool)> = None;
+        let keys = (*range.start(), 0u128)..=(*range.end(), u128::MAX);
+        for row in tables.deliveries.range(keys)?.rev() {
             let (k, v) = row?;
-            let id = k.value();
-            let (event, settled, inline) = decode_event_row(v.value())?;
-            if !filter.keeps_time(event.received_at) {
-                continue;
+            let (event, _) = k.value();
+            match group {
+                Some((id, _)) if id == event => {}
+                previous => {
+                    if let Some((id, true)) = previous
+                        && !consider_id(filter, id, &tables, &mut found)?
+                    {
+                        return Ok(report);
+                    }
+                    if report.scanned >= max_scanned {
+                        report.complete = false;
+                        return Ok(report);
+                    }
+                    report.scanned += 1;
+                    group = Some((event, false));
+                }
             }
-            let ds = event_deliveries(settled, &deliveries, id)?;
-            if !filter.keeps_deliveries(&ds) {
-                continue;
+            if let Some((_, hit @ false)) = &mut group {
+                let d: Delivery = codec::decode(v.value())?;
+                *hit = filter.keeps_deliveries(std::slice::from_ref(&d));
             }
-            let candidate = FoundEvent {
-                event: &event,
-                deliveries: &ds,
-                inline,
-                id,
-                bodies: &bodies,
-            };
-            if !filter.text.is_empty()
-                && !filter.keeps_headers(&event)
-                && !contains_ignoring_case(&candidate.body(SEARCH_BODY_BYTES)?, &filter.text)
-            {
-                continue;
-            }
-            if !found(candidate)? {
-                break;
-            }
+        }
+        if let Some((id, true)) = group {
+            consider_id(filter, id, &tables, &mut found)?;
         }
         Ok(report)
     }

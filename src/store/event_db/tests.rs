@@ -867,3 +867,173 @@ fn large_bodies_cost_about_their_size() {
         );
     }
 }
+
+/// Writes `n` events, each delivered to target `a` at ingest and failed at target `b` by
+/// an attempt (every tenth with an `x-order` header), in batches; returns `(a, b)`.
+fn filled(store: &EventStore, n: usize) -> (Uuid, Uuid) {
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    let mut ingest = Vec::new();
+    let mut attempts = Vec::new();
+    for i in 0..n {
+        let mut e = event(br#"{"type":"order.paid"}"#);
+        if i % 10 == 0 {
+            e.headers = vec![("x-order".into(), format!("ord-{i}").into_bytes())];
+        }
+        let mut ok = delivery(&e, DeliveryStatus::Delivered);
+        ok.target_id = a;
+        let mut pending = delivery(&e, DeliveryStatus::Pending);
+        pending.target_id = b;
+        let failed = Delivery {
+            status: DeliveryStatus::Failed,
+            attempts: 1,
+            next_attempt_at: None,
+            ..pending.clone()
+        };
+        attempts.push(WriteOp::Attempt(AttemptWrite {
+            previous_due: pending.next_attempt_at,
+            result: Some(DeliveryResult {
+                delivery_id: failed.id,
+                attempt: 1,
+                started_at: 2,
+                duration_us: 10,
+                status_code: Some(404),
+                error: None,
+                response_body: vec![],
+                success: false,
+            }),
+            delivery: failed,
+        }));
+        ingest.push(WriteOp::Ingest(NewEvent {
+            event: e,
+            body: Bytes::from_static(br#"{"type":"order.paid"}"#),
+            deliveries: vec![ok, pending],
+        }));
+    }
+    for ops in [ingest, attempts] {
+        for chunk in ops.chunks(1000) {
+            for outcome in store.write_all_blocking(chunk.to_vec()) {
+                outcome.unwrap();
+            }
+        }
+    }
+    (a, b)
+}
+
+/// Filters keep what they say, newest first; a scan stops at its bound and says so;
+/// counts are per target and status.
+#[test]
+fn finding_events_is_a_bounded_newest_first_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EventStore::open(
+        Uuid::new_v4(),
+        &dir.path().join("e.redb"),
+        &pool(),
+        Arc::default(),
+        TEST_CACHE,
+    )
+    .unwrap();
+    let (a, b) = filled(&store, 300);
+    let find = |filter: &EventFilter, bound: usize| {
+        let mut ids = Vec::new();
+        let report = store
+            .find_events(filter, bound, |f| {
+                ids.push(f.event.id);
+                Ok(true)
+            })
+            .unwrap();
+        (ids, report)
+    };
+    let failed_at = |t: Uuid| EventFilter {
+        status: Some(DeliveryStatus::Failed),
+        target_id: Some(t),
+        ..EventFilter::default()
+    };
+    let (ids, report) = find(&failed_at(b), usize::MAX);
+    assert_eq!(
+        (ids.len(), report.scanned, report.complete),
+        (300, 300, true)
+    );
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first");
+    assert!(find(&failed_at(a), usize::MAX).0.is_empty());
+    let (ids, report) = find(&failed_at(b), 50);
+    assert_eq!(
+        (ids.len(), report.scanned, report.complete),
+        (50, 50, false)
+    );
+    let text = |t: &str| EventFilter {
+        text: t.as_bytes().to_vec(),
+        ..EventFilter::default()
+    };
+    assert_eq!(find(&text("ORD-29"), usize::MAX).0.len(), 1, "ord-290");
+    assert_eq!(
+        find(&text("order.PAID"), usize::MAX).0.len(),
+        300,
+        "the body"
+    );
+    assert!(find(&text("nowhere"), usize::MAX).0.is_empty());
+    let counts = store.target_counts(usize::MAX).unwrap();
+    assert_eq!(
+        counts.counted, 300,
+        "delivered-at-ingest rows are in the event row"
+    );
+    assert!(counts.complete);
+    assert_eq!(counts.targets[&b].failed, 300);
+    assert_eq!(counts.targets[&b].pending, 0);
+    let last = counts.targets[&b].last.as_ref().unwrap();
+    assert_eq!((last.status_code, last.success), (Some(404), false));
+    assert!(!counts.targets.contains_key(&a));
+    let some = store.target_counts(100).unwrap();
+    assert_eq!((some.counted, some.complete), (100, false));
+}
+
+/// What the bounded scans cost: `cargo test --lib measure_find -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn measure_find_and_count_scans() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EventStore::open(
+        Uuid::new_v4(),
+        &dir.path().join("e.redb"),
+        &pool(),
+        Arc::default(),
+        64 << 20,
+    )
+    .unwrap();
+    let (_, b) = filled(&store, 10_000);
+    let time = |what: &str, f: &dyn Fn() -> usize| {
+        let start = std::time::Instant::now();
+        let n = f();
+        eprintln!("{what}: {n} found in {:?}", start.elapsed());
+    };
+    let store = &store;
+    let count = |filter: EventFilter| {
+        move || {
+            let mut n = 0;
+            store
+                .find_events(&filter, 10_000, |_| {
+                    n += 1;
+                    Ok(true)
+                })
+                .unwrap();
+            n
+        }
+    };
+    time(
+        "status=failed over 10,000 events",
+        &count(EventFilter {
+            status: Some(DeliveryStatus::Failed),
+            target_id: Some(b),
+            ..EventFilter::default()
+        }),
+    );
+    time(
+        "text search over 10,000 events",
+        &count(EventFilter {
+            text: b"ord-9990".to_vec(),
+            ..EventFilter::default()
+        }),
+    );
+    time("counts over 10,000 deliveries", &|| {
+        store.target_counts(100_000).unwrap().counted
+    });
+}
