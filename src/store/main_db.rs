@@ -565,7 +565,11 @@ mod tests {
                 out.push(format!("{e:?} {:?}", c.entrypoint(e.id).map(|x| x.id)));
             }
             for t in c.targets_of(w.id) {
-                out.push(format!("{t:?} {:?}", c.target(t.id).map(|x| x.id)));
+                let paused = c.paused_since(t.id);
+                out.push(format!(
+                    "{t:?} {:?} {paused:?}",
+                    c.target(t.id).map(|x| x.id)
+                ));
             }
         }
         out
@@ -615,7 +619,19 @@ mod tests {
         target.active = false;
         assert!(db.update_target(&target).unwrap());
         let first = db.catalog().targets_of(webhooks[3].id)[0].id;
+        assert!(db.set_target_paused(first, Some(5)).unwrap());
         assert!(db.delete_target(first).unwrap());
+        let paused = db.catalog().targets_of(webhooks[4].id)[0].id;
+        assert!(db.set_target_paused(paused, Some(7)).unwrap());
+        assert!(
+            db.set_target_paused(paused, Some(9)).unwrap(),
+            "a second pause keeps the first time"
+        );
+        let resumed = db.catalog().targets_of(webhooks[4].id)[1].id;
+        assert!(db.set_target_paused(resumed, Some(8)).unwrap());
+        assert!(db.set_target_paused(resumed, None).unwrap());
+        let gone_with_webhook = db.catalog().targets_of(webhooks[0].id)[0].id;
+        assert!(db.set_target_paused(gone_with_webhook, Some(1)).unwrap());
         let extra = Entrypoint {
             id: Uuid::now_v7(),
             webhook_id: webhooks[2].id,
@@ -635,8 +651,14 @@ mod tests {
             created_at: 0,
         };
         assert!(!db.insert_target(&orphan).unwrap());
+        assert!(!db.set_target_paused(orphan.id, Some(1)).unwrap());
 
         let edited = snapshot(&db.catalog());
+        assert_eq!(
+            db.catalog().paused_targets().collect::<Vec<_>>(),
+            vec![paused]
+        );
+        assert_eq!(db.catalog().paused_since(paused), Some(7));
         assert_eq!(db.catalog().webhooks().len(), 4);
         assert!(db.catalog().target(orphan.id).is_none());
         drop(db);
