@@ -95,8 +95,8 @@ pub(super) struct Shared {
     pub(super) runtime: tokio::runtime::Handle,
     pub(super) stop: StopSignal,
     pub(super) sweep: Arc<SweepSignals>,
-    /// Each target's latest failed attempt (Unix ms): one entry per target that ever
-    /// failed since the start, removed with the target.
+    /// Each target's latest failed attempt (Unix ms): at most one entry per target of the
+    /// catalog (a deleted one's goes when a delivery thread meets it or health is read).
     pub(super) failures: Mutex<HashMap<Uuid, Millis>>,
     /// Dropped on shutdown, which disconnects `stop`.
     stop_tx: Mutex<Option<Sender<()>>>,
@@ -228,11 +228,15 @@ impl Engine {
             (admission.breakers_not_closed(), Instant::now())
         };
         let wall = now_ms();
-        let mut out: HashMap<Uuid, TargetHealth> = self
+        let catalog = self.shared.store.catalog();
+        let mut failures = self
             .shared
             .failures
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(|p| p.into_inner());
+        // A target deleted while nothing of it was in flight leaves here.
+        failures.retain(|id, _| catalog.target(*id).is_some());
+        let mut out: HashMap<Uuid, TargetHealth> = failures
             .iter()
             .map(|(id, at)| {
                 let health = TargetHealth {
@@ -242,6 +246,7 @@ impl Engine {
                 (*id, health)
             })
             .collect();
+        drop(failures);
         for (id, until) in breakers {
             let breaker = match until {
                 Some(until) => BreakerStatus::Open {
