@@ -134,6 +134,8 @@ impl App {
     /// Graceful shutdown: stop accepting, drain HTTP, let in-flight deliveries finish
     /// within the grace period, then commit what the writers hold and close the files.
     pub async fn shutdown(mut self) {
+        // Live streams never end on their own; ending them lets the drain finish.
+        self.engine.live().close();
         if let Some(stop) = self.stop.take() {
             // The server may already have stopped on its own.
             let _unused = stop.send(());

@@ -7,6 +7,7 @@ pub mod app;
 pub mod config;
 pub mod delivery;
 pub mod ingest;
+pub mod live;
 pub mod metrics;
 pub mod model;
 pub mod service;

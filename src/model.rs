@@ -527,4 +527,70 @@ pub struct DeliveryResult {
     pub response_body: Vec<u8>,
     /// Whether this attempt delivered the event.
     pub success: bool,
+    /// What went over the wire. Stored as the extension of the result's row (see
+    /// `store/event_db`), so rows written before it existed still read (with none).
+    #[serde(skip)]
+    pub exchange: AttemptExchange,
+}
+
+/// Most headers kept per side of an attempt (request sent, response received).
+pub const MAX_KEPT_HEADERS: usize = 64;
+/// Most header bytes (names and values) kept per side of an attempt.
+pub const MAX_KEPT_HEADER_BYTES: usize = 8 * 1024;
+
+/// What an attempt sent and what came back besides the status and body: for debugging a
+/// delivery. Bounded per side by [`MAX_KEPT_HEADERS`] and [`MAX_KEPT_HEADER_BYTES`]; what
+/// did not fit is counted, not kept.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AttemptExchange {
+    /// The request webhooker sent; `None` when nothing was sent (or for rows from before
+    /// requests were kept).
+    pub request: Option<SentRequest>,
+    /// The response's headers in order, duplicates kept.
+    pub response_headers: Vec<(String, Vec<u8>)>,
+    /// Response headers left out to stay within the bounds.
+    pub response_headers_dropped: u32,
+}
+
+/// The request line and headers of one attempt, as sent.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SentRequest {
+    /// HTTP method.
+    pub method: String,
+    /// Full URL.
+    pub url: String,
+    /// Headers in order (ours, `X-Webhooker-*` and signatures, included).
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Headers left out to stay within the bounds.
+    pub headers_dropped: u32,
+}
+
+/// `headers` cut to [`MAX_KEPT_HEADERS`] and [`MAX_KEPT_HEADER_BYTES`], in order, and the
+/// number left out.
+pub fn bounded_headers<'a>(
+    headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> (Vec<(String, Vec<u8>)>, u32) {
+    let (mut kept, mut bytes, mut dropped) = (Vec::new(), 0usize, 0u32);
+    for (name, value) in headers {
+        let size = name.len() + value.len();
+        if kept.len() < MAX_KEPT_HEADERS && bytes + size <= MAX_KEPT_HEADER_BYTES {
+            bytes += size;
+            kept.push((name.to_string(), value.to_vec()));
+        } else {
+            dropped = dropped.saturating_add(1);
+        }
+    }
+    (kept, dropped)
+}
+
+impl AttemptExchange {
+    /// Rough size in memory, for the writer's batch weight.
+    pub fn weight(&self) -> usize {
+        let side =
+            |h: &[(String, Vec<u8>)]| h.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>();
+        self.request
+            .as_ref()
+            .map_or(0, |r| r.url.len() + side(&r.headers))
+            + side(&self.response_headers)
+    }
 }

@@ -14,6 +14,7 @@ use super::queue::{StopSignal, TaskQueue};
 use super::record::retry_later;
 use super::scheduler::Scheduler;
 use super::task::DeliveryTask;
+use crate::live::{LiveDelivery, LiveHub, LiveUpdate};
 use crate::model::{Millis, now_ms};
 use crate::store::Committed;
 
@@ -47,6 +48,8 @@ pub(super) struct Committer {
     pub(super) scheduler: Scheduler,
     pub(super) admission: Arc<Mutex<Admission>>,
     pub(super) stop: StopSignal,
+    /// Told of each recorded attempt (after its commit; never waits).
+    pub(super) live: Arc<LiveHub>,
 }
 
 impl Committer {
@@ -74,6 +77,9 @@ impl Committer {
             }
             (AfterCommit::Dispatch(tasks), Err(_)) => claims.release_all(tasks),
             (AfterCommit::Recorded { task, deferral }, Ok(())) => {
+                if !deferral {
+                    self.publish(&task);
+                }
                 match task.delivery.next_attempt_at {
                     Some(due) if deferral => self.schedule_deferral(due, task),
                     Some(due) => self.scheduler.schedule(due, task),
@@ -90,6 +96,25 @@ impl Committer {
             ),
             (AfterCommit::Release(id), _) => claims.release(id),
         }
+    }
+
+    /// Tells the webhook's watchers, if any, of the delivery's committed state.
+    fn publish(&self, task: &DeliveryTask) {
+        if !self.live.watched(task.webhook_id) {
+            return;
+        }
+        let d = &task.delivery;
+        self.live.publish(
+            task.webhook_id,
+            LiveUpdate::Delivery(LiveDelivery {
+                event_id: d.event_id,
+                delivery_id: d.id,
+                target_id: d.target_id,
+                status: d.status,
+                attempts: d.attempts,
+                next_attempt_at: d.next_attempt_at,
+            }),
+        );
     }
 
     /// Schedules a delivery the breaker deferred: at `due`, or now if the breaker has

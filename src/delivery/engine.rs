@@ -29,6 +29,7 @@ use super::task::DeliveryTask;
 use super::worker::{self, Outcome};
 use crate::config::EngineConfig;
 use crate::model::{Millis, now_ms};
+use crate::live::LiveHub;
 use crate::store::{Notice, Store};
 
 /// Handle on the running engine; cheap to clone.
@@ -98,6 +99,8 @@ pub(super) struct Shared {
     /// Each target's latest failed attempt (Unix ms): at most one entry per target of the
     /// catalog (a deleted one's goes when a delivery thread meets it or health is read).
     pub(super) failures: Mutex<HashMap<Uuid, Millis>>,
+    /// Viewers of webhooks, told of committed delivery changes.
+    pub(super) live: Arc<LiveHub>,
     /// Dropped on shutdown, which disconnects `stop`.
     stop_tx: Mutex<Option<Sender<()>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -140,7 +143,9 @@ impl Engine {
         let (outcomes_tx, outcomes_rx) = crossbeam_channel::bounded(concurrency);
         let sweep = Arc::new(SweepSignals::default());
         let (commits, inbox) = crossbeam_channel::bounded(committed::CAPACITY);
+        let live = Arc::new(LiveHub::default());
         let committer = Committer {
+            live: live.clone(),
             inbox,
             queue: queue.clone(),
             scheduler: scheduler.clone(),
@@ -175,6 +180,7 @@ impl Engine {
             stop: stop.clone(),
             sweep,
             failures: Mutex::default(),
+            live,
             stop_tx: Mutex::new(Some(stop_tx)),
             threads: Mutex::new(Vec::new()),
         });
@@ -262,6 +268,12 @@ impl Engine {
                 .breaker = breaker;
         }
         out
+    }
+
+    /// The watchers of webhooks: ingest tells them of new events, the engine of delivery
+    /// changes, the web layer streams both.
+    pub fn live(&self) -> &Arc<LiveHub> {
+        &self.shared.live
     }
 
     /// Current occupancy.

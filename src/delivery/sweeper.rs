@@ -430,6 +430,7 @@ fn fail_orphan(s: &Sweeper, store: &EventStore, delivery: Delivery) {
             error: Some("event no longer stored".into()),
             response_body: Vec::new(),
             success: false,
+            exchange: Default::default(),
         }),
     };
     let notice = Notice::message(&s.commits, AfterCommit::Release(id));

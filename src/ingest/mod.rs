@@ -15,6 +15,7 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 use crate::delivery::{DeliveryPlan, Engine, EventPayload};
+use crate::live::{LiveEvent, LiveUpdate};
 use crate::metrics as m;
 use crate::model::{Entrypoint, Event, Millis, Verification, now_ms};
 use crate::store::{EventStore, NewEvent, Store, StoreError, WriteOp};
@@ -225,6 +226,18 @@ impl Ingestor {
         });
         let event_id = event.id;
         let body_len = body.len();
+        let live = self.engine.live();
+        let news = live.watched(webhook_id).then(|| LiveEvent {
+            id: event.id,
+            received_at: event.received_at,
+            method: event.method.clone(),
+            content_type: event.content_type.clone(),
+            body_len: event.body_len,
+            deliveries: deliveries
+                .iter()
+                .map(|d| (d.id, d.target_id, d.status))
+                .collect(),
+        });
 
         let store = self.event_store(webhook_id).await?;
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -245,6 +258,9 @@ impl Ingestor {
             notice,
         )?;
         rx.await.map_err(|_| StoreError::Closed)??;
+        if let Some(news) = news {
+            live.publish(webhook_id, LiveUpdate::Event(news));
+        }
 
         let webhook = webhook_id.to_string();
         metrics::counter!(m::EVENTS_RECEIVED, "webhook" => webhook.clone()).increment(1);

@@ -49,10 +49,11 @@ const MAIN_OLDEST_READABLE: u32 = 1;
 /// Version of the event files' on-disk layout, checked at open. 2: bodies under
 /// `INLINE_BODY_BYTES` live in the event's row. 3: so do the deliveries the event's own
 /// commit finished. 4: larger bodies are written in chunks (`body_chunks`), no longer as
-/// one `bodies` row. An older file reads correctly under the current rules and is marked
+/// one `bodies` row. 5: an attempt's result row is extended by what went over the wire
+/// (the request sent, the response headers: `model::AttemptExchange`). An older file reads correctly under the current rules and is marked
 /// current at open, so an older build refuses it instead of reading those bodies as empty
 /// or missing, or those events as undelivered.
-pub const EVENTS_FORMAT_VERSION: u32 = 4;
+pub const EVENTS_FORMAT_VERSION: u32 = 5;
 
 /// The oldest event-file version this build reads.
 const EVENTS_OLDEST_READABLE: u32 = 1;

@@ -7,6 +7,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use super::{AttemptReport, MAX_RESPONSE_EXCERPT, Verdict, classify_status, forwarded_headers};
 use crate::delivery::backoff::parse_retry_after;
 use crate::delivery::ssrf::{NetworkPolicy, SsrfError};
+use crate::model::{AttemptExchange, SentRequest, bounded_headers};
 
 /// Everything one HTTP attempt sends, checked and built by a delivery thread so that the
 /// runtime's part is the exchange alone.
@@ -70,8 +71,31 @@ impl HttpRequest {
     }
 }
 
+/// The request as it goes out, bounded, for the attempt's record.
+fn sent_request(req: &HttpRequest) -> SentRequest {
+    let (headers, headers_dropped) = bounded_headers(
+        req.headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_bytes())),
+    );
+    SentRequest {
+        method: req.method.to_string(),
+        url: req.url.to_string(),
+        headers,
+        headers_dropped,
+    }
+}
+
 /// Performs one exchange. Never fails: every problem becomes an [`AttemptReport`].
 pub(crate) async fn send_http(client: &reqwest::Client, req: HttpRequest) -> AttemptReport {
+    let request = sent_request(&req);
+    let timeout = req.timeout;
+    let mut report = exchange(client, req, timeout).await;
+    report.exchange.request = Some(request);
+    report
+}
+
+async fn exchange(client: &reqwest::Client, req: HttpRequest, timeout: Duration) -> AttemptReport {
     let sent = client
         .request(req.method, req.url)
         .headers(req.headers)
@@ -81,9 +105,14 @@ pub(crate) async fn send_http(client: &reqwest::Client, req: HttpRequest) -> Att
         .await;
     let mut resp = match sent {
         Ok(r) => r,
-        Err(e) => return transport_failure(&e),
+        Err(e) => return transport_failure(&e, timeout),
     };
     let status = resp.status().as_u16();
+    let (response_headers, response_headers_dropped) = bounded_headers(
+        resp.headers()
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_bytes())),
+    );
     let retry_after = resp
         .headers()
         .get(reqwest::header::RETRY_AFTER)
@@ -105,12 +134,19 @@ pub(crate) async fn send_http(client: &reqwest::Client, req: HttpRequest) -> Att
         status_code: Some(status),
         error: None,
         response_body: excerpt,
+        exchange: AttemptExchange {
+            request: None,
+            response_headers,
+            response_headers_dropped,
+        },
     }
 }
 
 /// Classifies a transport error by type: a refused address is permanent, everything else
 /// (connect, timeout, reset) is worth a retry.
-fn transport_failure(e: &reqwest::Error) -> AttemptReport {
+/// A timeout reads "no response (timed out after N s)": nothing came back in the target's
+/// time.
+fn transport_failure(e: &reqwest::Error, timeout: Duration) -> AttemptReport {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = source {
         if let Some(ssrf) = err.downcast_ref::<SsrfError>() {
@@ -118,18 +154,19 @@ fn transport_failure(e: &reqwest::Error) -> AttemptReport {
         }
         source = err.source();
     }
-    let kind = if e.is_timeout() {
-        "timeout"
+    let error = if e.is_timeout() {
+        format!("no response (timed out after {} s)", timeout.as_secs())
     } else if e.is_connect() {
-        "connection failed"
+        format!("connection failed: {}", error_chain(e))
     } else {
-        "request failed"
+        format!("request failed: {}", error_chain(e))
     };
     AttemptReport {
         verdict: Verdict::Retry { after: None },
         status_code: None,
-        error: Some(format!("{kind}: {}", error_chain(e))),
+        error: Some(error),
         response_body: Vec::new(),
+        exchange: AttemptExchange::default(),
     }
 }
 

@@ -9,6 +9,8 @@ mod slack;
 
 use std::time::Duration;
 
+use crate::model::AttemptExchange;
+
 pub(crate) use http::{HttpRequest, send_http};
 pub(crate) use signature::standard_webhooks_headers;
 pub use slack::slack_text;
@@ -41,6 +43,8 @@ pub struct AttemptReport {
     pub error: Option<String>,
     /// Start of the response body.
     pub response_body: Vec<u8>,
+    /// The request sent and the response headers (bounded).
+    pub exchange: AttemptExchange,
 }
 
 impl AttemptReport {
@@ -51,6 +55,7 @@ impl AttemptReport {
             status_code: None,
             error: None,
             response_body: Vec::new(),
+            exchange: AttemptExchange::default(),
         }
     }
 
@@ -61,6 +66,7 @@ impl AttemptReport {
             status_code: None,
             error: Some(reason.into()),
             response_body: Vec::new(),
+            exchange: AttemptExchange::default(),
         }
     }
 

@@ -33,7 +33,7 @@ use super::zero_ahead::ZeroAheadFile;
 use super::{
     EVENTS_FORMAT_VERSION, EVENTS_OLDEST_READABLE, StoreError, check_format_version, codec,
 };
-use crate::model::{Delivery, DeliveryResult, Event, Millis};
+use crate::model::{AttemptExchange, Delivery, DeliveryResult, Event, Millis};
 use body::LargeBodies;
 
 const META: TableDefinition<'static, &str, u32> = TableDefinition::new("meta");
@@ -116,7 +116,7 @@ impl WriteOp {
             WriteOp::Attempt(a) => a
                 .result
                 .as_ref()
-                .map_or(64, |r| r.response_body.len() + 128),
+                .map_or(64, |r| r.response_body.len() + r.exchange.weight() + 128),
             WriteOp::AddDeliveries(d) => d.len() * 64,
         }
     }
@@ -393,7 +393,7 @@ impl EventStore {
         for d in event_deliveries(settled, &table, event_id.as_u128())? {
             let mut attempts = Vec::new();
             for row in results.range((d.id.as_u128(), 0)..=(d.id.as_u128(), u32::MAX))? {
-                attempts.push(codec::decode(row?.1.value())?);
+                attempts.push(decode_result(row?.1.value())?);
             }
             deliveries.push((d, attempts));
         }
@@ -427,6 +427,15 @@ impl Drop for EventStore {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// Decodes a `RESULTS` row: the result, extended (format 5 on) by what went over the wire;
+/// an older row reads with an empty exchange.
+fn decode_result(row: &[u8]) -> Result<DeliveryResult, StoreError> {
+    let (mut result, exchange, _): (DeliveryResult, AttemptExchange, _) =
+        codec::decode_extended(row)?;
+    result.exchange = exchange;
+    Ok(result)
 }
 
 /// The file's database, unless the writer is reopening it after a failed write.

@@ -132,8 +132,10 @@ impl<'t> WriteTables<'t> {
                     )?;
                 }
                 if let Some(r) = &a.result {
+                    // The exchange extends the result, so rows of older files still read.
+                    let row = codec::encode_extended(r, &r.exchange, &[])?;
                     opened(self.tx, &mut self.results, RESULTS)?
-                        .insert((d.id.as_u128(), r.attempt), codec::encode(r)?.as_slice())?;
+                        .insert((d.id.as_u128(), r.attempt), row.as_slice())?;
                 }
                 Ok(())
             }
