@@ -78,6 +78,7 @@ impl App {
             },
             metrics,
             limiter: Default::default(),
+            once: Default::default(),
             started: Instant::now(),
         });
         let listener = tokio::net::TcpListener::bind(config.listen)

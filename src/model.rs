@@ -426,6 +426,18 @@ pub struct Event {
     pub body_len: u64,
 }
 
+/// The `remote_addr` of a test event sent from webhooker itself (the UI's "Send test
+/// event", the API's `test-event`). A sender cannot forge it: a received request's
+/// address is always an IP address.
+pub const TEST_EVENT_ORIGIN: &str = "webhooker test event";
+
+impl Event {
+    /// Whether webhooker itself sent this event as a test.
+    pub fn is_test(&self) -> bool {
+        self.remote_addr == TEST_EVENT_ORIGIN
+    }
+}
+
 /// Where a delivery stands.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub enum DeliveryStatus {

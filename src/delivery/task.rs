@@ -32,6 +32,8 @@ pub struct EventPayload {
     pub body_len: u64,
     /// The body when under [`MAX_INLINE_BODY`]; otherwise `None` and read from the store.
     pub body: Option<Bytes>,
+    /// A test event webhooker sent itself (see `Event::is_test`): attempts say so.
+    pub test: bool,
 }
 
 impl EventPayload {
@@ -48,6 +50,7 @@ impl EventPayload {
             content_type: event.content_type.clone(),
             body_len: event.body_len,
             body: body.filter(|b| b.len() < MAX_INLINE_BODY && b.len() as u64 == event.body_len),
+            test: event.is_test(),
         }
     }
 }
@@ -170,6 +173,7 @@ pub(super) mod testing {
                 content_type: None,
                 body_len,
                 body: None,
+                test: false,
             }),
             delivery: Delivery {
                 id: Uuid::now_v7(),

@@ -347,15 +347,19 @@ fn settle(s: &Arc<Shared>, started: &Started, healthy: Option<bool>) -> Vec<Star
     start
 }
 
-fn webhooker_headers(task: &DeliveryTask) -> [(&'static str, String); 3] {
-    [
+fn webhooker_headers(task: &DeliveryTask) -> Vec<(&'static str, String)> {
+    let mut headers = vec![
         ("x-webhooker-event-id", task.event.id.to_string()),
         ("x-webhooker-delivery-id", task.delivery.id.to_string()),
         (
             "x-webhooker-attempt",
             (task.delivery.attempts + 1).to_string(),
         ),
-    ]
+    ];
+    if task.event.test {
+        headers.push(("x-webhooker-test", "true".into()));
+    }
+    headers
 }
 
 /// The body: inline for small events (no I/O on the happy path), from the event file

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::delivery::{DeliveryPlan, Engine, EventPayload};
 use crate::live::{LiveEvent, LiveUpdate};
 use crate::metrics as m;
-use crate::model::{Entrypoint, Event, Millis, Verification, now_ms};
+use crate::model::{Entrypoint, Event, Millis, TEST_EVENT_ORIGIN, Verification, now_ms};
 use crate::store::{EventStore, NewEvent, Store, StoreError, WriteOp};
 use budget::BodyBudget;
 pub use budget::{BodyReservation, UNBUDGETED_BODY_BYTES};
@@ -60,6 +60,9 @@ pub enum IngestError {
     /// its share of them; the sender should retry shortly.
     #[error("too many requests in progress; retry shortly")]
     Overloaded,
+    /// A test event needs an active entrypoint to arrive on, and the webhook has none.
+    #[error("the webhook has no active entrypoint to send a test event to")]
+    NoActiveEntrypoint,
     /// Storage failed or is saturated; nothing was acknowledged.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -210,6 +213,64 @@ impl Ingestor {
             );
             return Err(IngestError::Unverified(rejection));
         }
+        self.store_event(entrypoint, req, reservation, now).await
+    }
+
+    /// Sends a sample JSON event through ingest, as if it had arrived on the webhook's
+    /// first active entrypoint: stored, delivered and shown like any other, marked as a
+    /// test (`Event::is_test`; attempts carry `X-Webhooker-Test: true`). Sender
+    /// verification is skipped: the request comes from a signed-in user, not the sender.
+    pub async fn send_test(&self, webhook_id: Uuid) -> Result<Uuid, IngestError> {
+        let entrypoint = self
+            .store
+            .catalog()
+            .entrypoints_of(webhook_id)
+            .iter()
+            .find(|e| e.active)
+            .cloned()
+            .ok_or(IngestError::NoActiveEntrypoint)?;
+        let now = now_ms();
+        let sent_at = jiff::Timestamp::from_millisecond(now)
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        let body = serde_json::json!({
+            "type": "webhooker.test",
+            "message": "A test event sent from webhooker",
+            "webhook_id": webhook_id,
+            "sent_at": sent_at,
+        })
+        .to_string();
+        let header = |name: &str, value: &str| (name.to_string(), value.as_bytes().to_vec());
+        let req = IncomingRequest {
+            method: "POST".into(),
+            path: format!("/webhook/{}", entrypoint.id),
+            headers: vec![
+                header("content-type", "application/json"),
+                header(
+                    "user-agent",
+                    concat!("webhooker/", env!("CARGO_PKG_VERSION")),
+                ),
+                header("x-webhooker-test", "true"),
+            ],
+            remote_addr: TEST_EVENT_ORIGIN.into(),
+            body: Bytes::from(body),
+        };
+        let reservation = self
+            .reserve_body(Some(req.body.len()), IpAddr::from([0, 0, 0, 0]))
+            .await?;
+        self.store_event(&entrypoint, req, reservation, now).await
+    }
+
+    /// Builds the event and its deliveries, commits them and queues the deliveries.
+    async fn store_event(
+        &self,
+        entrypoint: &Entrypoint,
+        req: IncomingRequest,
+        reservation: BodyReservation,
+        now: Millis,
+    ) -> Result<Uuid, IngestError> {
+        let webhook_id = entrypoint.webhook_id;
+        let catalog = self.store.catalog();
         let targets: Vec<_> = catalog
             .targets_of(webhook_id)
             .iter()

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::json;
 
 use crate::ingest::IngestError;
+use crate::live::LiveError;
 use crate::service::ServiceError;
 use crate::store::StoreError;
 
@@ -136,12 +137,39 @@ impl From<IngestError> for ApiError {
             IngestError::BodyFragmented => StatusCode::BAD_REQUEST,
             IngestError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             IngestError::Unverified(_) => StatusCode::UNAUTHORIZED,
+            IngestError::NoActiveEntrypoint => StatusCode::CONFLICT,
             IngestError::Store(s) => {
                 let (status, message) = store_status(s);
                 return ApiError { status, message };
             }
         };
         ApiError::new(status, e.to_string())
+    }
+}
+
+/// Live streams refused: too many viewers, or shutting down.
+fn live_status(e: LiveError) -> StatusCode {
+    match e {
+        LiveError::Full | LiveError::Closed => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+impl From<LiveError> for ApiError {
+    fn from(e: LiveError) -> ApiError {
+        ApiError::new(live_status(e), e.to_string())
+    }
+}
+
+impl From<LiveError> for PageError {
+    fn from(e: LiveError) -> PageError {
+        PageError::Status(live_status(e), e.to_string())
+    }
+}
+
+impl From<IngestError> for PageError {
+    fn from(e: IngestError) -> PageError {
+        let ApiError { status, message } = e.into();
+        PageError::Status(status, message)
     }
 }
 

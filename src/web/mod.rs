@@ -10,6 +10,7 @@ pub mod auth;
 pub mod error;
 mod health;
 mod ingest;
+mod live;
 pub mod pages;
 pub mod server;
 
@@ -26,6 +27,8 @@ use hyper::body::Incoming;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::DefaultPredicate;
 use tower_http::trace::TraceLayer;
 
 use crate::config::HttpConfig;
@@ -68,6 +71,8 @@ pub struct AppParts {
     pub metrics: Option<PrometheusHandle>,
     /// Login rate limiter.
     pub limiter: LoginLimiter,
+    /// Secrets waiting for the page after the POST that made them.
+    pub once: pages::OneTimeSecrets,
     /// Process start, for uptime.
     pub started: Instant,
 }
@@ -161,6 +166,10 @@ fn router(state: AppState) -> Router {
             resp
         },
     ))
+    // Pages, assets and JSON compressed when the client accepts gzip or brotli. The default
+    // predicate skips `text/event-stream` (a live stream must not wait in a compressor's
+    // buffer), images and tiny bodies; ingest never comes through here (see `HttpApp`).
+    .layer(CompressionLayer::new().compress_when(DefaultPredicate::new()))
     .layer(TraceLayer::new_for_http())
     .layer(CatchPanicLayer::new())
     .with_state(state)

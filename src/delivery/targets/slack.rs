@@ -80,6 +80,7 @@ mod tests {
             content_type: Some("application/json".into()),
             body_len: body.len() as u64,
             body: None,
+            test: false,
         }
     }
 

@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use axum::response::Response;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -11,6 +12,7 @@ use super::dto::{DeliveryOut, EventFilterIn, EventOut, PageQuery, RedeliverIn};
 use super::{ApiBody, ApiPath, ApiQuery};
 use crate::service::Service;
 use crate::store::EventWithBody;
+use crate::web::AppState;
 use crate::web::auth::ApiUser;
 use crate::web::error::ApiError;
 
@@ -128,4 +130,26 @@ pub(super) async fn redeliver_matching(
     let input: EventFilterIn = super::optional_json(&body)?;
     let count = service.redeliver_matching(id, input.to_filter()?).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "count": count }))))
+}
+
+/// GET /webhooks/{id}/events/stream: new events (and delivery changes) as server-sent
+/// events, until the client leaves.
+pub(super) async fn stream(
+    _: ApiUser,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Response> {
+    state.service.webhook(id).await?;
+    Ok(crate::web::live::stream(state.engine.live(), id)?)
+}
+
+/// POST /webhooks/{id}/test-event: a sample event through ingest, answered like ingest.
+pub(super) async fn test_event(
+    _: ApiUser,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<serde_json::Value>> {
+    state.service.webhook(id).await?;
+    let event_id = state.ingestor.send_test(id).await?;
+    Ok(Json(json!({ "status": "ok", "event_id": event_id })))
 }

@@ -54,6 +54,24 @@ impl LoginLimiter {
         })
     }
 
+    /// How long until the client of `ip` may try again at `now` (zero when it may now).
+    pub fn wait(&self, ip: IpAddr, now: Instant) -> Duration {
+        let map = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(q) = map.get(&client_key(ip)) else {
+            return Duration::ZERO;
+        };
+        let recent: Vec<&Instant> = q
+            .iter()
+            .filter(|t| now.duration_since(**t) < WINDOW)
+            .collect();
+        if recent.len() < MAX_ATTEMPTS {
+            return Duration::ZERO;
+        }
+        // The attempt that must age out of the window for the client to be under the limit.
+        let oldest = recent[recent.len() - MAX_ATTEMPTS];
+        (*oldest + WINDOW).saturating_duration_since(now)
+    }
+
     /// One password check about to happen for the client `ip` (`None`: unknown, never
     /// limited).
     pub fn guess(&self, ip: Option<IpAddr>) -> PasswordGuess<'_> {
@@ -131,6 +149,12 @@ mod tests {
         assert!(l.allow(b, t0));
         assert!(!l.is_limited(a, t0 + WINDOW));
         assert!(l.allow(a, t0 + WINDOW));
+        assert_eq!(l.wait(a, t0), WINDOW);
+        assert_eq!(
+            l.wait(a, t0 + Duration::from_secs(45)),
+            Duration::from_secs(15)
+        );
+        assert_eq!(l.wait(b, t0), Duration::ZERO);
         // A refunded attempt does not count.
         let t1 = t0 + WINDOW * 3;
         for _ in 0..10 {

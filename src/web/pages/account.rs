@@ -6,12 +6,14 @@ use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
 use serde::Deserialize;
+use std::time::Instant;
 use uuid::Uuid;
 
 use super::auth::Empty;
+use super::once::OneTimeSecret;
 use super::view::When;
 use super::{Ctx, FormError, PagePath, PageResult, Viewer, redirect_with};
 use crate::model::ApiKey;
@@ -66,10 +68,26 @@ impl AccountPage {
     }
 }
 
-/// GET /account
+/// Where the one-time secrets of `user`'s session are kept.
+fn once_key(state: &AppState, user: &CurrentUser) -> Vec<u8> {
+    state
+        .service
+        .mac("one-time-secret", user.token.as_bytes())
+        .to_vec()
+}
+
+/// GET /account, with a key created just before shown once.
 pub(super) async fn show(viewer: Viewer, State(state): State<AppState>) -> PageResult<Response> {
     let keys = state.service.api_keys(viewer.user.user.id).await?;
-    Ok(AccountPage::new(viewer.ctx("account"), &viewer.user, keys).into_response())
+    let mut page = AccountPage::new(viewer.ctx("account"), &viewer.user, keys);
+    page.new_key = state
+        .once
+        .take(&once_key(&state, &viewer.user), Instant::now())
+        .map(|s| NewKey {
+            name: s.name,
+            token: s.value,
+        });
+    Ok(page.into_response())
 }
 
 #[derive(Deserialize, Default)]
@@ -151,7 +169,8 @@ pub(super) struct KeyForm {
     name: String,
 }
 
-/// POST /account/keys: creates a key and shows its secret once, on this response.
+/// POST /account/keys: creates a key, then redirects to the account page, which shows its
+/// secret once.
 pub(super) async fn create_key(
     State(state): State<AppState>,
     AuthForm { user, form }: AuthForm<KeyForm>,
@@ -161,17 +180,20 @@ pub(super) async fn create_key(
         .service
         .create_api_key(user.user.id, &form.name, Authentication::Password)
         .await;
-    let keys = state.service.api_keys(user.user.id).await?;
-    let mut page = AccountPage::new(Ctx::for_user(&user, "account"), &user, keys);
     match created {
         Ok(c) => {
-            page.new_key = Some(NewKey {
+            let secret = OneTimeSecret {
                 name: c.key.name,
-                token: c.token,
-            });
-            Ok(page.into_response())
+                value: c.token,
+            };
+            state
+                .once
+                .put(once_key(&state, &user), secret, Instant::now());
+            Ok(Redirect::to("/account").into_response())
         }
         Err(e) => {
+            let keys = state.service.api_keys(user.user.id).await?;
+            let mut page = AccountPage::new(Ctx::for_user(&user, "account"), &user, keys);
             page.key_error = Some(FormError::from_service(e)?);
             page.key_name = form.name;
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())

@@ -8,7 +8,7 @@ use askama_web::WebTemplate;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar};
 use serde::Deserialize;
@@ -20,7 +20,6 @@ use crate::web::auth::{
     AnonCsrf, AuthForm, CSRF_COOKIE, MaybeUser, SESSION_COOKIE, csrf_nonce_cookie, session_cookie,
 };
 use crate::web::client_ip;
-use crate::web::error::PageError;
 
 #[derive(Template, WebTemplate)]
 #[template(path = "login.html")]
@@ -118,13 +117,27 @@ pub(super) async fn login(
     // An unreadable or oversized form costs no attempt: no password was read.
     let body = body?;
     let ip = client_ip(&headers, peer, state.web.trust_proxy);
-    if !state.limiter.allow(ip, Instant::now()) {
-        return Err(PageError::Status(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many sign-in attempts. Wait a minute and try again.".into(),
-        ));
-    }
     let form: LoginForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    // Counted before anything is checked, so a limited client gets this same answer
+    // whatever it sent; a successful sign-in is given back below.
+    let guess = state.limiter.guess(Some(ip));
+    if !guess.admit() {
+        let wait = state.limiter.wait(ip, Instant::now()).as_secs().max(1);
+        let mut resp = login_page(
+            &state,
+            jar,
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(format!(
+                "Too many sign-in attempts. Wait {wait} s and try again."
+            )),
+            &form.next,
+            form.username,
+        );
+        if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return Ok(resp);
+    }
     let csrf = AnonCsrf::from_jar(&state.service, &jar);
     if csrf.fresh && state.web.secure_cookies {
         // The nonce cookie did not come back. In prod it is Secure, and a browser on plain
@@ -141,6 +154,7 @@ pub(super) async fn login(
     csrf.check(form.csrf_token.as_deref())?;
     match state.service.login(&form.username, &form.password).await {
         Ok(outcome) => {
+            guess.succeeded();
             let jar = jar
                 .remove(Cookie::build(CSRF_COOKIE).path("/"))
                 .add(session_cookie(outcome.token.0, state.web.secure_cookies));

@@ -13,8 +13,9 @@ use super::view::{BodyView, EventRow, When, header_rows, human_duration, human_s
 use super::{Ctx, PagePath, PageQuery, PageResult, Viewer, redirect_with};
 use crate::model::{Delivery, DeliveryResult, Target, Webhook};
 use crate::service::{MAX_SCANNED_EVENTS, Service, ServiceError};
+use crate::web::AppState;
 use crate::web::api::EventFilterIn;
-use crate::web::auth::AuthForm;
+use crate::web::auth::{AuthForm, CurrentUser};
 
 /// Events per page of the log.
 const PER_PAGE: usize = 25;
@@ -487,4 +488,66 @@ mod tests {
             ]
         );
     }
+}
+
+/// GET /webhooks/{id}/events/stream: the live stream for the event pages (see
+/// `web::live`), with the session's authentication.
+pub(super) async fn stream(
+    _: CurrentUser,
+    State(state): State<AppState>,
+    PagePath(id): PagePath<Uuid>,
+) -> PageResult<Response> {
+    state.service.webhook(id).await?;
+    Ok(crate::web::live::stream(state.engine.live(), id)?)
+}
+
+/// The file name extension for a body of `content_type`.
+fn body_extension(content_type: Option<&str>) -> &'static str {
+    let essence = content_type
+        .and_then(|c| c.split(';').next())
+        .map(|c| c.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    match essence.as_str() {
+        "application/json" => "json",
+        e if e.ends_with("+json") => "json",
+        "application/xml" | "text/xml" => "xml",
+        "application/x-www-form-urlencoded" | "text/plain" => "txt",
+        _ => "bin",
+    }
+}
+
+/// GET /webhooks/{id}/events/{event_id}/body: the raw body as a download, with its stored
+/// content type. Never shown inline: `attachment`, a file name made of the event id only,
+/// no sniffing, and a sandboxing CSP should a browser render it anyway.
+pub(super) async fn download_body(
+    _: CurrentUser,
+    State(service): State<Service>,
+    PagePath((id, event_id)): PagePath<(Uuid, Uuid)>,
+) -> PageResult<Response> {
+    use axum::http::{HeaderValue, header};
+    let detail = service.event(id, event_id).await?;
+    let stored = detail.event.content_type.as_deref();
+    let content_type = stored
+        .and_then(|c| HeaderValue::from_str(c).ok())
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    let disposition = format!(
+        "attachment; filename=\"event-{}.{}\"",
+        detail.event.id,
+        body_extension(stored)
+    );
+    let mut resp = detail.body.into_response();
+    let headers = resp.headers_mut();
+    headers.insert(header::CONTENT_TYPE, content_type);
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; sandbox"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    Ok(resp)
 }

@@ -11,6 +11,7 @@
 mod account;
 mod auth;
 mod events;
+mod once;
 mod view;
 mod webhooks;
 
@@ -31,6 +32,7 @@ use super::AppState;
 use super::auth::CurrentUser;
 use super::error::PageError;
 use crate::service::ServiceError;
+pub use once::OneTimeSecrets;
 
 /// Name of the one-shot flash message cookie.
 const FLASH_COOKIE: &str = "webhooker_flash";
@@ -89,8 +91,14 @@ pub fn router(state: AppState) -> Router<AppState> {
             "/webhooks/{id}/targets/{tid}/rotate-secret",
             post(webhooks::rotate_secret),
         )
+        .route("/webhooks/{id}/test-event", post(webhooks::send_test))
         .route("/webhooks/{id}/events", get(events::list))
         .route("/webhooks/{id}/redeliver", post(events::redeliver_matching))
+        .route("/webhooks/{id}/events/stream", get(events::stream))
+        .route(
+            "/webhooks/{id}/events/{event_id}/body",
+            get(events::download_body),
+        )
         .route("/webhooks/{id}/events/{event_id}", get(events::detail))
         .route(
             "/webhooks/{id}/events/{event_id}/redeliver",
@@ -100,6 +108,15 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/account/password", post(account::change_password))
         .route("/account/keys", post(account::create_key))
         .route("/account/keys/{id}/revoke", post(account::revoke_key))
+        // After every route: a GET of a form's address (a reload, a bookmark) gets the
+        // styled page, not a bare 405.
+        .method_not_allowed_fallback(|| async {
+            PageError::Status(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "This address only takes a form submission. Go back to the page with the form"
+                    .into(),
+            )
+        })
         .fallback(|| async { PageError::Status(StatusCode::NOT_FOUND, "Page not found".into()) })
         .layer(middleware::from_fn_with_state(state, page_headers))
 }
@@ -245,10 +262,16 @@ pub fn redirect_with(to: &str, kind: &'static str, message: impl Into<String>) -
 /// displayed it), and pages are never cached (they carry CSRF tokens and, once, an API key
 /// secret).
 async fn page_headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let had_flash = CookieJar::from_headers(req.headers())
-        .get(FLASH_COOKIE)
-        .is_some();
+    let jar = CookieJar::from_headers(req.headers());
+    let had_flash = jar.get(FLASH_COOKIE).is_some();
+    let signed_in = jar.get(super::auth::SESSION_COOKIE).is_some();
+    let request_headers = signed_in.then(|| req.headers().clone());
     let mut resp = next.run(req).await;
+    if let (Some(headers), Some(error)) =
+        (request_headers, resp.extensions_mut().remove::<ErrorInfo>())
+    {
+        resp = with_nav(&state, headers, error, resp).await;
+    }
     let secure = if state.web.secure_cookies {
         "; Secure"
     } else {
@@ -373,16 +396,55 @@ struct ErrorPage {
     message: String,
 }
 
-/// A rendered error page with `status`.
+/// What an error page said, kept on its response so that `page_headers` can render it
+/// again with the navigation for a signed-in user.
+#[derive(Debug, Clone)]
+struct ErrorInfo {
+    status: StatusCode,
+    message: String,
+}
+
+/// A rendered error page with `status` (without navigation: the code that failed may not
+/// know who asks; `page_headers` adds it for a signed-in user).
 pub fn error_page(status: StatusCode, message: &str) -> Response {
     let message = sentence(message);
+    let mut resp = render_error(Ctx::anonymous(String::new()), status, message.clone());
+    resp.extensions_mut().insert(ErrorInfo { status, message });
+    resp
+}
+
+fn render_error(ctx: Ctx, status: StatusCode, message: String) -> Response {
     let page = ErrorPage {
-        ctx: Ctx::anonymous(String::new()),
+        ctx,
         status: status.as_u16(),
         title: status.canonical_reason().unwrap_or("Error"),
         message,
     };
     (status, page).into_response()
+}
+
+/// The error page `resp` rendered again with the navigation, when `headers` carry a valid
+/// session; else `resp` as it was.
+async fn with_nav(
+    state: &AppState,
+    headers: axum::http::HeaderMap,
+    error: ErrorInfo,
+    resp: Response,
+) -> Response {
+    let (mut parts, ()) = axum::http::Request::new(()).into_parts();
+    parts.headers = headers;
+    match super::auth::MaybeUser::from_request_parts(&mut parts, state).await {
+        Ok(super::auth::MaybeUser(Some(user))) => {
+            let mut again = render_error(Ctx::for_user(&user, ""), error.status, error.message);
+            for (name, value) in resp.headers() {
+                if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+                    again.headers_mut().append(name, value.clone());
+                }
+            }
+            again
+        }
+        _ => resp,
+    }
 }
 
 #[cfg(test)]

@@ -983,3 +983,26 @@ pub(super) async fn rotate_secret(
         ),
     ))
 }
+
+/// POST /webhooks/{id}/test-event: a sample event through ingest; then its page, which
+/// follows its deliveries live.
+pub(super) async fn send_test(
+    State(state): State<AppState>,
+    PagePath(id): PagePath<Uuid>,
+    _: AuthForm<Empty>,
+) -> PageResult<Response> {
+    state.service.webhook(id).await?;
+    Ok(match state.ingestor.send_test(id).await {
+        Ok(event_id) => redirect_with(
+            &format!("/webhooks/{id}/events/{event_id}"),
+            "success",
+            "Test event sent. Its deliveries update here as they happen.",
+        ),
+        Err(crate::ingest::IngestError::NoActiveEntrypoint) => redirect_with(
+            &format!("/webhooks/{id}"),
+            "error",
+            "A test event arrives on an entrypoint: add or enable one first.",
+        ),
+        Err(e) => return Err(e.into()),
+    })
+}
