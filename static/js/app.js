@@ -5,7 +5,7 @@
 // methods and apply simple operators, but cannot reach globals (window,
 // document, confirm, navigator, ...). So all behaviour lives here, and
 // templates only reference component properties, getters and methods by
-// name, e.g. x-data="navMenu", @click="toggle", x-show="open".
+// name, e.g. x-data="disclosure", @click="toggle", x-show="open".
 //
 // This file must load BEFORE alpine-csp.min.js (both `defer`) so the
 // alpine:init listener below is registered before Alpine starts.
@@ -89,8 +89,193 @@
         return Promise.resolve(legacyCopy(text));
     }
 
+    // Times shown absolute: in the browser's zone, or UTC once toggled (kept in
+    // localStorage, announced to every absTime with a window event).
+    var TZ_KEY = "webhooker.tz";
+    var TZ_EVENT = "webhooker-tz";
+
+    function utcWanted() {
+        try {
+            return window.localStorage.getItem(TZ_KEY) === "utc";
+        } catch (e) {
+            return false;
+        }
+    }
+
+    function pad(n, width) {
+        var s = String(n);
+        while (s.length < width) {
+            s = "0" + s;
+        }
+        return s;
+    }
+
+    // "2026-01-02 04:04:05.678 GMT+1" (local) or "2026-01-02 03:04:05.678 UTC".
+    function absolute(iso, utc) {
+        var d = new Date(iso);
+        if (isNaN(d.getTime())) {
+            return iso || "";
+        }
+        var parts = utc
+            ? [d.getUTCFullYear(), d.getUTCMonth() + 1, d.getUTCDate(), d.getUTCHours(), d.getUTCMinutes(), d.getUTCSeconds(), d.getUTCMilliseconds()]
+            : [d.getFullYear(), d.getMonth() + 1, d.getDate(), d.getHours(), d.getMinutes(), d.getSeconds(), d.getMilliseconds()];
+        var zone = "UTC";
+        if (!utc) {
+            var offset = -d.getTimezoneOffset();
+            var sign = offset >= 0 ? "+" : "-";
+            offset = Math.abs(offset);
+            zone = offset === 0 ? "UTC" : "UTC" + sign + pad(Math.floor(offset / 60), 2) + ":" + pad(offset % 60, 2);
+        }
+        return (
+            parts[0] + "-" + pad(parts[1], 2) + "-" + pad(parts[2], 2) + " " +
+            pad(parts[3], 2) + ":" + pad(parts[4], 2) + ":" + pad(parts[5], 2) + "." + pad(parts[6], 3) +
+            " " + zone
+        );
+    }
+
     document.addEventListener("alpine:init", function () {
         var Alpine = window.Alpine;
+
+        // <time datetime="…" x-data="absTime" x-text="text">2026-01-02 03:04:05 UTC</time>
+        Alpine.data("absTime", function () {
+            return {
+                text: "",
+                listener: null,
+                init: function () {
+                    var self = this;
+                    var iso = this.$el.getAttribute("datetime") || "";
+                    this.$el.setAttribute("title", absolute(iso, true));
+                    this.text = absolute(iso, utcWanted());
+                    this.listener = function () {
+                        self.text = absolute(iso, utcWanted());
+                    };
+                    window.addEventListener(TZ_EVENT, this.listener);
+                },
+                destroy: function () {
+                    window.removeEventListener(TZ_EVENT, this.listener);
+                },
+            };
+        });
+
+        // <button x-data="tzToggle" @click="toggle" x-text="label">Show times in UTC</button>
+        Alpine.data("tzToggle", function () {
+            return {
+                utc: false,
+                init: function () {
+                    this.utc = utcWanted();
+                },
+                get label() {
+                    return this.utc ? "Show local times" : "Show times in UTC";
+                },
+                toggle: function () {
+                    this.utc = !this.utc;
+                    try {
+                        window.localStorage.setItem(TZ_KEY, this.utc ? "utc" : "local");
+                    } catch (e) {
+                        // No storage (private mode): the toggle lasts for this page.
+                    }
+                    window.dispatchEvent(new CustomEvent(TZ_EVENT));
+                },
+            };
+        });
+
+        // A region of a page that follows the webhook's live stream:
+        // <div id="live" x-data="livePage" data-stream="/webhooks/…/events/stream"
+        //      data-live="true" [data-event-id="…"]>…</div>
+        // On each new event (or a delivery of this event) the page is fetched again
+        // and this region's content swapped for the new one; when the new region says
+        // data-live="false" (nothing pending any more) the stream is closed.
+        Alpine.data("livePage", function () {
+            return {
+                source: null,
+                timer: null,
+                busy: false,
+                again: false,
+                init: function () {
+                    if (this.$el.getAttribute("data-live") === "true" && window.EventSource) {
+                        this.connect();
+                    }
+                },
+                connect: function () {
+                    var self = this;
+                    var eventId = this.$el.getAttribute("data-event-id");
+                    this.source = new EventSource(this.$el.getAttribute("data-stream"));
+                    this.source.addEventListener("message", function () {
+                        if (!eventId) {
+                            self.schedule();
+                        }
+                    });
+                    this.source.addEventListener("delivery", function (e) {
+                        var data = null;
+                        try {
+                            data = JSON.parse(e.data);
+                        } catch (err) {
+                            data = null;
+                        }
+                        if (!eventId || (data && data.event_id === eventId)) {
+                            self.schedule();
+                        }
+                    });
+                },
+                schedule: function () {
+                    var self = this;
+                    if (this.timer) {
+                        return;
+                    }
+                    this.timer = setTimeout(function () {
+                        self.timer = null;
+                        self.refresh();
+                    }, 250);
+                },
+                refresh: function () {
+                    var self = this;
+                    if (this.busy) {
+                        this.again = true;
+                        return;
+                    }
+                    this.busy = true;
+                    var root = this.$el;
+                    fetch(window.location.href, { credentials: "same-origin" })
+                        .then(function (r) {
+                            return r.ok ? r.text() : null;
+                        })
+                        .then(function (html) {
+                            if (html === null) {
+                                return;
+                            }
+                            var doc = new DOMParser().parseFromString(html, "text/html");
+                            var fresh = doc.getElementById(root.id);
+                            if (!fresh) {
+                                return;
+                            }
+                            root.innerHTML = fresh.innerHTML;
+                            if (fresh.getAttribute("data-live") !== "true") {
+                                self.close();
+                            }
+                        })
+                        .catch(function () {})
+                        .then(function () {
+                            self.busy = false;
+                            if (self.again) {
+                                self.again = false;
+                                self.schedule();
+                            }
+                        });
+                },
+                close: function () {
+                    if (this.source) {
+                        this.source.close();
+                        this.source = null;
+                    }
+                },
+                destroy: function () {
+                    this.close();
+                    if (this.timer) {
+                        clearTimeout(this.timer);
+                    }
+                },
+            };
+        });
 
         // <time datetime="2026-01-02T03:04:05Z" title="2026-01-02 03:04:05 UTC"
         //       x-data="relativeTime" x-text="text">2026-01-02 03:04 UTC</time>
@@ -139,6 +324,13 @@
                     if (ref) {
                         text = ref.value !== undefined ? ref.value : ref.textContent;
                     }
+                    var from = this.$el.getAttribute("data-copy-from");
+                    if ((text === null || text === undefined) && from) {
+                        // The text of a block elsewhere on the page (a body).
+                        var box = document.getElementById(from);
+                        var source = box && box.querySelector("[data-copy-text]");
+                        text = source ? source.textContent : null;
+                    }
                     if (text === null || text === undefined) {
                         text = this.$el.getAttribute("data-copy");
                     }
@@ -173,23 +365,6 @@
             };
         });
 
-        // <nav x-data="navMenu" @keydown.escape.window="close" @click.outside="close">
-        //   <button @click="toggle" :aria-expanded="open">…</button>
-        //   <div x-show="open" x-cloak>…</div>
-        Alpine.data("navMenu", function () {
-            return {
-                open: false,
-                get closed() {
-                    return !this.open;
-                },
-                toggle: function () {
-                    this.open = !this.open;
-                },
-                close: function () {
-                    this.open = false;
-                },
-            };
-        });
 
         // <form method="post" action="…" x-data="confirmSubmit"
         //       data-confirm="Delete webhook “x”? This cannot be undone.">

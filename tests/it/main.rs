@@ -8,6 +8,7 @@ mod delivery;
 mod ingest;
 mod limits;
 mod operate;
+mod live;
 mod pages;
 mod recovery;
 mod signatures;

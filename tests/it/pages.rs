@@ -19,8 +19,8 @@ const XSS_ATTR_ESCAPED: &str = "&#34;&#62;&#60;img src=x onerror=alert(1)&#62;";
 
 /// A logged-in browser: its cookie header and the session's CSRF token.
 pub(crate) struct Browser {
-    cookie: String,
-    csrf: String,
+    pub(crate) cookie: String,
+    pub(crate) csrf: String,
 }
 
 fn set_cookies(headers: &HeaderMap) -> Vec<String> {
@@ -39,14 +39,14 @@ fn cookie_pair(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|c| c.split(';').next().unwrap().to_string())
 }
 
-fn csrf_in(html: &str) -> String {
+pub(crate) fn csrf_in(html: &str) -> String {
     let marker = "name=\"csrf_token\" value=\"";
     let start = html.find(marker).expect("a csrf_token field") + marker.len();
     let len = html[start..].find('"').unwrap();
     html[start..start + len].to_string()
 }
 
-fn location(r: &Response) -> String {
+pub(crate) fn location(r: &Response) -> String {
     r.headers()
         .get(LOCATION)
         .map(|v| v.to_str().unwrap().to_string())
@@ -67,7 +67,7 @@ async fn login_form(app: &TestApp) -> (String, String) {
 }
 
 /// Posts the login form with `password` and `next`.
-async fn post_login(app: &TestApp, password: &str, next: &str) -> Response {
+pub(crate) async fn post_login(app: &TestApp, password: &str, next: &str) -> Response {
     let (cookie, token) = login_form(app).await;
     app.http
         .post(app.url("/login"))
@@ -99,7 +99,7 @@ pub(crate) async fn login(app: &TestApp) -> Browser {
     }
 }
 
-async fn get(app: &TestApp, b: &Browser, path: &str) -> Response {
+pub(crate) async fn get(app: &TestApp, b: &Browser, path: &str) -> Response {
     app.http
         .get(app.url(path))
         .header(COOKIE, &b.cookie)
@@ -115,7 +115,12 @@ pub(crate) async fn get_ok(app: &TestApp, b: &Browser, path: &str) -> String {
 }
 
 /// Posts a form with the session cookie and CSRF token.
-async fn post(app: &TestApp, b: &Browser, path: &str, fields: &[(&str, &str)]) -> Response {
+pub(crate) async fn post(
+    app: &TestApp,
+    b: &Browser,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> Response {
     let mut all = vec![("csrf_token", b.csrf.as_str())];
     all.extend_from_slice(fields);
     post_raw(app, &b.cookie, path, &form(&all)).await
@@ -331,8 +336,8 @@ async fn login_is_rate_limited() {
 }
 
 /// The current password on the account page can be guessed as at login, so its check
-/// shares the login limit (5 a minute per client; the sign-in itself was one). A new
-/// password refused before the check costs nothing.
+/// shares the login limit (5 a minute per client; the successful sign-in does not count).
+/// A new password refused before the check costs nothing.
 #[tokio::test]
 async fn password_change_is_rate_limited() {
     let app = TestApp::start().await;
@@ -358,7 +363,7 @@ async fn password_change_is_rate_limited() {
         .await;
         assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     }
-    for i in 0..4 {
+    for i in 0..5 {
         let fields = guess(i);
         let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let r = post(&app, &b, "/account/password", &fields).await;
@@ -1089,10 +1094,19 @@ async fn account_keys_and_password() {
     let html = get_ok(&app, &b, "/account").await;
     assert!(html.contains("No API keys"));
 
-    // The secret is on the creation response only.
+    // POST → redirect → GET: the secret is on the next page only, so a reload of that
+    // page neither creates another key nor shows the secret again.
     let r = post(&app, &b, "/account/keys", &[("name", "deploy")]).await;
-    assert_eq!(r.status(), 200);
-    let html = r.text().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/account");
+    let other = login(&app).await;
+    assert!(
+        !get_ok(&app, &other, "/account")
+            .await
+            .contains("value=\"whk_"),
+        "another session does not get the secret"
+    );
+    let html = get_ok(&app, &b, "/account").await;
     let start = html.find("value=\"whk_").expect("token shown") + 7;
     let token = html[start..start + html[start..].find('"').unwrap()].to_string();
     let r = app
@@ -1106,6 +1120,7 @@ async fn account_keys_and_password() {
     let html = get_ok(&app, &b, "/account").await;
     assert!(html.contains("deploy"));
     assert!(!html.contains(&token), "shown once");
+    assert_eq!(app.get_json("/keys").await.as_array().unwrap().len(), 1);
     let key_id = app.get_json("/keys").await[0]["id"]
         .as_str()
         .unwrap()

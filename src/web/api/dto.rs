@@ -202,6 +202,8 @@ pub struct EventOut {
     pub headers: Vec<HeaderOut>,
     pub content_type: Option<String>,
     pub remote_addr: String,
+    /// Sent by webhooker itself ("Send test event", `test-event`).
+    pub test: bool,
     pub body_size: u64,
     pub body: String,
     pub body_encoding: &'static str,
@@ -225,20 +227,10 @@ impl EventOut {
             received_at: rfc3339(e.received_at),
             method: e.method.clone(),
             path: e.path.clone(),
-            headers: e
-                .headers
-                .iter()
-                .map(|(name, v)| {
-                    let (value, encoding) = encode_bytes(v);
-                    HeaderOut {
-                        name: name.clone(),
-                        value,
-                        encoding,
-                    }
-                })
-                .collect(),
+            headers: headers_out(&e.headers),
             content_type: e.content_type.clone(),
             remote_addr: e.remote_addr.clone(),
+            test: e.is_test(),
             body_size: e.body_len,
             body_truncated,
             body,
@@ -290,12 +282,44 @@ pub struct ResultOut {
     pub error: Option<String>,
     pub response_body: String,
     pub response_body_encoding: &'static str,
+    /// The request sent; `None` when nothing was sent or it was not recorded.
+    pub request: Option<SentRequestOut>,
+    pub response_headers: Vec<HeaderOut>,
+}
+
+/// The request an attempt sent.
+#[derive(Serialize)]
+pub struct SentRequestOut {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<HeaderOut>,
+}
+
+/// Headers as `{name, value, encoding}` (values that are not UTF-8 in base64).
+fn headers_out(headers: &[(String, Vec<u8>)]) -> Vec<HeaderOut> {
+    headers
+        .iter()
+        .map(|(name, v)| {
+            let (value, encoding) = encode_bytes(v);
+            HeaderOut {
+                name: name.clone(),
+                value,
+                encoding,
+            }
+        })
+        .collect()
 }
 
 impl ResultOut {
     fn new(r: &DeliveryResult) -> ResultOut {
         let (response_body, response_body_encoding) = encode_bytes(&r.response_body);
         ResultOut {
+            request: r.exchange.request.as_ref().map(|q| SentRequestOut {
+                method: q.method.clone(),
+                url: q.url.clone(),
+                headers: headers_out(&q.headers),
+            }),
+            response_headers: headers_out(&r.exchange.response_headers),
             attempt: r.attempt,
             started_at: rfc3339(r.started_at),
             duration_ms: r.duration_us as f64 / 1000.0,

@@ -9,9 +9,12 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::view::{BodyView, EventRow, When, header_rows, human_duration, human_size, target_name};
+use super::view::{
+    BodyView, EventRow, When, bytes_text, header_rows, human_duration, human_size, target_name,
+};
 use super::{Ctx, PagePath, PageQuery, PageResult, Viewer, redirect_with};
-use crate::model::{Delivery, DeliveryResult, Target, Webhook};
+use crate::delivery::targets::MAX_RESPONSE_EXCERPT;
+use crate::model::{Delivery, DeliveryResult, Millis, Target, Webhook};
 use crate::service::{MAX_SCANNED_EVENTS, Service, ServiceError};
 use crate::web::AppState;
 use crate::web::api::EventFilterIn;
@@ -307,41 +310,67 @@ pub(super) async fn redeliver_matching(
 
 // ---------- detail ----------
 
+/// The request an attempt sent, as shown.
+struct SentView {
+    method: String,
+    url: String,
+    headers: Vec<(String, String)>,
+    /// Headers not kept (over the bounds).
+    dropped: u32,
+}
+
 struct AttemptView {
     attempt: u32,
-    /// One line of the response for the collapsed row.
-    preview: String,
     started: When,
+    /// Time since the previous attempt started ("+2.1 s"); none for the first.
+    gap: Option<String>,
     duration: String,
     success: bool,
     status_code: Option<u16>,
     error: Option<String>,
+    request: Option<SentView>,
+    response_headers: Vec<(String, String)>,
+    response_headers_dropped: u32,
     response: BodyView,
 }
 
 impl AttemptView {
-    fn new(r: &DeliveryResult) -> AttemptView {
-        let response = BodyView::new(&r.response_body, None, 4096);
-        let preview = match response.kind {
-            "text" | "json" => {
-                let line: String = String::from_utf8_lossy(&r.response_body)
-                    .split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                line.chars().take(120).collect()
-            }
-            _ => String::new(),
+    fn new(r: &DeliveryResult, previous: Option<&DeliveryResult>) -> AttemptView {
+        let text = |hs: &[(String, Vec<u8>)]| -> Vec<(String, String)> {
+            hs.iter().map(|(n, v)| (n.clone(), bytes_text(v))).collect()
         };
         AttemptView {
             attempt: r.attempt,
-            preview,
             started: When::at(r.started_at),
+            gap: previous.map(|p| gap(r.started_at - p.started_at)),
             duration: human_duration(r.duration_us),
             success: r.success,
             status_code: r.status_code,
             error: r.error.clone(),
-            response,
+            request: r.exchange.request.as_ref().map(|q| SentView {
+                method: q.method.clone(),
+                url: q.url.clone(),
+                headers: text(&q.headers),
+                dropped: q.headers_dropped,
+            }),
+            response_headers: text(&r.exchange.response_headers),
+            response_headers_dropped: r.exchange.response_headers_dropped,
+            response: BodyView::new(&r.response_body, None, MAX_RESPONSE_EXCERPT),
         }
+    }
+}
+
+/// `+850 ms`, `+2.1 s`, `+4 min 5 s`, `+2 h 3 min`: the wait between two attempts.
+fn gap(ms: Millis) -> String {
+    let ms = ms.max(0);
+    if ms < 1000 {
+        format!("+{ms} ms")
+    } else if ms < 60_000 {
+        format!("+{:.1} s", ms as f64 / 1000.0)
+    } else if ms < 3_600_000 {
+        format!("+{} min {} s", ms / 60_000, ms % 60_000 / 1000)
+    } else {
+        format!("+{} h {} min", ms / 3_600_000, ms % 3_600_000 / 60_000)
     }
 }
 
@@ -370,12 +399,38 @@ struct DetailPage {
     size: String,
     deliveries: Vec<DeliveryView>,
     any_active_target: bool,
+    /// A delivery still waits for an attempt: the page follows the live stream.
+    pending: bool,
+    /// A test event webhooker sent itself.
+    test: bool,
+    /// A form body as (key, value) rows; empty for any other body.
+    form_fields: Vec<(String, String)>,
 }
 
 impl DetailPage {
     fn webhook_url(&self) -> String {
         format!("/webhooks/{}", self.webhook.id)
     }
+}
+
+/// Most rows a form body is shown as.
+const MAX_FORM_ROWS: usize = 500;
+
+/// A body sent as `application/x-www-form-urlencoded`, as (key, value) rows.
+fn form_fields(content_type: Option<&str>, body: &[u8]) -> Vec<(String, String)> {
+    let is_form = content_type
+        .and_then(|c| c.split(';').next())
+        .is_some_and(|c| {
+            c.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !is_form || std::str::from_utf8(body).is_err() {
+        return Vec::new();
+    }
+    url::form_urlencoded::parse(body)
+        .take(MAX_FORM_ROWS)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
 }
 
 /// GET /webhooks/{id}/events/{event_id}
@@ -411,7 +466,11 @@ pub(super) async fn detail(
                 .next_attempt_at
                 .filter(|_| !d.status.is_terminal())
                 .map(When::at),
-            results: results.iter().map(AttemptView::new).collect(),
+            results: results
+                .iter()
+                .enumerate()
+                .map(|(i, r)| AttemptView::new(r, i.checked_sub(1).map(|p| &results[p])))
+                .collect(),
         })
         .collect();
     Ok(DetailPage {
@@ -422,6 +481,9 @@ pub(super) async fn detail(
         size: human_size(detail.event.body_len),
         deliveries,
         any_active_target: view.targets.iter().any(|t| t.active),
+        pending: plain.iter().any(|d| !d.status.is_terminal()),
+        test: detail.event.is_test(),
+        form_fields: form_fields(detail.event.content_type.as_deref(), &detail.body),
         webhook: view.webhook,
     }
     .into_response())
@@ -468,7 +530,31 @@ pub(super) async fn redeliver(
 
 #[cfg(test)]
 mod tests {
-    use super::page_links;
+    use super::{form_fields, gap, page_links};
+
+    #[test]
+    fn gaps_between_attempts() {
+        assert_eq!(gap(850), "+850 ms");
+        assert_eq!(gap(2_100), "+2.1 s");
+        assert_eq!(gap(245_000), "+4 min 5 s");
+        assert_eq!(gap(7_380_000), "+2 h 3 min");
+    }
+
+    #[test]
+    fn form_bodies_become_rows() {
+        let rows = form_fields(
+            Some("application/x-www-form-urlencoded; charset=utf-8"),
+            b"a=1&b=x+y&c=%E2%9C%93&flag",
+        );
+        let want = [("a", "1"), ("b", "x y"), ("c", "✓"), ("flag", "")];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(rows, want);
+        assert!(form_fields(Some("application/json"), b"a=1").is_empty());
+        assert!(form_fields(Some("application/x-www-form-urlencoded"), b"\xff=1").is_empty());
+    }
 
     #[test]
     fn pagination_links() {
