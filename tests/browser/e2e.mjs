@@ -3,10 +3,15 @@
 // http target pointing at a loopback sink, send a webhook to the entrypoint URL read from
 // the page, open the event log, expand the event, open its detail, check it was
 // delivered, redeliver, look at the account page, log out. Fails on any console error,
-// page error, failed request, HTTP error response or CSP violation. Screenshots of every
-// page go to SCREENSHOT_DIR (desktop 1280 wide; detail, event log and menu at 390).
+// page error, failed request, HTTP error response or CSP violation, and on any serious or
+// critical axe-core violation on any page. Also: send a test event, watch a retrying
+// delivery turn delivered without a reload, PRG after creating an API key, the mobile menu
+// without JS. Screenshots of every page go to SCREENSHOT_DIR (desktop 1280 wide; detail,
+// event log and menu at 390).
 
+import fs from "node:fs";
 import http from "node:http";
+import { createRequire } from "node:module";
 import path from "node:path";
 import { chromium } from "playwright-core";
 
@@ -51,10 +56,33 @@ async function waitFor(what, fn, limit = STEP_TIMEOUT) {
     }
 }
 
+// ---------- accessibility: axe-core on every page ----------
+
+const AXE_SOURCE = fs.readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+/** Pages checked so far (each URL once per viewport). */
+const axeChecked = new Set();
+
+/** Runs axe-core on the page; serious and critical violations fail the run. Evaluated
+ * through the DevTools protocol, so the page's CSP (script-src 'self') does not block it. */
+async function axeCheck(page, where) {
+    const key = `${page.viewportSize()?.width}:${new URL(page.url()).pathname}`;
+    axeChecked.add(key);
+    await page.evaluate(AXE_SOURCE);
+    const violations = await page.evaluate(async () => {
+        const result = await window.axe.run(document, { resultTypes: ["violations"] });
+        return result.violations
+            .filter((v) => v.impact === "serious" || v.impact === "critical")
+            .map((v) => `${v.impact} ${v.id}: ${v.help} (${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join("; ")})`);
+    });
+    check(violations.length === 0, `axe on ${where} (${page.url()}):\n  ${violations.join("\n  ")}`);
+}
+
 // ---------- loopback sink: the http target ----------
 
 function startSink() {
     const received = [];
+    /** Answers 503 to this many requests before answering 200 again. */
+    const control = { failNext: 0 };
     const server = http.createServer((req, res) => {
         const chunks = [];
         req.on("data", (c) => chunks.push(c));
@@ -65,6 +93,12 @@ function startSink() {
                 headers: req.headers,
                 body: Buffer.concat(chunks).toString("utf8"),
             });
+            if (control.failNext > 0) {
+                control.failNext -= 1;
+                res.writeHead(503, { "content-type": "text/plain" });
+                res.end("try again");
+                return;
+            }
             res.writeHead(200, { "content-type": "application/json" });
             res.end(JSON.stringify({ ok: true, seen: received.length }));
         });
@@ -73,7 +107,7 @@ function startSink() {
         server.on("error", reject);
         server.listen(0, "127.0.0.1", () => {
             const { port } = server.address();
-            resolve({ server, received, url: `http://127.0.0.1:${port}/hooks/incoming` });
+            resolve({ server, received, control, url: `http://127.0.0.1:${port}/hooks/incoming` });
         });
     });
 }
@@ -114,6 +148,7 @@ async function expecting(patterns, fn) {
 let shotNo = 0;
 
 async function shot(page, name) {
+    await axeCheck(page, name);
     shotNo += 1;
     const file = path.join(SHOTS, `${String(shotNo).padStart(2, "0")}-${name}.png`);
     await page.screenshot({ path: file, fullPage: true });
@@ -200,9 +235,13 @@ async function run(browser, sink) {
         }
     });
     page.on("pageerror", (err) => problem(`page error on ${page.url()}: ${err.message}`));
-    page.on("requestfailed", (req) =>
-        problem(`request failed: ${req.method()} ${req.url()} (${req.failure()?.errorText})`),
-    );
+    page.on("requestfailed", (req) => {
+        // Leaving a live page ends its event stream: that is not a failure.
+        if (req.url().endsWith("/events/stream") && req.failure()?.errorText === "net::ERR_ABORTED") {
+            return;
+        }
+        problem(`request failed: ${req.method()} ${req.url()} (${req.failure()?.errorText})`);
+    });
     page.on("response", (res) => {
         if (res.status() >= 400) {
             problem(`HTTP ${res.status()} for ${res.request().method()} ${res.url()}`);
@@ -418,12 +457,60 @@ async function run(browser, sink) {
         return (await page.locator(".delivery .badge-success:has-text('delivered')").count()) === 2;
     });
     check((await page.locator("button:has-text('Redeliver to Deploy hook')").count()) === 1, "one redeliver button per target");
-    // Expand a response excerpt.
-    const responseToggle = page.locator(".delivery .attempt-toggle").first();
-    await responseToggle.click();
-    await page.locator(".delivery .attempt pre").first().waitFor({ state: "visible" });
-    await sleep(250);
+    // The latest attempt shows the request sent beside the response.
+    const exchange = page.locator(".delivery .attempt details[open]").first();
+    await exchange.waitFor();
+    const exchangeText = await exchange.innerText();
+    check(exchangeText.includes("Request sent") && exchangeText.includes("x-webhooker-delivery-id"), "request sent shown");
+    check(exchangeText.includes("HTTP 200") && /content-type/i.test(exchangeText), "response headers shown");
+    check(await page.locator("#summary-title").isVisible(), "summary first");
+    check((await page.locator(".delivery").first().boundingBox()).y < (await page.locator("#headers-title").boundingBox()).y, "deliveries before headers");
     await shot(page, "event-detail-redelivered");
+
+    step("event detail: times switch to UTC and back");
+    const firstTime = page.locator("#live time").first();
+    await page.click("button:has-text('Show times in UTC')");
+    await waitFor("UTC times", async () => (await firstTime.innerText()).endsWith(" UTC"));
+    await page.click("button:has-text('Show local times')");
+    noProblems("event pages");
+
+    // ---- try and watch ----
+    step("send a test event from the webhook page; it is delivered before our eyes");
+    await page.goto(webhookUrl);
+    await Promise.all([page.waitForURL(/\/events\/[0-9a-f-]{36}$/), page.click("button:has-text('Send test event')")]);
+    await page.locator(".badge:has-text('test event')").waitFor();
+    await page.locator(".delivery .badge-success:has-text('delivered')").first().waitFor();
+    await waitFor("the sink to receive the test event", () => sink.received.some((r) => r.headers["x-webhooker-test"] === "true"));
+    await shot(page, "test-event");
+
+    step("live: a retrying delivery turns delivered on the open event log, without a reload");
+    await page.goto(`${webhookUrl}/events`);
+    await page.evaluate(() => {
+        window.__notReloaded = true;
+    });
+    sink.control.failNext = 2;
+    const live = await fetch(entrypointUrl, { method: "POST", headers: { "content-type": "application/json" }, body: '{"live":true}' });
+    const { event_id: liveId } = await live.json();
+    const liveRow = page.locator(`li.event:has(button[aria-controls="event-${liveId}"])`);
+    await liveRow.waitFor();
+    await liveRow.locator(".badge-warning:has-text('retrying')").waitFor();
+    await shot(page, "events-live-retrying");
+    await liveRow.locator(".badge-success:has-text('delivered')").waitFor({ timeout: 20_000 });
+    check(await page.evaluate(() => window.__notReloaded === true), "the log updated without a reload");
+
+    step("live: the event page follows the retrying delivery too");
+    sink.control.failNext = 2;
+    const again = await fetch(entrypointUrl, { method: "POST", headers: { "content-type": "application/json" }, body: '{"live":2}' });
+    const { event_id: againId } = await again.json();
+    await page.goto(`${webhookUrl}/events/${againId}`);
+    await page.evaluate(() => {
+        window.__notReloaded = true;
+    });
+    check(await page.getByText("Updating live").isVisible(), "the delivery was still pending when the page loaded");
+    await page.locator(".delivery .badge-success:has-text('delivered')").waitFor({ timeout: 20_000 });
+    check(await page.evaluate(() => window.__notReloaded === true), "the event page updated without a reload");
+    check((await page.locator(".attempt").count()) === 3, "every attempt listed");
+    check(/\+\d/.test(await page.locator(".attempt").nth(1).innerText()), "the gap between attempts");
     noProblems("event pages");
 
     // ---- binary bodies and pagination ----
@@ -448,26 +535,42 @@ async function run(browser, sink) {
         check(r.status === 200, "bulk ingest");
     }
     await page.goto(`${webhookUrl}/events`);
-    await page.getByText("Showing 1–25 of 27").waitFor();
+    await page.getByText("Showing 1–25 of 30").waitFor();
     await Promise.all([page.waitForURL(/\?page=2$/), page.click("a[rel=next]")]);
-    await page.getByText("Showing 26–27 of 27").waitFor();
+    await page.getByText("Showing 26–30 of 30").waitFor();
     await page.locator(`button[aria-controls="event-${eventId}"]`).waitFor();
     await shot(page, "events-page-2");
 
     await operate(page, step, noProblems, webhookUrl, entrypointUrl);
 
     // ---- account ----
-    step("account page: create an API key (shown once)");
+    step("account page: create an API key (shown once); a reload creates nothing");
     await Promise.all([page.waitForURL(/\/account$/), page.click("nav >> text=Account")]);
     await page.getByText("No API keys").waitFor();
     await shot(page, "account");
     await page.fill("#key-name", "CI deploy");
+    const created = page.waitForResponse((r) => r.url().endsWith("/account/keys") && r.request().method() === "POST");
     await Promise.all([page.waitForLoadState("load"), page.click("button:has-text('Create key')")]);
+    check((await created).status() === 303, "POST → 303");
+    check(new URL(page.url()).pathname === "/account", "the address bar shows /account, not the POST's URL");
     const token = await page.locator("[x-data=copyField] input").inputValue();
     check(token.startsWith("whk_"), "API key shown");
     const api = await fetch(`${BASE}/api/v1/webhooks`, { headers: { authorization: `Bearer ${token}` } });
     check(api.status === 200, "the new key works on the API");
     await shot(page, "account-key-created");
+    await page.reload();
+    check((await page.locator("[x-data=copyField] input").count()) === 0, "the secret is gone after a reload");
+    const basic = `Basic ${Buffer.from(`admin:${PASSWORD}`).toString("base64")}`;
+    const keys = await (await fetch(`${BASE}/api/v1/keys`, { headers: { authorization: basic } })).json();
+    check(Array.isArray(keys) && keys.length === 1, `one key after the reload (got ${JSON.stringify(keys)})`);
+
+    step("a GET of a form's address shows the styled page with the navigation");
+    await expecting([/HTTP 405 for GET/, /status of 405/], async () => {
+        await page.goto("/account/keys");
+        await page.getByText("only takes a form submission").waitFor();
+    });
+    check(await page.locator("nav >> button:has-text('Log out')").first().isVisible(), "nav kept on the error page");
+    await shot(page, "method-not-allowed");
 
     // ---- error page ----
     step("404 page");
@@ -497,13 +600,24 @@ async function run(browser, sink) {
     await checkNoOverflow(page, "mobile event detail");
     await shot(page, "mobile-event-detail");
     check(!(await page.locator("#mobile-menu").isVisible()), "mobile menu closed at first");
-    await page.click("button[aria-label='Toggle navigation']");
+    await page.click("summary[aria-label='Menu']");
     await page.locator("#mobile-menu").waitFor({ state: "visible" });
     await page.screenshot({ path: path.join(SHOTS, `${String(++shotNo).padStart(2, "0")}-mobile-menu.png`) });
-    await page.keyboard.press("Escape");
+    await page.click("summary[aria-label='Menu']");
     await page.locator("#mobile-menu").waitFor({ state: "hidden" });
     await page.setViewportSize({ width: 1280, height: 900 });
     noProblems("mobile");
+
+    step("without JS: the mobile menu opens, the skip link leads to the content");
+    const noJs = await browser.newContext({ viewport: { width: 390, height: 844 }, baseURL: BASE, javaScriptEnabled: false, storageState: await context.storageState() });
+    const plain = await noJs.newPage();
+    await plain.goto("/webhooks");
+    await plain.click("summary[aria-label='Menu']");
+    await plain.locator("#mobile-menu a:has-text('Account')").waitFor({ state: "visible" });
+    await Promise.all([plain.waitForURL(/\/account$/), plain.click("#mobile-menu a:has-text('Account')")]);
+    await plain.keyboard.press("Tab");
+    check(await plain.evaluate(() => document.activeElement?.classList.contains("skip-link")), "the skip link comes first");
+    await noJs.close();
 
     // ---- logout ----
     step("log out: the session ends");
@@ -514,6 +628,7 @@ async function run(browser, sink) {
     await page.goto("/account");
     await page.waitForURL(/\/login\?next=%2Faccount$/);
     noProblems("logout");
+    console.log(`  axe-core: no serious or critical violation on ${axeChecked.size} page views`);
 }
 
 // ---------- operating a webhook: find, replay, pause, health, edit ----------
