@@ -200,6 +200,11 @@
                     var self = this;
                     var eventId = this.$el.getAttribute("data-event-id");
                     this.source = new EventSource(this.$el.getAttribute("data-stream"));
+                    // What changed between rendering the page and subscribing (or while a
+                    // dropped stream reconnected) has no message: look once on opening.
+                    this.source.addEventListener("open", function () {
+                        self.schedule();
+                    });
                     this.source.addEventListener("message", function () {
                         if (!eventId) {
                             self.schedule();
