@@ -606,3 +606,32 @@ impl AttemptExchange {
             + side(&self.response_headers)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_headers_are_bounded_in_count_and_bytes() {
+        let many: Vec<(String, Vec<u8>)> = (0..100)
+            .map(|i| (format!("x-{i}"), b"v".to_vec()))
+            .collect();
+        let (kept, dropped) = bounded_headers(many.iter().map(|(n, v)| (n.as_str(), v.as_slice())));
+        assert_eq!((kept.len(), dropped), (MAX_KEPT_HEADERS, 36));
+        assert_eq!(kept[0], ("x-0".to_string(), b"v".to_vec()), "in order");
+
+        let big = vec![b'a'; MAX_KEPT_HEADER_BYTES - 10];
+        let small = b"ok".to_vec();
+        let (kept, dropped) = bounded_headers([
+            ("huge", big.as_slice()),
+            ("too-much", big.as_slice()),
+            ("s", small.as_slice()),
+        ]);
+        // The one that does not fit is left out; a later small one still fits.
+        assert_eq!(
+            kept.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+            ["huge", "s"]
+        );
+        assert_eq!(dropped, 1);
+    }
+}

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRef};
-use axum::http::{HeaderMap, HeaderValue, Request, header};
+use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, Version, header};
 use axum::response::Response;
 use axum::routing::get;
 use hyper::body::Incoming;
@@ -28,6 +28,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
+use tower_http::compression::Predicate as _;
 use tower_http::compression::predicate::DefaultPredicate;
 use tower_http::trace::TraceLayer;
 
@@ -144,7 +145,7 @@ impl HttpApp {
 fn router(state: AppState) -> Router {
     let mut app = Router::new()
         .route("/.well-known/healthcheck", get(health::healthcheck))
-        .route("/s/{*path}", get(assets::serve))
+        .route("/s/{*path}", get(assets::serve).layer(compression()))
         .nest(
             "/api/v1",
             api::router()
@@ -155,7 +156,8 @@ fn router(state: AppState) -> Router {
         .merge(
             pages::router(state.clone())
                 .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
-                .layer(request_timeout()),
+                .layer(request_timeout())
+                .layer(compression()),
         );
     if state.web.metrics_credentials.is_some() {
         app = app.route("/metrics", get(health::metrics));
@@ -166,10 +168,6 @@ fn router(state: AppState) -> Router {
             resp
         },
     ))
-    // Pages, assets and JSON compressed when the client accepts gzip or brotli. The default
-    // predicate skips `text/event-stream` (a live stream must not wait in a compressor's
-    // buffer), images and tiny bodies; ingest never comes through here (see `HttpApp`).
-    .layer(CompressionLayer::new().compress_when(DefaultPredicate::new()))
     .layer(TraceLayer::new_for_http())
     .layer(CatchPanicLayer::new())
     .with_state(state)
@@ -194,6 +192,25 @@ fn security_headers(headers: &mut HeaderMap) {
         header::REFERRER_POLICY,
         HeaderValue::from_static("same-origin"),
     );
+}
+
+/// Marks a response that must not be compressed: a page that shows a secret beside text
+/// a sender or another site controls (event paths, names), whose compressed size would
+/// leak the secret a character at a time (BREACH).
+#[derive(Debug, Clone, Copy)]
+pub struct Uncompressed;
+
+/// gzip or brotli for pages and assets, when the client accepts them. Not for ingest
+/// (never routed here, see `HttpApp`) nor the API (JSON with secrets that a cross-site GET
+/// with remembered Basic credentials could make the browser fetch), nor a live stream
+/// (`text/event-stream` must not wait in a compressor's buffer; the default predicate
+/// skips it, images and tiny bodies), nor a page marked [`Uncompressed`].
+fn compression() -> CompressionLayer<impl tower_http::compression::Predicate> {
+    CompressionLayer::new().compress_when(DefaultPredicate::new().and(
+        |_: StatusCode, _: Version, _: &HeaderMap, extensions: &axum::http::Extensions| {
+            extensions.get::<Uncompressed>().is_none()
+        },
+    ))
 }
 
 /// A time limit for UI and API requests. Ingest has none: a request waiting for its commit

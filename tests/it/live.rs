@@ -405,6 +405,37 @@ async fn pages_and_assets_are_compressed_but_not_ingest() {
         .unwrap();
     assert!(html.contains("<!doctype html>") && html.contains("zip"));
 
+    // Pages that show a secret beside text a sender controls, and the API, are not
+    // compressed (their compressed size would leak the secret); the CSRF token in
+    // compressed pages differs on every response.
+    let detail = app.get_json("/webhooks").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = app
+        .http
+        .get(app.url(&format!("/webhooks/{detail}")))
+        .header(COOKIE, &b.cookie)
+        .header(ACCEPT_ENCODING, "gzip, br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get(CONTENT_ENCODING).is_none());
+    let r = app
+        .api(reqwest::Method::GET, "/webhooks")
+        .header(ACCEPT_ENCODING, "gzip, br")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get(CONTENT_ENCODING).is_none());
+    let again = get_ok(&app, &b, "/webhooks").await;
+    assert_ne!(
+        crate::pages::csrf_in(&again),
+        crate::pages::csrf_in(&html),
+        "masked per response"
+    );
+
     let css = format!("/s/css/app.css?v={}", env!("CARGO_PKG_VERSION"));
     let r = app
         .http

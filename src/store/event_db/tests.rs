@@ -900,6 +900,7 @@ fn filled(store: &EventStore, n: usize) -> (Uuid, Uuid) {
                 error: None,
                 response_body: vec![],
                 success: false,
+                exchange: Default::default(),
             }),
             delivery: failed,
         }));
@@ -1036,4 +1037,79 @@ fn measure_find_and_count_scans() {
     time("counts over 10,000 deliveries", &|| {
         store.target_counts(100_000).unwrap().counted
     });
+/// A result row from before attempts kept their exchange (format 4) reads with an empty
+/// one; a new attempt's exchange reads back whole beside it.
+#[test]
+fn version_4_result_rows_read_without_an_exchange() {
+    use crate::model::{AttemptExchange, DeliveryResult, SentRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("e.redb");
+    let old = event(b"old");
+    let pending = delivery(&old, DeliveryStatus::Pending);
+    let result = |attempt: u32, exchange: AttemptExchange| DeliveryResult {
+        delivery_id: pending.id,
+        attempt,
+        started_at: 10,
+        duration_us: 5,
+        status_code: Some(503),
+        error: None,
+        response_body: b"busy".to_vec(),
+        success: false,
+        exchange,
+    };
+    {
+        let db = Database::create(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_table(META).unwrap().insert(FORMAT_KEY, 4).unwrap();
+        let mut row = codec::encode(&old).unwrap();
+        row.extend_from_slice(b"old");
+        tx.open_table(EVENTS)
+            .unwrap()
+            .insert(old.id.as_u128(), row.as_slice())
+            .unwrap();
+        let row = codec::encode(&pending).unwrap();
+        tx.open_table(DELIVERIES)
+            .unwrap()
+            .insert((old.id.as_u128(), pending.id.as_u128()), row.as_slice())
+            .unwrap();
+        // Written as format 4 did: the result alone.
+        let row = codec::encode(&result(1, AttemptExchange::default())).unwrap();
+        tx.open_table(RESULTS)
+            .unwrap()
+            .insert((pending.id.as_u128(), 1), row.as_slice())
+            .unwrap();
+        tx.commit().unwrap();
+    }
+
+    let store =
+        EventStore::open(Uuid::new_v4(), &path, &pool(), Arc::default(), TEST_CACHE).unwrap();
+    let exchange = AttemptExchange {
+        request: Some(SentRequest {
+            method: "POST".into(),
+            url: "https://example.com/in".into(),
+            headers: vec![("x-webhooker-attempt".into(), b"2".to_vec())],
+            headers_dropped: 3,
+        }),
+        response_headers: vec![("retry-after".into(), b"\xff5".to_vec())],
+        response_headers_dropped: 0,
+    };
+    let mut next = pending.clone();
+    next.attempts = 2;
+    next.next_attempt_at = Some(20);
+    store
+        .write_blocking(WriteOp::Attempt(AttemptWrite {
+            delivery: next,
+            previous_due: pending.next_attempt_at,
+            result: Some(result(2, exchange.clone())),
+        }))
+        .unwrap();
+    let detail = store.event_detail(old.id).unwrap().unwrap();
+    let attempts = &detail.deliveries[0].1;
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[0].exchange, AttemptExchange::default());
+    assert_eq!(attempts[0].response_body, b"busy");
+    assert_eq!(attempts[1].exchange, exchange);
+    store.close();
+    drop(store);
+    assert_eq!(stored_version(&path), EVENTS_FORMAT_VERSION);
 }

@@ -15,7 +15,7 @@ use subtle::ConstantTimeEq;
 pub use rate_limit::LoginLimiter;
 pub use session::{
     AnonCsrf, AuthForm, CSRF_COOKIE, CurrentUser, MaybeUser, SESSION_COOKIE, csrf_nonce_cookie,
-    session_cookie,
+    mask_csrf, session_cookie,
 };
 
 use super::error::ApiError;

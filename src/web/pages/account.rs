@@ -87,7 +87,11 @@ pub(super) async fn show(viewer: Viewer, State(state): State<AppState>) -> PageR
             name: s.name,
             token: s.value,
         });
-    Ok(page.into_response())
+    Ok(if page.new_key.is_some() {
+        super::uncompressed(page.into_response())
+    } else {
+        page.into_response()
+    })
 }
 
 #[derive(Deserialize, Default)]

@@ -170,18 +170,22 @@ impl Ctx {
         Ctx {
             version: super::VERSION,
             user: Some(user.user.username.clone()),
-            csrf_token: user.csrf.clone(),
+            csrf_token: super::auth::mask_csrf(&user.csrf),
             flash: None,
             nav,
         }
     }
 
-    /// The context of an anonymous page (login, errors).
+    /// The context of an anonymous page (login, errors); `csrf_token` is masked here.
     pub fn anonymous(csrf_token: String) -> Ctx {
         Ctx {
             version: super::VERSION,
             user: None,
-            csrf_token,
+            csrf_token: if csrf_token.is_empty() {
+                csrf_token
+            } else {
+                super::auth::mask_csrf(&csrf_token)
+            },
             flash: None,
             nav: "",
         }
@@ -254,6 +258,12 @@ pub fn redirect_with(to: &str, kind: &'static str, message: impl Into<String>) -
         kind,
         message: message.into(),
     });
+    resp
+}
+
+/// `resp`, marked to be sent uncompressed: it shows a secret (see `web::Uncompressed`).
+pub fn uncompressed(mut resp: Response) -> Response {
+    resp.extensions_mut().insert(super::Uncompressed);
     resp
 }
 

@@ -744,7 +744,8 @@ pub(super) async fn detail(
         None,
     )
     .await?;
-    Ok(page.into_response())
+    // Signing and verification secrets beside sender-controlled event paths.
+    Ok(super::uncompressed(page.into_response()))
 }
 
 // ---------- entrypoints ----------
@@ -836,7 +837,9 @@ pub(super) async fn add_target(
     };
     let ctx = Ctx::for_user(&user, "webhooks");
     let page = detail_page(service, &state, &headers, ctx, id, form, Some(error)).await?;
-    Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+    Ok(super::uncompressed(
+        (StatusCode::UNPROCESSABLE_ENTITY, page).into_response(),
+    ))
 }
 
 /// POST /webhooks/{id}/targets/{tid}/toggle
