@@ -631,9 +631,6 @@ pub(super) async fn download_body(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("default-src 'none'; sandbox"),
     );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    // `nosniff` comes with every response (`web::security_headers`).
     Ok(resp)
 }
