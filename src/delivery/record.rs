@@ -97,7 +97,7 @@ pub(super) fn record(
         error: report.error,
         response_body: report.response_body,
         success: report.verdict == Verdict::Delivered,
-        exchange: report.exchange,
+        exchange: *report.exchange,
     };
     let write = AttemptWrite {
         delivery: delivery.clone(),

@@ -134,11 +134,11 @@ async fn exchange(client: &reqwest::Client, req: HttpRequest, timeout: Duration)
         status_code: Some(status),
         error: None,
         response_body: excerpt,
-        exchange: AttemptExchange {
+        exchange: Box::new(AttemptExchange {
             request: None,
             response_headers,
             response_headers_dropped,
-        },
+        }),
     }
 }
 
@@ -166,7 +166,7 @@ fn transport_failure(e: &reqwest::Error, timeout: Duration) -> AttemptReport {
         status_code: None,
         error: Some(error),
         response_body: Vec::new(),
-        exchange: AttemptExchange::default(),
+        exchange: Box::default(),
     }
 }
 

@@ -43,8 +43,9 @@ pub struct AttemptReport {
     pub error: Option<String>,
     /// Start of the response body.
     pub response_body: Vec<u8>,
-    /// The request sent and the response headers (bounded).
-    pub exchange: AttemptExchange,
+    /// The request sent and the response headers (bounded; boxed, so a report stays small
+    /// on the paths that never reach the network).
+    pub exchange: Box<AttemptExchange>,
 }
 
 impl AttemptReport {
@@ -55,7 +56,7 @@ impl AttemptReport {
             status_code: None,
             error: None,
             response_body: Vec::new(),
-            exchange: AttemptExchange::default(),
+            exchange: Box::default(),
         }
     }
 
@@ -66,7 +67,7 @@ impl AttemptReport {
             status_code: None,
             error: Some(reason.into()),
             response_body: Vec::new(),
-            exchange: AttemptExchange::default(),
+            exchange: Box::default(),
         }
     }
 

@@ -528,54 +528,6 @@ pub(super) async fn redeliver(
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::{form_fields, gap, page_links};
-
-    #[test]
-    fn gaps_between_attempts() {
-        assert_eq!(gap(850), "+850 ms");
-        assert_eq!(gap(2_100), "+2.1 s");
-        assert_eq!(gap(245_000), "+4 min 5 s");
-        assert_eq!(gap(7_380_000), "+2 h 3 min");
-    }
-
-    #[test]
-    fn form_bodies_become_rows() {
-        let rows = form_fields(
-            Some("application/x-www-form-urlencoded; charset=utf-8"),
-            b"a=1&b=x+y&c=%E2%9C%93&flag",
-        );
-        let want = [("a", "1"), ("b", "x y"), ("c", "✓"), ("flag", "")];
-        let want: Vec<(String, String)> = want
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        assert_eq!(rows, want);
-        assert!(form_fields(Some("application/json"), b"a=1").is_empty());
-        assert!(form_fields(Some("application/x-www-form-urlencoded"), b"\xff=1").is_empty());
-    }
-
-    #[test]
-    fn pagination_links() {
-        assert_eq!(page_links(1, 1), vec![Some(1)]);
-        assert_eq!(
-            page_links(5, 10),
-            vec![
-                Some(1),
-                None,
-                Some(3),
-                Some(4),
-                Some(5),
-                Some(6),
-                Some(7),
-                None,
-                Some(10)
-            ]
-        );
-    }
-}
-
 /// GET /webhooks/{id}/events/stream: the live stream for the event pages (see
 /// `web::live`), with the session's authentication.
 pub(super) async fn stream(
@@ -633,4 +585,52 @@ pub(super) async fn download_body(
     );
     // `nosniff` comes with every response (`web::security_headers`).
     Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{form_fields, gap, page_links};
+
+    #[test]
+    fn gaps_between_attempts() {
+        assert_eq!(gap(850), "+850 ms");
+        assert_eq!(gap(2_100), "+2.1 s");
+        assert_eq!(gap(245_000), "+4 min 5 s");
+        assert_eq!(gap(7_380_000), "+2 h 3 min");
+    }
+
+    #[test]
+    fn form_bodies_become_rows() {
+        let rows = form_fields(
+            Some("application/x-www-form-urlencoded; charset=utf-8"),
+            b"a=1&b=x+y&c=%E2%9C%93&flag",
+        );
+        let want = [("a", "1"), ("b", "x y"), ("c", "✓"), ("flag", "")];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(rows, want);
+        assert!(form_fields(Some("application/json"), b"a=1").is_empty());
+        assert!(form_fields(Some("application/x-www-form-urlencoded"), b"\xff=1").is_empty());
+    }
+
+    #[test]
+    fn pagination_links() {
+        assert_eq!(page_links(1, 1), vec![Some(1)]);
+        assert_eq!(
+            page_links(5, 10),
+            vec![
+                Some(1),
+                None,
+                Some(3),
+                Some(4),
+                Some(5),
+                Some(6),
+                Some(7),
+                None,
+                Some(10)
+            ]
+        );
+    }
 }
