@@ -28,8 +28,8 @@ use super::sweeper::{SweepSignals, Sweeper};
 use super::task::DeliveryTask;
 use super::worker::{self, Outcome};
 use crate::config::EngineConfig;
-use crate::model::{Millis, now_ms};
 use crate::live::LiveHub;
+use crate::model::{Millis, now_ms};
 use crate::store::{Notice, Store};
 
 /// Handle on the running engine; cheap to clone.

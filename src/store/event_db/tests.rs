@@ -1037,6 +1037,8 @@ fn measure_find_and_count_scans() {
     time("counts over 10,000 deliveries", &|| {
         store.target_counts(100_000).unwrap().counted
     });
+}
+
 /// A result row from before attempts kept their exchange (format 4) reads with an empty
 /// one; a new attempt's exchange reads back whole beside it.
 #[test]

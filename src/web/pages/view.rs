@@ -314,6 +314,11 @@ pub struct EventRow {
 }
 
 impl EventRow {
+    /// The badges of the targets the event has a delivery to, in column order.
+    pub fn badges(&self) -> Vec<&DeliveryBadge> {
+        self.columns.iter().flatten().collect()
+    }
+
     /// A row for `e`; `body_limit` > 0 also renders headers and body.
     pub fn new(e: &EventWithBody, targets: &[std::sync::Arc<Target>], body_limit: usize) -> Self {
         let mut row = EventRow::summary(&e.event, &e.deliveries, targets);
