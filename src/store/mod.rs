@@ -358,14 +358,19 @@ impl Store {
     /// Stops every event writer after it has committed what it holds. No file is opened
     /// after this (late callers get `Closed`).
     pub fn close(&self) {
-        let mut closed = self.events.lock_opening();
-        *closed = true;
-        let all: Vec<_> = self.events.write().drain().map(|(_, s)| s).collect();
-        for store in all {
-            store.close();
+        {
+            let mut closed = self.events.lock_opening();
+            *closed = true;
+            let all: Vec<_> = self.events.write().drain().map(|(_, s)| s).collect();
+            for store in all {
+                store.close();
+            }
         }
-        self.events.writers.stop();
+        // Without the open lock: a call waiting for it to open a file must get `Closed`
+        // and finish, or joining the call threads would wait for it forever. Calls may
+        // still wait for commits, so the writers stop last.
         self.calls.close();
+        self.events.writers.stop();
     }
 }
 
