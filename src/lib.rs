@@ -10,6 +10,7 @@ pub mod ingest;
 pub mod live;
 pub mod metrics;
 pub mod model;
+pub mod routing;
 pub mod service;
 pub mod store;
 pub mod web;

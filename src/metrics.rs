@@ -16,6 +16,12 @@ pub const INGEST_REJECTED: &str = "webhooker_ingest_rejected_total";
 pub const DELIVERY_ATTEMPTS: &str = "webhooker_delivery_attempts_total";
 /// Deliveries reaching a terminal status, by target and status.
 pub const DELIVERIES_FINISHED: &str = "webhooker_deliveries_finished_total";
+/// Deliveries skipped by their target's filter (no attempt), by target.
+pub const DELIVERIES_SKIPPED: &str = "webhooker_deliveries_skipped_total";
+/// Requests answered as duplicates of a stored event (nothing stored), by webhook.
+pub const INGEST_DUPLICATES: &str = "webhooker_ingest_duplicates_total";
+/// Requests refused with 508 because their hop count shows a delivery loop, by webhook.
+pub const INGEST_LOOPS: &str = "webhooker_ingest_loops_total";
 /// Attempt duration in seconds, by target.
 pub const DELIVERY_DURATION: &str = "webhooker_delivery_duration_seconds";
 /// Retries scheduled, by target.
@@ -72,6 +78,12 @@ fn describe() {
     );
     describe_counter!(DELIVERY_ATTEMPTS, "Delivery attempts by outcome");
     describe_counter!(DELIVERIES_FINISHED, "Deliveries reaching a terminal status");
+    describe_counter!(
+        DELIVERIES_SKIPPED,
+        "Deliveries skipped by their target's filter"
+    );
+    describe_counter!(INGEST_DUPLICATES, "Requests answered as duplicates");
+    describe_counter!(INGEST_LOOPS, "Requests refused as a delivery loop (508)");
     describe_histogram!(
         DELIVERY_DURATION,
         metrics::Unit::Seconds,

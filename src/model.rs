@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::routing::{Dedupe, Filter, Transform};
+
 /// Unix time in milliseconds.
 pub type Millis = i64;
 
@@ -91,6 +93,8 @@ pub struct Webhook {
     pub created_at: Millis,
     /// How a request to its entrypoints must prove who sent it.
     pub verification: Verification,
+    /// Where a request's idempotency key is, if the webhook drops repeated requests.
+    pub dedupe: Option<Dedupe>,
 }
 
 /// A credential kept in the main file. Its `Debug` form hides the value, so a record
@@ -267,6 +271,8 @@ pub struct Target {
     pub kind: TargetKind,
     /// Creation time.
     pub created_at: Millis,
+    /// Which events it gets; `None`: every event.
+    pub filter: Option<Filter>,
 }
 
 /// The kinds of target.
@@ -327,6 +333,8 @@ pub struct HttpTarget {
     pub max_in_flight: u32,
     /// Standard Webhooks signatures on every attempt.
     pub signing: Signing,
+    /// Headers set and removed, and the path template, applied to every attempt.
+    pub transform: Transform,
 }
 
 /// How long the secret replaced by a rotation still signs, beside the new one.
@@ -438,8 +446,9 @@ impl Event {
     }
 }
 
-/// Where a delivery stands.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+/// Where a delivery stands. New variants go at the end: bincode stores the variant's
+/// index, so older rows keep their meaning.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub enum DeliveryStatus {
     /// Not attempted yet.
     Pending,
@@ -449,22 +458,39 @@ pub enum DeliveryStatus {
     Delivered,
     /// Terminal: gave up.
     Failed,
+    /// Terminal: the target's filter did not match the event; never attempted.
+    Skipped {
+        /// Which condition did not hold.
+        reason: String,
+    },
 }
 
 impl DeliveryStatus {
     /// Lower-case name as shown in the UI and API.
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &'static str {
         match self {
             DeliveryStatus::Pending => "pending",
             DeliveryStatus::Retrying => "retrying",
             DeliveryStatus::Delivered => "delivered",
             DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Skipped { .. } => "skipped",
         }
     }
 
-    /// Delivered or failed: no due-index row remains (I2).
-    pub fn is_terminal(self) -> bool {
-        matches!(self, DeliveryStatus::Delivered | DeliveryStatus::Failed)
+    /// Delivered, failed or skipped: no due-index row remains (I2).
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            DeliveryStatus::Delivered | DeliveryStatus::Failed | DeliveryStatus::Skipped { .. }
+        )
+    }
+
+    /// Why a skipped delivery was skipped.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            DeliveryStatus::Skipped { reason } => Some(reason),
+            _ => None,
+        }
     }
 }
 
@@ -512,6 +538,21 @@ impl Delivery {
             delivery.next_attempt_at = None;
         }
         delivery
+    }
+
+    /// A delivery of `event_id` to `target_id` that its filter skipped: finished by the
+    /// commit that writes it, with no attempt and no due row.
+    pub fn skipped(
+        event_id: uuid::Uuid,
+        target_id: uuid::Uuid,
+        now: Millis,
+        reason: String,
+    ) -> Delivery {
+        Delivery {
+            status: DeliveryStatus::Skipped { reason },
+            next_attempt_at: None,
+            ..Delivery::pending(event_id, target_id, now)
+        }
     }
 
     /// Whether this delivery still goes through the delivery engine.

@@ -211,6 +211,7 @@ async fn storage_phase(
         active: true,
         kind: TargetKind::Database,
         created_at: now_ms(),
+        filter: None,
     });
     let started = Instant::now();
     let deadline = started + WRK_DURATION;
@@ -279,6 +280,7 @@ fn stored_like_wrk(target: &Target) -> NewEvent {
         event,
         body,
         deliveries: vec![delivery],
+        dedupe: None,
     }
 }
 

@@ -1,6 +1,7 @@
 //! Retention: a minute after start and then hourly, each webhook with
 //! `retention_days > 0` loses events older than that whose deliveries are all finished;
-//! the file is compacted when much went.
+//! the file is compacted when much went. A webhook that dedupes forgets the keys older
+//! than its window.
 
 use std::time::Duration;
 
@@ -27,7 +28,19 @@ pub(super) fn run(store: &Store, stop: &StopSignal) {
 
 fn prune_all(store: &Store, stop: &StopSignal) {
     for webhook in store.catalog().webhooks() {
-        if webhook.retention_days == 0 || stop.stopping() {
+        if stop.stopping() {
+            return;
+        }
+        if let Some(dedupe) = &webhook.dedupe {
+            let cutoff = now_ms() - i64::from(dedupe.window_secs) * 1000;
+            if let Err(e) = store
+                .events(webhook.id)
+                .and_then(|e| e.prune_dedupe(cutoff))
+            {
+                tracing::error!(webhook_id = %webhook.id, error = %e, "pruning dedupe keys failed");
+            }
+        }
+        if webhook.retention_days == 0 {
             continue;
         }
         let cutoff = now_ms() - i64::from(webhook.retention_days) * 86_400_000;

@@ -395,6 +395,7 @@ fn load_task(
             active: false,
             kind: TargetKind::Database,
             created_at: 0,
+            filter: None,
         })
     });
     Ok(Some(Loaded::Task(DeliveryTask {
@@ -550,6 +551,7 @@ mod tests {
                 event,
                 body: Bytes::from_static(b"{}"),
                 deliveries: vec![delivery],
+                dedupe: None,
             }))
             .unwrap();
         id
@@ -572,6 +574,7 @@ mod tests {
             retention_days: 0,
             created_at: t0,
             verification: Verification::None,
+            dedupe: None,
         };
         let entrypoint = Entrypoint {
             id: Uuid::now_v7(),
@@ -588,6 +591,7 @@ mod tests {
             active: true,
             kind: TargetKind::Log,
             created_at: t0,
+            filter: None,
         };
         s.store.main.insert_target(&target).unwrap();
         let overdue = due_at(&s.store, webhook.id, target.id, t0 - 1_000);

@@ -90,8 +90,9 @@ pub struct DeliveryTask {
 
 /// New deliveries of one event, split the way they must be handled: all of them written in
 /// one transaction; the ones the engine attempts dispatched after that commit; the ones the
-/// commit itself finishes (`database` targets, see [`Delivery::for_target`]) counted once
-/// it is done. Ingest and redelivery both build theirs here.
+/// commit itself finishes (`database` targets, see [`Delivery::for_target`], and targets
+/// whose filter skipped the event) counted once it is done. Ingest and redelivery both
+/// build theirs here.
 pub struct DeliveryPlan {
     /// Every new delivery.
     pub deliveries: Vec<Delivery>,
@@ -99,15 +100,21 @@ pub struct DeliveryPlan {
     pub tasks: Vec<DeliveryTask>,
     /// Targets whose delivery is finished by the commit.
     pub delivered_by_commit: Vec<Uuid>,
+    /// Targets whose filter skipped the event.
+    pub skipped: Vec<Uuid>,
 }
 
+/// A target of a new event, and whether its filter skipped the event (and why).
+pub type Routed = (Arc<Target>, Option<String>);
+
 impl DeliveryPlan {
-    /// One delivery per target, due at `now`. `payload` is called only if some delivery
-    /// goes through the engine (building it copies the headers).
+    /// One delivery per target, due at `now`, or skipped with its reason. `payload` is
+    /// called only if some delivery goes through the engine (building it copies the
+    /// headers).
     pub fn new(
         webhook_id: Uuid,
         event_id: Uuid,
-        targets: Vec<Arc<Target>>,
+        targets: Vec<Routed>,
         now: Millis,
         payload: impl Fn() -> Arc<EventPayload>,
     ) -> DeliveryPlan {
@@ -115,9 +122,16 @@ impl DeliveryPlan {
             deliveries: Vec::with_capacity(targets.len()),
             tasks: Vec::with_capacity(targets.len()),
             delivered_by_commit: Vec::new(),
+            skipped: Vec::new(),
         };
         let mut built: Option<Arc<EventPayload>> = None;
-        for target in targets {
+        for (target, skip) in targets {
+            if let Some(reason) = skip {
+                plan.skipped.push(target.id);
+                plan.deliveries
+                    .push(Delivery::skipped(event_id, target.id, now, reason));
+                continue;
+            }
             let delivery = Delivery::for_target(event_id, &target, now);
             if delivery.needs_engine() {
                 let event = built.get_or_insert_with(&payload).clone();
@@ -155,6 +169,7 @@ pub(super) mod testing {
             active: true,
             kind: TargetKind::Log,
             created_at: 0,
+            filter: None,
         })
     }
 

@@ -14,6 +14,7 @@ use super::targets::{self, AttemptReport, HttpRequest};
 use super::task::DeliveryTask;
 use crate::metrics as m;
 use crate::model::{DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT_SECS, Millis, TargetKind, now_ms};
+use crate::routing;
 use crate::store::StoreError;
 
 /// How much longer than a probe's own timeout the deliveries deferred behind it wait.
@@ -205,8 +206,11 @@ fn prepare(s: &Shared, task: &DeliveryTask) -> Result<HttpRequest, NotSent> {
     let body = load_body(s, task)?;
     match &task.target.kind {
         TargetKind::Http(cfg) => {
-            let mut headers =
-                HttpRequest::headers_from(&task.event.headers, &webhooker_headers(task));
+            let mut headers = HttpRequest::headers_from(
+                &task.event.headers,
+                &webhooker_headers(task),
+                &cfg.transform,
+            );
             if cfg.signing.enabled {
                 // Signed here, over the very bytes sent and at this attempt's time. Ours
                 // replace any `webhook-*` headers the sender sent: a receiver must never
@@ -218,9 +222,18 @@ fn prepare(s: &Shared, task: &DeliveryTask) -> Result<HttpRequest, NotSent> {
                     headers.insert(name, value);
                 }
             }
+            let url = routing::target_url(
+                &cfg.url,
+                cfg.transform.path.as_deref(),
+                &routing::TemplateVars {
+                    original_path: &task.event.path,
+                    event_id: task.event.id,
+                    headers: &task.event.headers,
+                },
+            );
             HttpRequest::new(
                 &task.event.method,
-                &cfg.url,
+                &url,
                 headers,
                 body,
                 http_timeout(cfg.timeout_secs),
@@ -349,6 +362,14 @@ fn settle(s: &Arc<Shared>, started: &Started, healthy: Option<bool>) -> Vec<Star
 
 fn webhooker_headers(task: &DeliveryTask) -> Vec<(&'static str, String)> {
     let mut headers = vec![
+        // One more than the request came with: ingest refuses a request past the limit,
+        // so a target that leads back here ends the loop.
+        (
+            routing::HOPS_HEADER,
+            routing::hops(&task.event.headers)
+                .saturating_add(1)
+                .to_string(),
+        ),
         ("x-webhooker-event-id", task.event.id.to_string()),
         ("x-webhooker-delivery-id", task.delivery.id.to_string()),
         (

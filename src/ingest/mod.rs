@@ -18,7 +18,8 @@ use crate::delivery::{DeliveryPlan, Engine, EventPayload};
 use crate::live::{LiveEvent, LiveUpdate};
 use crate::metrics as m;
 use crate::model::{Entrypoint, Event, Millis, TEST_EVENT_ORIGIN, Verification, now_ms};
-use crate::store::{EventStore, NewEvent, Store, StoreError, WriteOp};
+use crate::routing::{self, RequestView};
+use crate::store::{DedupeKey, EventStore, NewEvent, Store, StoreError, WriteOp};
 use budget::BodyBudget;
 pub use budget::{BodyReservation, UNBUDGETED_BODY_BYTES};
 use rejected::RejectionLog;
@@ -56,6 +57,13 @@ pub enum IngestError {
     /// The webhook's sender verification refused the request; nothing was stored.
     #[error("request not verified: {0}")]
     Unverified(Rejection),
+    /// The request has been forwarded by webhooker more than `routing::MAX_HOPS` times: a
+    /// delivery loop. Nothing was stored.
+    #[error("loop detected: the request has been forwarded {hops} times (at most {max} accepted)", max = crate::routing::MAX_HOPS)]
+    LoopDetected {
+        /// Its hop count.
+        hops: u32,
+    },
     /// Too many large bodies are in memory at once, or this sender's client already holds
     /// its share of them; the sender should retry shortly.
     #[error("too many requests in progress; retry shortly")]
@@ -107,6 +115,35 @@ impl IncomingRequest {
     }
 }
 
+/// What every entrypoint URL's path starts with.
+pub const ENTRYPOINT_PATH_PREFIX: &str = "/webhook/";
+
+/// The entrypoint id an entrypoint URL spells: only the hyphenated spelling that the UI
+/// shows (either case); `{…}`, `urn:uuid:…` and unhyphenated aliases of one entrypoint
+/// would be needless extra URLs.
+pub fn entrypoint_id(raw_id: &str) -> Option<Uuid> {
+    if raw_id.len() != uuid::fmt::Hyphenated::LENGTH {
+        return None;
+    }
+    Uuid::parse_str(raw_id).ok()
+}
+
+/// The entrypoint id of a path that is exactly an entrypoint URL's (`/webhook/{id}`).
+pub fn entrypoint_id_in_path(path: &str) -> Option<Uuid> {
+    path.strip_prefix(ENTRYPOINT_PATH_PREFIX)
+        .and_then(entrypoint_id)
+}
+
+/// What ingest did with an accepted request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    /// The stored event: this request's, or for a duplicate the first one with its key.
+    pub event_id: Uuid,
+    /// The request repeated an idempotency key stored within the webhook's window:
+    /// nothing was stored or delivered.
+    pub duplicate: bool,
+}
+
 /// Accepts webhooks; cheap to clone.
 #[derive(Clone)]
 pub struct Ingestor {
@@ -155,12 +192,7 @@ impl Ingestor {
 
     /// Resolves an entrypoint id from the URL, before the body is read (no I/O).
     pub fn entrypoint(&self, raw_id: &str) -> Result<Arc<Entrypoint>, IngestError> {
-        // Only the hyphenated spelling that the UI shows (either case): `{…}`, `urn:uuid:…`
-        // and unhyphenated aliases of one entrypoint would be needless extra URLs.
-        if raw_id.len() != uuid::fmt::Hyphenated::LENGTH {
-            return Err(IngestError::UnknownEntrypoint);
-        }
-        let id = Uuid::parse_str(raw_id).map_err(|_| IngestError::UnknownEntrypoint)?;
+        let id = entrypoint_id(raw_id).ok_or(IngestError::UnknownEntrypoint)?;
         let catalog = self.store.catalog();
         let entrypoint = catalog
             .entrypoint(id)
@@ -172,21 +204,28 @@ impl Ingestor {
     }
 
     /// Stores the event and its deliveries durably, then queues the deliveries.
-    /// Returns the event id once the commit is on disk. `reservation`, the body's room in
-    /// the memory budget, is given back when the writer is done with the body: a sender
-    /// that hangs up ends this future, but not the write it queued.
+    /// Returns the event id once the commit is on disk, or the first event's id when the
+    /// request is a duplicate (see [`Accepted`]). `reservation`, the body's room in the
+    /// memory budget, is given back when the writer is done with the body: a sender that
+    /// hangs up ends this future, but not the write it queued.
     pub async fn accept(
         &self,
         entrypoint: &Entrypoint,
         req: IncomingRequest,
         reservation: BodyReservation,
-    ) -> Result<Uuid, IngestError> {
+    ) -> Result<Accepted, IngestError> {
         if req.body.len() > self.max_body_bytes {
             return Err(IngestError::BodyTooLarge {
                 limit: self.max_body_bytes,
             });
         }
         let webhook_id = entrypoint.webhook_id;
+        let hops = routing::hops(&req.headers);
+        if hops > routing::MAX_HOPS {
+            metrics::counter!(m::INGEST_LOOPS, "webhook" => webhook_id.to_string()).increment(1);
+            tracing::warn!(%webhook_id, hops, "delivery loop: request refused");
+            return Err(IngestError::LoopDetected { hops });
+        }
         let catalog = self.store.catalog();
         let now = now_ms();
         // Before anything is written or claimed: a refused request costs no disk write
@@ -220,7 +259,7 @@ impl Ingestor {
     /// first active entrypoint: stored, delivered and shown like any other, marked as a
     /// test (`Event::is_test`; attempts carry `X-Webhooker-Test: true`). Sender
     /// verification is skipped: the request comes from a signed-in user, not the sender.
-    pub async fn send_test(&self, webhook_id: Uuid) -> Result<Uuid, IngestError> {
+    pub async fn send_test(&self, webhook_id: Uuid) -> Result<Accepted, IngestError> {
         let entrypoint = self
             .store
             .catalog()
@@ -268,20 +307,39 @@ impl Ingestor {
         req: IncomingRequest,
         reservation: BodyReservation,
         now: Millis,
-    ) -> Result<Uuid, IngestError> {
+    ) -> Result<Accepted, IngestError> {
         let webhook_id = entrypoint.webhook_id;
         let catalog = self.store.catalog();
-        let targets: Vec<_> = catalog
-            .targets_of(webhook_id)
-            .iter()
-            .filter(|t| t.active)
-            .cloned()
-            .collect();
+        // Filters and the dedupe key, in memory, before anything is written; the body is
+        // parsed as JSON at most once, and only if a condition or the key needs it.
+        let (targets, dedupe) = {
+            let view = RequestView::new(&req.method, &req.headers, &req.body);
+            let targets: Vec<_> = catalog
+                .targets_of(webhook_id)
+                .iter()
+                .filter(|t| t.active)
+                .map(|t| {
+                    let skip = t.filter.as_ref().and_then(|f| f.check(&view).err());
+                    (t.clone(), skip)
+                })
+                .collect();
+            let dedupe = catalog
+                .webhook(webhook_id)
+                .and_then(|w| w.dedupe.as_ref())
+                .and_then(|d| {
+                    Some(DedupeKey {
+                        key: d.key(&view)?,
+                        window_ms: Millis::from(d.window_secs) * 1000,
+                    })
+                });
+            (targets, dedupe)
+        };
         let (event, body) = req.into_event(entrypoint.id, now);
         let DeliveryPlan {
             deliveries,
             tasks,
             delivered_by_commit,
+            skipped,
         } = DeliveryPlan::new(webhook_id, event.id, targets, now, || {
             Arc::new(EventPayload::new(&event, Some(body.clone())))
         });
@@ -296,7 +354,7 @@ impl Ingestor {
             body_len: event.body_len,
             deliveries: deliveries
                 .iter()
-                .map(|d| (d.id, d.target_id, d.status))
+                .map(|d| (d.id, d.target_id, d.status.clone()))
                 .collect(),
         });
 
@@ -315,10 +373,23 @@ impl Ingestor {
                 event,
                 body,
                 deliveries,
+                dedupe,
             }),
             notice,
         )?;
-        rx.await.map_err(|_| StoreError::Closed)??;
+        match rx.await.map_err(|_| StoreError::Closed)? {
+            Ok(()) => {}
+            // Nothing was written; the engine's claims were released with the notice.
+            Err(StoreError::Duplicate(first)) => {
+                metrics::counter!(m::INGEST_DUPLICATES, "webhook" => webhook_id.to_string())
+                    .increment(1);
+                return Ok(Accepted {
+                    event_id: first,
+                    duplicate: true,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
         if let Some(news) = news {
             live.publish(webhook_id, LiveUpdate::Event(news));
         }
@@ -329,7 +400,13 @@ impl Ingestor {
         delivered_by_commit
             .into_iter()
             .for_each(m::delivered_by_commit);
-        Ok(event_id)
+        for target in skipped {
+            metrics::counter!(m::DELIVERIES_SKIPPED, "target" => target.to_string()).increment(1);
+        }
+        Ok(Accepted {
+            event_id,
+            duplicate: false,
+        })
     }
 
     async fn event_store(&self, webhook_id: Uuid) -> Result<Arc<EventStore>, StoreError> {

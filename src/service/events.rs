@@ -93,12 +93,14 @@ impl Service {
                 let (event, body) = events
                     .event_with_body(event_id)?
                     .ok_or(ServiceError::NotFound("event"))?;
-                let targets = targets?;
+                // The user asked for these targets: their filters do not apply.
+                let targets = targets?.into_iter().map(|t| (t, None)).collect();
                 let body = bytes::Bytes::from(body);
                 let DeliveryPlan {
                     deliveries,
                     tasks,
                     delivered_by_commit,
+                    skipped: _,
                 } = DeliveryPlan::new(webhook_id, event_id, targets, now, || {
                     Arc::new(EventPayload::new(&event, Some(body.clone())))
                 });

@@ -11,6 +11,7 @@ use crate::model::{
     RetryLimit, Secret, Signing, SigningKey, SlackTarget, Target, TargetKind, Verification,
     Webhook, now_ms,
 };
+use crate::routing::{self, Dedupe, Filter, Transform};
 
 /// Default retention for new webhooks.
 pub const DEFAULT_RETENTION_DAYS: u32 = 30;
@@ -30,6 +31,9 @@ pub struct WebhookInput {
     pub retention_days: Option<u32>,
     /// How senders prove themselves.
     pub verification: Option<VerificationInput>,
+    /// Idempotency: `{"header": name, "window_secs": n}` or `{"json": pointer, …}`
+    /// (`routing::Dedupe::from_json`); `null` turns it off.
+    pub dedupe: Option<serde_json::Value>,
 }
 
 /// A webhook's sender verification as entered: a kind and the fields it needs. A secret
@@ -239,6 +243,12 @@ pub struct TargetInput {
     pub signing: Option<bool>,
     /// Whether the target gets new deliveries.
     pub active: Option<bool>,
+    /// Which events it gets: `{"all": […]}` or `{"any": […]}` (`routing::Filter::from_json`);
+    /// `null` removes the filter.
+    pub filter: Option<serde_json::Value>,
+    /// http: headers set and removed, path template (`routing::Transform::from_json`);
+    /// `null` removes it.
+    pub transform: Option<serde_json::Value>,
 }
 
 impl TargetInput {
@@ -330,6 +340,26 @@ fn clean_description(raw: &str) -> ServiceResult<String> {
     Ok(raw.trim().to_string())
 }
 
+/// The dedupe setting an input asks for: `None` for off (`null`).
+fn parse_dedupe(v: &serde_json::Value) -> ServiceResult<Option<Dedupe>> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    Dedupe::from_json(v)
+        .map(Some)
+        .map_err(|e| ServiceError::invalid("dedupe", e))
+}
+
+/// The filter an input asks for: `None` for every event (`null`).
+fn parse_filter(v: &serde_json::Value) -> ServiceResult<Option<Filter>> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    Filter::from_json(v)
+        .map(Some)
+        .map_err(|e| ServiceError::invalid("filter", e))
+}
+
 fn check_range(field: &'static str, v: u32, min: u32, max: u32) -> ServiceResult<u32> {
     if v < min || v > max {
         return Err(ServiceError::invalid(
@@ -410,6 +440,10 @@ impl Service {
                 Some(v) => v.resolve(&Verification::None)?,
                 None => Verification::None,
             },
+            dedupe: match &input.dedupe {
+                Some(v) => parse_dedupe(v)?,
+                None => None,
+            },
         };
         let entrypoint = Entrypoint {
             id: Uuid::new_v4(),
@@ -448,6 +482,9 @@ impl Service {
         }
         if let Some(v) = &input.verification {
             webhook.verification = v.resolve(&webhook.verification)?;
+        }
+        if let Some(v) = &input.dedupe {
+            webhook.dedupe = parse_dedupe(v)?;
         }
         self.blocking(move |store| found(store.main.update_webhook(&webhook)?, "webhook"))
             .await?;
@@ -551,6 +588,7 @@ impl Service {
                 max_backoff_secs: DEFAULT_MAX_BACKOFF_SECS,
                 max_in_flight: DEFAULT_MAX_IN_FLIGHT,
                 signing: Signing::generate(),
+                transform: Transform::default(),
             }),
             Some("slack") => TargetKind::Slack(SlackTarget { url: String::new() }),
             Some("log") => TargetKind::Log,
@@ -569,6 +607,10 @@ impl Service {
             active: input.active.unwrap_or(true),
             kind: self.apply_kind_fields(kind, &input, true).await?,
             created_at: now_ms(),
+            filter: match &input.filter {
+                Some(v) => parse_filter(v)?,
+                None => None,
+            },
         };
         let id = target.id;
         self.blocking(move |store| found(store.main.insert_target(&target)?, "webhook"))
@@ -597,6 +639,9 @@ impl Service {
         }
         if let Some(a) = input.active {
             target.active = a;
+        }
+        if let Some(v) = &input.filter {
+            target.filter = parse_filter(v)?;
         }
         target.kind = self.apply_kind_fields(target.kind, &input, false).await?;
         self.blocking(move |store| found(store.main.update_target(&target)?, "target"))
@@ -698,6 +743,15 @@ impl Service {
                 if let Some(on) = input.signing {
                     h.signing.enabled = on;
                 }
+                match &input.transform {
+                    Some(serde_json::Value::Null) => h.transform = Transform::default(),
+                    Some(v) => {
+                        h.transform = Transform::from_json(v)
+                            .map_err(|e| ServiceError::invalid("transform", e))?;
+                    }
+                    None => {}
+                }
+                self.refuse_own_entrypoint(&h.url, h.transform.path.as_deref())?;
                 TargetKind::Http(h)
             }
             TargetKind::Slack(mut s) => {
@@ -711,10 +765,45 @@ impl Service {
                     }
                     None => {}
                 }
+                self.refuse_own_entrypoint(&s.url, None)?;
                 TargetKind::Slack(s)
             }
             other => other,
         })
+    }
+
+    /// Refuses a target that would send to one of this server's own entrypoints: a URL
+    /// (with the path template's fixed text in place of its path) whose path is
+    /// `/webhook/{id}` of an entrypoint here. Entrypoint ids are random secrets, so such a
+    /// URL reaches this server whatever its host (BASE_URL, the listen address, a proxy, a
+    /// DNS alias): each event would come back as a new event, and fan out again. Loops
+    /// this cannot see (through another service) end at the hop limit.
+    fn refuse_own_entrypoint(&self, url: &str, template: Option<&str>) -> ServiceResult<()> {
+        let Ok(parsed) = url::Url::parse(url) else {
+            return Ok(());
+        };
+        let path = match template {
+            // The placeholders render as nothing here: only the fixed text is known now.
+            Some(t) => routing::render_path(
+                t,
+                &routing::TemplateVars {
+                    original_path: "",
+                    event_id: Uuid::nil(),
+                    headers: &[],
+                },
+            ),
+            None => parsed.path().to_string(),
+        };
+        let path = path.split(['?', '#']).next().unwrap_or_default();
+        let own = crate::ingest::entrypoint_id_in_path(path)
+            .is_some_and(|id| self.store.catalog().entrypoint(id).is_some());
+        if own {
+            return Err(ServiceError::invalid(
+                "url",
+                "points at one of this server's own entrypoints: every event would come back as a new event (a delivery loop)",
+            ));
+        }
+        Ok(())
     }
 
     async fn check_target_url(&self, url: &str) -> ServiceResult<String> {

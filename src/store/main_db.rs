@@ -55,8 +55,8 @@ impl MainDb {
             let mut settings = tx.open_table(SETTINGS)?;
             let found = settings.get(FORMAT_KEY)?.map(|v| decode_version(v.value()));
             if check_format_version(path, found, MAIN_FORMAT_VERSION, MAIN_OLDEST_READABLE)? {
-                if found == Some(1) {
-                    migrate::v1_to_v2(&tx, WEBHOOKS, TARGETS)?;
+                if let Some(found) = found {
+                    migrate::upgrade(&tx, found, WEBHOOKS, TARGETS)?;
                 }
                 settings.insert(FORMAT_KEY, MAIN_FORMAT_VERSION.to_le_bytes().as_slice())?;
             }

@@ -30,18 +30,18 @@ use crate::model::Millis;
 pub use catalog::Catalog;
 pub use due_times::{DueTimes, EarliestDue};
 pub use event_db::{
-    AttemptWrite, DeliveryCounts, DueRow, EventDetail, EventFilter, EventStore, EventWithBody,
-    FoundEvent, INLINE_BODY_BYTES, NewEvent, PruneReport, SEARCH_BODY_BYTES, ScanReport,
-    TargetCounts, WriteOp, contains_ignoring_case,
+    AttemptWrite, DedupeKey, DeliveryCounts, DueRow, EventDetail, EventFilter, EventStore,
+    EventWithBody, FoundEvent, INLINE_BODY_BYTES, NewEvent, PruneReport, SEARCH_BODY_BYTES,
+    ScanReport, TargetCounts, WriteOp, contains_ignoring_case,
 };
 pub use main_db::MainDb;
 pub use notice::{Committed, Notice};
 use writer::WriterPool;
 
 /// Version of the main file's on-disk layout, checked at open. 2: webhooks carry sender
-/// verification and http targets a signing secret; a version-1 file is migrated at open
-/// (`migrate.rs`).
-pub const MAIN_FORMAT_VERSION: u32 = 2;
+/// verification and http targets a signing secret. 3: webhooks carry dedupe, targets a
+/// filter and http targets a transform. An older file is migrated at open (`migrate.rs`).
+pub const MAIN_FORMAT_VERSION: u32 = 3;
 
 /// The oldest main-file version this build reads (and migrates).
 const MAIN_OLDEST_READABLE: u32 = 1;
@@ -52,7 +52,9 @@ const MAIN_OLDEST_READABLE: u32 = 1;
 /// one `bodies` row. 5: an attempt's result row is extended by what went over the wire
 /// (the request sent, the response headers: `model::AttemptExchange`). An older file reads correctly under the current rules and is marked
 /// current at open, so an older build refuses it instead of reading those bodies as empty
-/// or missing, or those events as undelivered.
+/// or missing, or those events as undelivered. Format 5 also lets deliveries be `skipped`
+/// (with a reason) and adds the `dedupe` tables of the webhook's idempotency keys; an older
+/// build would fail to decode the one and ignore the other.
 pub const EVENTS_FORMAT_VERSION: u32 = 5;
 
 /// The oldest event-file version this build reads.
@@ -96,6 +98,10 @@ pub enum StoreError {
     /// The event does not exist (any more): retention may remove one at any time.
     #[error("no such event")]
     UnknownEvent,
+    /// The request's idempotency key was stored with this event within the webhook's
+    /// dedupe window; nothing was written.
+    #[error("duplicate of event {0}")]
+    Duplicate(Uuid),
 }
 
 impl StoreError {
@@ -110,7 +116,8 @@ impl StoreError {
             StoreError::Codec(_)
             | StoreError::FormatVersion { .. }
             | StoreError::UnknownWebhook
-            | StoreError::UnknownEvent => false,
+            | StoreError::UnknownEvent
+            | StoreError::Duplicate(_) => false,
         }
     }
 }

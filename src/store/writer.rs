@@ -13,7 +13,7 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -203,6 +203,8 @@ pub(super) struct FileWriter {
     writer: Mutex<Writer>,
     /// A timer for the file's reopen is set.
     timer_set: AtomicBool,
+    /// Transactions committed (see `EventStore::commits`).
+    commits: Arc<AtomicU64>,
 }
 
 /// Whose due times a file's commits update: its webhook's entry in the map.
@@ -228,6 +230,7 @@ impl FileWriter {
         path: PathBuf,
         due: DueEntry,
     ) -> Arc<Self> {
+        let commits = Arc::new(AtomicU64::new(0));
         Arc::new(FileWriter {
             pool: pool.pool.clone(),
             jobs: Mutex::new(Jobs {
@@ -242,9 +245,16 @@ impl FileWriter {
                 path,
                 due,
                 failure: None,
+                commits: commits.clone(),
             }),
             timer_set: AtomicBool::new(false),
+            commits,
         })
+    }
+
+    /// Transactions committed since the file was opened.
+    pub(super) fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 
     fn lock_jobs(&self) -> MutexGuard<'_, Jobs> {
@@ -372,6 +382,8 @@ struct Writer {
     /// Updated after each commit that touched the due index.
     due: DueEntry,
     failure: Option<Failure>,
+    /// Counts the transactions committed.
+    commits: Arc<AtomicU64>,
 }
 
 /// A failure episode of the file: from a failed write until a commit succeeds again.
@@ -412,6 +424,7 @@ impl Writer {
         match commit(db, batch.iter().map(|(op, _)| op)) {
             Ok(done) => {
                 self.recovered();
+                self.note_commit(done.committed);
                 self.note_due(done.earliest_due);
                 for ((op, notice), outcome) in batch.into_iter().zip(done.outcomes) {
                     finish(op, notice, outcome);
@@ -438,6 +451,7 @@ impl Writer {
                         match commit(db, std::iter::once(&op)) {
                             Ok(mut done) => {
                                 self.recovered();
+                                self.note_commit(done.committed);
                                 self.note_due(done.earliest_due);
                                 done.outcomes.pop().unwrap_or(Ok(()))
                             }
@@ -452,6 +466,12 @@ impl Writer {
                     finish(op, notice, outcome);
                 }
             }
+        }
+    }
+
+    fn note_commit(&self, committed: bool) {
+        if committed {
+            self.commits.fetch_add(1, Ordering::Relaxed);
         }
     }
 

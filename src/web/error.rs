@@ -108,6 +108,8 @@ fn store_status(e: &StoreError) -> (StatusCode, String) {
         StoreError::UnknownWebhook | StoreError::UnknownEvent => {
             (StatusCode::NOT_FOUND, e.to_string())
         }
+        // Ingest answers a duplicate itself (200 with the first event's id).
+        StoreError::Duplicate(_) => (StatusCode::CONFLICT, e.to_string()),
         StoreError::Redb(_)
         | StoreError::Codec(_)
         | StoreError::FormatVersion { .. }
@@ -138,6 +140,7 @@ impl From<IngestError> for ApiError {
             IngestError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             IngestError::Unverified(_) => StatusCode::UNAUTHORIZED,
             IngestError::NoActiveEntrypoint => StatusCode::CONFLICT,
+            IngestError::LoopDetected { .. } => StatusCode::LOOP_DETECTED,
             IngestError::Store(s) => {
                 let (status, message) = store_status(s);
                 return ApiError { status, message };

@@ -24,8 +24,7 @@ use super::{AppState, client_ip, client_key};
 use crate::config::HttpConfig;
 use crate::ingest::{BodyReservation, IncomingRequest, IngestError, Ingestor};
 
-/// What every entrypoint URL starts with.
-const PATH_PREFIX: &str = "/webhook/";
+use crate::ingest::ENTRYPOINT_PATH_PREFIX as PATH_PREFIX;
 
 /// Whether `path` is ingest's to answer: everything under `/webhook/`, so a sender that
 /// got its URL wrong (no id, a trailing slash) gets ingest's JSON 404, not an HTML page.
@@ -75,7 +74,8 @@ async fn answer(
     };
     let status = resp.status().as_u16();
     let latency_ms = started.elapsed().as_millis();
-    if resp.status().is_server_error() {
+    // A loop (508) is the sender's doing, and ingest logged it at WARN.
+    if resp.status().is_server_error() && resp.status() != StatusCode::LOOP_DETECTED {
         tracing::error!(%method, status, latency_ms, "webhook request failed");
     } else {
         tracing::debug!(%method, status, latency_ms, "webhook request answered");
@@ -131,10 +131,11 @@ async fn receive_inner(
         remote_addr: client.to_string(),
         body,
     };
-    let event_id = ingestor.accept(&entrypoint, incoming, reservation).await?;
-    Ok(Json(Accepted {
+    let accepted = ingestor.accept(&entrypoint, incoming, reservation).await?;
+    Ok(Json(Answer {
         status: "ok",
-        event_id,
+        event_id: accepted.event_id,
+        duplicate: accepted.duplicate,
     })
     .into_response())
 }
@@ -286,12 +287,15 @@ impl FillRate {
     }
 }
 
-/// The answer to an accepted webhook: `{"status":"ok","event_id":"…"}`. A struct rather than
-/// `json!`: this is the hottest response, and it needs no map.
+/// The answer to an accepted webhook: `{"status":"ok","event_id":"…"}`, and
+/// `"duplicate":true` when the request repeated a stored event's idempotency key. A struct
+/// rather than `json!`: this is the hottest response, and it needs no map.
 #[derive(Serialize)]
-struct Accepted {
+struct Answer {
     status: &'static str,
     event_id: Uuid,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    duplicate: bool,
 }
 
 #[cfg(test)]

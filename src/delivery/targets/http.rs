@@ -1,4 +1,5 @@
-//! One HTTP(S) attempt: the original method, headers and body, plus the X-Webhooker ids.
+//! One HTTP(S) attempt: the original method, headers and body as the target's transform
+//! shapes them, plus the X-Webhooker ids and hop count.
 
 use std::time::{Duration, SystemTime};
 
@@ -8,6 +9,7 @@ use super::{AttemptReport, MAX_RESPONSE_EXCERPT, Verdict, classify_status, forwa
 use crate::delivery::backoff::parse_retry_after;
 use crate::delivery::ssrf::{NetworkPolicy, SsrfError};
 use crate::model::{AttemptExchange, SentRequest, bounded_headers};
+use crate::routing::Transform;
 
 /// Everything one HTTP attempt sends, checked and built by a delivery thread so that the
 /// runtime's part is the exchange alone.
@@ -47,10 +49,13 @@ impl HttpRequest {
         })
     }
 
-    /// Builds the header map: forwarded originals plus our own.
+    /// Builds the header map: forwarded originals less those the target's transform
+    /// removes, plus those it sets (replacing originals of the same name), plus our own.
+    /// A transform never touches ours (`routing::Transform::checked` refuses them).
     pub(crate) fn headers_from(
         original: &[(String, Vec<u8>)],
         extra: &[(&'static str, String)],
+        transform: &Transform,
     ) -> HeaderMap {
         let mut map = HeaderMap::with_capacity(original.len() + extra.len());
         for (name, value) in forwarded_headers(original) {
@@ -60,6 +65,19 @@ impl HttpRequest {
                 HeaderValue::from_bytes(value),
             ) {
                 map.append(n, v);
+            }
+        }
+        for name in &transform.remove_headers {
+            map.remove(name.as_str());
+        }
+        for (name, value) in &transform.set_headers {
+            // Checked when saved; a value that is a credential stays out of debug output.
+            if let (Ok(n), Ok(mut v)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value.expose()),
+            ) {
+                v.set_sensitive(true);
+                map.insert(n, v);
             }
         }
         for (name, value) in extra {

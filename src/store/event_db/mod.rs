@@ -58,6 +58,12 @@ const DELIVERIES: TableDefinition<'static, (u128, u128), &[u8]> =
 const RESULTS: TableDefinition<'static, (u128, u32), &[u8]> = TableDefinition::new("results");
 /// `(due_ms, delivery_id) -> (event_id, target_id)`: "what is due now" is a range scan.
 const DUE: TableDefinition<'static, (u64, u128), (u128, u128)> = TableDefinition::new("due");
+/// A webhook's idempotency keys: key → the first event stored with it. Written in the
+/// event's own transaction (`write.rs`), so the two are on disk together or not at all.
+const DEDUPE: TableDefinition<'static, &[u8], u128> = TableDefinition::new("dedupe");
+/// event id → its key in `DEDUPE`: retention walks the keys by age (UUIDv7 ids start with
+/// their time) without scanning the whole index.
+const DEDUPE_EVENTS: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("dedupe_events");
 
 const FORMAT_KEY: &str = "format_version";
 
@@ -80,9 +86,21 @@ pub struct NewEvent {
     pub event: Event,
     /// The raw body.
     pub body: Bytes,
-    /// Its deliveries: `Pending` and due now, or already `Delivered` by this very commit
-    /// (`database` targets: no attempt record, no due row).
+    /// Its deliveries: `Pending` and due now, or already finished by this very commit
+    /// (`database` targets, and targets whose filter skipped the event: no attempt record,
+    /// no due row).
     pub deliveries: Vec<Delivery>,
+    /// The request's idempotency key, when its webhook dedupes and the request has one.
+    pub dedupe: Option<DedupeKey>,
+}
+
+/// An idempotency key and how long it makes later requests duplicates.
+#[derive(Debug, Clone)]
+pub struct DedupeKey {
+    /// The key as stored (see `routing::Dedupe::key`).
+    pub key: Vec<u8>,
+    /// A request whose key was stored less than this long before is a duplicate.
+    pub window_ms: Millis,
 }
 
 /// A delivery's new state after an attempt or a deferral.
@@ -244,6 +262,12 @@ impl EventStore {
     /// The webhook this file belongs to.
     pub fn webhook_id(&self) -> Uuid {
         self.webhook_id
+    }
+
+    /// Transactions the file's writer has committed since the file was opened: each is
+    /// one fsync, however many writes it holds.
+    pub fn commits(&self) -> u64 {
+        self.writer.commits()
     }
 
     /// Writes waiting for the writer, not counting a batch being committed.
@@ -537,6 +561,8 @@ pub(super) fn open_database(
         tx.open_table(DELIVERIES)?;
         tx.open_table(RESULTS)?;
         tx.open_table(DUE)?;
+        tx.open_table(DEDUPE)?;
+        tx.open_table(DEDUPE_EVENTS)?;
     }
     tx.commit()?;
     Ok(db)

@@ -5,8 +5,8 @@ use redb::ReadableTable;
 use redb::Database;
 
 use super::{
-    BODIES, BODY_CHUNKS, DELIVERIES, EVENTS, EventStore, PruneReport, RESULTS, available, body,
-    deliveries_in,
+    BODIES, BODY_CHUNKS, DEDUPE, DEDUPE_EVENTS, DELIVERIES, EVENTS, EventStore, PruneReport,
+    RESULTS, available, body, deliveries_in,
 };
 use crate::model::Millis;
 use crate::store::StoreError;
@@ -50,6 +50,42 @@ impl EventStore {
             }
         }
         Ok(report)
+    }
+
+    /// Forgets the idempotency keys stored before `cutoff` (now less the webhook's dedupe
+    /// window: they can no longer make a request a duplicate), in transactions of at most
+    /// `PRUNE_CHUNK` keys. Returns how many went.
+    pub fn prune_dedupe(&self, cutoff: Millis) -> Result<u64, StoreError> {
+        const PRUNE_CHUNK: usize = 1000;
+        let bound = (cutoff.max(0) as u128) << 80;
+        let mut removed = 0;
+        loop {
+            let db = self.db.read().unwrap_or_else(|p| p.into_inner());
+            let tx = available(&db)?.begin_write()?;
+            let done = {
+                let mut by_event = tx.open_table(DEDUPE_EVENTS)?;
+                let mut index = tx.open_table(DEDUPE)?;
+                let mut old = Vec::with_capacity(PRUNE_CHUNK);
+                for row in by_event.range(..bound)?.take(PRUNE_CHUNK) {
+                    let (id, key) = row?;
+                    old.push((id.value(), key.value().to_vec()));
+                }
+                for (id, key) in &old {
+                    // A key stored again after its window points at the newer event.
+                    let current = index.get(key.as_slice())?.map(|v| v.value());
+                    if current == Some(*id) {
+                        index.remove(key.as_slice())?;
+                    }
+                    by_event.remove(*id)?;
+                }
+                removed += old.len() as u64;
+                old.len() < PRUNE_CHUNK
+            };
+            tx.commit()?;
+            if done {
+                return Ok(removed);
+            }
+        }
     }
 
     /// One retention transaction over events in `[from, bound)`: returns how many were

@@ -120,6 +120,7 @@ fn a_delivery_finished_at_ingest_is_stored_in_the_event_row() {
             event: e.clone(),
             body: Bytes::from_static(b"{}"),
             deliveries: all.clone(),
+            dedupe: None,
         }))
         .unwrap();
 
@@ -198,6 +199,7 @@ fn version_2_files_keep_their_delivery_rows() {
             event: new.clone(),
             body: Bytes::from_static(b"new"),
             deliveries: vec![new_stored.clone()],
+            dedupe: None,
         }))
         .unwrap();
     let (page, total) = store.list_events(0, 10, 10).unwrap();
@@ -393,6 +395,7 @@ fn ingest(store: &EventStore, body: &[u8]) -> Result<Uuid, StoreError> {
     let id = e.id;
     store.write_blocking(WriteOp::Ingest(NewEvent {
         deliveries: vec![delivery(&e, DeliveryStatus::Pending)],
+        dedupe: None,
         event: e,
         body: Bytes::copy_from_slice(body),
     }))?;
@@ -648,6 +651,7 @@ fn ingest_settled(store: &EventStore, body: &[u8]) -> Event {
     store
         .write_blocking(WriteOp::Ingest(NewEvent {
             deliveries: vec![delivery(&e, DeliveryStatus::Delivered)],
+            dedupe: None,
             event: e.clone(),
             body: Bytes::copy_from_slice(body),
         }))

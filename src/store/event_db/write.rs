@@ -3,7 +3,10 @@
 use redb::{Database, Key, ReadableTable, Table, TableDefinition, Value, WriteTransaction};
 
 use super::due::due_key;
-use super::{BODY_CHUNKS, DELIVERIES, DUE, EVENTS, INLINE_BODY_BYTES, RESULTS, WriteOp, body};
+use super::{
+    BODY_CHUNKS, DEDUPE, DEDUPE_EVENTS, DELIVERIES, DUE, EVENTS, INLINE_BODY_BYTES, RESULTS,
+    WriteOp, body,
+};
 use crate::model::{Delivery, Millis};
 use crate::store::{StoreError, codec};
 
@@ -14,36 +17,56 @@ pub(in crate::store) struct BatchOutcome {
     /// The due index's earliest time after the commit (`Some(None)`: empty), if the
     /// transaction touched the index.
     pub(in crate::store) earliest_due: Option<Option<Millis>>,
+    /// Whether anything was written, and so committed (a batch of refused requests, say
+    /// duplicates alone, is aborted: it costs no fsync).
+    pub(in crate::store) committed: bool,
 }
 
 /// Applies `ops` in one transaction and commits it. A request refused before it wrote
-/// anything (redelivery of an event retention removed meanwhile) gets its error in the
-/// returned outcomes, one per op, and the others commit; any other error fails them all.
+/// anything (redelivery of an event retention removed meanwhile, a duplicate of a stored
+/// event) gets its error in the returned outcomes, one per op, and the others commit; any
+/// other error fails them all.
 pub(in crate::store) fn commit<'a>(
     db: &Database,
     ops: impl Iterator<Item = &'a WriteOp>,
 ) -> Result<BatchOutcome, StoreError> {
     let tx = db.begin_write()?;
     let mut outcomes = Vec::new();
+    let mut wrote = false;
     let earliest_due = {
         let mut tables = WriteTables::new(&tx);
         for op in ops {
             match tables.apply(op) {
-                Ok(()) => outcomes.push(Ok(())),
-                Err(StoreError::UnknownEvent) => outcomes.push(Err(StoreError::UnknownEvent)),
+                Ok(()) => {
+                    wrote = true;
+                    outcomes.push(Ok(()));
+                }
+                Err(e @ (StoreError::UnknownEvent | StoreError::Duplicate(_))) => {
+                    outcomes.push(Err(e))
+                }
                 Err(e) => return Err(e),
             }
         }
         match &tables.due {
-            Some(due) => Some(due.first()?.map(|(key, _)| key.value().0 as Millis)),
-            None => None,
+            Some(due) if wrote => Some(due.first()?.map(|(key, _)| key.value().0 as Millis)),
+            _ => None,
         }
     };
-    tx.commit()?;
+    if wrote {
+        tx.commit()?;
+    } else {
+        tx.abort()?;
+    }
     Ok(BatchOutcome {
         outcomes,
         earliest_due,
+        committed: wrote,
     })
+}
+
+/// The time in a UUIDv7's first 48 bits, in Unix milliseconds.
+pub(super) fn uuid_ms(id: u128) -> Millis {
+    (id >> 80) as Millis
 }
 
 /// The tables of one write transaction, each opened on first use and then kept: an open
@@ -56,6 +79,8 @@ struct WriteTables<'t> {
     deliveries: Option<Table<'t, (u128, u128), &'static [u8]>>,
     results: Option<Table<'t, (u128, u32), &'static [u8]>>,
     due: Option<Table<'t, (u64, u128), (u128, u128)>>,
+    dedupe: Option<Table<'t, &'static [u8], u128>>,
+    dedupe_events: Option<Table<'t, u128, &'static [u8]>>,
 }
 
 /// The table in `slot`, opened now if it is not yet.
@@ -81,6 +106,8 @@ impl<'t> WriteTables<'t> {
             deliveries: None,
             results: None,
             due: None,
+            dedupe: None,
+            dedupe_events: None,
         }
     }
 
@@ -89,6 +116,22 @@ impl<'t> WriteTables<'t> {
         match op {
             WriteOp::Ingest(n) => {
                 let id = n.event.id.as_u128();
+                if let Some(d) = &n.dedupe {
+                    // Looked up and written in the event's own transaction: two requests
+                    // with one key store one event, in one batch or two, and a crash
+                    // keeps both the event and its key, or neither. Refused before
+                    // anything is written, so the rest of the batch commits.
+                    let index = opened(self.tx, &mut self.dedupe, DEDUPE)?;
+                    let first = index.get(d.key.as_slice())?.map(|v| v.value());
+                    if let Some(first) = first
+                        && n.event.received_at - uuid_ms(first) < d.window_ms
+                    {
+                        return Err(StoreError::Duplicate(uuid::Uuid::from_u128(first)));
+                    }
+                    index.insert(d.key.as_slice(), id)?;
+                    opened(self.tx, &mut self.dedupe_events, DEDUPE_EVENTS)?
+                        .insert(id, d.key.as_slice())?;
+                }
                 let inline = n.body.len() < INLINE_BODY_BYTES;
                 // A delivery this commit finishes (a `database` target's) goes in the
                 // event's row: it will never change, so a row of its own would only cost

@@ -40,6 +40,8 @@ pub struct WebhookOut {
     pub created_at: String,
     /// The kind and its secrets: every API caller is authenticated.
     pub verification: Value,
+    /// `{"header"|"json": …, "window_secs": n}`, or null when off.
+    pub dedupe: Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entrypoints: Option<Vec<EntrypointOut>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -64,6 +66,7 @@ impl WebhookOut {
             retention_days: w.retention_days,
             created_at: rfc3339(w.created_at),
             verification: verification_json(&w.verification),
+            dedupe: w.dedupe.as_ref().map_or(Value::Null, |d| d.to_json()),
             entrypoints: None,
             targets: None,
             counts: None,
@@ -140,6 +143,12 @@ pub struct TargetOut {
     /// http: the current signing secret (`whsec_…`), to every authenticated caller.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signing_secret: Option<String>,
+    /// `{"all"|"any": [conditions]}`, or null: every event.
+    pub filter: Value,
+    /// http: headers set (values included: every caller is authenticated) and removed,
+    /// and the path template.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transform: Option<Value>,
     pub created_at: String,
 }
 
@@ -166,6 +175,8 @@ impl TargetOut {
             max_in_flight: None,
             signing: None,
             signing_secret: None,
+            filter: t.filter.as_ref().map_or(Value::Null, |f| f.to_json()),
+            transform: None,
             created_at: rfc3339(t.created_at),
         };
         if let TargetKind::Http(h) = &t.kind {
@@ -175,6 +186,7 @@ impl TargetOut {
             out.max_in_flight = Some(h.max_in_flight);
             out.signing = Some(h.signing.enabled);
             out.signing_secret = Some(h.signing.secret.to_whsec());
+            out.transform = Some(h.transform.to_json());
         }
         out
     }
@@ -246,6 +258,9 @@ pub struct DeliveryOut {
     pub target_id: Uuid,
     pub target_name: Option<String>,
     pub status: &'static str,
+    /// Why a skipped delivery was skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     pub attempts: u32,
     pub next_attempt_at: Option<String>,
     pub created_at: String,
@@ -264,6 +279,7 @@ impl DeliveryOut {
             target_id: d.target_id,
             target_name,
             status: d.status.as_str(),
+            reason: d.status.reason().map(str::to_string),
             attempts: d.attempts,
             next_attempt_at: d.next_attempt_at.map(rfc3339),
             created_at: rfc3339(d.created_at),
@@ -361,6 +377,14 @@ pub struct WebhookIn {
     pub description: Option<String>,
     pub retention_days: Option<u32>,
     pub verification: Option<VerificationIn>,
+    /// Absent: unchanged; null: off.
+    #[serde(default, deserialize_with = "present")]
+    pub dedupe: Option<Value>,
+}
+
+/// A field that may be given as `null` (to clear it), told apart from a missing one.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 /// `{"kind": …}` and the fields of that kind.
@@ -391,6 +415,7 @@ impl From<WebhookIn> for WebhookInput {
                 username: v.username,
                 password: v.password,
             }),
+            dedupe: w.dedupe,
         }
     }
 }
@@ -421,6 +446,12 @@ pub struct TargetIn {
     pub active: Option<bool>,
     /// Pause (`true`) or resume (`false`); not part of the target's configuration.
     pub paused: Option<bool>,
+    /// Absent: unchanged; null: removed.
+    #[serde(default, deserialize_with = "present")]
+    pub filter: Option<Value>,
+    /// Absent: unchanged; null: removed.
+    #[serde(default, deserialize_with = "present")]
+    pub transform: Option<Value>,
 }
 
 impl TryFrom<TargetIn> for TargetInput {
@@ -448,6 +479,8 @@ impl TryFrom<TargetIn> for TargetInput {
             max_in_flight: t.max_in_flight,
             signing: t.signing,
             active: t.active,
+            filter: t.filter,
+            transform: t.transform,
         })
     }
 }

@@ -1,5 +1,6 @@
 //! Webhook pages: list, new, detail (entrypoints, targets, recent events), edit, delete.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use askama::Template;
@@ -8,6 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::auth::Empty;
@@ -16,6 +18,7 @@ use super::{Ctx, FormError, PagePath, PageResult, Viewer, parse_u32, redirect_wi
 use crate::delivery::BreakerStatus;
 use crate::ingest::{KEPT_BODY_BYTES, RejectedRequest};
 use crate::model::{Entrypoint, RetryLimit, Target, TargetKind, Verification, Webhook};
+use crate::routing::DedupeSource;
 use crate::service::{
     DEFAULT_RETENTION_DAYS, Service, TargetHealthView, TargetInput, VerificationInput,
     WebhookInput, parse_retry_limit,
@@ -95,6 +98,11 @@ pub(super) struct WebhookForm {
     verification_value: String,
     verification_username: String,
     verification_password: String,
+    /// `off`, `header` or `json`; empty (a form without the section): unchanged.
+    dedupe_source: String,
+    /// The header name or JSON Pointer.
+    dedupe_key: String,
+    dedupe_window_secs: String,
 }
 
 impl WebhookForm {
@@ -111,8 +119,45 @@ impl WebhookForm {
             verification_kind: w.verification.kind().to_string(),
             verification_name: name,
             verification_username: username,
+            dedupe_source: match w.dedupe.as_ref().map(|d| &d.source) {
+                None => "off".into(),
+                Some(DedupeSource::Header(_)) => "header".into(),
+                Some(DedupeSource::Json(_)) => "json".into(),
+            },
+            dedupe_key: match w.dedupe.as_ref().map(|d| &d.source) {
+                None => String::new(),
+                Some(DedupeSource::Header(h) | DedupeSource::Json(h)) => h.clone(),
+            },
+            dedupe_window_secs: w
+                .dedupe
+                .as_ref()
+                .map(|d| d.window_secs.to_string())
+                .unwrap_or_default(),
             ..WebhookForm::default()
         }
+    }
+
+    /// The dedupe setting the form asks for: `None` unchanged, `Some(null)` off.
+    fn dedupe(&self) -> Result<Option<Value>, FormError> {
+        let source = self.dedupe_source.trim();
+        if source.is_empty() {
+            return Ok(None);
+        }
+        if source == "off" {
+            return Ok(Some(Value::Null));
+        }
+        if source != "header" && source != "json" {
+            return Err(FormError::new(
+                "dedupe",
+                "Choose off, a header or a JSON Pointer.",
+            ));
+        }
+        let mut v = serde_json::Map::new();
+        v.insert(source.into(), Value::from(self.dedupe_key.trim()));
+        if let Some(w) = parse_u32("dedupe_window_secs", &self.dedupe_window_secs)? {
+            v.insert("window_secs".into(), Value::from(w));
+        }
+        Ok(Some(Value::Object(v)))
     }
 
     fn input(&self) -> Result<WebhookInput, FormError> {
@@ -131,6 +176,7 @@ impl WebhookForm {
             description: Some(self.description.clone()),
             retention_days: parse_u32("retention_days", &self.retention_days)?,
             verification,
+            dedupe: self.dedupe()?,
         })
     }
 
@@ -556,7 +602,23 @@ pub(super) struct TargetForm {
     max_in_flight: String,
     /// `on` (the default when absent) or `off`.
     signing: String,
+    /// `all` or `any`.
+    filter_mode: String,
+    /// http: one `Name: value` per line.
+    transform_set_headers: String,
+    /// http: names separated by commas, spaces or lines.
+    transform_remove_headers: String,
+    /// http: path template.
+    transform_path: String,
+    /// The filter's rows: `cond{i}_on` (`method`, `header`, `json` or empty for an unused
+    /// row), `cond{i}_key` (header name or JSON Pointer), `cond{i}_op`, `cond{i}_value`.
+    #[serde(flatten)]
+    rows: HashMap<String, String>,
 }
+
+/// Condition rows the add-target form offers (the API takes up to
+/// `routing::MAX_CONDITIONS`).
+pub(super) const FORM_CONDITION_ROWS: usize = 5;
 
 impl Default for TargetForm {
     fn default() -> TargetForm {
@@ -569,6 +631,11 @@ impl Default for TargetForm {
             max_backoff_secs: String::new(),
             max_in_flight: String::new(),
             signing: "on".into(),
+            filter_mode: "all".into(),
+            transform_set_headers: String::new(),
+            transform_remove_headers: String::new(),
+            transform_path: String::new(),
+            rows: HashMap::new(),
         }
     }
 }
@@ -632,7 +699,112 @@ impl TargetForm {
             max_in_flight: parse_u32("max_in_flight", &self.max_in_flight)?,
             signing: Some(self.signing != "off"),
             active: Some(true),
+            filter: self.filter()?,
+            transform: (self.kind == "http")
+                .then(|| self.transform())
+                .transpose()?,
         })
+    }
+
+    /// A field of condition row `i` (`on`, `key`, `op` or `value`), as entered.
+    fn cond(&self, i: &usize, field: &str) -> &str {
+        self.rows
+            .get(&format!("cond{i}_{field}"))
+            .map_or("", String::as_str)
+    }
+
+    /// The row indexes, for the template.
+    fn cond_rows(&self) -> std::ops::Range<usize> {
+        0..FORM_CONDITION_ROWS
+    }
+
+    /// The filter the rows describe, in the API's shape (checked by the service): `None`
+    /// when no row is used.
+    fn filter(&self) -> Result<Option<Value>, FormError> {
+        let mut conditions = Vec::new();
+        for i in self.cond_rows() {
+            let (on, key, op, value) = (
+                self.cond(&i, "on").trim(),
+                self.cond(&i, "key").trim(),
+                self.cond(&i, "op").trim(),
+                self.cond(&i, "value").trim(),
+            );
+            let cond = match on {
+                "" => continue,
+                "method" => json!({ "method": value }),
+                "header" | "json" => {
+                    let arg = form_argument(on == "json", op, value);
+                    let mut c = serde_json::Map::new();
+                    c.insert(on.into(), Value::from(key));
+                    c.insert(op.into(), arg);
+                    Value::Object(c)
+                }
+                _ => return Err(FormError::new("filter", "Unknown condition kind.")),
+            };
+            conditions.push(cond);
+        }
+        if conditions.is_empty() {
+            return Ok(None);
+        }
+        let mode = if self.filter_mode == "any" {
+            "any"
+        } else {
+            "all"
+        };
+        Ok(Some(json!({ mode: conditions })))
+    }
+
+    /// The transform the http fields describe, in the API's shape.
+    fn transform(&self) -> Result<Value, FormError> {
+        let mut set = serde_json::Map::new();
+        for line in self.transform_set_headers.lines() {
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            let (name, value) = line.split_once(':').ok_or_else(|| {
+                FormError::new(
+                    "transform",
+                    "Headers to set go one per line, as Name: value.",
+                )
+            })?;
+            set.insert(name.trim().to_string(), Value::from(value.trim()));
+        }
+        let remove: Vec<&str> = self
+            .transform_remove_headers
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|n| !n.is_empty())
+            .collect();
+        Ok(json!({
+            "set_headers": set,
+            "remove_headers": remove,
+            "path": self.transform_path.trim(),
+        }))
+    }
+}
+
+/// A condition row's value as the API takes it: `in` splits at commas; for the JSON body,
+/// each value is read as JSON when it is a JSON scalar (`5`, `true`, `"x"`) and as text
+/// otherwise; `exists` is `true` unless the value says no.
+fn form_argument(json_body: bool, op: &str, value: &str) -> Value {
+    let one = |v: &str| {
+        let v = v.trim();
+        if json_body {
+            match serde_json::from_str::<Value>(v) {
+                Ok(parsed) if !parsed.is_object() && !parsed.is_array() => parsed,
+                _ => Value::from(v),
+            }
+        } else {
+            Value::from(v)
+        }
+    };
+    match op {
+        "exists" => Value::Bool(!matches!(
+            value.to_ascii_lowercase().as_str(),
+            "false" | "no" | "0" | "absent"
+        )),
+        "in" => Value::Array(value.split(',').map(one).collect()),
+        _ => one(value),
     }
 }
 
