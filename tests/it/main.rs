@@ -11,5 +11,6 @@ mod live;
 mod operate;
 mod pages;
 mod recovery;
+mod routing;
 mod signatures;
 mod store;

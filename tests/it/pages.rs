@@ -1315,3 +1315,119 @@ async fn old_password_stops_opening_the_api_once_a_change_is_confirmed() {
     assert_eq!(r.status(), StatusCode::OK, "the new password works");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn routing_through_the_pages() {
+    let app = TestApp::start().await;
+    let b = login(&app).await;
+    let html = get_ok(&app, &b, "/webhooks/new").await;
+    assert!(html.contains("name=\"dedupe_source\""));
+    let (to, _) = post_redirect(
+        &app,
+        &b,
+        "/webhooks/new",
+        &[
+            ("name", "Deduped"),
+            ("dedupe_source", "header"),
+            ("dedupe_key", "X-GitHub-Delivery"),
+            ("dedupe_window_secs", "600"),
+        ],
+    )
+    .await;
+    let id = to.strip_prefix("/webhooks/").unwrap().to_string();
+    let api = app.get_json(&format!("/webhooks/{id}")).await;
+    assert_eq!(
+        api["dedupe"],
+        json!({"header": "x-github-delivery", "window_secs": 600})
+    );
+    let html = get_ok(&app, &b, &format!("/webhooks/{id}/edit")).await;
+    assert!(
+        html.contains("<option value=\"header\" selected>"),
+        "{html}"
+    );
+    assert!(html.contains("value=\"x-github-delivery\""));
+    // Turned off from the form.
+    post_redirect(
+        &app,
+        &b,
+        &format!("/webhooks/{id}/edit"),
+        &[("name", "Deduped"), ("dedupe_source", "off")],
+    )
+    .await;
+    assert_eq!(
+        app.get_json(&format!("/webhooks/{id}")).await["dedupe"],
+        Value::Null
+    );
+
+    // A target with two condition rows (a third left empty) and a transform.
+    let html = get_ok(&app, &b, &format!("/webhooks/{id}")).await;
+    assert!(html.contains("name=\"cond4_on\""), "five condition rows");
+    let (_, html) = post_redirect(
+        &app,
+        &b,
+        &format!("/webhooks/{id}/targets"),
+        &[
+            ("name", "ci"),
+            ("kind", "http"),
+            ("url", "http://127.0.0.1:9/hook"),
+            ("filter_mode", "any"),
+            ("cond0_on", "header"),
+            ("cond0_key", "X-GitHub-Event"),
+            ("cond0_op", "in"),
+            ("cond0_value", "push, release"),
+            ("cond1_on", "json"),
+            ("cond1_key", "/pull_request/number"),
+            ("cond1_op", "gt"),
+            ("cond1_value", "3"),
+            ("cond2_on", ""),
+            ("cond2_key", "ignored"),
+            (
+                "transform_set_headers",
+                "Authorization: Bearer page-token\r\nX-Team: core",
+            ),
+            ("transform_remove_headers", "X-Hub-Signature-256, Cookie"),
+            ("transform_path", "/ci/{event_id}?{query}"),
+        ],
+    )
+    .await;
+    assert!(html.contains("Filter"), "{html}");
+    assert!(html.contains("authorization, x-team"), "{html}");
+    assert!(
+        !html.contains("page-token"),
+        "set header values stay off the page"
+    );
+    let t = app.get_json(&format!("/webhooks/{id}")).await["targets"][0].clone();
+    assert_eq!(
+        t["filter"],
+        json!({"any": [
+            {"header": "x-github-event", "in": ["push", "release"]},
+            {"json": "/pull_request/number", "gt": 3.0}
+        ]})
+    );
+    assert_eq!(
+        t["transform"],
+        json!({
+            "set_headers": {"authorization": "Bearer page-token", "x-team": "core"},
+            "remove_headers": ["x-hub-signature-256", "cookie"],
+            "path": "/ci/{event_id}?{query}"
+        })
+    );
+    // A row that does not make a condition re-renders the form with the reason.
+    let r = post(
+        &app,
+        &b,
+        &format!("/webhooks/{id}/targets"),
+        &[
+            ("name", "bad"),
+            ("kind", "log"),
+            ("cond0_on", "json"),
+            ("cond0_key", "no-slash"),
+            ("cond0_op", "exists"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("JSON Pointer"), "{html}");
+    assert!(html.contains("value=\"no-slash\""), "the row is kept");
+}

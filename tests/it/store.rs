@@ -39,6 +39,7 @@ fn event_with_body(status: DeliveryStatus, due: Option<i64>, body: Bytes) -> New
         event,
         body,
         deliveries: vec![delivery],
+        dedupe: None,
     }
 }
 
@@ -94,7 +95,7 @@ fn retention_removes_only_old_finished_events() {
     for status in [DeliveryStatus::Delivered, DeliveryStatus::Failed] {
         for _ in 0..3 {
             events
-                .write_blocking(WriteOp::Ingest(event_with(status, None)))
+                .write_blocking(WriteOp::Ingest(event_with(status.clone(), None)))
                 .unwrap();
         }
     }
@@ -243,6 +244,7 @@ fn updates_and_children_of_deleted_rows_are_refused() {
         retention_days: 0,
         created_at: now_ms(),
         verification: Verification::None,
+        dedupe: None,
     };
     let entrypoint = Entrypoint {
         id: Uuid::new_v4(),
@@ -258,6 +260,7 @@ fn updates_and_children_of_deleted_rows_are_refused() {
         active: true,
         kind: TargetKind::Log,
         created_at: now_ms(),
+        filter: None,
     };
     store.main.create_webhook(&webhook, &entrypoint).unwrap();
     assert!(store.main.insert_target(&target).unwrap());

@@ -912,6 +912,7 @@ fn filled(store: &EventStore, n: usize) -> (Uuid, Uuid) {
             event: e,
             body: Bytes::from_static(br#"{"type":"order.paid"}"#),
             deliveries: vec![ok, pending],
+            dedupe: None,
         }));
     }
     for ops in [ingest, attempts] {
@@ -1118,4 +1119,102 @@ fn version_4_result_rows_read_without_an_exchange() {
     store.close();
     drop(store);
     assert_eq!(stored_version(&path), EVENTS_FORMAT_VERSION);
+/// An event received now, with an idempotency key remembered for `window_ms`.
+fn keyed(key: &[u8], window_ms: Millis) -> WriteOp {
+    let mut e = event(b"{}");
+    e.received_at = crate::model::now_ms();
+    WriteOp::Ingest(NewEvent {
+        deliveries: vec![Delivery::skipped(
+            e.id,
+            Uuid::new_v4(),
+            1,
+            "filter: x".into(),
+        )],
+        event: e,
+        body: Bytes::from_static(b"{}"),
+        dedupe: Some(DedupeKey {
+            key: key.to_vec(),
+            window_ms,
+        }),
+    })
+}
+
+fn event_id(op: &WriteOp) -> Uuid {
+    match op {
+        WriteOp::Ingest(n) => n.event.id,
+        _ => unreachable!("an ingest"),
+    }
+}
+
+/// The dedupe lookup and its key are part of the event's own transaction: a keyed event
+/// costs the same one commit (one fsync) as an unkeyed one, and a duplicate costs none
+/// (its transaction wrote nothing and is aborted).
+#[test]
+fn dedupe_adds_no_commit_and_a_duplicate_costs_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir.path().join("e.redb"));
+    let first = keyed(b"\0delivery-1", 60_000);
+    let first_id = event_id(&first);
+    store.write_blocking(first).unwrap();
+    assert_eq!(store.commits(), 1);
+    match store.write_blocking(keyed(b"\0delivery-1", 60_000)) {
+        Err(StoreError::Duplicate(id)) => assert_eq!(id, first_id),
+        other => panic!("expected a duplicate, got {other:?}"),
+    }
+    assert_eq!(store.commits(), 1, "a lone duplicate commits nothing");
+    assert_eq!(store.event_count().unwrap(), 1);
+    store
+        .write_blocking(keyed(b"\0delivery-2", 60_000))
+        .unwrap();
+    assert_eq!(
+        store.commits(),
+        2,
+        "one commit per stored event, key included"
+    );
+    // A skipped delivery keeps its reason.
+    let detail = store.event_detail(first_id).unwrap().unwrap();
+    assert_eq!(detail.deliveries[0].0.status.reason(), Some("filter: x"));
+}
+
+/// Two requests with one key in the same transaction: the second sees the first's key.
+#[test]
+fn one_key_twice_in_one_batch_stores_one_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir.path().join("e.redb"));
+    let (a, b) = (keyed(b"\0same", 60_000), keyed(b"\0same", 60_000));
+    let a_id = event_id(&a);
+    let db = store.db.read().unwrap();
+    let done = commit(db.as_ref().unwrap(), [a, b].iter()).unwrap();
+    assert!(done.committed);
+    assert!(done.outcomes[0].is_ok());
+    assert!(matches!(done.outcomes[1], Err(StoreError::Duplicate(id)) if id == a_id));
+    drop(db);
+    assert_eq!(store.event_count().unwrap(), 1);
+}
+
+/// A key older than the window stores the event again, and the index then names the new
+/// event; pruning forgets keys older than the cutoff, the re-stored one included.
+#[test]
+fn a_key_outside_its_window_is_stored_again_and_pruned_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir.path().join("e.redb"));
+    store.write_blocking(keyed(b"\0k", 60_000)).unwrap();
+    // A window of 0 ms: the stored key is already outside it.
+    let again = keyed(b"\0k", 0);
+    let again_id = event_id(&again);
+    store.write_blocking(again).unwrap();
+    assert_eq!(store.event_count().unwrap(), 2);
+    match store.write_blocking(keyed(b"\0k", 60_000)) {
+        Err(StoreError::Duplicate(id)) => assert_eq!(id, again_id),
+        other => panic!("expected a duplicate of the second, got {other:?}"),
+    }
+    assert_eq!(
+        store.prune_dedupe(0).unwrap(),
+        0,
+        "nothing before the epoch"
+    );
+    let later = crate::model::now_ms() + 1000;
+    assert_eq!(store.prune_dedupe(later).unwrap(), 2);
+    store.write_blocking(keyed(b"\0k", 60_000)).unwrap();
+    assert_eq!(store.event_count().unwrap(), 3);
 }

@@ -382,6 +382,8 @@ struct DeliveryView {
     /// redeliver button (one per target).
     can_redeliver: bool,
     status: &'static str,
+    /// Why a skipped delivery was skipped.
+    reason: Option<String>,
     attempts: u32,
     created: When,
     next_attempt: Option<When>,
@@ -460,6 +462,7 @@ pub(super) async fn detail(
             can_redeliver: view.targets.iter().any(|t| t.id == d.target_id && t.active)
                 && !plain[i + 1..].iter().any(|l| l.target_id == d.target_id),
             status: d.status.as_str(),
+            reason: d.status.reason().map(str::to_string),
             attempts: d.attempts,
             created: When::at(d.created_at),
             next_attempt: d

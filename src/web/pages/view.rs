@@ -270,8 +270,10 @@ pub fn pretty_json(s: &str) -> String {
 pub struct DeliveryBadge {
     /// Target name, or a placeholder when it was deleted.
     pub target: String,
-    /// `pending`, `retrying`, `delivered` or `failed`.
+    /// `pending`, `retrying`, `delivered`, `failed` or `skipped`.
     pub status: &'static str,
+    /// Why a skipped delivery was skipped.
+    pub reason: Option<String>,
     /// Attempts so far.
     pub attempts: u32,
 }
@@ -357,6 +359,7 @@ impl EventRow {
                         .map(|d| DeliveryBadge {
                             target: t.name.clone(),
                             status: d.status.as_str(),
+                            reason: d.status.reason().map(str::to_string),
                             attempts: d.attempts,
                         })
                 })

@@ -382,6 +382,8 @@ struct TargetRow {
     health: HealthRow,
     /// The edit form, prefilled.
     form: TargetForm,
+    /// Its filter and transform in words (header values left out: they may be secret).
+    routing: Vec<(&'static str, String)>,
 }
 
 /// A target's health for its row.
@@ -443,6 +445,28 @@ impl HealthRow {
             breaker,
         }
     }
+}
+
+/// A target's filter and transform, for its row.
+fn routing_rows(t: &Target) -> Vec<(&'static str, String)> {
+    let mut rows = Vec::new();
+    if let Some(f) = &t.filter {
+        rows.push(("Filter", f.to_json().to_string()));
+    }
+    if let TargetKind::Http(h) = &t.kind {
+        let tr = &h.transform;
+        if !tr.set_headers.is_empty() {
+            let names: Vec<&str> = tr.set_headers.iter().map(|(n, _)| n.as_str()).collect();
+            rows.push(("Sets", names.join(", ")));
+        }
+        if !tr.remove_headers.is_empty() {
+            rows.push(("Removes", tr.remove_headers.join(", ")));
+        }
+        if let Some(p) = &tr.path {
+            rows.push(("Path", p.clone()));
+        }
+    }
+    rows
 }
 
 /// How an http target signs, for its row.
@@ -874,6 +898,7 @@ async fn detail_page(
                     signing: SigningRow::of(t, now),
                     health: HealthRow::of(h),
                     form: TargetForm::of(t),
+                    routing: routing_rows(t),
                     t: t.clone(),
                 }
             })
