@@ -33,6 +33,7 @@ fn new_event(body: &Bytes) -> NewEvent {
         event,
         body: body.clone(),
         deliveries: vec![delivery],
+        dedupe: None,
     }
 }
 

@@ -460,8 +460,9 @@ pub enum DeliveryStatus {
     Failed,
     /// Terminal: the target's filter did not match the event; never attempted.
     Skipped {
-        /// Which condition did not hold.
-        reason: String,
+        /// Which condition did not hold. Boxed: every delivery in memory carries a status,
+        /// and only skipped ones (which never enter the engine) have a reason.
+        reason: Box<String>,
     },
 }
 
@@ -549,7 +550,9 @@ impl Delivery {
         reason: String,
     ) -> Delivery {
         Delivery {
-            status: DeliveryStatus::Skipped { reason },
+            status: DeliveryStatus::Skipped {
+                reason: Box::new(reason),
+            },
             next_attempt_at: None,
             ..Delivery::pending(event_id, target_id, now)
         }

@@ -158,10 +158,11 @@ impl RetryHeap {
         }
     }
 
-    /// Adds an item; a full heap hands it back.
-    pub(super) fn push(&mut self, due: Millis, item: Item) -> Result<(), Item> {
+    /// Adds an item; a full heap hands it back (boxed: the refusal is the rare path, and
+    /// an item is a whole task).
+    pub(super) fn push(&mut self, due: Millis, item: Item) -> Result<(), Box<Item>> {
         if self.heap.len() >= self.capacity {
-            return Err(item);
+            return Err(Box::new(item));
         }
         self.seq += 1;
         self.heap.push(Reverse(Entry {
@@ -293,7 +294,9 @@ mod tests {
         let mut heap = RetryHeap::new(1);
         assert!(heap.push(1, Item::Release(Uuid::from_u128(1))).is_ok());
         let refused = heap.push(1, Item::Release(Uuid::from_u128(2)));
-        assert!(matches!(refused, Err(Item::Release(id)) if id == Uuid::from_u128(2)));
+        assert!(
+            matches!(refused.map_err(|i| *i), Err(Item::Release(id)) if id == Uuid::from_u128(2))
+        );
         assert_eq!(heap.len(), 1);
     }
 }
