@@ -50,13 +50,40 @@ pub enum Mode {
     Any,
 }
 
-/// Which events a target gets.
+/// Which events a target gets. Stored as its mode and conditions; the skip reasons are
+/// worked out once when it is built or read, so a skipped delivery costs a copy of one,
+/// not a formatting per request.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(from = "FilterRecord", into = "FilterRecord")]
 pub struct Filter {
     /// All or any.
     pub mode: Mode,
     /// One to [`MAX_CONDITIONS`] conditions.
     pub conditions: Vec<Condition>,
+    /// `all`: the reason each condition gives when it fails; `any`: the one reason.
+    reasons: Vec<String>,
+}
+
+/// What is stored of a filter.
+#[derive(Serialize, Deserialize)]
+struct FilterRecord {
+    mode: Mode,
+    conditions: Vec<Condition>,
+}
+
+impl From<FilterRecord> for Filter {
+    fn from(r: FilterRecord) -> Filter {
+        Filter::new(r.mode, r.conditions)
+    }
+}
+
+impl From<Filter> for FilterRecord {
+    fn from(f: Filter) -> FilterRecord {
+        FilterRecord {
+            mode: f.mode,
+            conditions: f.conditions,
+        }
+    }
 }
 
 /// One test of a request.
@@ -166,24 +193,35 @@ impl<'a> RequestView<'a> {
 }
 
 impl Filter {
+    /// A filter of these conditions (checked by [`from_json`](Self::from_json)).
+    pub fn new(mode: Mode, conditions: Vec<Condition>) -> Filter {
+        let reasons = match mode {
+            Mode::All => conditions
+                .iter()
+                .map(|c| format!("filter: not matched: {}", c.describe()))
+                .collect(),
+            Mode::Any => vec![format!(
+                "filter: none of {} conditions matched",
+                conditions.len()
+            )],
+        };
+        Filter {
+            mode,
+            conditions,
+            reasons,
+        }
+    }
+
     /// `Ok` when the request passes; otherwise why not, for the skipped delivery's record.
     /// The reason names the condition, never the request's values (headers may be secret).
     pub fn check(&self, req: &RequestView<'_>) -> Result<(), String> {
-        match self.mode {
-            Mode::All => match self.conditions.iter().find(|c| !c.holds(req)) {
-                None => Ok(()),
-                Some(c) => Err(format!("filter: not matched: {}", c.describe())),
-            },
-            Mode::Any => {
-                if self.conditions.iter().any(|c| c.holds(req)) {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "filter: none of {} conditions matched",
-                        self.conditions.len()
-                    ))
-                }
-            }
+        let failed = match self.mode {
+            Mode::All => self.conditions.iter().position(|c| !c.holds(req)),
+            Mode::Any => (!self.conditions.iter().any(|c| c.holds(req))).then_some(0),
+        };
+        match failed {
+            None => Ok(()),
+            Some(i) => Err(self.reasons.get(i).cloned().unwrap_or_default()),
         }
     }
 
@@ -208,7 +246,7 @@ impl Filter {
             .enumerate()
             .map(|(i, c)| Condition::from_json(c).map_err(|e| format!("condition {}: {e}", i + 1)))
             .collect::<Result<_, _>>()?;
-        Ok(Filter { mode, conditions })
+        Ok(Filter::new(mode, conditions))
     }
 
     /// The API's shape (what [`from_json`](Self::from_json) reads).
