@@ -590,6 +590,7 @@ mod tests {
                 // Out of order on purpose: lists follow creation time, not insertion.
                 created_at: (i * 7) % 5,
                 verification: Verification::None,
+                dedupe: None,
             };
             let e = Entrypoint {
                 id: Uuid::now_v7(),
@@ -607,6 +608,7 @@ mod tests {
                     active: true,
                     kind: TargetKind::Log,
                     created_at: 3 - j,
+                    filter: None,
                 };
                 assert!(db.insert_target(&t).unwrap());
             }
@@ -649,6 +651,7 @@ mod tests {
             active: true,
             kind: TargetKind::Log,
             created_at: 0,
+            filter: None,
         };
         assert!(!db.insert_target(&orphan).unwrap());
         assert!(!db.set_target_paused(orphan.id, Some(1)).unwrap());
