@@ -338,9 +338,15 @@ async fn open_event_files_stay_under_the_cap_and_reopen_transparently() {
     let watcher = {
         let (most_open, watching, dir) = (most_open.clone(), watching.clone(), data_dir.clone());
         std::thread::spawn(move || {
+            // Reading /proc/self/fd is not atomic: a file closed and another opened while
+            // one scan runs would both be seen. A file counts as open when two scans in a
+            // row see it.
+            let mut last = open_event_files_under(&dir);
             while watching.load(Ordering::SeqCst) {
-                let open = open_event_files_under(&dir).len();
+                let now = open_event_files_under(&dir);
+                let open = now.intersection(&last).count();
                 most_open.fetch_max(open, Ordering::SeqCst);
+                last = now;
                 std::thread::sleep(Duration::from_millis(1));
             }
         })
