@@ -110,7 +110,7 @@ impl Committer {
                 event_id: d.event_id,
                 delivery_id: d.id,
                 target_id: d.target_id,
-                status: d.status,
+                status: d.status.clone(),
                 attempts: d.attempts,
                 next_attempt_at: d.next_attempt_at,
             }),

@@ -259,7 +259,7 @@ impl Ingestor {
     /// first active entrypoint: stored, delivered and shown like any other, marked as a
     /// test (`Event::is_test`; attempts carry `X-Webhooker-Test: true`). Sender
     /// verification is skipped: the request comes from a signed-in user, not the sender.
-    pub async fn send_test(&self, webhook_id: Uuid) -> Result<Accepted, IngestError> {
+    pub async fn send_test(&self, webhook_id: Uuid) -> Result<Uuid, IngestError> {
         let entrypoint = self
             .store
             .catalog()
@@ -297,7 +297,9 @@ impl Ingestor {
         let reservation = self
             .reserve_body(Some(req.body.len()), IpAddr::from([0, 0, 0, 0]))
             .await?;
-        self.store_event(&entrypoint, req, reservation, now).await
+        self.store_event(&entrypoint, req, reservation, now)
+            .await
+            .map(|accepted| accepted.event_id)
     }
 
     /// Builds the event and its deliveries, commits them and queues the deliveries.

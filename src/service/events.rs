@@ -211,12 +211,12 @@ fn replay_targets<'t>(
     targets.iter().filter(move |t| {
         t.active
             && filter.target_id.is_none_or(|id| id == t.id)
-            && filter.status.is_none_or(|status| {
+            && filter.status.as_ref().is_none_or(|status| {
                 deliveries
                     .iter()
                     .rev()
                     .find(|d| d.target_id == t.id)
-                    .is_some_and(|d| d.status == status)
+                    .is_some_and(|d| d.status == *status)
             })
     })
 }

@@ -264,6 +264,8 @@ impl TargetInput {
             max_in_flight,
             signing,
             active,
+            filter,
+            transform,
         } = self;
         name.is_none()
             && kind.is_none()
@@ -274,6 +276,8 @@ impl TargetInput {
             && max_in_flight.is_none()
             && signing.is_none()
             && active.is_none()
+            && filter.is_none()
+            && transform.is_none()
     }
 }
 

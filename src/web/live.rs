@@ -63,7 +63,7 @@ fn message(update: &LiveUpdate) -> Event {
                 deliveries: e
                     .deliveries
                     .iter()
-                    .map(|&(id, target_id, status)| DeliveryState {
+                    .map(|&(id, target_id, ref status)| DeliveryState {
                         id,
                         target_id,
                         status: status.as_str(),

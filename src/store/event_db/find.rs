@@ -65,7 +65,9 @@ impl EventFilter {
             return true;
         }
         deliveries.iter().any(|d| {
-            self.status.is_none_or(|s| d.status == s)
+            self.status
+                .as_ref()
+                .is_none_or(|s| d.status.as_str() == s.as_str())
                 && self.target_id.is_none_or(|t| d.target_id == t)
         })
     }
@@ -230,7 +232,8 @@ impl EventStore {
         let range = filter.key_range();
         let by_deliveries = filter
             .status
-            .is_some_and(|s| s != DeliveryStatus::Delivered);
+            .as_ref()
+            .is_some_and(|s| *s != DeliveryStatus::Delivered);
         if !by_deliveries {
             for row in tables.events.range(range)?.rev() {
                 if report.scanned >= max_scanned {
@@ -298,7 +301,7 @@ impl EventStore {
                 DeliveryStatus::Pending => counts.pending += 1,
                 DeliveryStatus::Retrying => counts.retrying += 1,
                 DeliveryStatus::Failed => counts.failed += 1,
-                DeliveryStatus::Delivered => {}
+                DeliveryStatus::Delivered | DeliveryStatus::Skipped { .. } => {}
             }
             if counts.last.is_none() && d.attempts > 0 {
                 let key = d.id.as_u128();

@@ -1119,6 +1119,8 @@ fn version_4_result_rows_read_without_an_exchange() {
     store.close();
     drop(store);
     assert_eq!(stored_version(&path), EVENTS_FORMAT_VERSION);
+}
+
 /// An event received now, with an idempotency key remembered for `window_ms`.
 fn keyed(key: &[u8], window_ms: Millis) -> WriteOp {
     let mut e = event(b"{}");
