@@ -10,7 +10,8 @@ use uuid::Uuid;
 
 use super::body::LargeBodies;
 use super::{
-    DELIVERIES, EVENTS, EventStore, RESULTS, decode_event_row, event_body, event_deliveries,
+    DELIVERIES, EVENTS, EventStore, RESULTS, decode_event_row, decode_result, event_body,
+    event_deliveries,
 };
 use crate::model::{Delivery, DeliveryResult, DeliveryStatus, Event, Millis};
 use crate::store::{StoreError, codec};
@@ -306,7 +307,7 @@ impl EventStore {
             if counts.last.is_none() && d.attempts > 0 {
                 let key = d.id.as_u128();
                 if let Some(last) = results.range((key, 0)..=(key, u32::MAX))?.next_back() {
-                    counts.last = Some(codec::decode(last?.1.value())?);
+                    counts.last = Some(decode_result(last?.1.value())?);
                 }
             }
         }

@@ -455,7 +455,7 @@ impl Drop for EventStore {
 
 /// Decodes a `RESULTS` row: the result, extended (format 5 on) by what went over the wire;
 /// an older row reads with an empty exchange.
-fn decode_result(row: &[u8]) -> Result<DeliveryResult, StoreError> {
+pub(super) fn decode_result(row: &[u8]) -> Result<DeliveryResult, StoreError> {
     let (mut result, exchange, _): (DeliveryResult, AttemptExchange, _) =
         codec::decode_extended(row)?;
     result.exchange = exchange;
