@@ -30,7 +30,11 @@ pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Dura
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let at = httpdate::parse_http_date(value).ok()?;
+    // An HTTP-date is RFC 2822's fixed form in GMT (RFC 9110's IMF-fixdate).
+    let at = jiff::fmt::rfc2822::DateTimeParser::new()
+        .parse_timestamp(value)
+        .ok()?;
+    let at = std::time::SystemTime::try_from(at).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
@@ -83,8 +87,9 @@ mod tests {
             parse_retry_after(" 120 ", now),
             Some(Duration::from_secs(120))
         );
-        let date = httpdate::fmt_http_date(now + Duration::from_secs(30));
-        assert_eq!(parse_retry_after(&date, now), Some(Duration::from_secs(30)));
+        // 1_000_000_030 s after the epoch, as RFC 9110 spells an HTTP-date.
+        let date = "Sun, 09 Sep 2001 01:47:10 GMT";
+        assert_eq!(parse_retry_after(date, now), Some(Duration::from_secs(30)));
         assert_eq!(parse_retry_after("soon", now), None);
     }
 }
