@@ -2,8 +2,8 @@
 //! bincode (standard config) encoding of a serde record, so a future record layout can be
 //! told apart and migrated instead of misread.
 //!
-//! Version 2 is a version-1 record extended by a second value ([`encode_extended`]): rows
-//! written before the extension existed still read, with the extension at its default.
+//! Version 1 is a plain record ([`encode`]); version 2 a record, a second value extending
+//! it and raw bytes after them ([`encode_extended`]), the layout of event rows.
 
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -19,9 +19,7 @@ const EXTENDED_RECORD_VERSION: u8 = 2;
 /// Records are far smaller: a request head is at most 64 KiB and bodies are raw tails.
 const DECODE_LIMIT: usize = 16 << 20;
 
-/// Encodes a record as `[RECORD_VERSION] ++ bincode(value)`. Raw bytes appended to it
-/// (event rows before format 3 had the body there) come back as the tail of
-/// [`decode_with_tail`].
+/// Encodes a record as `[RECORD_VERSION] ++ bincode(value)`.
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     let mut out = Vec::with_capacity(128);
     out.push(RECORD_VERSION);
@@ -32,7 +30,6 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
 /// Encodes a record, a second value extending it and raw bytes, so a record and a blob
 /// share one row (and one B-tree insert):
 /// `[EXTENDED_RECORD_VERSION] ++ bincode(value) ++ bincode(extension) ++ tail`.
-/// [`decode_extended`] reads these and, with a default extension, version-1 records.
 pub(crate) fn encode_extended<T: Serialize, X: Serialize>(
     value: &T,
     extension: &X,
@@ -62,32 +59,26 @@ fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, &[u8]), StoreE
 
 /// Decodes a record written by [`encode`].
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
-    decode_with_tail(bytes).map(|(v, _)| v)
+    decode_prefix(versioned(bytes, RECORD_VERSION)?).map(|(v, _)| v)
 }
 
-/// Decodes a version-1 record; returns it with the bytes appended after it (none for a
-/// record exactly as [`encode`] wrote it).
-fn decode_with_tail<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, &[u8]), StoreError> {
-    match bytes.split_first() {
-        Some((&RECORD_VERSION, rest)) => decode_prefix(rest),
-        Some((v, _)) => Err(StoreError::Codec(format!("unknown record version {v}"))),
-        None => Err(StoreError::Codec("empty record".into())),
-    }
-}
-
-/// Decodes a record written by [`encode_extended`], or one written by
-/// [`encode`] (and raw bytes after it) with the extension at its default; returns both
-/// with the tail.
-pub(crate) fn decode_extended<T: DeserializeOwned, X: DeserializeOwned + Default>(
+/// Decodes a record written by [`encode_extended`]: the record, its extension and the tail.
+pub(crate) fn decode_extended<T: DeserializeOwned, X: DeserializeOwned>(
     bytes: &[u8],
 ) -> Result<(T, X, &[u8]), StoreError> {
+    let (value, rest) = decode_prefix(versioned(bytes, EXTENDED_RECORD_VERSION)?)?;
+    let (extension, tail) = decode_prefix(rest)?;
+    Ok((value, extension, tail))
+}
+
+/// The bytes after the version byte, when it is `version`.
+fn versioned(bytes: &[u8], version: u8) -> Result<&[u8], StoreError> {
     match bytes.split_first() {
-        Some((&EXTENDED_RECORD_VERSION, rest)) => {
-            let (value, rest) = decode_prefix(rest)?;
-            let (extension, tail) = decode_prefix(rest)?;
-            Ok((value, extension, tail))
-        }
-        _ => decode_with_tail(bytes).map(|(value, tail)| (value, X::default(), tail)),
+        Some((&v, rest)) if v == version => Ok(rest),
+        Some((v, _)) => Err(StoreError::Codec(format!(
+            "record version {v}, expected {version}"
+        ))),
+        None => Err(StoreError::Codec("empty record".into())),
     }
 }
 
@@ -115,33 +106,17 @@ mod tests {
     }
 
     #[test]
-    fn tail_follows_the_record() {
-        let mut bytes = encode(&(7u32, "x")).unwrap();
-        bytes.extend_from_slice(b"\x00tail\xff");
-        let ((n, s), tail): ((u32, String), _) = decode_with_tail(&bytes).unwrap();
-        assert_eq!((n, s.as_str(), tail), (7, "x", &b"\x00tail\xff"[..]));
-        let plain = encode(&(7u32, "x")).unwrap();
-        let (_, tail): ((u32, String), _) = decode_with_tail(&plain).unwrap();
-        assert!(tail.is_empty());
-    }
-
-    #[test]
-    fn an_extended_record_reads_back_and_a_plain_one_reads_with_a_default_extension() {
+    fn an_extended_record_reads_back_with_its_tail() {
         let bytes = encode_extended(&(7u32, "x"), &vec![1u8, 2], b"tail").unwrap();
         let ((n, s), ext, tail): ((u32, String), Vec<u8>, _) = decode_extended(&bytes).unwrap();
         assert_eq!(
             (n, s.as_str(), ext, tail),
             (7, "x", vec![1, 2], &b"tail"[..])
         );
-
-        let mut plain = encode(&(7u32, "x")).unwrap();
-        plain.extend_from_slice(b"tail");
-        let (_, ext, tail): ((u32, String), Vec<u8>, _) = decode_extended(&plain).unwrap();
-        assert_eq!((ext, tail), (vec![], &b"tail"[..]));
-
-        // A reader that knows only plain records refuses an extended one rather than
-        // taking its extension for the tail.
-        assert!(decode_with_tail::<(u32, String)>(&bytes).is_err());
+        // Neither reader takes the other's records.
+        assert!(decode::<(u32, String)>(&bytes).is_err());
+        let plain = encode(&(7u32, "x")).unwrap();
+        assert!(decode_extended::<(u32, String), Vec<u8>>(&plain).is_err());
         assert!(decode_extended::<u32, Vec<u8>>(&[9, 1]).is_err());
     }
 

@@ -46,19 +46,20 @@ pub const MAIN_FORMAT_VERSION: u32 = 3;
 /// The oldest main-file version this build reads (and migrates).
 const MAIN_OLDEST_READABLE: u32 = 1;
 
-/// Version of the event files' on-disk layout, checked at open. 2: bodies under
-/// `INLINE_BODY_BYTES` live in the event's row. 3: so do the deliveries the event's own
-/// commit finished. 4: larger bodies are written in chunks (`body_chunks`), no longer as
-/// one `bodies` row. 5: an attempt's result row is extended by what went over the wire
-/// (the request sent, the response headers: `model::AttemptExchange`). An older file reads correctly under the current rules and is marked
-/// current at open, so an older build refuses it instead of reading those bodies as empty
-/// or missing, or those events as undelivered. Format 5 also lets deliveries be `skipped`
-/// (with a reason) and adds the `dedupe` tables of the webhook's idempotency keys; an older
-/// build would fail to decode the one and ignore the other.
+/// Version of the event files' on-disk layout, checked at open: an event row holds the
+/// event, the deliveries its own commit finished and a body under `INLINE_BODY_BYTES`;
+/// larger bodies are in chunks (`body_chunks`); an attempt's result row carries what went
+/// over the wire (the request sent, the response headers: `model::AttemptExchange`);
+/// deliveries may be `skipped` (with a reason); the `dedupe` tables hold the webhook's
+/// idempotency keys. Versions 1 to 4 were development layouts that no release wrote, so a
+/// file of an older version is refused with an error naming it (`EVENTS_OLDEST_READABLE`),
+/// as is a newer one. A later change of layout raises this, and reads or rewrites the
+/// older version at open (`event_db::open_database`).
 pub const EVENTS_FORMAT_VERSION: u32 = 5;
 
-/// The oldest event-file version this build reads.
-const EVENTS_OLDEST_READABLE: u32 = 1;
+/// The oldest event-file version this build reads: the current one, until a release has
+/// shipped a version that a later layout must read.
+const EVENTS_OLDEST_READABLE: u32 = EVENTS_FORMAT_VERSION;
 
 /// Everything that can go wrong below the service layer.
 #[derive(Debug, thiserror::Error)]

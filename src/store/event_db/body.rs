@@ -1,6 +1,5 @@
 //! Large bodies (of [`INLINE_BODY_BYTES`](super::INLINE_BODY_BYTES) or more): how they are
-//! cut into `BODY_CHUNKS` rows, and how they are read back, from those rows or from a
-//! `BODIES` row written before chunks.
+//! cut into `BODY_CHUNKS` rows, and how they are read back.
 //!
 //! Why chunks: redb's buddy allocator gives a leaf the smallest power-of-two number of
 //! pages its pairs fit in, and a value larger than a page has a leaf of its own. A body
@@ -14,7 +13,7 @@ use std::ops::Range;
 
 use redb::{ReadOnlyTable, ReadTransaction};
 
-use super::{BODIES, BODY_CHUNKS};
+use super::BODY_CHUNKS;
 use crate::model::Event;
 use crate::store::StoreError;
 
@@ -64,19 +63,16 @@ pub(super) fn chunk_keys(id: u128) -> std::ops::RangeInclusive<(u128, u32)> {
     (id, 0)..=(id, u32::MAX)
 }
 
-/// The tables large bodies live in, opened in one read transaction.
+/// The table large bodies live in, opened in one read transaction.
 pub(super) struct LargeBodies {
-    /// One row per body, written before bodies were chunked.
-    whole: ReadOnlyTable<u128, &'static [u8]>,
-    /// `(event, index)`: the chunks of every body written since.
+    /// `(event, index)`: the chunks of every large body.
     chunks: ReadOnlyTable<(u128, u32), &'static [u8]>,
 }
 
 impl LargeBodies {
-    /// Opens both tables in `rx`.
+    /// Opens the table in `rx`.
     pub(super) fn open(rx: &ReadTransaction) -> Result<LargeBodies, StoreError> {
         Ok(LargeBodies {
-            whole: rx.open_table(BODIES)?,
             chunks: rx.open_table(BODY_CHUNKS)?,
         })
     }
@@ -102,13 +98,6 @@ impl LargeBodies {
                 event.id, event.body_len
             ))
         };
-        if let Some(v) = self.whole.get(id)? {
-            let body = v.value();
-            if body.len() as u64 != event.body_len {
-                return Err(mismatch(body.len() as u64));
-            }
-            return Ok(body[..body.len().min(limit)].to_vec());
-        }
         let whole = limit as u64 >= event.body_len;
         let want = if whole {
             event.body_len as usize

@@ -42,10 +42,6 @@ const META: TableDefinition<'static, &str, u32> = TableDefinition::new("meta");
 /// under [`INLINE_BODY_BYTES`] (see [`codec::encode_extended`]): a typical webhook is one
 /// insert, not two or three.
 const EVENTS: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("events");
-/// Bodies of [`INLINE_BODY_BYTES`] or more in files before version 4 (and every body in
-/// version-1 files), apart from the event record, so walking past events never reads large
-/// bodies. Read, never written: later bodies are in `BODY_CHUNKS`.
-const BODIES: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("bodies");
 /// `(event_id, index)`: bodies of [`INLINE_BODY_BYTES`] or more, in chunks sized to fill
 /// redb's power-of-two allocations (see `body.rs`), apart from the event record.
 const BODY_CHUNKS: TableDefinition<'static, (u128, u32), &[u8]> =
@@ -453,8 +449,7 @@ impl Drop for EventStore {
     }
 }
 
-/// Decodes a `RESULTS` row: the result, extended (format 5 on) by what went over the wire;
-/// an older row reads with an empty exchange.
+/// Decodes a `RESULTS` row: the result, extended by what went over the wire.
 pub(super) fn decode_result(row: &[u8]) -> Result<DeliveryResult, StoreError> {
     let (mut result, exchange, _): (DeliveryResult, AttemptExchange, _) =
         codec::decode_extended(row)?;
@@ -467,15 +462,14 @@ fn available(db: &Option<Database>) -> Result<&Database, StoreError> {
     db.as_ref().ok_or(StoreError::Unavailable)
 }
 
-/// The parts of an `EVENTS` row: the event, the deliveries in the row (none in rows
-/// written before format 3) and the inline body bytes.
+/// The parts of an `EVENTS` row: the event, the deliveries in the row and the inline body
+/// bytes.
 fn decode_event_row(row: &[u8]) -> Result<(Event, Vec<Delivery>, &[u8]), StoreError> {
     codec::decode_extended(row)
 }
 
 /// Decodes an `EVENTS` row: the event, the first `body_limit` bytes of its body (from the
-/// row itself or, for a large body or a row written before bodies were inlined, from
-/// `bodies`) and the deliveries in the row.
+/// row itself or, for a large body, from its chunks) and the deliveries in the row.
 fn event_row(
     row: &[u8],
     id: u128,
@@ -488,7 +482,7 @@ fn event_row(
 }
 
 /// The first `limit` bytes of an event's body: the bytes after its record when the body is
-/// inline, else its rows in `bodies`. Anything else is an error, never a silently empty or
+/// inline, else its chunks. Anything else is an error, never a silently empty or
 /// short body that could be delivered as if it were the event's.
 fn event_body(
     event: &Event,
@@ -538,8 +532,9 @@ fn event_deliveries(
     Ok(out)
 }
 
-/// Opens redb on `backend`, the event file at `path`: checks the format version (marking an
-/// older readable file current) and creates any missing table.
+/// Opens redb on `backend`, the event file at `path`: checks the format version and creates
+/// any missing table. This is the migration hook: once `EVENTS_OLDEST_READABLE` is below
+/// the current version, an older file is brought up to date here, in this transaction.
 pub(super) fn open_database(
     backend: impl StorageBackend,
     path: &Path,
@@ -556,7 +551,6 @@ pub(super) fn open_database(
             meta.insert(FORMAT_KEY, EVENTS_FORMAT_VERSION)?;
         }
         tx.open_table(EVENTS)?;
-        tx.open_table(BODIES)?;
         tx.open_table(BODY_CHUNKS)?;
         tx.open_table(DELIVERIES)?;
         tx.open_table(RESULTS)?;

@@ -5,8 +5,8 @@ use redb::ReadableTable;
 use redb::Database;
 
 use super::{
-    BODIES, BODY_CHUNKS, DEDUPE, DEDUPE_EVENTS, DELIVERIES, EVENTS, EventStore, PruneReport,
-    RESULTS, available, body, deliveries_in,
+    BODY_CHUNKS, DEDUPE, DEDUPE_EVENTS, DELIVERIES, EVENTS, EventStore, PruneReport, RESULTS,
+    available, body, deliveries_in,
 };
 use crate::model::Millis;
 use crate::store::StoreError;
@@ -98,7 +98,6 @@ impl EventStore {
         let mut next = None;
         {
             let mut events = tx.open_table(EVENTS)?;
-            let mut bodies = tx.open_table(BODIES)?;
             let mut chunks = tx.open_table(BODY_CHUNKS)?;
             let mut deliveries = tx.open_table(DELIVERIES)?;
             let mut results = tx.open_table(RESULTS)?;
@@ -121,9 +120,7 @@ impl EventStore {
                     deliveries.remove((id, did))?;
                 }
                 events.remove(id)?;
-                // A large body is in one table or the other, by the file's version when
-                // it was written; a small one in neither.
-                bodies.remove(id)?;
+                // A small body went with its row; a large one is in chunks.
                 chunks.retain_in(body::chunk_keys(id), |_, _| false)?;
                 removed += 1;
             }

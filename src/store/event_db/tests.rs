@@ -25,20 +25,17 @@ fn event(body: &[u8]) -> Event {
     }
 }
 
-/// Writes a file the way version 1 did: the event record alone in `EVENTS`, every body
-/// in `BODIES`, `format_version` 1.
-fn write_v1_file(path: &Path, rows: &[(&Event, &[u8])]) {
-    let db = Database::create(path).unwrap();
-    let tx = db.begin_write().unwrap();
-    tx.open_table(META).unwrap().insert(FORMAT_KEY, 1).unwrap();
-    for (event, body) in rows {
-        let id = event.id.as_u128();
-        let row = codec::encode(event).unwrap();
-        tx.open_table(EVENTS)
-            .unwrap()
-            .insert(id, row.as_slice())
-            .unwrap();
-        tx.open_table(BODIES).unwrap().insert(id, *body).unwrap();
+/// Writes `rows` straight into the file's tables in one transaction, as the writer lays
+/// them out (body inline, no deliveries): a quick way to a file with many events.
+fn write_rows(store: &EventStore, rows: &[(&Event, &[u8])]) {
+    let db = store.db.read().unwrap();
+    let tx = db.as_ref().unwrap().begin_write().unwrap();
+    {
+        let mut events = tx.open_table(EVENTS).unwrap();
+        for (event, body) in rows {
+            let row = codec::encode_extended(event, &Vec::<&Delivery>::new(), body).unwrap();
+            events.insert(event.id.as_u128(), row.as_slice()).unwrap();
+        }
     }
     tx.commit().unwrap();
 }
@@ -48,29 +45,6 @@ fn stored_version(path: &Path) -> u32 {
     let rx = db.begin_read().unwrap();
     let meta = rx.open_table(META).unwrap();
     meta.get(FORMAT_KEY).unwrap().unwrap().value()
-}
-
-/// A version-1 file opens, reads every body exactly as before, and is marked current
-/// so an older build refuses it rather than reading inline bodies as empty.
-#[test]
-fn version_1_files_read_as_before_and_are_marked_current() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("e.redb");
-    let body = b"\xffold layout".to_vec();
-    let (old, empty) = (event(&body), event(b""));
-    write_v1_file(&path, &[(&old, &body), (&empty, b"")]);
-
-    let store =
-        EventStore::open(Uuid::new_v4(), &path, &pool(), Arc::default(), TEST_CACHE).unwrap();
-    assert_eq!(store.event_detail(old.id).unwrap().unwrap().body, body);
-    assert_eq!(store.event_detail(empty.id).unwrap().unwrap().body, b"");
-    let (_, small) = store.event_with_small_body(old.id, 1024).unwrap().unwrap();
-    assert_eq!(small.as_deref(), Some(&body[..]));
-    let (page, _) = store.list_events(0, 2, 4).unwrap();
-    assert_eq!(page[1].body, &body[..4]);
-    store.close();
-    drop(store);
-    assert_eq!(stored_version(&path), EVENTS_FORMAT_VERSION);
 }
 
 /// A delivery of `event` to a fresh target, in `status`.
@@ -159,61 +133,6 @@ fn a_delivery_finished_at_ingest_is_stored_in_the_event_row() {
     store.close();
 }
 
-/// A version-2 file, whose `database` deliveries have rows of their own, reads with
-/// every delivery after the upgrade, and new events beside it use the new layout.
-#[test]
-fn version_2_files_keep_their_delivery_rows() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("e.redb");
-    let old = event(b"old");
-    let (stored, pending) = (
-        delivery(&old, DeliveryStatus::Delivered),
-        delivery(&old, DeliveryStatus::Pending),
-    );
-    {
-        let db = Database::create(&path).unwrap();
-        let tx = db.begin_write().unwrap();
-        tx.open_table(META).unwrap().insert(FORMAT_KEY, 2).unwrap();
-        let mut row = codec::encode(&old).unwrap();
-        row.extend_from_slice(b"old");
-        tx.open_table(EVENTS)
-            .unwrap()
-            .insert(old.id.as_u128(), row.as_slice())
-            .unwrap();
-        let mut t = tx.open_table(DELIVERIES).unwrap();
-        for d in [&stored, &pending] {
-            let row = codec::encode(d).unwrap();
-            t.insert((old.id.as_u128(), d.id.as_u128()), row.as_slice())
-                .unwrap();
-        }
-        drop(t);
-        tx.commit().unwrap();
-    }
-
-    let store =
-        EventStore::open(Uuid::new_v4(), &path, &pool(), Arc::default(), TEST_CACHE).unwrap();
-    let new = event(b"new");
-    let new_stored = delivery(&new, DeliveryStatus::Delivered);
-    store
-        .write_blocking(WriteOp::Ingest(NewEvent {
-            event: new.clone(),
-            body: Bytes::from_static(b"new"),
-            deliveries: vec![new_stored.clone()],
-            dedupe: None,
-        }))
-        .unwrap();
-    let (page, total) = store.list_events(0, 10, 10).unwrap();
-    assert_eq!(total, 2);
-    assert_eq!((page[0].event.id, &page[0].body[..]), (new.id, &b"new"[..]));
-    assert_eq!(page[0].deliveries, vec![new_stored]);
-    assert_eq!((page[1].event.id, &page[1].body[..]), (old.id, &b"old"[..]));
-    assert_eq!(page[1].deliveries, vec![stored.clone(), pending.clone()]);
-    assert_eq!(store.delivery(old.id, stored.id).unwrap(), Some(stored));
-    store.close();
-    drop(store);
-    assert_eq!(stored_version(&path), EVENTS_FORMAT_VERSION);
-}
-
 /// A compaction that cannot run (a read is in progress) is not forgotten: the next
 /// pass compacts although it removes nothing itself.
 #[test]
@@ -223,9 +142,9 @@ fn a_skipped_compaction_is_retried_by_the_next_pass() {
     let body = vec![b'x'; 1000];
     let events: Vec<Event> = (0..1200).map(|_| event(&body)).collect();
     let rows: Vec<(&Event, &[u8])> = events.iter().map(|e| (e, &body[..])).collect();
-    write_v1_file(&path, &rows);
     let store =
         EventStore::open(Uuid::new_v4(), &path, &pool(), Arc::default(), TEST_CACHE).unwrap();
+    write_rows(&store, &rows);
     let cutoff = crate::model::now_ms() + 1000;
 
     let reading = store.read().unwrap();
@@ -248,24 +167,35 @@ fn a_skipped_compaction_is_retried_by_the_next_pass() {
     store.close();
 }
 
+/// A file of another version, newer or one of the development layouts before the
+/// current one, is refused with an error naming its version, and left as it was.
 #[test]
-fn newer_event_files_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("e.redb");
-    {
-        let db = Database::create(&path).unwrap();
-        let tx = db.begin_write().unwrap();
-        tx.open_table(META).unwrap().insert(FORMAT_KEY, 99).unwrap();
-        tx.commit().unwrap();
+fn event_files_of_another_version_are_refused() {
+    for found in [99, EVENTS_FORMAT_VERSION - 1, 1] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.redb");
+        {
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(META)
+                .unwrap()
+                .insert(FORMAT_KEY, found)
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        let err = EventStore::open(Uuid::new_v4(), &path, &pool(), Arc::default(), TEST_CACHE)
+            .err()
+            .expect("refused");
+        assert!(
+            matches!(err, StoreError::FormatVersion { found: f, expected: EVENTS_FORMAT_VERSION, .. } if f == found),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains(&format!("format version {found}")),
+            "{err}"
+        );
+        assert_eq!(stored_version(&path), found);
     }
-    assert!(matches!(
-        EventStore::open(Uuid::new_v4(), &path, &pool(), Arc::default(), TEST_CACHE),
-        Err(StoreError::FormatVersion {
-            found: 99,
-            expected: EVENTS_FORMAT_VERSION,
-            ..
-        })
-    ));
 }
 
 /// A row whose body does not match its record, or whose large body is gone, is an
@@ -287,10 +217,10 @@ fn a_body_that_does_not_match_its_record_is_an_error() {
         let db = store.db.read().unwrap();
         let tx = db.as_ref().unwrap().begin_write().unwrap();
         let mut events = tx.open_table(EVENTS).unwrap();
-        let mut row = codec::encode(&short).unwrap();
-        row.extend_from_slice(b"123");
+        let none = Vec::<&Delivery>::new();
+        let row = codec::encode_extended(&short, &none, b"123").unwrap();
         events.insert(short.id.as_u128(), row.as_slice()).unwrap();
-        let row = codec::encode(&missing).unwrap();
+        let row = codec::encode_extended(&missing, &none, &[]).unwrap();
         events.insert(missing.id.as_u128(), row.as_slice()).unwrap();
         drop(events);
         tx.commit().unwrap();
@@ -676,16 +606,6 @@ fn chunk_rows(store: &EventStore) -> Vec<(u128, u32)> {
         .collect()
 }
 
-fn bodies_rows(store: &EventStore) -> u64 {
-    store
-        .read()
-        .unwrap()
-        .open_table(BODIES)
-        .unwrap()
-        .len()
-        .unwrap()
-}
-
 fn open_store(path: &Path) -> EventStore {
     EventStore::open(Uuid::new_v4(), path, &pool(), Arc::default(), TEST_CACHE).unwrap()
 }
@@ -732,7 +652,6 @@ fn large_bodies_read_back_whole_around_chunk_sizes() {
             .unwrap();
         assert_eq!(none, None);
     }
-    assert_eq!(bodies_rows(&store), 0, "new bodies are chunked");
     // Previews: a few bytes, and a cut past the first chunk.
     for limit in [4, chunk + 5] {
         let (page, total) = store.list_events(0, sizes.len(), limit).unwrap();
@@ -745,64 +664,11 @@ fn large_bodies_read_back_whole_around_chunk_sizes() {
     store.close();
 }
 
-/// A version-3 file, whose large bodies are single `BODIES` rows, reads as before; new
-/// large bodies beside them are chunked; retention removes both kinds; and the file is
-/// marked current so an older build refuses it.
-#[test]
-fn version_3_body_rows_read_beside_chunks_and_retention_removes_both() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("e.redb");
-    let (old_body, old_small) = (patterned(100 * 1024), b"small".to_vec());
-    let (old, small) = (event(&old_body), event(&old_small));
-    {
-        let db = Database::create(&path).unwrap();
-        let tx = db.begin_write().unwrap();
-        tx.open_table(META).unwrap().insert(FORMAT_KEY, 3).unwrap();
-        let mut events = tx.open_table(EVENTS).unwrap();
-        let row = codec::encode_extended(&old, &Vec::<&Delivery>::new(), &[]).unwrap();
-        events.insert(old.id.as_u128(), row.as_slice()).unwrap();
-        let row = codec::encode_extended(&small, &Vec::<&Delivery>::new(), &old_small).unwrap();
-        events.insert(small.id.as_u128(), row.as_slice()).unwrap();
-        drop(events);
-        tx.open_table(BODIES)
-            .unwrap()
-            .insert(old.id.as_u128(), old_body.as_slice())
-            .unwrap();
-        tx.commit().unwrap();
-    }
-
-    let store = open_store(&path);
-    let new_body = patterned(300 * 1024);
-    let new = ingest_settled(&store, &new_body);
-    assert_eq!(store.event_with_body(old.id).unwrap().unwrap().1, old_body);
-    assert_eq!(store.event_detail(old.id).unwrap().unwrap().body, old_body);
-    assert_eq!(
-        store.event_detail(small.id).unwrap().unwrap().body,
-        old_small
-    );
-    assert_eq!(store.event_with_body(new.id).unwrap().unwrap().1, new_body);
-    let (page, _) = store.list_events(0, 3, 8).unwrap();
-    assert_eq!(page[0].body, new_body[..8]);
-    assert_eq!(page[2].body, old_body[..8]);
-    assert_eq!(bodies_rows(&store), 1);
-    assert!(!chunk_rows(&store).is_empty());
-
-    // The old events have no deliveries: all finished, so retention takes everything.
-    let cutoff = crate::model::now_ms() + 1000;
-    assert_eq!(store.prune(cutoff).unwrap().events_removed, 3);
-    assert_eq!(bodies_rows(&store), 0);
-    assert_eq!(chunk_rows(&store), vec![]);
-    store.close();
-    drop(store);
-    assert_eq!(stored_version(&path), EVENTS_FORMAT_VERSION);
-}
-
 /// `BODY_CHUNKS` in a write transaction.
 type ChunkTable<'t> = redb::Table<'t, (u128, u32), &'static [u8]>;
 
 /// A chunked body with a chunk missing, at the start, in the middle or at the end, or
-/// with one too many, is an error from every whole read: never a short or long body. A
-/// `BODIES` row of the wrong length is one too.
+/// with one too many, is an error from every whole read: never a short or long body.
 #[test]
 fn a_missing_chunk_is_an_error_not_a_short_body() {
     let dir = tempfile::tempdir().unwrap();
@@ -826,22 +692,7 @@ fn a_missing_chunk_is_an_error_not_a_short_body() {
             t.retain_in(body::chunk_keys(id), |_, _| false).unwrap();
         }),
     ];
-    let wrong_length = event(&body);
-    {
-        let db = store.db.read().unwrap();
-        let tx = db.as_ref().unwrap().begin_write().unwrap();
-        let row = codec::encode_extended(&wrong_length, &Vec::<&Delivery>::new(), &[]).unwrap();
-        tx.open_table(EVENTS)
-            .unwrap()
-            .insert(wrong_length.id.as_u128(), row.as_slice())
-            .unwrap();
-        tx.open_table(BODIES)
-            .unwrap()
-            .insert(wrong_length.id.as_u128(), &body[1..])
-            .unwrap();
-        tx.commit().unwrap();
-    }
-    for e in broken.iter().chain([&wrong_length]) {
+    for e in &broken {
         let err = |r: Result<_, StoreError>| matches!(r, Err(StoreError::Codec(_)));
         assert!(err(store.event_with_body(e.id).map(|_| ())), "{}", e.id);
         assert!(err(store.event_detail(e.id).map(|_| ())), "{}", e.id);
@@ -1042,103 +893,6 @@ fn measure_find_and_count_scans() {
     time("counts over 10,000 deliveries", &|| {
         store.target_counts(100_000).unwrap().counted
     });
-}
-
-/// A result row from before attempts kept their exchange (format 4) reads with an empty
-/// one; a new attempt's exchange reads back whole beside it.
-#[test]
-fn version_4_result_rows_read_without_an_exchange() {
-    use crate::model::{AttemptExchange, DeliveryResult, SentRequest};
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("e.redb");
-    let old = event(b"old");
-    let pending = delivery(&old, DeliveryStatus::Pending);
-    let result = |attempt: u32, exchange: AttemptExchange| DeliveryResult {
-        delivery_id: pending.id,
-        attempt,
-        started_at: 10,
-        duration_us: 5,
-        status_code: Some(503),
-        error: None,
-        response_body: b"busy".to_vec(),
-        success: false,
-        exchange,
-    };
-    {
-        let db = Database::create(&path).unwrap();
-        let tx = db.begin_write().unwrap();
-        tx.open_table(META).unwrap().insert(FORMAT_KEY, 4).unwrap();
-        let mut row = codec::encode(&old).unwrap();
-        row.extend_from_slice(b"old");
-        tx.open_table(EVENTS)
-            .unwrap()
-            .insert(old.id.as_u128(), row.as_slice())
-            .unwrap();
-        let row = codec::encode(&pending).unwrap();
-        tx.open_table(DELIVERIES)
-            .unwrap()
-            .insert((old.id.as_u128(), pending.id.as_u128()), row.as_slice())
-            .unwrap();
-        // Written as format 4 did: the result alone.
-        let row = codec::encode(&result(1, AttemptExchange::default())).unwrap();
-        tx.open_table(RESULTS)
-            .unwrap()
-            .insert((pending.id.as_u128(), 1), row.as_slice())
-            .unwrap();
-        tx.commit().unwrap();
-    }
-
-    let store =
-        EventStore::open(Uuid::new_v4(), &path, &pool(), Arc::default(), TEST_CACHE).unwrap();
-    let exchange = AttemptExchange {
-        request: Some(SentRequest {
-            method: "POST".into(),
-            url: "https://example.com/in".into(),
-            headers: vec![("x-webhooker-attempt".into(), b"2".to_vec())],
-            headers_dropped: 3,
-        }),
-        response_headers: vec![("retry-after".into(), b"\xff5".to_vec())],
-        response_headers_dropped: 0,
-    };
-    let mut next = pending.clone();
-    next.attempts = 2;
-    next.next_attempt_at = Some(20);
-    store
-        .write_blocking(WriteOp::Attempt(AttemptWrite {
-            delivery: next,
-            previous_due: pending.next_attempt_at,
-            result: Some(result(2, exchange.clone())),
-        }))
-        .unwrap();
-    let detail = store.event_detail(old.id).unwrap().unwrap();
-    let attempts = &detail.deliveries[0].1;
-    assert_eq!(attempts.len(), 2);
-    assert_eq!(attempts[0].exchange, AttemptExchange::default());
-    assert_eq!(attempts[0].response_body, b"busy");
-    assert_eq!(attempts[1].exchange, exchange);
-    store.close();
-    drop(store);
-    assert_eq!(stored_version(&path), EVENTS_FORMAT_VERSION);
-}
-
-/// An event received now, with an idempotency key remembered for `window_ms`.
-fn keyed(key: &[u8], window_ms: Millis) -> WriteOp {
-    let mut e = event(b"{}");
-    e.received_at = crate::model::now_ms();
-    WriteOp::Ingest(NewEvent {
-        deliveries: vec![Delivery::skipped(
-            e.id,
-            Uuid::new_v4(),
-            1,
-            "filter: x".into(),
-        )],
-        event: e,
-        body: Bytes::from_static(b"{}"),
-        dedupe: Some(DedupeKey {
-            key: key.to_vec(),
-            window_ms,
-        }),
-    })
 }
 
 fn event_id(op: &WriteOp) -> Uuid {

@@ -175,7 +175,7 @@ impl<'t> WriteTables<'t> {
                     )?;
                 }
                 if let Some(r) = &a.result {
-                    // The exchange extends the result, so rows of older files still read.
+                    // The exchange extends the result in the same row.
                     let row = codec::encode_extended(r, &r.exchange, &[])?;
                     opened(self.tx, &mut self.results, RESULTS)?
                         .insert((d.id.as_u128(), r.attempt), row.as_slice())?;
