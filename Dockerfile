@@ -7,6 +7,8 @@ COPY src ./src
 COPY templates ./templates
 COPY static ./static
 COPY benches ./benches
+# A workspace member: cargo reads its manifest even when building webhooker alone.
+COPY tools ./tools
 RUN cargo build --release --locked --bin webhooker && strip target/release/webhooker
 
 # Runtime stage: small Debian with CA certificates for HTTPS targets, non-root user.

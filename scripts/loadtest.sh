@@ -2,9 +2,9 @@
 # The load test, in one command: bash scripts/loadtest.sh
 #
 # Installs wrk (Debian/Ubuntu) when missing, builds the release binaries and runs
-# target/release/loadtest, which starts the baseline server, webhooker and its own sink on
+# target/release/loadtest (the tools/loadtest crate), which starts the baseline server, webhooker and its own sink on
 # 127.0.0.1, measures, stops them all and prints a Markdown table to stdout (progress goes
-# to stderr). Takes about 3-4 minutes. See src/bin/loadtest.rs for what is measured.
+# to stderr). Takes about 3-4 minutes. See tools/loadtest/src/bin/loadtest.rs for what is measured.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -16,7 +16,7 @@ if ! command -v wrk >/dev/null 2>&1; then
     $sudo apt-get install -y wrk
 fi
 
-cargo build --release --bins
+cargo build --release -p webhooker -p loadtest --bins
 # A fresh build leaves hundreds of MB of dirty pages; their writeback competes with
 # webhooker's fsyncs and halved the 1-connection figures in a run straight after a build.
 sync

@@ -6,7 +6,7 @@
 pub mod app;
 pub mod config;
 pub mod delivery;
-pub mod ingest;
+pub(crate) mod ingest;
 pub mod live;
 pub mod metrics;
 pub mod model;

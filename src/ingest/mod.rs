@@ -21,10 +21,10 @@ use crate::model::{Entrypoint, Event, Millis, TEST_EVENT_ORIGIN, Verification, n
 use crate::routing::{self, RequestView};
 use crate::store::{DedupeKey, EventStore, NewEvent, Store, StoreError, WriteOp};
 use budget::BodyBudget;
-pub use budget::{BodyReservation, UNBUDGETED_BODY_BYTES};
+pub use budget::BodyReservation;
 use rejected::RejectionLog;
-pub use rejected::{KEPT_BODY_BYTES, KEPT_PER_WEBHOOK, RejectedRequest};
-pub use verify::{Rejection, TIMESTAMP_TOLERANCE_SECS};
+pub use rejected::{KEPT_BODY_BYTES, RejectedRequest};
+pub use verify::Rejection;
 
 /// Why a webhook was not accepted.
 #[derive(Debug, thiserror::Error)]

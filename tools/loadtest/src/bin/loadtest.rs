@@ -1,13 +1,13 @@
 //! `loadtest`: measures webhooker in one run and prints one Markdown table.
 //!
 //! Run it with `bash scripts/loadtest.sh`, which installs `wrk` and builds the release
-//! binaries first. This program expects `webhooker` and `baseline` next to itself
+//! binaries first. It talks to webhooker only over HTTP and through its process, as a
+//! user's tools would, so it lives outside the server's crate. This program expects `webhooker` and `baseline` next to itself
 //! (`target/release/`) and `wrk` on the `PATH`. In order, it measures:
 //!
 //! 1. **baseline**: the `baseline` binary (answers like webhooker's ingest, stores nothing)
-//!    under `wrk` at 1, 16 and 64 connections — the HTTP ceiling of this machine;
-//!    then **storage only**: 64 tasks in this process storing events through the store's
-//!    writer thread with fsync'd commits and no HTTP — the storage ceiling;
+//!    under `wrk` at 1, 16 and 64 connections — the HTTP ceiling of this machine (the
+//!    store's own ceiling, without HTTP, is `cargo bench --bench store`);
 //! 2. **ingest**: webhooker with a `database` target under the same `wrk` runs; every ack
 //!    is fsync'd;
 //! 3. **end to end**: an `http` target pointing at an in-process sink; delivered events/s
@@ -51,9 +51,6 @@ use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::{sleep, timeout};
 use uuid::Uuid;
-use webhooker::ingest::IncomingRequest;
-use webhooker::model::{Delivery, Target, TargetKind, now_ms};
-use webhooker::store::{NewEvent, Notice, Store, WriteOp};
 
 /// The command documented in the README; printed with the results.
 const COMMAND: &str = "bash scripts/loadtest.sh";
@@ -92,7 +89,8 @@ const WRK_GRACE: Duration = Duration::from_secs(30);
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    webhooker::delivery::install_crypto_provider();
+    // reqwest is built without a default TLS provider, as webhooker's is.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let outcome = tokio::select! {
         result = run() => Ok(result),
         signal = interrupted() => Err(signal),
@@ -118,7 +116,6 @@ async fn run() -> Result<()> {
     let mut report = Report::default();
 
     let baseline = baseline_phase(&bins, &wrk, &mut report).await?;
-    storage_phase(&work.path().join("storage-only"), &baseline, &mut report).await?;
 
     let webhooker = Webhooker {
         binary: bins.webhooker.clone(),
@@ -186,102 +183,6 @@ async fn baseline_phase(
     }
     server.stop().await?;
     Ok(ceiling)
-}
-
-/// Phase 1b: ingest's load at its largest connection count with no HTTP at all: as many
-/// tasks in this process, each storing an event shaped like a `wrk` request (1 KiB body,
-/// three headers, one delivery finished by the commit, as for a `database` target) through
-/// the webhook's writer thread and waiting for its fsync'd commit before the next. The
-/// ceiling the store alone puts on ingest here, next to the HTTP ceiling of the baseline.
-async fn storage_phase(
-    dir: &Path,
-    baseline: &HashMap<u32, f64>,
-    report: &mut Report,
-) -> Result<()> {
-    let writers = CONNECTIONS[CONNECTIONS.len() - 1];
-    progress(&format!("storage only: {writers} writers, no HTTP"));
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let store = Store::open(dir)?;
-    let webhook_id = Uuid::new_v4();
-    let events = store.create_events(webhook_id)?;
-    let target = Arc::new(Target {
-        id: Uuid::new_v4(),
-        webhook_id,
-        name: "db".into(),
-        active: true,
-        kind: TargetKind::Database,
-        created_at: now_ms(),
-        filter: None,
-    });
-    let started = Instant::now();
-    let deadline = started + WRK_DURATION;
-    let mut tasks = JoinSet::new();
-    for _ in 0..writers {
-        let events = events.clone();
-        let target = target.clone();
-        tasks.spawn(async move {
-            let mut latencies = Vec::new();
-            while Instant::now() < deadline {
-                let sent = Instant::now();
-                let (tx, rx) = oneshot::channel();
-                events.try_submit(
-                    WriteOp::Ingest(stored_like_wrk(&target)),
-                    Notice::default().and_reply(tx),
-                )?;
-                rx.await.context("the writer went away")??;
-                latencies.push(ms(sent.elapsed()));
-            }
-            Ok::<_, anyhow::Error>(latencies)
-        });
-    }
-    let mut latencies = Vec::new();
-    while let Some(done) = tasks.join_next().await {
-        latencies.extend(done.context("a writer task failed")??);
-    }
-    let rate = latencies.len() as f64 / started.elapsed().as_secs_f64();
-    drop(events);
-    store.close();
-    let ceiling = baseline.get(&writers).copied().unwrap_or(f64::NAN);
-    report.row([
-        "storage only: fsync'd group commit, no HTTP".into(),
-        format!("{writers} writers"),
-        fmt_count(rate),
-        fmt_ms(percentile(&mut latencies, 50.0)),
-        fmt_ms(percentile(&mut latencies, 99.0)),
-        format!("{:.0}%", 100.0 * rate / ceiling),
-    ]);
-    report.note(format!(
-        "Storage only: {writers} tasks in the load test's own process write events shaped \
-         like the wrk requests (1 KiB body, one delivery finished by the commit) straight \
-         through the event file's writer thread, each waiting for its fsync'd commit; p50/p99 \
-         are submit → commit. No HTTP, no load generator: what the store alone allows ingest \
-         at {writers} connections."
-    ));
-    Ok(())
-}
-
-/// What ingest stores for one `wrk` request to a webhook with one `database` target: the
-/// event built the way ingest builds it, and the delivery the commit finishes.
-fn stored_like_wrk(target: &Target) -> NewEvent {
-    let request = IncomingRequest {
-        method: "POST".into(),
-        path: format!("/webhook/{}", Uuid::nil()),
-        headers: vec![
-            ("host".into(), b"127.0.0.1:40000".to_vec()),
-            ("content-length".into(), BODY_BYTES.to_string().into_bytes()),
-            ("content-type".into(), b"application/json".to_vec()),
-        ],
-        remote_addr: "127.0.0.1".into(),
-        body: event_body(),
-    };
-    let (event, body) = request.into_event(Uuid::nil(), now_ms());
-    let delivery = Delivery::for_target(event.id, target, event.received_at);
-    NewEvent {
-        event,
-        body,
-        deliveries: vec![delivery],
-        dedupe: None,
-    }
 }
 
 /// Phase 2: `wrk` against webhooker with a `database` target. Returns that webhook.
@@ -967,7 +868,7 @@ impl Binaries {
         for bin in [&bins.webhooker, &bins.baseline] {
             ensure!(
                 bin.is_file(),
-                "{} not found; run `cargo build --release --bins` first",
+                "{} not found; run `bash scripts/loadtest.sh`, which builds them",
                 bin.display()
             );
         }
