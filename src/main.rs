@@ -1,17 +1,66 @@
-//! The `webhooker` binary: read config, set up logging, run until SIGINT/SIGTERM.
+//! The `webhooker` binary: read config, set up logging, run until SIGINT/SIGTERM; or one
+//! of the admin commands, which work on a stopped server's data directory.
 
 use std::io::IsTerminal;
 
 use anyhow::Context;
+use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
+use uuid::Uuid;
 use webhooker::app::App;
 use webhooker::config::Config;
+use webhooker::service::{self, ServiceError};
+use webhooker::store::{Store, StoreError};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Self-hosted webhook proxy and store-and-forward service. Settings come from the
+/// environment (and `.env`); see the README.
+#[derive(Parser)]
+#[command(name = "webhooker", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve HTTP until SIGINT/SIGTERM (the default without a command).
+    Serve,
+    /// Exit 0 when the server on 127.0.0.1:$PORT reports "ok", 1 otherwise (degraded
+    /// storage, or no answer); for container health checks.
+    Healthcheck,
+    /// Give a user a new random password and print it; ends the user's sessions. On a
+    /// stopped server.
+    ResetPassword {
+        /// The user.
+        #[arg(long, default_value = "admin")]
+        user: String,
+    },
+    /// Write a webhook's events, with bodies, deliveries and attempts, as NDJSON to stdout.
+    /// On a stopped server (a running one: GET /api/v1/webhooks/{id}/export).
+    Export {
+        /// The webhook's id.
+        #[arg(long)]
+        webhook: Uuid,
+        /// Only events received at or after this time (RFC 3339, e.g. 2026-01-31T00:00:00Z).
+        #[arg(long)]
+        since: Option<jiff::Timestamp>,
+    },
+    /// Read an export (NDJSON on stdin) into a webhook; events it already holds are
+    /// skipped. On a stopped server.
+    Import {
+        /// The webhook's id.
+        #[arg(long)]
+        webhook: Uuid,
+    },
+}
+
 fn main() -> anyhow::Result<()> {
-    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+    let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Healthcheck = command {
         std::process::exit(healthcheck());
     }
     let config = match Config::from_env() {
@@ -21,6 +70,9 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
+    if !matches!(command, Command::Serve) {
+        std::process::exit(admin(command, &config));
+    }
     init_logging(&config.log_filter);
     if let Err(e) = webhooker::web::server::raise_open_file_limit() {
         tracing::warn!(error = %e, "cannot raise the open-file limit");
@@ -91,6 +143,68 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = term => {}
+    }
+}
+
+/// Runs an admin command on the data directory; the process's exit code. The store's own
+/// lock refuses while a server (or another command) has the directory open.
+fn admin(command: Command, config: &Config) -> i32 {
+    // Warnings and errors of the store (a failed write) go to stderr, apart from the output.
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::new("warn"))
+        .with_writer(std::io::stderr)
+        .init();
+    let store = match Store::open(&config.data_dir) {
+        Ok(store) => store,
+        Err(StoreError::InUse(path)) => {
+            eprintln!(
+                "webhooker: {} is in use: a webhooker server (or another command) holds this \
+                 data directory. Stop it first{}.",
+                path.display(),
+                if matches!(command, Command::Export { .. }) {
+                    ", or export through the API: GET /api/v1/webhooks/{id}/export"
+                } else {
+                    ""
+                }
+            );
+            return 1;
+        }
+        Err(e) => {
+            eprintln!("webhooker: cannot open {}: {e}", config.data_dir.display());
+            return 1;
+        }
+    };
+    let outcome = match command {
+        Command::ResetPassword { user } => service::reset_password(&store, &user).map(|password| {
+            println!("{password}");
+            eprintln!("webhooker: new password set for `{user}`; their sessions have ended");
+        }),
+        Command::Export { webhook, since } => {
+            let since = since.map(|t| t.as_millisecond());
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            service::export_to(&store, webhook, since, &mut out).map(|_| ())
+        }
+        Command::Import { webhook } => {
+            service::import_from(&store, webhook, std::io::stdin().lock()).map(|report| {
+                eprintln!(
+                    "webhooker: imported {} events, skipped {} already present",
+                    report.imported, report.skipped
+                );
+            })
+        }
+        Command::Serve | Command::Healthcheck => Ok(()),
+    };
+    store.close();
+    match outcome {
+        Ok(()) => 0,
+        Err(ServiceError::NotFound(what)) => {
+            eprintln!("webhooker: no such {what}");
+            1
+        }
+        Err(e) => {
+            eprintln!("webhooker: {e}");
+            1
+        }
     }
 }
 

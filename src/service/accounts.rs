@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use super::{Service, ServiceError, ServiceResult, clean_name};
 use crate::model::{ApiKey, MAX_PASSWORD, Session, User, check_password_length, now_ms};
+use crate::store::Store;
 
 /// How long a login lasts.
 pub const SESSION_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
@@ -68,6 +69,21 @@ fn random_bytes<const N: usize>() -> [u8; N] {
 }
 
 /// A random password for the first-run admin: 20 characters from a CSPRNG.
+/// Gives `username` a new random password and returns it (the `webhooker reset-password`
+/// command, run on a stopped server). Ends the user's sessions, as a password change does;
+/// API keys keep working.
+pub fn reset_password(store: &Store, username: &str) -> ServiceResult<String> {
+    let user = store
+        .main
+        .user_by_name(username.trim())?
+        .ok_or(ServiceError::NotFound("user"))?;
+    let password = random_password();
+    store
+        .main
+        .set_password(user.id, hash_password(&password)?, false)?;
+    Ok(password)
+}
+
 fn random_password() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
     use rand::RngExt;

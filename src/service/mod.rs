@@ -6,6 +6,7 @@
 
 mod accounts;
 mod events;
+mod transfer;
 mod webhooks;
 
 use std::sync::Arc;
@@ -14,11 +15,14 @@ use crate::delivery::Engine;
 use crate::delivery::ssrf::{NetworkPolicy, SsrfError};
 use crate::store::{Store, StoreError};
 
-pub use accounts::{ApiKeyCreated, Authentication, LoginOutcome, SESSION_TTL_MS, SessionToken};
+pub use accounts::{
+    ApiKeyCreated, Authentication, LoginOutcome, SESSION_TTL_MS, SessionToken, reset_password,
+};
 pub use events::{
     EventPage, FoundPage, HealthReport, MAX_COUNTED_DELIVERIES, MAX_SCANNED_EVENTS, ReplayPlan,
     TargetHealthView,
 };
+pub use transfer::{EXPORT_FORMAT_VERSION, ExportCursor, ImportReport, export_to, import_from};
 pub use webhooks::{
     DEFAULT_RETENTION_DAYS, TargetInput, VerificationInput, WebhookInput, WebhookSummary,
     WebhookView, parse_retry_limit,

@@ -47,9 +47,15 @@ impl MainDb {
     /// Opens or creates the file, checks its format version and loads the catalog.
     pub(crate) fn open(path: &Path) -> Result<MainDb, StoreError> {
         // Configuration is small; a modest cache keeps RSS predictable.
-        let db = Database::builder()
+        let db = match Database::builder()
             .set_cache_size(8 * 1024 * 1024)
-            .create(path)?;
+            .create(path)
+        {
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(StoreError::InUse(path.to_path_buf()));
+            }
+            other => other?,
+        };
         let tx = db.begin_write()?;
         {
             let mut settings = tx.open_table(SETTINGS)?;

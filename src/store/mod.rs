@@ -31,8 +31,8 @@ pub use catalog::Catalog;
 pub use due_times::{DueTimes, EarliestDue};
 pub use event_db::{
     AttemptWrite, DedupeKey, DeliveryCounts, DueRow, EventDetail, EventFilter, EventStore,
-    EventWithBody, FoundEvent, INLINE_BODY_BYTES, NewEvent, PruneReport, SEARCH_BODY_BYTES,
-    ScanReport, TargetCounts, WriteOp, contains_ignoring_case,
+    EventWithBody, ExportPage, FoundEvent, INLINE_BODY_BYTES, NewEvent, PruneReport,
+    SEARCH_BODY_BYTES, ScanReport, TargetCounts, WriteOp, contains_ignoring_case,
 };
 pub use main_db::MainDb;
 pub use notice::{Committed, Notice};
@@ -80,6 +80,10 @@ pub enum StoreError {
         /// Version this build writes.
         expected: u32,
     },
+    /// Another process holds the file (redb's lock): a server running on this data
+    /// directory, or another admin command.
+    #[error("{0} is in use by another process (is webhooker running on this data directory?)")]
+    InUse(PathBuf),
     /// Filesystem error outside redb (creating the data dir, removing a file).
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
@@ -116,6 +120,7 @@ impl StoreError {
             StoreError::Redb(e) => matches!(**e, redb::Error::Io(_) | redb::Error::PreviousIo),
             StoreError::Codec(_)
             | StoreError::FormatVersion { .. }
+            | StoreError::InUse(_)
             | StoreError::UnknownWebhook
             | StoreError::UnknownEvent
             | StoreError::Duplicate(_) => false,

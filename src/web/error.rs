@@ -113,6 +113,7 @@ fn store_status(e: &StoreError) -> (StatusCode, String) {
         StoreError::Redb(_)
         | StoreError::Codec(_)
         | StoreError::FormatVersion { .. }
+        | StoreError::InUse(_)
         | StoreError::Io(_) => {
             tracing::error!(error = %e, "storage error");
             (StatusCode::INTERNAL_SERVER_ERROR, "storage error".into())

@@ -121,6 +121,10 @@ pub enum WriteOp {
     Attempt(AttemptWrite),
     /// Add deliveries (and due rows) to an existing event: redelivery.
     AddDeliveries(Vec<Delivery>),
+    /// Restore exported events with their deliveries and attempts, each as it was; an
+    /// event whose id the file already holds is left as it is (importing twice is
+    /// harmless). Unfinished deliveries get their due rows (I2).
+    Import(Vec<EventDetail>),
 }
 
 impl WriteOp {
@@ -132,6 +136,7 @@ impl WriteOp {
                 .as_ref()
                 .map_or(64, |r| r.response_body.len() + r.exchange.weight() + 128),
             WriteOp::AddDeliveries(d) => d.len() * 64,
+            WriteOp::Import(events) => events.iter().map(|e| e.body.len() + 256).sum(),
         }
     }
 }
@@ -159,6 +164,16 @@ pub struct EventDetail {
     pub body: Vec<u8>,
     /// Each delivery with its attempts in order.
     pub deliveries: Vec<(Delivery, Vec<DeliveryResult>)>,
+}
+
+/// Events in arrival order from a point on, each with its whole body, every delivery and
+/// every attempt: one page of an export.
+#[derive(Debug, Clone)]
+pub struct ExportPage {
+    /// The events, oldest first.
+    pub events: Vec<EventDetail>,
+    /// Where the next page starts (pass it as `from`), or `None` after the last event.
+    pub next: Option<Uuid>,
 }
 
 /// One row of the due index.
@@ -422,6 +437,61 @@ impl EventStore {
             body,
             deliveries,
         }))
+    }
+
+    /// Whether the file holds the event.
+    pub fn has_event(&self, event_id: Uuid) -> Result<bool, StoreError> {
+        Ok(self
+            .read()?
+            .open_table(EVENTS)?
+            .get(event_id.as_u128())?
+            .is_some())
+    }
+
+    /// Events with ids from `from` on (UUIDv7: arrival order), oldest first, whole: at
+    /// most `max_events`, and no more once their bodies reach `max_body_bytes` (at least
+    /// one event). One read transaction per page, so an export of any size holds one
+    /// page in memory and no transaction for long.
+    pub fn export_page(
+        &self,
+        from: Uuid,
+        max_events: usize,
+        max_body_bytes: usize,
+    ) -> Result<ExportPage, StoreError> {
+        let rx = self.read()?;
+        let events = rx.open_table(EVENTS)?;
+        let bodies = LargeBodies::open(&rx)?;
+        let deliveries = rx.open_table(DELIVERIES)?;
+        let results = rx.open_table(RESULTS)?;
+        let mut page = ExportPage {
+            events: Vec::new(),
+            next: None,
+        };
+        let mut bytes = 0usize;
+        for row in events.range(from.as_u128()..)? {
+            let (k, v) = row?;
+            let id = k.value();
+            if page.events.len() >= max_events || bytes >= max_body_bytes {
+                page.next = Some(Uuid::from_u128(id));
+                break;
+            }
+            let (event, body, settled) = event_row(v.value(), id, &bodies, usize::MAX)?;
+            let mut with_attempts = Vec::new();
+            for d in event_deliveries(settled, &deliveries, id)? {
+                let mut attempts = Vec::new();
+                for row in results.range((d.id.as_u128(), 0)..=(d.id.as_u128(), u32::MAX))? {
+                    attempts.push(codec::decode(row?.1.value())?);
+                }
+                with_attempts.push((d, attempts));
+            }
+            bytes += body.len();
+            page.events.push(EventDetail {
+                event,
+                body,
+                deliveries: with_attempts,
+            });
+        }
+        Ok(page)
     }
 
     /// One delivery as committed now.

@@ -161,6 +161,43 @@ impl<'t> WriteTables<'t> {
                 }
                 self.insert_deliveries(ds)
             }
+            WriteOp::Import(events) => {
+                for e in events {
+                    let id = e.event.id.as_u128();
+                    if opened(self.tx, &mut self.events, EVENTS)?
+                        .get(id)?
+                        .is_some()
+                    {
+                        continue;
+                    }
+                    // Every delivery gets a row of its own (readers merge rows with the
+                    // event's), so the event's row needs no rule about which were settled.
+                    let inline = e.body.len() < INLINE_BODY_BYTES;
+                    let row = codec::encode_extended(
+                        &e.event,
+                        &Vec::<&Delivery>::new(),
+                        if inline { &e.body } else { &[] },
+                    )?;
+                    opened(self.tx, &mut self.events, EVENTS)?.insert(id, row.as_slice())?;
+                    if !inline {
+                        let chunks = opened(self.tx, &mut self.chunks, BODY_CHUNKS)?;
+                        for (index, range) in (0u32..).zip(body::chunks(e.body.len())) {
+                            chunks.insert((id, index), &e.body[range])?;
+                        }
+                    }
+                    for (d, attempts) in &e.deliveries {
+                        self.insert_deliveries([d])?;
+                        let results = opened(self.tx, &mut self.results, RESULTS)?;
+                        for r in attempts {
+                            results.insert(
+                                (d.id.as_u128(), r.attempt),
+                                codec::encode(r)?.as_slice(),
+                            )?;
+                        }
+                    }
+                }
+                Ok(())
+            }
             WriteOp::Attempt(a) => {
                 let d = &a.delivery;
                 self.put_delivery(d)?;

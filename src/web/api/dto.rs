@@ -636,3 +636,9 @@ mod tests {
         assert!(EventFilterIn::default().to_filter().unwrap().is_empty());
     }
 }
+
+/// `?since=` of an export: RFC 3339.
+#[derive(Debug, Default, Deserialize)]
+pub struct ExportQuery {
+    pub since: Option<String>,
+}

@@ -1,16 +1,17 @@
 //! Events over JSON: list, detail with attempts, redeliver.
 
 use axum::Json;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::response::Response;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::dto::{DeliveryOut, EventFilterIn, EventOut, PageQuery, RedeliverIn};
+use super::dto::{DeliveryOut, EventFilterIn, EventOut, ExportQuery, PageQuery, RedeliverIn};
 use super::{ApiBody, ApiPath, ApiQuery};
-use crate::service::Service;
+use crate::service::{ExportCursor, Service};
 use crate::store::EventWithBody;
 use crate::web::AppState;
 use crate::web::auth::ApiUser;
@@ -152,4 +153,59 @@ pub(super) async fn test_event(
     state.service.webhook(id).await?;
     let event_id = state.ingestor.send_test(id).await?;
     Ok(Json(json!({ "status": "ok", "event_id": event_id })))
+}
+
+/// The webhook's events as NDJSON (the format of `webhooker export`), streamed a page at a
+/// time: the next page is read only when the previous one has been sent, so a large
+/// export or a slow client holds one page in memory and no thread.
+pub(super) async fn export(
+    _: ApiUser,
+    State(service): State<Service>,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(q): ApiQuery<ExportQuery>,
+) -> ApiResult<axum::response::Response> {
+    let since = match q.since.as_deref() {
+        Some(s) => Some(
+            s.parse::<jiff::Timestamp>()
+                .map_err(|e| {
+                    ApiError::new(StatusCode::BAD_REQUEST, format!("since: not RFC 3339: {e}"))
+                })?
+                .as_millisecond(),
+        ),
+        None => None,
+    };
+    service.webhook(id).await?;
+    // The header and first page before answering, so a failure is a status, not a cut.
+    let (first, cursor) = service.export_chunk(ExportCursor::new(id, since)).await?;
+    let pages = futures_util::stream::unfold(
+        (service, Some(cursor), first),
+        move |(service, cursor, ready)| async move {
+            if let Some(chunk) = ready {
+                return Some((Ok(Bytes::from(chunk)), (service, cursor, None)));
+            }
+            let cursor = cursor?;
+            match service.export_chunk(cursor).await {
+                Ok((Some(chunk), cursor)) => {
+                    Some((Ok(Bytes::from(chunk)), (service, Some(cursor), None)))
+                }
+                Ok((None, _)) => None,
+                // Ends the response early: the client sees an incomplete transfer.
+                Err(e) => {
+                    tracing::error!(webhook = %id, error = %e, "export failed midway");
+                    Some((Err(std::io::Error::other(e)), (service, None, None)))
+                }
+            }
+        },
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"webhook-{id}.ndjson\""),
+            ),
+        ],
+        Body::from_stream(pages),
+    )
+        .into_response())
 }

@@ -131,6 +131,7 @@ pub fn router() -> Router<AppState> {
         .route("/webhooks/{id}/redeliver", post(events::redeliver_matching))
         .route("/webhooks/{id}/events/stream", get(events::stream))
         .route("/webhooks/{id}/test-event", post(events::test_event))
+        .route("/webhooks/{id}/export", get(events::export))
         .route("/webhooks/{id}/events/{event_id}", get(events::read))
         .route(
             "/webhooks/{id}/events/{event_id}/redeliver",
