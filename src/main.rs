@@ -208,8 +208,10 @@ fn admin(command: Command, config: &Config) -> i32 {
     }
 }
 
-/// `webhooker healthcheck`: exit 0 when the local server answers its health check. Used by
-/// the Docker HEALTHCHECK, where no curl is installed.
+/// `webhooker healthcheck`: exit 0 when the local server answers its health check with 200
+/// (`ok`); 1 when it answers 503 (`degraded`: an event file cannot be opened or written, or
+/// the disk is nearly full) or not at all. Used by the Docker HEALTHCHECK, where no curl is
+/// installed.
 fn healthcheck() -> i32 {
     use std::io::{Read, Write};
     let port = std::env::var("PORT").unwrap_or_else(|_| "8080".into());

@@ -173,8 +173,9 @@ fn sweep(s: &Sweeper, pass: usize, horizon: i64) -> bool {
                 Ok(at) => at,
                 // Every open file is in use: learned on a later pass.
                 Err(StoreError::Busy) => None,
+                // An open that fails is logged by the store once per episode.
                 Err(e) => {
-                    tracing::error!(webhook_id = %webhook.id, error = %e, "cannot read the due index");
+                    tracing::debug!(webhook_id = %webhook.id, error = %e, "cannot read the due index");
                     None
                 }
             },
@@ -206,8 +207,9 @@ fn sweep(s: &Sweeper, pass: usize, horizon: i64) -> bool {
                 backlog = true;
                 continue;
             }
+            // Logged by the store once per episode, and shown by the healthcheck.
             Err(e) => {
-                tracing::error!(webhook_id = %webhook.id, error = %e, "cannot open event file");
+                tracing::debug!(webhook_id = %webhook.id, error = %e, "cannot open event file");
                 continue;
             }
         };
@@ -294,7 +296,7 @@ impl Recoveries {
                 let store = match s.store.events(target.webhook_id) {
                     Ok(store) => store,
                     Err(e) => {
-                        tracing::error!(webhook_id = %target.webhook_id, error = %e, "cannot open event file");
+                        tracing::debug!(webhook_id = %target.webhook_id, error = %e, "cannot open event file");
                         return false;
                     }
                 };

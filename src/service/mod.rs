@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::delivery::Engine;
 use crate::delivery::ssrf::{NetworkPolicy, SsrfError};
-use crate::store::{Store, StoreError};
+use crate::store::{FileProblem, Store, StoreError};
 
 pub use accounts::{
     ApiKeyCreated, Authentication, LoginOutcome, SESSION_TTL_MS, SessionToken, reset_password,
@@ -68,6 +68,29 @@ impl ServiceError {
             field,
             message: message.into(),
         }
+    }
+}
+
+/// Below this much free space on the data directory's filesystem, storage is reported
+/// degraded before writes start failing: event files grow in steps (and keep up to 32 MiB
+/// zero-filled ahead), so a commit may need several MiB at once.
+pub const MIN_FREE_BYTES: u64 = 64 << 20;
+
+/// The state of storage, for the healthcheck.
+#[derive(Debug, Clone)]
+pub struct StorageReport {
+    /// Free bytes on the data directory's filesystem, if known.
+    pub free_bytes: Option<u64>,
+    /// Less than [`MIN_FREE_BYTES`] free.
+    pub disk_low: bool,
+    /// Each failing event file, with its webhook's name while the webhook exists.
+    pub problems: Vec<(FileProblem, Option<String>)>,
+}
+
+impl StorageReport {
+    /// Whether anything is wrong.
+    pub fn degraded(&self) -> bool {
+        self.disk_low || !self.problems.is_empty()
     }
 }
 
@@ -137,6 +160,28 @@ impl Service {
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
         })
+    }
+
+    /// What is wrong with storage now (the healthcheck): event files that cannot be opened
+    /// or written, and whether the disk is (nearly) full. Memory only, plus one `statvfs`.
+    pub fn storage_health(&self) -> StorageReport {
+        let catalog = self.store.catalog();
+        let free_bytes = self.store.free_bytes();
+        let problems = self
+            .store
+            .health()
+            .problems()
+            .into_iter()
+            .map(|p| {
+                let name = catalog.webhook(p.webhook_id).map(|w| w.name.clone());
+                (p, name)
+            })
+            .collect();
+        StorageReport {
+            free_bytes,
+            disk_low: free_bytes.is_some_and(|b| b < MIN_FREE_BYTES),
+            problems,
+        }
     }
 
     /// Runs storage work (and password hashing) on the store's call threads: redb is

@@ -10,6 +10,7 @@ mod catalog;
 mod codec;
 mod due_times;
 mod event_db;
+mod health;
 mod main_db;
 mod migrate;
 mod notice;
@@ -25,7 +26,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use uuid::Uuid;
 
 use crate::config::StoreConfig;
-use crate::model::Millis;
+use crate::model::{Millis, now_ms};
 
 pub use catalog::Catalog;
 pub use due_times::{DueTimes, EarliestDue};
@@ -34,6 +35,7 @@ pub use event_db::{
     EventWithBody, ExportPage, FoundEvent, INLINE_BODY_BYTES, NewEvent, PruneReport,
     SEARCH_BODY_BYTES, ScanReport, TargetCounts, WriteOp, contains_ignoring_case,
 };
+pub use health::{Cause, FileProblem, Operation, StorageHealth};
 pub use main_db::MainDb;
 pub use notice::{Committed, Notice};
 use writer::WriterPool;
@@ -314,6 +316,17 @@ impl Store {
         self.events.read().len()
     }
 
+    /// Bytes free for webhooker on the data directory's filesystem, if it can tell.
+    pub fn free_bytes(&self) -> Option<u64> {
+        let stat = rustix::fs::statvfs(&self.events.dir).ok()?;
+        Some(stat.f_bavail.saturating_mul(stat.f_frsize))
+    }
+
+    /// The event files that cannot be opened or written now (the healthcheck's source).
+    pub fn health(&self) -> &StorageHealth {
+        self.events.writers.health()
+    }
+
     /// Each webhook's earliest due time, as far as known (see [`DueTimes`]).
     pub fn due_times(&self) -> &DueTimes {
         &self.events.due_times
@@ -340,7 +353,9 @@ impl Store {
                             if self.events.read().len() >= self.events.limits.max_open_event_files {
                                 self.events.make_room()?;
                             }
-                            event_db::peek_earliest_due(&path)?
+                            let peeked = event_db::peek_earliest_due(&path);
+                            self.events.note_open(webhook_id, &peeked);
+                            peeked?
                         } else {
                             None
                         }
@@ -361,6 +376,7 @@ impl Store {
             store.close();
         }
         self.events.due_times.forget(webhook_id);
+        self.events.writers.health().forget(webhook_id);
         match std::fs::remove_file(self.events.path(webhook_id)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -460,15 +476,45 @@ impl EventStores {
         if self.read().len() >= self.limits.max_open_event_files {
             self.make_room()?;
         }
-        let opened = Arc::new(EventStore::open(
+        let opened = EventStore::open(
             webhook_id,
             &self.path(webhook_id),
             &self.writers,
             self.due_times.clone(),
             self.limits.cache_per_file(),
-        )?);
+        );
+        self.note_open(webhook_id, &opened);
+        let opened = Arc::new(opened?);
         self.write().insert(webhook_id, opened.clone());
         Ok(self.touch(&opened))
+    }
+
+    /// Records an open's outcome for the healthcheck: a failure is logged at ERROR when its
+    /// episode begins (not by each caller meeting it, such as the sweeper every second), a
+    /// success after failures at INFO.
+    fn note_open<T>(&self, webhook_id: Uuid, outcome: &Result<T, StoreError>) {
+        let health = self.writers.health();
+        match outcome {
+            Ok(_) => {
+                if let Some(problem) = health.recovered(webhook_id, Operation::Open) {
+                    tracing::info!(
+                        webhook_id = %webhook_id,
+                        failed_for_ms = now_ms().saturating_sub(problem.since),
+                        "the event file opens again"
+                    );
+                }
+            }
+            Err(e) => {
+                if health.failed(webhook_id, Operation::Open, e) {
+                    tracing::error!(
+                        webhook_id = %webhook_id,
+                        path = %self.path(webhook_id).display(),
+                        error = %e,
+                        "cannot open event file; its webhook's events fail until it opens (logged once)"
+                    );
+                }
+            }
+        }
     }
 
     /// Closes a file to make room for another, waiting up to [`ROOM_WAIT`] for one to be

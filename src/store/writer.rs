@@ -24,6 +24,7 @@ use uuid::Uuid;
 use super::StoreError;
 use super::due_times::DueTimes;
 use super::event_db::{SharedDb, WriteOp, commit};
+use super::health::{Operation, StorageHealth};
 use super::notice::Notice;
 use crate::model::Millis;
 
@@ -55,6 +56,8 @@ pub(crate) type Spawner = Arc<dyn Fn(Box<dyn FnOnce() + Send>) + Send + Sync>;
 pub(crate) struct WriterPool {
     pool: Arc<Pool>,
     threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    /// Where its files' failure episodes are recorded.
+    health: Arc<StorageHealth>,
 }
 
 struct Pool {
@@ -96,7 +99,13 @@ impl WriterPool {
         Ok(WriterPool {
             pool,
             threads: Arc::new(Mutex::new(handles)),
+            health: Arc::default(),
         })
+    }
+
+    /// The current failures of the files it writes (and of opening them, see `Store`).
+    pub(crate) fn health(&self) -> &Arc<StorageHealth> {
+        &self.health
     }
 
     /// Runs jobs for files on the pool.
@@ -245,7 +254,7 @@ impl FileWriter {
                 path,
                 due,
                 failure: None,
-                commits: commits.clone(),
+                health: pool.health.clone(),
             }),
             timer_set: AtomicBool::new(false),
             commits,
@@ -384,6 +393,7 @@ struct Writer {
     failure: Option<Failure>,
     /// Counts the transactions committed.
     commits: Arc<AtomicU64>,
+    health: Arc<StorageHealth>,
 }
 
 /// A failure episode of the file: from a failed write until a commit succeeds again.
@@ -506,7 +516,8 @@ impl Writer {
             if let Err(e) = reopen(&self.db, &self.open) {
                 failure.reopen_failed = true;
                 failure.retry_later(now);
-                tracing::warn!(
+                // The episode was logged when it began, and the healthcheck shows it.
+                tracing::debug!(
                     path = %self.path.display(),
                     error = %e,
                     retry_in_ms = (failure.retry_at - now).as_millis(),
@@ -521,11 +532,13 @@ impl Writer {
     }
 
     /// Notes a failed write: the file is reopened before the next commit. Logged at ERROR
-    /// when an episode begins, at WARN when a retry fails, never per request.
+    /// when an episode begins (and recorded for the healthcheck), at DEBUG when a retry
+    /// fails, never per request.
     fn failed(&mut self, e: &StoreError) {
         let now = Instant::now();
         match &mut self.failure {
             None => {
+                self.health.failed(self.due.0, Operation::Write, e);
                 tracing::error!(
                     path = %self.path.display(),
                     error = %e,
@@ -543,7 +556,7 @@ impl Writer {
             Some(failure) => {
                 failure.reopen = true;
                 failure.retry_later(now);
-                tracing::warn!(
+                tracing::debug!(
                     path = %self.path.display(),
                     error = %e,
                     retry_in_ms = (failure.retry_at - now).as_millis(),
@@ -556,6 +569,7 @@ impl Writer {
     /// Notes a successful commit, which ends a failure episode.
     fn recovered(&mut self) {
         if let Some(failure) = self.failure.take() {
+            self.health.recovered(self.due.0, Operation::Write);
             tracing::info!(
                 path = %self.path.display(),
                 failed_for_ms = failure.since.elapsed().as_millis(),

@@ -11,18 +11,67 @@ use serde_json::json;
 use super::error::ApiError;
 use super::{AppState, VERSION, auth, client_ip};
 use crate::service::ServiceError;
+use crate::store::Operation;
+use crate::web::api::rfc3339;
 
-pub(super) async fn healthcheck(State(state): State<AppState>) -> Json<serde_json::Value> {
+/// `200 {"status": "ok", …}`, or `503 {"status": "degraded", "reasons": […], …}` while an
+/// event file cannot be opened or written (a full disk, exhausted descriptors, an I/O or
+/// permission error) or the disk is nearly full: the process is alive, but events sent to
+/// the affected webhooks are refused. A container health check sees the 503.
+pub(super) async fn healthcheck(State(state): State<AppState>) -> Response {
     let uptime = state.started.elapsed().as_secs();
     let now = jiff::Timestamp::now();
-    Json(json!({
-        "status": "ok",
+    let storage = state.service.storage_health();
+    let mut reasons = Vec::new();
+    if storage.disk_low {
+        reasons.push(format!(
+            "disk nearly full: {} bytes free on the data directory's filesystem",
+            storage.free_bytes.unwrap_or(0)
+        ));
+    }
+    let problems: Vec<_> = storage
+        .problems
+        .iter()
+        .map(|(p, name)| {
+            reasons.push(format!(
+                "the event file of webhook {} cannot be {}: {}",
+                p.webhook_id,
+                match p.operation {
+                    Operation::Open => "opened",
+                    Operation::Write => "written",
+                },
+                p.cause.as_str()
+            ));
+            json!({
+                "webhook_id": p.webhook_id,
+                "webhook_name": name,
+                "operation": p.operation.as_str(),
+                "cause": p.cause.as_str(),
+                "error": p.error,
+                "since": rfc3339(p.since),
+            })
+        })
+        .collect();
+    let degraded = storage.degraded();
+    let body = json!({
+        "status": if degraded { "degraded" } else { "ok" },
+        "reasons": reasons,
+        "storage": {
+            "free_bytes": storage.free_bytes,
+            "failing_event_files": problems,
+        },
         "now": now.to_string(),
         "uptime_seconds": uptime,
         "uptime_human": human_duration(uptime),
         "version": VERSION,
         "appname": "webhooker",
-    }))
+    });
+    let status = if degraded {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(body)).into_response()
 }
 
 pub(super) async fn metrics(

@@ -144,7 +144,6 @@ impl HttpApp {
 /// The router with every route but ingest (see [`HttpApp`]) and its layers.
 fn router(state: AppState) -> Router {
     let mut app = Router::new()
-        .route("/.well-known/healthcheck", get(health::healthcheck))
         .route("/s/{*path}", get(assets::serve).layer(compression()))
         .nest(
             "/api/v1",
@@ -162,15 +161,21 @@ fn router(state: AppState) -> Router {
     if state.web.metrics_credentials.is_some() {
         app = app.route("/metrics", get(health::metrics));
     }
-    app.layer(axum::middleware::map_response(
-        |mut resp: Response| async move {
-            security_headers(resp.headers_mut());
-            resp
-        },
-    ))
-    .layer(TraceLayer::new_for_http())
-    .layer(CatchPanicLayer::new())
-    .with_state(state)
+    app.layer(axum::middleware::map_response(with_security_headers))
+        .layer(TraceLayer::new_for_http())
+        // Outside the trace layer: a degraded answer (503) to each poll of a container
+        // health check would otherwise log an ERROR; the failure itself is logged once.
+        .route(
+            "/.well-known/healthcheck",
+            get(health::healthcheck).layer(axum::middleware::map_response(with_security_headers)),
+        )
+        .layer(CatchPanicLayer::new())
+        .with_state(state)
+}
+
+async fn with_security_headers(mut resp: Response) -> Response {
+    security_headers(resp.headers_mut());
+    resp
 }
 
 /// The headers every response carries: a strict Content-Security-Policy (unless the

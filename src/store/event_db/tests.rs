@@ -396,6 +396,12 @@ fn writes_resume_after_a_full_disk_without_a_restart() {
         matches!(refused, Some(StoreError::Unavailable)),
         "{refused:?}"
     );
+    // The healthcheck's source has the episode, with its cause.
+    let problems = pool.health().problems();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].webhook_id, store.webhook_id());
+    assert_eq!(problems[0].operation, crate::store::Operation::Write);
+    assert_eq!(problems[0].cause, crate::store::Cause::DiskFull, "{problems:?}");
     // Still full: later writes fail too (the writer reopens the file and tries again,
     // then pauses). A body as large as the whole file cannot fit whatever the repair
     // freed.
@@ -422,6 +428,7 @@ fn writes_resume_after_a_full_disk_without_a_restart() {
     acked.push((resumed, b"after".to_vec()));
     acked.push((ingest(&store, b"later").unwrap(), b"later".to_vec()));
     assert_all_readable(&store, &acked);
+    assert!(pool.health().problems().is_empty());
 
     let log = logged.text();
     assert_eq!(log.matches(" ERROR ").count(), 1, "{log}");
