@@ -401,7 +401,11 @@ fn writes_resume_after_a_full_disk_without_a_restart() {
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert_eq!(problems[0].webhook_id, store.webhook_id());
     assert_eq!(problems[0].operation, crate::store::Operation::Write);
-    assert_eq!(problems[0].cause, crate::store::Cause::DiskFull, "{problems:?}");
+    assert_eq!(
+        problems[0].cause,
+        crate::store::Cause::DiskFull,
+        "{problems:?}"
+    );
     // Still full: later writes fail too (the writer reopens the file and tries again,
     // then pauses). A body as large as the whole file cannot fit whatever the repair
     // freed.

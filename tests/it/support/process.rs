@@ -10,6 +10,8 @@ pub struct ServerProcess {
     pub child: Child,
     pub base: String,
     pub port: u16,
+    /// Every line it wrote to stdout (its JSON log, as stdout is not a terminal).
+    pub output: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 pub const PASSWORD: &str = "process test password";
@@ -44,6 +46,8 @@ impl ServerProcess {
             .expect("spawn webhooker binary");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = output.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
@@ -53,6 +57,7 @@ impl ServerProcess {
                 if line.contains("listening on") {
                     let _ = tx.send(());
                 }
+                kept.lock().unwrap().push(line);
             }
         });
         rx.recv_timeout(Duration::from_secs(30))
@@ -61,7 +66,33 @@ impl ServerProcess {
             child,
             base: format!("http://127.0.0.1:{port}"),
             port,
+            output,
         }
+    }
+
+    /// How many lines of its output contain `text`.
+    pub fn output_lines_with(&self, text: &str) -> usize {
+        self.output
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(text))
+            .count()
+    }
+
+    /// SIGTERM, then waits for it to exit (a clean shutdown closes every file).
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
     }
 
     pub fn pid(&self) -> u32 {
@@ -122,5 +153,48 @@ impl ServerProcess {
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// What an admin command printed, and how it exited.
+pub struct CommandOutput {
+    pub code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+/// Runs `webhooker <args>` on `data_dir` (and `PORT`, for `healthcheck`) with `stdin` as
+/// its input; bounded by a deadline.
+pub fn run_command(data_dir: &Path, port: u16, args: &[&str], stdin: &[u8]) -> CommandOutput {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_webhooker"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATA_DIR", data_dir)
+        .env("PORT", port.to_string())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn webhooker binary");
+    let mut input = child.stdin.take().unwrap();
+    let stdin = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&stdin);
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("command did not finish within 60 s")
+        .unwrap();
+    writer.join().unwrap();
+    CommandOutput {
+        code: out.status.code().unwrap_or(-1),
+        stdout: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }

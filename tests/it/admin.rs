@@ -1,0 +1,322 @@
+//! The admin commands and the healthcheck, through the real binary: export and import of
+//! events (the API's streamed export too), reset-password, and a healthcheck that reports
+//! an event file it cannot open.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+
+use crate::support::process::{PASSWORD, ServerProcess, run_command};
+use crate::support::receiver::{Receiver, Reply};
+use crate::support::wait_until;
+
+fn client() -> reqwest::Client {
+    webhooker::delivery::install_crypto_provider();
+    reqwest::Client::new()
+}
+
+async fn create_webhook(http: &reqwest::Client, base: &str, name: &str) -> (String, String) {
+    let w: Value = http
+        .post(format!("{base}/api/v1/webhooks"))
+        .basic_auth("admin", Some(PASSWORD))
+        .json(&json!({ "name": name }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = w["entrypoints"][0]["url"].as_str().unwrap().to_string();
+    (w["id"].as_str().unwrap().to_string(), url)
+}
+
+/// The event lines of an NDJSON export, after checking its header.
+fn event_lines(ndjson: &[u8], webhook: &str) -> Vec<Value> {
+    let text = std::str::from_utf8(ndjson).unwrap();
+    let mut lines = text.lines();
+    let header: Value = serde_json::from_str(lines.next().expect("a header line")).unwrap();
+    assert_eq!(header["format"], "webhooker-events", "{header}");
+    assert_eq!(header["version"], 1, "{header}");
+    assert_eq!(header["webhook_id"], webhook, "{header}");
+    lines.map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// Export through the API while the server runs and with the command once it is stopped
+/// give the same events, bodies (binary, inline and chunked) and attempts; import into
+/// another webhook restores them once (a second import skips them); the commands refuse
+/// while a server holds the data directory; reset-password replaces the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_import_and_reset_password_through_the_binary() {
+    let http = client();
+    let receiver = Receiver::start().await;
+    // Each delivery's first attempt fails, its retry succeeds: a history of two attempts.
+    receiver.script([Reply::status(500), Reply::status(500), Reply::status(500)]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(dir.path(), None);
+    let base = server.base.clone();
+    let (source, url) = create_webhook(&http, &base, "source").await;
+    let (restored, _) = create_webhook(&http, &base, "restored").await;
+    let r = http
+        .post(format!("{base}/api/v1/webhooks/{source}/targets"))
+        .basic_auth("admin", Some(PASSWORD))
+        .json(
+            &json!({"name": "down", "kind": "http", "url": receiver.url("/in"), "max_retries": 3}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    let bodies: Vec<Vec<u8>> = vec![
+        b"{\"n\":1}".to_vec(),
+        vec![0xff, 0x00, 0xfe, 0x80],
+        (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect(),
+    ];
+    for body in &bodies {
+        let r = http.post(&url).body(body.clone()).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    // Every delivery finished, after a failed attempt and a retry.
+    assert!(
+        wait_until(Duration::from_secs(30), || async { receiver.count() >= 6 }).await,
+        "attempts never arrived"
+    );
+    let finished = || async {
+        let page: Value = http
+            .get(format!("{base}/api/v1/webhooks/{source}/events"))
+            .basic_auth("admin", Some(PASSWORD))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        page["events"].as_array().is_some_and(|events| {
+            events
+                .iter()
+                .all(|e| e["deliveries"].as_array().unwrap()[0]["status"] == "delivered")
+        })
+    };
+    assert!(wait_until(Duration::from_secs(30), finished).await);
+
+    // Streamed through the API.
+    let r = http
+        .get(format!("{base}/api/v1/webhooks/{source}/export"))
+        .basic_auth("admin", Some(PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/x-ndjson");
+    let from_api = r.bytes().await.unwrap();
+    let events = event_lines(&from_api, &source);
+    assert_eq!(events.len(), 3);
+    for (event, body) in events.iter().zip(&bodies) {
+        assert_eq!(
+            STANDARD.decode(event["body"].as_str().unwrap()).unwrap(),
+            *body
+        );
+        let delivery = &event["deliveries"][0];
+        assert_eq!(delivery["status"], "delivered");
+        assert_eq!(
+            delivery["results"].as_array().unwrap().len(),
+            2,
+            "{delivery}"
+        );
+        assert_eq!(delivery["results"][0]["status_code"], 500);
+    }
+    // A time after every event: nothing but the header.
+    let later = http
+        .get(format!(
+            "{base}/api/v1/webhooks/{source}/export?since=2999-01-01T00:00:00Z"
+        ))
+        .basic_auth("admin", Some(PASSWORD))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(event_lines(&later, &source).is_empty());
+
+    // The commands refuse while the server holds the directory.
+    for args in [
+        vec!["reset-password"],
+        vec!["export", "--webhook", source.as_str()],
+    ] {
+        let out = run_command(dir.path(), server.port, &args, b"");
+        assert_eq!(out.code, 1, "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains("in use"), "{args:?}: {}", out.stderr);
+        assert!(out.stdout.is_empty());
+    }
+
+    server.stop();
+    let exported = run_command(dir.path(), 0, &["export", "--webhook", &source], b"");
+    assert_eq!(exported.code, 0, "{}", exported.stderr);
+    // The same lines as the API's (the header differs in its time only).
+    let skip_header = |b: &[u8]| b.splitn(2, |&c| c == b'\n').nth(1).unwrap().to_vec();
+    assert_eq!(skip_header(&exported.stdout), skip_header(&from_api));
+
+    let import =
+        |input: &[u8]| run_command(dir.path(), 0, &["import", "--webhook", &restored], input);
+    let first = import(&exported.stdout);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(
+        first.stderr.contains("imported 3 events, skipped 0"),
+        "{}",
+        first.stderr
+    );
+    let again = import(&exported.stdout);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(
+        again.stderr.contains("imported 0 events, skipped 3"),
+        "{}",
+        again.stderr
+    );
+    // Not an export, or one of another version: refused, saying which line.
+    let bad = import(b"{\"format\":\"webhooker-events\",\"version\":99,\"webhook_id\":\"00000000-0000-0000-0000-000000000000\",\"exported_at\":\"x\",\"since\":null}\n");
+    assert_eq!(bad.code, 1);
+    assert!(
+        bad.stderr.contains("line 1") && bad.stderr.contains("99"),
+        "{}",
+        bad.stderr
+    );
+    let unknown = run_command(
+        dir.path(),
+        0,
+        &[
+            "export",
+            "--webhook",
+            "00000000-0000-0000-0000-000000000001",
+        ],
+        b"",
+    );
+    assert_eq!(unknown.code, 1);
+    assert!(
+        unknown.stderr.contains("no such webhook"),
+        "{}",
+        unknown.stderr
+    );
+
+    let reset = run_command(dir.path(), 0, &["reset-password"], b"");
+    assert_eq!(reset.code, 0, "{}", reset.stderr);
+    let new_password = String::from_utf8(reset.stdout).unwrap().trim().to_string();
+    assert!(new_password.len() >= 16, "{new_password}");
+
+    // Back up: the restored webhook has the events, whole, with their attempts; the new
+    // password works and the old one does not.
+    let server = ServerProcess::start(dir.path(), None);
+    let base = server.base.clone();
+    let old = http
+        .get(format!("{base}/api/v1/webhooks"))
+        .basic_auth("admin", Some(PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old.status(), 401);
+    let r = http
+        .get(format!("{base}/api/v1/webhooks/{restored}/export"))
+        .basic_auth("admin", Some(&new_password))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let back = r.bytes().await.unwrap();
+    assert_eq!(skip_header(&back), skip_header(&from_api));
+    let id = events[1]["id"].as_str().unwrap();
+    let detail: Value = http
+        .get(format!("{base}/api/v1/webhooks/{restored}/events/{id}"))
+        .basic_auth("admin", Some(&new_password))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(detail["body_encoding"], "base64", "{detail}");
+    assert_eq!(
+        detail["deliveries"][0]["results"].as_array().unwrap().len(),
+        2
+    );
+    drop(server);
+}
+
+/// An event file that cannot be opened (here a directory in its place, which blocks even
+/// root) makes the healthcheck answer 503 "degraded" naming the webhook, and
+/// `webhooker healthcheck` exit 1; the failure is logged once, not every second; once the
+/// file opens again, both are back to ok.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_healthcheck_reports_an_event_file_that_cannot_be_opened() {
+    let http = client();
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(dir.path(), None);
+    let (webhook, url) = create_webhook(&http, &server.base, "broken").await;
+    assert_eq!(
+        http.post(&url).body("one").send().await.unwrap().status(),
+        200
+    );
+    let health = |base: String| {
+        let http = http.clone();
+        async move {
+            let r = http
+                .get(format!("{base}/.well-known/healthcheck"))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, body) = health(server.base.clone()).await;
+    assert_eq!((status, &body["status"]), (200, &json!("ok")), "{body}");
+    assert_eq!(
+        run_command(dir.path(), server.port, &["healthcheck"], b"").code,
+        0
+    );
+    let port = server.port;
+    server.stop();
+
+    let file = dir.path().join(format!("events-{webhook}.redb"));
+    std::fs::remove_file(&file).unwrap();
+    std::fs::create_dir(&file).unwrap();
+    let server = ServerProcess::start_with(dir.path(), Some(port), &[("RUST_LOG", "info")]);
+    let refused = http.post(&url).body("two").send().await.unwrap();
+    assert!(refused.status().is_server_error(), "{}", refused.status());
+    let (status, body) = health(server.base.clone()).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "degraded");
+    let failing = &body["storage"]["failing_event_files"][0];
+    assert_eq!(failing["webhook_id"], webhook.as_str(), "{body}");
+    assert_eq!(failing["webhook_name"], "broken");
+    assert_eq!(failing["operation"], "open");
+    assert!(
+        body["reasons"][0].as_str().unwrap().contains(&webhook),
+        "{body}"
+    );
+    assert_eq!(
+        run_command(dir.path(), server.port, &["healthcheck"], b"").code,
+        1
+    );
+
+    // The sweeper meets the file every second, and senders retry: still one line for the
+    // episode (two sweeps' time and two more refused requests later).
+    assert_eq!(server.output_lines_with("cannot open event file"), 1);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    for _ in 0..2 {
+        let r = http.post(&url).body("again").send().await.unwrap();
+        assert!(r.status().is_server_error());
+    }
+    assert_eq!(server.output_lines_with("cannot open event file"), 1);
+
+    std::fs::remove_dir(&file).unwrap();
+    let r = http.post(&url).body("three").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let (status, body) = health(server.base.clone()).await;
+    assert_eq!((status, &body["status"]), (200, &json!("ok")), "{body}");
+    assert_eq!(
+        run_command(dir.path(), server.port, &["healthcheck"], b"").code,
+        0
+    );
+    assert_eq!(server.output_lines_with("opens again"), 1);
+}
