@@ -31,6 +31,11 @@ pub const RETRIES_SCHEDULED: &str = "webhooker_retries_scheduled_total";
 pub const QUEUE_DEPTH: &str = "webhooker_queue_depth";
 /// Breaker state by target: 0 closed, 1 open, 2 half-open.
 pub const BREAKER_STATE: &str = "webhooker_breaker_state";
+/// Event files that cannot be opened or written now (what makes the healthcheck
+/// `degraded`), set at each scrape.
+pub const STORAGE_FAILING_FILES: &str = "webhooker_storage_failing_event_files";
+/// Free bytes on the data directory's filesystem, set at each scrape.
+pub const STORAGE_FREE_BYTES: &str = "webhooker_storage_free_bytes";
 /// Unfinished deliveries in the due index, by webhook.
 pub const DUE_ROWS: &str = "webhooker_due_index_rows";
 

@@ -254,6 +254,7 @@ impl FileWriter {
                 path,
                 due,
                 failure: None,
+                commits: commits.clone(),
                 health: pool.health.clone(),
             }),
             timer_set: AtomicBool::new(false),

@@ -98,6 +98,11 @@ pub(super) async fn metrics(
         return ApiError::unauthorized().into_response();
     }
     guess.succeeded();
+    let storage = state.service.storage_health();
+    metrics::gauge!(crate::metrics::STORAGE_FAILING_FILES).set(storage.problems.len() as f64);
+    if let Some(free) = storage.free_bytes {
+        metrics::gauge!(crate::metrics::STORAGE_FREE_BYTES).set(free as f64);
+    }
     (
         [(
             header::CONTENT_TYPE,
