@@ -9,6 +9,7 @@ mod delivery;
 mod ingest;
 mod limits;
 mod live;
+mod openapi;
 mod operate;
 mod pages;
 mod recovery;

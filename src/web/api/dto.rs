@@ -5,6 +5,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::model::{
@@ -31,7 +32,7 @@ pub fn encode_bytes(bytes: &[u8]) -> (String, &'static str) {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct WebhookOut {
     pub id: Uuid,
     pub name: String,
@@ -39,8 +40,11 @@ pub struct WebhookOut {
     pub retention_days: u32,
     pub created_at: String,
     /// The kind and its secrets: every API caller is authenticated.
+    #[schema(value_type = Object)]
     pub verification: Value,
-    /// `{"header"|"json": …, "window_secs": n}`, or null when off.
+    /// Idempotent ingest: `{"header": name}` or `{"json": pointer}`, with `window_secs`;
+    /// null when off (see docs/routing.md).
+    #[schema(value_type = Option<Object>)]
     pub dedupe: Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entrypoints: Option<Vec<EntrypointOut>>,
@@ -50,7 +54,7 @@ pub struct WebhookOut {
     pub counts: Option<Counts>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Counts {
     pub entrypoints: usize,
     pub targets: usize,
@@ -98,7 +102,7 @@ pub fn verification_json(v: &Verification) -> Value {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct EntrypointOut {
     pub id: Uuid,
     pub url: String,
@@ -119,7 +123,7 @@ impl EntrypointOut {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct TargetOut {
     pub id: Uuid,
     pub name: String,
@@ -132,6 +136,8 @@ pub struct TargetOut {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout_secs: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// A number (`0` = fire-and-forget) or `"unlimited"`.
+    #[schema(value_type = Option<Object>)]
     pub max_retries: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_backoff_secs: Option<u32>,
@@ -143,11 +149,13 @@ pub struct TargetOut {
     /// http: the current signing secret (`whsec_…`), to every authenticated caller.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signing_secret: Option<String>,
-    /// `{"all"|"any": [conditions]}`, or null: every event.
+    /// `{"all"|"any": [conditions]}`, or null: every event (see docs/routing.md).
+    #[schema(value_type = Option<Object>)]
     pub filter: Value,
-    /// http: headers set (values included: every caller is authenticated) and removed,
-    /// and the path template.
+    /// http: `{"set_headers": {name: value}, "remove_headers": [names], "path": template}`
+    /// (values included: every caller is authenticated); see docs/routing.md.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub transform: Option<Value>,
     pub created_at: String,
 }
@@ -192,7 +200,7 @@ impl TargetOut {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct HeaderOut {
     pub name: String,
     pub value: String,
@@ -204,7 +212,7 @@ fn is_utf8(e: &&'static str) -> bool {
     *e == "utf8"
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct EventOut {
     pub id: Uuid,
     pub entrypoint_id: Uuid,
@@ -252,11 +260,12 @@ impl EventOut {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct DeliveryOut {
     pub id: Uuid,
     pub target_id: Uuid,
     pub target_name: Option<String>,
+    /// `pending`, `retrying`, `delivered`, `failed` or `skipped` (its filter did not match).
     pub status: &'static str,
     /// Why a skipped delivery was skipped.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -288,7 +297,7 @@ impl DeliveryOut {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ResultOut {
     pub attempt: u32,
     pub started_at: String,
@@ -304,7 +313,7 @@ pub struct ResultOut {
 }
 
 /// The request an attempt sent.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct SentRequestOut {
     pub method: String,
     pub url: String,
@@ -348,7 +357,7 @@ impl ResultOut {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ApiKeyOut {
     pub id: Uuid,
     pub name: String,
@@ -370,15 +379,17 @@ impl ApiKeyOut {
     }
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookIn {
     pub name: Option<String>,
     pub description: Option<String>,
     pub retention_days: Option<u32>,
     pub verification: Option<VerificationIn>,
-    /// Absent: unchanged; null: off.
+    /// Idempotent ingest: `{"header": name}` or `{"json": pointer}`, with `window_secs`
+    /// (default a day); absent: unchanged; null: off (see docs/routing.md).
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
     pub dedupe: Option<Value>,
 }
 
@@ -388,7 +399,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::E
 }
 
 /// `{"kind": …}` and the fields of that kind.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerificationIn {
     pub kind: String,
@@ -420,25 +431,27 @@ impl From<WebhookIn> for WebhookInput {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct SigningSecretOut {
     pub signing_secret: String,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EntrypointIn {
     pub description: Option<String>,
     pub active: Option<bool>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TargetIn {
     pub name: Option<String>,
     pub kind: Option<String>,
     pub url: Option<String>,
     pub timeout_secs: Option<u32>,
+    /// A number (`0` = fire-and-forget) or `"unlimited"`.
+    #[schema(value_type = Option<Object>)]
     pub max_retries: Option<Value>,
     pub max_backoff_secs: Option<u32>,
     pub max_in_flight: Option<u32>,
@@ -446,11 +459,15 @@ pub struct TargetIn {
     pub active: Option<bool>,
     /// Pause (`true`) or resume (`false`); not part of the target's configuration.
     pub paused: Option<bool>,
-    /// Absent: unchanged; null: removed.
+    /// `{"all"|"any": [conditions]}` on the method, a header or a JSON Pointer into the
+    /// body; absent: unchanged; null: removed (see docs/routing.md).
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
     pub filter: Option<Value>,
-    /// Absent: unchanged; null: removed.
+    /// http: `{"set_headers": {…}, "remove_headers": […], "path": template}`; absent:
+    /// unchanged; null: removed (see docs/routing.md).
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
     pub transform: Option<Value>,
 }
 
@@ -485,26 +502,35 @@ impl TryFrom<TargetIn> for TargetInput {
     }
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedeliverIn {
     pub target_id: Option<Uuid>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyIn {
     pub name: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// From 1.
     pub page: Option<usize>,
+    /// At most 200; 25 by default.
     pub per_page: Option<usize>,
+    /// Events with a delivery in this status: `pending`, `retrying`, `delivered`, `failed`,
+    /// `skipped` (or `any`).
     pub status: Option<String>,
+    /// Events with a delivery to this target (in `status`, when given).
     pub target_id: Option<String>,
+    /// Text in a header or the body, ASCII case ignored.
     pub q: Option<String>,
+    /// Received at or after (RFC 3339).
     pub since: Option<String>,
+    /// Received before (RFC 3339).
     pub until: Option<String>,
 }
 
@@ -526,13 +552,18 @@ pub const MAX_SEARCH_BYTES: usize = 256;
 
 /// The event log's filters, as query parameters (API and pages) or a JSON body (bulk
 /// redelivery). Empty values mean "not set", as a form without JS sends them.
-#[derive(Deserialize, Default, Debug, Clone)]
+#[derive(Deserialize, Default, Debug, Clone, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventFilterIn {
+    /// A delivery in this status: `pending`, `retrying`, `delivered`, `failed`, `skipped`.
     pub status: Option<String>,
+    /// A delivery to this target.
     pub target_id: Option<String>,
+    /// Text in a header or the body.
     pub q: Option<String>,
+    /// Received at or after (RFC 3339).
     pub since: Option<String>,
+    /// Received before (RFC 3339).
     pub until: Option<String>,
 }
 
@@ -638,7 +669,67 @@ mod tests {
 }
 
 /// `?since=` of an export: RFC 3339.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ExportQuery {
+    /// Only events received at or after this time (RFC 3339).
     pub since: Option<String>,
+}
+
+/// Every error answer of the API.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorOut {
+    pub error: String,
+}
+
+/// A page of events, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct EventPageOut {
+    pub events: Vec<EventOut>,
+    pub page: usize,
+    pub per_page: usize,
+    pub total: u64,
+    pub pages: usize,
+}
+
+/// The deliveries a redelivery created.
+#[derive(Serialize, ToSchema)]
+pub struct RedeliverOut {
+    pub deliveries: Vec<Uuid>,
+}
+
+/// A filtered page of events, newest first: the filter looked at the newest `scanned`
+/// events of its time range (at most 10,000) and `matched` of them matched.
+#[derive(Serialize, ToSchema)]
+pub struct FoundPageOut {
+    pub events: Vec<EventOut>,
+    pub page: usize,
+    pub per_page: usize,
+    pub matched: usize,
+    pub has_more: bool,
+    pub scanned: usize,
+    /// Whether every event of the time range was looked at.
+    pub scan_complete: bool,
+}
+
+/// The event list: a plain page, or a filtered one when any filter is given.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum EventListOut {
+    Page(EventPageOut),
+    Found(FoundPageOut),
+}
+
+/// How many deliveries a bulk redelivery queued.
+#[derive(Serialize, ToSchema)]
+pub struct RedeliverMatchingOut {
+    pub count: usize,
+}
+
+/// A test event's answer, like ingest's.
+#[derive(Serialize, ToSchema)]
+pub struct TestEventOut {
+    /// `ok`.
+    pub status: &'static str,
+    pub event_id: Uuid,
 }

@@ -15,7 +15,10 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::ApiError;
@@ -103,42 +106,84 @@ fn is_json(content_type: &HeaderValue) -> bool {
             .is_some_and(|subtype| subtype.ends_with("+json"))
 }
 
+/// The OpenAPI description's fixed parts; the paths and schemas come from the handlers'
+/// `#[utoipa::path]` attributes and the DTOs' `ToSchema` derives, through [`routes`].
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "webhooker API", description = "Webhooks, entrypoints, targets, events and API keys."),
+    servers((url = "/api/v1")),
+    modifiers(&Security),
+    tags(
+        (name = "webhooks", description = "webhooks with their entrypoints and targets"),
+        (name = "events", description = "stored events, their deliveries and attempts"),
+        (name = "keys", description = "API keys"),
+    )
+)]
+struct ApiDoc;
+
+/// HTTP Basic (a user's credentials) and bearer API keys.
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
+        );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// Every `/api/v1` route, in ONE list: each `routes!` entry both routes a handler and puts
+/// its `#[utoipa::path]` into the description, so the two cannot drift apart. Add routes
+/// here only this way (a plain `.route` would be missing from the description; a test
+/// refuses one).
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(webhooks::list, webhooks::create))
+        .routes(routes!(webhooks::read, webhooks::update, webhooks::delete))
+        .routes(routes!(webhooks::add_entrypoint))
+        .routes(routes!(
+            webhooks::update_entrypoint,
+            webhooks::delete_entrypoint
+        ))
+        .routes(routes!(webhooks::add_target))
+        .routes(routes!(webhooks::update_target, webhooks::delete_target))
+        .routes(routes!(webhooks::rotate_secret))
+        .routes(routes!(events::list))
+        .routes(routes!(events::redeliver_matching))
+        .routes(routes!(events::stream))
+        .routes(routes!(events::test_event))
+        .routes(routes!(events::export))
+        .routes(routes!(events::read))
+        .routes(routes!(events::redeliver))
+        .routes(routes!(webhooks::list_keys, webhooks::create_key))
+        .routes(routes!(webhooks::revoke_key))
+        .routes(routes!(openapi_json))
+}
+
+/// The API's OpenAPI 3.1 description.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().split_for_parts().1
+}
+
+/// The description as JSON, generated from the handlers' types, for generating clients.
+#[utoipa::path(get, path = "/openapi.json", tag = "meta", responses((status = 200, description = "this description (OpenAPI 3.1)", content_type = "application/json")))]
+async fn openapi_json() -> axum::response::Response {
+    match openapi().to_json() {
+        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        Err(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
 /// The `/api/v1` routes.
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/webhooks", get(webhooks::list).post(webhooks::create))
-        .route(
-            "/webhooks/{id}",
-            get(webhooks::read)
-                .patch(webhooks::update)
-                .delete(webhooks::delete),
-        )
-        .route("/webhooks/{id}/entrypoints", post(webhooks::add_entrypoint))
-        .route(
-            "/webhooks/{id}/entrypoints/{eid}",
-            patch(webhooks::update_entrypoint).delete(webhooks::delete_entrypoint),
-        )
-        .route("/webhooks/{id}/targets", post(webhooks::add_target))
-        .route(
-            "/webhooks/{id}/targets/{tid}",
-            patch(webhooks::update_target).delete(webhooks::delete_target),
-        )
-        .route(
-            "/webhooks/{id}/targets/{tid}/rotate-secret",
-            post(webhooks::rotate_secret),
-        )
-        .route("/webhooks/{id}/events", get(events::list))
-        .route("/webhooks/{id}/redeliver", post(events::redeliver_matching))
-        .route("/webhooks/{id}/events/stream", get(events::stream))
-        .route("/webhooks/{id}/test-event", post(events::test_event))
-        .route("/webhooks/{id}/export", get(events::export))
-        .route("/webhooks/{id}/events/{event_id}", get(events::read))
-        .route(
-            "/webhooks/{id}/events/{event_id}/redeliver",
-            post(events::redeliver),
-        )
-        .route("/keys", get(webhooks::list_keys).post(webhooks::create_key))
-        .route("/keys/{kid}", axum::routing::delete(webhooks::revoke_key))
+    let (router, _) = routes().split_for_parts();
+    router
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         // Around every route and the fallback: no handler or extractor, authentication
         // included, sees such a request.
@@ -148,6 +193,57 @@ pub fn router() -> Router<AppState> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The description and the router come from the same list only if every route is
+    /// added with `routes!` in [`routes`]: a plain `.route(…)`, `.nest(…)` or
+    /// `.merge(…)` in this file would serve a route the description lacks.
+    #[test]
+    fn every_api_route_is_added_with_its_description() {
+        let source = include_str!("mod.rs");
+        let code = &source[..source.find("#[cfg(test)]").unwrap_or(source.len())];
+        for call in [
+            ".route(",
+            ".route_service(",
+            ".nest(",
+            ".nest_service(",
+            ".merge(",
+        ] {
+            assert!(
+                !code.contains(call),
+                "web/api/mod.rs calls {call}: add API routes with `routes!` in `routes()`"
+            );
+        }
+        // And every handler module's route attributes are in the list: each
+        // `#[utoipa::path` in a handler file is one operation of the description.
+        let attributes = [include_str!("webhooks.rs"), include_str!("events.rs"), code]
+            .iter()
+            .map(|s| s.matches("#[utoipa::path(").count())
+            .sum::<usize>();
+        let described: usize = openapi()
+            .paths
+            .paths
+            .values()
+            .map(|item| {
+                [
+                    &item.get,
+                    &item.put,
+                    &item.post,
+                    &item.delete,
+                    &item.options,
+                    &item.head,
+                    &item.patch,
+                    &item.trace,
+                ]
+                .iter()
+                .filter(|op| op.is_some())
+                .count()
+            })
+            .sum();
+        assert_eq!(
+            attributes, described,
+            "a handler with #[utoipa::path] is not in routes()"
+        );
+    }
 
     #[test]
     fn only_json_media_types_are_json() {

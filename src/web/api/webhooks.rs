@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 use uuid::Uuid;
 
 use super::dto::{
-    ApiKeyIn, ApiKeyOut, Counts, EntrypointIn, EntrypointOut, SigningSecretOut, TargetIn,
+    ApiKeyIn, ApiKeyOut, Counts, EntrypointIn, EntrypointOut, ErrorOut, SigningSecretOut, TargetIn,
     TargetOut, WebhookIn, WebhookOut,
 };
 use super::{ApiBody, ApiJson, ApiPath};
@@ -39,6 +39,7 @@ fn base(state: &AppState, headers: &HeaderMap) -> String {
     public_base(&state.web, headers)
 }
 
+#[utoipa::path(get, path = "/webhooks", tag = "webhooks", responses((status = 200, body = Vec<WebhookOut>, description = "every webhook, with counts"), (status = 401, body = ErrorOut)), security(("basic" = []), ("bearer" = [])))]
 pub(super) async fn list(
     _: ApiUser,
     State(service): State<Service>,
@@ -59,6 +60,7 @@ pub(super) async fn list(
     ))
 }
 
+#[utoipa::path(post, path = "/webhooks", tag = "webhooks", request_body = WebhookIn, responses((status = 201, body = WebhookOut, description = "created, with its default entrypoint"), (status = 400, description = "malformed JSON", body = ErrorOut), (status = 415, description = "not JSON", body = ErrorOut), (status = 422, description = "invalid input", body = ErrorOut), (status = 401, body = ErrorOut)), security(("basic" = []), ("bearer" = [])))]
 pub(super) async fn create(
     _: ApiUser,
     State(state): State<AppState>,
@@ -72,6 +74,7 @@ pub(super) async fn create(
     ))
 }
 
+#[utoipa::path(get, path = "/webhooks/{id}", tag = "webhooks", params(("id" = Uuid, Path, description = "the webhook")), responses((status = 200, body = WebhookOut, description = "with entrypoints and targets"), (status = 401, description = "not authenticated", body = ErrorOut), (status = 404, description = "no such webhook (or one of its parts)", body = ErrorOut)), security(("basic" = []), ("bearer" = [])))]
 pub(super) async fn read(
     _: ApiUser,
     State(state): State<AppState>,
@@ -82,6 +85,7 @@ pub(super) async fn read(
     Ok(Json(full(&view, &base(&state, &headers))))
 }
 
+#[utoipa::path(patch, path = "/webhooks/{id}", tag = "webhooks", params(("id" = Uuid, Path, description = "the webhook")), request_body = WebhookIn, responses((status = 200, body = WebhookOut), (status = 400, description = "malformed JSON", body = ErrorOut), (status = 415, description = "not JSON", body = ErrorOut), (status = 422, description = "invalid input", body = ErrorOut), (status = 401, description = "not authenticated", body = ErrorOut), (status = 404, description = "no such webhook (or one of its parts)", body = ErrorOut)), security(("basic" = []), ("bearer" = [])))]
 pub(super) async fn update(
     _: ApiUser,
     State(state): State<AppState>,
@@ -93,6 +97,7 @@ pub(super) async fn update(
     Ok(Json(full(&view, &base(&state, &headers))))
 }
 
+#[utoipa::path(delete, path = "/webhooks/{id}", tag = "webhooks", params(("id" = Uuid, Path, description = "the webhook")), responses((status = 204, description = "deleted, with its event file"), (status = 401, description = "not authenticated", body = ErrorOut), (status = 404, description = "no such webhook (or one of its parts)", body = ErrorOut)), security(("basic" = []), ("bearer" = [])))]
 pub(super) async fn delete(
     _: ApiUser,
     State(service): State<Service>,
@@ -102,6 +107,7 @@ pub(super) async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/webhooks/{id}/entrypoints", tag = "webhooks", params(("id" = Uuid, Path, description = "the webhook")), request_body(content = Option<EntrypointIn>, description = "optional"), responses((status = 201, body = EntrypointOut), (status = 400, description = "malformed JSON", body = ErrorOut), (status = 415, description = "not JSON", body = ErrorOut), (status = 422, description = "invalid input", body = ErrorOut), (status = 401, description = "not authenticated", body = ErrorOut), (status = 404, description = "no such webhook (or one of its parts)", body = ErrorOut)), security(("basic" = []), ("bearer" = [])))]
 pub(super) async fn add_entrypoint(
     _: ApiUser,
     State(state): State<AppState>,
@@ -123,6 +129,7 @@ pub(super) async fn add_entrypoint(
     ))
 }
 
+#[utoipa::path(patch, path = "/webhooks/{id}/entrypoints/{eid}", tag = "webhooks", params(("id" = Uuid, Path, description = "the webhook"), ("eid" = Uuid, Path, description = "the entrypoint")), request_body = EntrypointIn, responses((status = 200, body = EntrypointOut), (status = 400, description = "malformed JSON", body = ErrorOut), (status = 415, description = "not JSON", body = ErrorOut), (status = 422, description = "invalid input", body = ErrorOut), (status = 401, description = "not authenticated", body = ErrorOut), (status = 404, description = "no such webhook (or one of its parts)", body = ErrorOut)), security(("basic" = []), ("bearer" = [])))]
 pub(super) async fn update_entrypoint(
     _: ApiUser,
     State(state): State<AppState>,
@@ -137,6 +144,7 @@ pub(super) async fn update_entrypoint(
     Ok(Json(EntrypointOut::new(&e, &base(&state, &headers))))
 }
 
+#[utoipa::path(delete, path = "/webhooks/{id}/entrypoints/{eid}", tag = "webhooks", params(("id" = Uuid, Path, description = "the webhook"), ("eid" = Uuid, Path, description = "the entrypoint")), responses((status = 204, description = "removed"), (status = 401, description = "not authenticated", body = ErrorOut), (status = 404, description = "no such webhook (or one of its parts)", body = ErrorOut)), security(("basic" = []), ("bearer" = [])))]
 pub(super) async fn delete_entrypoint(
     _: ApiUser,
     State(service): State<Service>,
@@ -146,6 +154,7 @@ pub(super) async fn delete_entrypoint(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/webhooks/{id}/targets", tag = "webhooks", params(("id" = Uuid, Path, description = "the webhook")), request_body = TargetIn, responses((status = 201, body = TargetOut), (status = 400, description = "malformed JSON", body = ErrorOut), (status = 415, description = "not JSON", body = ErrorOut), (status = 422, description = "invalid input", body = ErrorOut), (status = 401, description = "not authenticated", body = ErrorOut), (status = 404, description = "no such webhook (or one of its parts)", body = ErrorOut)), security(("basic" = []), ("bearer" = [])))]
 pub(super) async fn add_target(
     _: ApiUser,
     State(service): State<Service>,
@@ -162,6 +171,7 @@ pub(super) async fn add_target(
     Ok((StatusCode::CREATED, Json(TargetOut::new(&t, paused))))
 }
 
+#[utoipa::path(patch, path = "/webhooks/{id}/targets/{tid}", tag = "webhooks", params(("id" = Uuid, Path, description = "the webhook"), ("tid" = Uuid, Path, description = "the target")), request_body = TargetIn, responses((status = 200, body = TargetOut), (status = 400, description = "malformed JSON", body = ErrorOut), (status = 415, description = "not JSON", body = ErrorOut), (status = 422, description = "invalid input", body = ErrorOut), (status = 401, description = "not authenticated", body = ErrorOut), (status = 404, description = "no such webhook (or one of its parts)", body = ErrorOut)), security(("basic" = []), ("bearer" = [])))]
 pub(super) async fn update_target(
     _: ApiUser,
     State(service): State<Service>,
@@ -184,6 +194,7 @@ pub(super) async fn update_target(
 
 /// `POST …/targets/{tid}/rotate-secret`: a new signing secret; the old one keeps signing
 /// beside it for 24 hours.
+#[utoipa::path(post, path = "/webhooks/{id}/targets/{tid}/rotate-secret", tag = "webhooks", params(("id" = Uuid, Path, description = "the webhook"), ("tid" = Uuid, Path, description = "an http target")), responses((status = 200, body = SigningSecretOut, description = "the new secret; the old one signs too for 24 h"), (status = 401, description = "not authenticated", body = ErrorOut), (status = 404, description = "no such webhook (or one of its parts)", body = ErrorOut)), security(("basic" = []), ("bearer" = [])))]
 pub(super) async fn rotate_secret(
     _: ApiUser,
     State(service): State<Service>,
@@ -201,6 +212,7 @@ pub(super) async fn rotate_secret(
     Ok(Json(SigningSecretOut { signing_secret }))
 }
 
+#[utoipa::path(delete, path = "/webhooks/{id}/targets/{tid}", tag = "webhooks", params(("id" = Uuid, Path, description = "the webhook"), ("tid" = Uuid, Path, description = "the target")), responses((status = 204, description = "removed"), (status = 401, description = "not authenticated", body = ErrorOut), (status = 404, description = "no such webhook (or one of its parts)", body = ErrorOut)), security(("basic" = []), ("bearer" = [])))]
 pub(super) async fn delete_target(
     _: ApiUser,
     State(service): State<Service>,
@@ -210,6 +222,7 @@ pub(super) async fn delete_target(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(get, path = "/keys", tag = "keys", responses((status = 200, body = Vec<ApiKeyOut>), (status = 401, body = ErrorOut)), security(("basic" = []), ("bearer" = [])))]
 pub(super) async fn list_keys(
     ApiUser(user, _): ApiUser,
     State(service): State<Service>,
@@ -218,6 +231,7 @@ pub(super) async fn list_keys(
     Ok(Json(keys.iter().map(|k| ApiKeyOut::new(k, None)).collect()))
 }
 
+#[utoipa::path(post, path = "/keys", tag = "keys", request_body = ApiKeyIn, responses((status = 201, body = ApiKeyOut, description = "the token is in this answer only"), (status = 403, body = ErrorOut, description = "an API key cannot create API keys"), (status = 400, description = "malformed JSON", body = ErrorOut), (status = 415, description = "not JSON", body = ErrorOut), (status = 422, description = "invalid input", body = ErrorOut), (status = 401, body = ErrorOut)), security(("basic" = []), ("bearer" = [])))]
 pub(super) async fn create_key(
     ApiUser(user, by): ApiUser,
     State(service): State<Service>,
@@ -230,6 +244,7 @@ pub(super) async fn create_key(
     ))
 }
 
+#[utoipa::path(delete, path = "/keys/{kid}", tag = "keys", params(("kid" = Uuid, Path, description = "the key")), responses((status = 204, description = "revoked"), (status = 401, body = ErrorOut), (status = 404, body = ErrorOut)), security(("basic" = []), ("bearer" = [])))]
 pub(super) async fn revoke_key(
     ApiUser(user, _): ApiUser,
     State(service): State<Service>,
