@@ -243,12 +243,17 @@ async fn eight_webhooks_ingesting_concurrently_lose_nothing() {
         hooks.push((wh, url));
     }
     const PER_HOOK: usize = 50;
+    // One client may hold a quarter of MAX_CONNECTIONS (256 by default) at once; on a
+    // busy machine 400 requests in flight would open more and get 429.
+    let connections = std::sync::Arc::new(tokio::sync::Semaphore::new(200));
     let mut tasks = Vec::new();
     for (_, url) in &hooks {
         for n in 0..PER_HOOK {
             let http = app.http.clone();
             let url = url.clone();
+            let connections = connections.clone();
             tasks.push(tokio::spawn(async move {
+                let _connection = connections.acquire_owned().await.unwrap();
                 let r = http
                     .post(url)
                     .body(format!("event {n}"))
