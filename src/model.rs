@@ -599,8 +599,7 @@ pub const MAX_KEPT_HEADER_BYTES: usize = 8 * 1024;
 /// did not fit is counted, not kept.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AttemptExchange {
-    /// The request webhooker sent; `None` when nothing was sent (or for rows from before
-    /// requests were kept).
+    /// The request webhooker sent; `None` when nothing was sent.
     pub request: Option<SentRequest>,
     /// The response's headers in order, duplicates kept.
     pub response_headers: Vec<(String, Vec<u8>)>,

@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{Service, ServiceError, ServiceResult};
-use crate::model::{Delivery, DeliveryResult, DeliveryStatus, Event, Millis, now_ms};
+use crate::model::{
+    AttemptExchange, Delivery, DeliveryResult, DeliveryStatus, Event, Millis, SentRequest, now_ms,
+};
 use crate::store::{EventDetail, Store, WriteOp};
 
 /// Version of the export format, in its header line. Raise it when a line's meaning
@@ -64,8 +66,11 @@ struct EventLine {
 struct DeliveryLine {
     id: Uuid,
     target_id: Uuid,
-    /// `pending`, `retrying`, `delivered` or `failed`.
+    /// `pending`, `retrying`, `delivered`, `failed` or `skipped`.
     status: String,
+    /// Why a `skipped` delivery was skipped (its target's filter did not match).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
     attempts: u32,
     next_attempt_at: Option<String>,
     created_at: String,
@@ -83,6 +88,48 @@ struct ResultLine {
     /// base64 of the response excerpt.
     response_body: String,
     success: bool,
+    /// The request sent, when it was recorded.
+    #[serde(default)]
+    request: Option<RequestLine>,
+    /// `[name, base64(value)]` of the response, in order.
+    #[serde(default)]
+    response_headers: Vec<(String, String)>,
+    /// Response headers that were not kept (over the bounds).
+    #[serde(default)]
+    response_headers_dropped: u32,
+}
+
+/// The request an attempt sent.
+#[derive(Debug, Serialize, Deserialize)]
+struct RequestLine {
+    method: String,
+    url: String,
+    /// `[name, base64(value)]` in order.
+    headers: Vec<(String, String)>,
+    /// Headers that were not kept (over the bounds).
+    headers_dropped: u32,
+}
+
+/// Headers as `[name, base64(value)]` pairs.
+fn headers_line(headers: &[(String, Vec<u8>)]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(n, v)| (n.clone(), STANDARD.encode(v)))
+        .collect()
+}
+
+/// Headers back from `[name, base64(value)]` pairs; `what` names them in an error.
+fn headers_from_line(
+    what: &str,
+    headers: Vec<(String, String)>,
+) -> Result<Vec<(String, Vec<u8>)>, String> {
+    headers
+        .into_iter()
+        .map(|(name, value)| {
+            let value = unbase64(&format!("{what} {name}"), &value)?;
+            Ok((name, value))
+        })
+        .collect()
 }
 
 /// Where an export stands: what it has written and where it goes on.
@@ -318,11 +365,7 @@ impl From<&EventDetail> for EventLine {
             received_at: rfc3339(e.received_at),
             method: e.method.clone(),
             path: e.path.clone(),
-            headers: e
-                .headers
-                .iter()
-                .map(|(n, v)| (n.clone(), STANDARD.encode(v)))
-                .collect(),
+            headers: headers_line(&e.headers),
             content_type: e.content_type.clone(),
             remote_addr: e.remote_addr.clone(),
             body: STANDARD.encode(&d.body),
@@ -333,6 +376,7 @@ impl From<&EventDetail> for EventLine {
                     id: delivery.id,
                     target_id: delivery.target_id,
                     status: delivery.status.as_str().into(),
+                    reason: delivery.status.reason().map(str::to_string),
                     attempts: delivery.attempts,
                     next_attempt_at: delivery.next_attempt_at.map(rfc3339),
                     created_at: rfc3339(delivery.created_at),
@@ -346,6 +390,14 @@ impl From<&EventDetail> for EventLine {
                             error: r.error.clone(),
                             response_body: STANDARD.encode(&r.response_body),
                             success: r.success,
+                            request: r.exchange.request.as_ref().map(|q| RequestLine {
+                                method: q.method.clone(),
+                                url: q.url.clone(),
+                                headers: headers_line(&q.headers),
+                                headers_dropped: q.headers_dropped,
+                            }),
+                            response_headers: headers_line(&r.exchange.response_headers),
+                            response_headers_dropped: r.exchange.response_headers_dropped,
                         })
                         .collect(),
                 })
@@ -359,11 +411,7 @@ impl EventLine {
     /// time becomes due. The error names the field at fault.
     fn into_detail(self, now: Millis) -> Result<EventDetail, String> {
         let body = unbase64("body", &self.body)?;
-        let mut headers = Vec::with_capacity(self.headers.len());
-        for (name, value) in self.headers {
-            let value = unbase64(&format!("header {name}"), &value)?;
-            headers.push((name, value));
-        }
+        let headers = headers_from_line("header", self.headers)?;
         let event = Event {
             id: self.id,
             entrypoint_id: self.entrypoint_id,
@@ -382,6 +430,9 @@ impl EventLine {
                 "retrying" => DeliveryStatus::Retrying,
                 "delivered" => DeliveryStatus::Delivered,
                 "failed" => DeliveryStatus::Failed,
+                "skipped" => DeliveryStatus::Skipped {
+                    reason: Box::new(d.reason.clone().unwrap_or_default()),
+                },
                 other => return Err(format!("delivery {}: unknown status {other:?}", d.id)),
             };
             // Exactly one due row per unfinished delivery, none for a finished one.
@@ -401,6 +452,19 @@ impl EventLine {
                     error: r.error,
                     response_body: unbase64("response_body", &r.response_body)?,
                     success: r.success,
+                    exchange: AttemptExchange {
+                        request: match r.request {
+                            Some(q) => Some(SentRequest {
+                                method: q.method,
+                                url: q.url,
+                                headers: headers_from_line("request header", q.headers)?,
+                                headers_dropped: q.headers_dropped,
+                            }),
+                            None => None,
+                        },
+                        response_headers: headers_from_line("response header", r.response_headers)?,
+                        response_headers_dropped: r.response_headers_dropped,
+                    },
                 });
             }
             deliveries.push((

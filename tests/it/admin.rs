@@ -68,6 +68,16 @@ async fn export_import_and_reset_password_through_the_binary() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
+    // A target whose filter no event matches: a skipped delivery with its reason.
+    let r = http
+        .post(format!("{base}/api/v1/webhooks/{source}/targets"))
+        .basic_auth("admin", Some(PASSWORD))
+        .json(&json!({"name": "never", "kind": "log",
+            "filter": {"all": [{"header": "X-Never", "exists": true}]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
 
     let bodies: Vec<Vec<u8>> = vec![
         b"{\"n\":1}".to_vec(),
@@ -94,9 +104,13 @@ async fn export_import_and_reset_password_through_the_binary() {
             .await
             .unwrap();
         page["events"].as_array().is_some_and(|events| {
-            events
-                .iter()
-                .all(|e| e["deliveries"].as_array().unwrap()[0]["status"] == "delivered")
+            events.iter().all(|e| {
+                e["deliveries"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|d| d["status"] == "delivered" || d["status"] == "skipped")
+            })
         })
     };
     assert!(wait_until(Duration::from_secs(30), finished).await);
@@ -118,14 +132,43 @@ async fn export_import_and_reset_password_through_the_binary() {
             STANDARD.decode(event["body"].as_str().unwrap()).unwrap(),
             *body
         );
-        let delivery = &event["deliveries"][0];
+        let deliveries = event["deliveries"].as_array().unwrap();
+        let delivery = deliveries
+            .iter()
+            .find(|d| d["status"] != "skipped")
+            .unwrap();
         assert_eq!(delivery["status"], "delivered");
         assert_eq!(
             delivery["results"].as_array().unwrap().len(),
             2,
             "{delivery}"
         );
-        assert_eq!(delivery["results"][0]["status_code"], 500);
+        let first = &delivery["results"][0];
+        assert_eq!(first["status_code"], 500);
+        // The attempt's exchange: the request sent and the response's headers.
+        assert_eq!(first["request"]["method"], "POST", "{first}");
+        assert!(
+            first["request"]["headers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|h| h[0] == "webhook-signature"),
+            "{first}"
+        );
+        assert!(!first["response_headers"].as_array().unwrap().is_empty());
+        let skipped = deliveries
+            .iter()
+            .find(|d| d["status"] == "skipped")
+            .unwrap();
+        assert!(
+            skipped["reason"]
+                .as_str()
+                .unwrap()
+                .to_ascii_lowercase()
+                .contains("x-never"),
+            "{skipped}"
+        );
+        assert!(skipped["results"].as_array().unwrap().is_empty());
     }
     // A time after every event: nothing but the header.
     let later = http
@@ -236,9 +279,24 @@ async fn export_import_and_reset_password_through_the_binary() {
         .await
         .unwrap();
     assert_eq!(detail["body_encoding"], "base64", "{detail}");
-    assert_eq!(
-        detail["deliveries"][0]["results"].as_array().unwrap().len(),
-        2
+    let deliveries = detail["deliveries"].as_array().unwrap();
+    let delivered = deliveries
+        .iter()
+        .find(|d| d["status"] == "delivered")
+        .unwrap();
+    assert_eq!(delivered["results"].as_array().unwrap().len(), 2);
+    assert_eq!(delivered["results"][0]["request"]["method"], "POST");
+    let skipped = deliveries
+        .iter()
+        .find(|d| d["status"] == "skipped")
+        .unwrap();
+    assert!(
+        skipped["reason"]
+            .as_str()
+            .unwrap()
+            .to_ascii_lowercase()
+            .contains("x-never"),
+        "{detail}"
     );
     drop(server);
 }

@@ -79,7 +79,7 @@ impl LargeBodies {
 
     /// Whether event `id` has a body stored apart from its row.
     pub(super) fn exists(&self, id: u128) -> Result<bool, StoreError> {
-        Ok(self.chunks.get((id, 0))?.is_some() || self.whole.get(id)?.is_some())
+        Ok(self.chunks.get((id, 0))?.is_some())
     }
 
     /// The first `limit` bytes of `event`'s body, stored apart from its row (event `id`).

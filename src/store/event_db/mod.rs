@@ -480,7 +480,7 @@ impl EventStore {
             for d in event_deliveries(settled, &deliveries, id)? {
                 let mut attempts = Vec::new();
                 for row in results.range((d.id.as_u128(), 0)..=(d.id.as_u128(), u32::MAX))? {
-                    attempts.push(codec::decode(row?.1.value())?);
+                    attempts.push(decode_result(row?.1.value())?);
                 }
                 with_attempts.push((d, attempts));
             }
@@ -517,6 +517,11 @@ impl Drop for EventStore {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// Encodes a `RESULTS` row: the result, extended by what went over the wire.
+fn encode_result(result: &DeliveryResult) -> Result<Vec<u8>, StoreError> {
+    codec::encode_extended(result, &result.exchange, &[])
 }
 
 /// Decodes a `RESULTS` row: the result, extended by what went over the wire.

@@ -906,6 +906,26 @@ fn measure_find_and_count_scans() {
     });
 }
 
+/// An event received now, with an idempotency key remembered for `window_ms`.
+fn keyed(key: &[u8], window_ms: Millis) -> WriteOp {
+    let mut e = event(b"{}");
+    e.received_at = crate::model::now_ms();
+    WriteOp::Ingest(NewEvent {
+        deliveries: vec![Delivery::skipped(
+            e.id,
+            Uuid::new_v4(),
+            1,
+            "filter: x".into(),
+        )],
+        event: e,
+        body: Bytes::from_static(b"{}"),
+        dedupe: Some(DedupeKey {
+            key: key.to_vec(),
+            window_ms,
+        }),
+    })
+}
+
 fn event_id(op: &WriteOp) -> Uuid {
     match op {
         WriteOp::Ingest(n) => n.event.id,

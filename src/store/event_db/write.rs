@@ -5,7 +5,7 @@ use redb::{Database, Key, ReadableTable, Table, TableDefinition, Value, WriteTra
 use super::due::due_key;
 use super::{
     BODY_CHUNKS, DEDUPE, DEDUPE_EVENTS, DELIVERIES, DUE, EVENTS, INLINE_BODY_BYTES, RESULTS,
-    WriteOp, body,
+    WriteOp, body, encode_result,
 };
 use crate::model::{Delivery, Millis};
 use crate::store::{StoreError, codec};
@@ -191,7 +191,7 @@ impl<'t> WriteTables<'t> {
                         for r in attempts {
                             results.insert(
                                 (d.id.as_u128(), r.attempt),
-                                codec::encode(r)?.as_slice(),
+                                encode_result(r)?.as_slice(),
                             )?;
                         }
                     }
@@ -212,8 +212,7 @@ impl<'t> WriteTables<'t> {
                     )?;
                 }
                 if let Some(r) = &a.result {
-                    // The exchange extends the result in the same row.
-                    let row = codec::encode_extended(r, &r.exchange, &[])?;
+                    let row = encode_result(r)?;
                     opened(self.tx, &mut self.results, RESULTS)?
                         .insert((d.id.as_u128(), r.attempt), row.as_slice())?;
                 }
