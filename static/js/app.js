@@ -185,6 +185,34 @@
         // On each new event (or a delivery of this event) the page is fetched again
         // and this region's content swapped for the new one; when the new region says
         // data-live="false" (nothing pending any more) the stream is closed.
+        // What a live swap must not undo: disclosures the reader opened stay open (a
+        // delivery finishing must not fold the event being read) and the focused
+        // toggle keeps the focus. Disclosures are matched by the id their toggle
+        // controls, which the server renders the same way each time.
+        var focusedControl = null;
+        function keepViewState(root, fresh) {
+            var open = root.querySelectorAll('[aria-controls][aria-expanded="true"]');
+            for (var i = 0; i < open.length; i++) {
+                var id = open[i].getAttribute("aria-controls");
+                var toggle = fresh.querySelector('[aria-controls="' + CSS.escape(id) + '"]');
+                var box = toggle && toggle.closest('[x-data="disclosure"]');
+                if (box) {
+                    box.setAttribute("data-open", "true");
+                }
+            }
+            var active = document.activeElement;
+            focusedControl = active && root.contains(active) ? active.getAttribute("aria-controls") : null;
+        }
+        function restoreFocus(root) {
+            if (focusedControl) {
+                var again = root.querySelector('[aria-controls="' + CSS.escape(focusedControl) + '"]');
+                if (again) {
+                    again.focus();
+                }
+                focusedControl = null;
+            }
+        }
+
         Alpine.data("livePage", function () {
             return {
                 source: null,
@@ -253,7 +281,9 @@
                             if (!fresh) {
                                 return;
                             }
+                            keepViewState(root, fresh);
                             root.innerHTML = fresh.innerHTML;
+                            restoreFocus(root);
                             if (fresh.getAttribute("data-live") !== "true") {
                                 self.close();
                             }

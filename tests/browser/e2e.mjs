@@ -446,6 +446,19 @@ async function run(browser, sink) {
     check(panelText.includes("Fix the <b>build</b>"), "body text shown as text, not HTML");
     await sleep(250); // the chevron's rotation
     await shot(page, "events-expanded");
+    // A live update (as when a delivery finishes) swaps the card; the event being read
+    // stays open and its toggle keeps the focus.
+    await page.focus(`button[aria-controls="event-${eventId}"]`);
+    await page.evaluate(() => {
+        document.querySelector("#live li.event").dataset.beforeSwap = "yes";
+        window.Alpine.$data(document.getElementById("live")).refresh();
+    });
+    await waitFor("the live card to be swapped", async () => (await page.locator("#live li.event[data-before-swap]").count()) === 0);
+    check(await panel.isVisible(), "an open event stays open across a live update");
+    check(
+        await page.evaluate((id) => document.activeElement && document.activeElement.getAttribute("aria-controls") === `event-${id}`, eventId),
+        "the focused toggle keeps the focus across a live update",
+    );
 
     // ---- event detail ----
     step("event detail: delivered, attempts, redeliver");
