@@ -967,11 +967,16 @@ mod tests {
         assert!(f.check(&req).is_ok());
         assert!(req.found.borrow().is_empty(), "no json condition, no read");
         let g = filter(json!({"all": [{"json": "/a", "equals": 1}, {"json": "/b/0", "gt": 1}]}));
-        let again = filter(json!({"any": [{"json": "/a", "in": [1, 2]}, {"json": "/c", "exists": false}]}));
+        let again =
+            filter(json!({"any": [{"json": "/a", "in": [1, 2]}, {"json": "/c", "exists": false}]}));
         assert!(g.check(&req).is_ok());
         assert!(again.check(&req).is_ok());
         let looked_up: Vec<String> = req.found.borrow().iter().map(|(p, _)| p.clone()).collect();
-        assert_eq!(looked_up, ["/a", "/b/0"], "each path once; `any` stops at the first pass");
+        assert_eq!(
+            looked_up,
+            ["/a", "/b/0"],
+            "each path once; `any` stops at the first pass"
+        );
     }
 
     #[test]
