@@ -123,6 +123,24 @@ fn bench(c: &mut Criterion) {
     g.bench_function("3_header_2_json_conditions_each", |b| {
         b.iter(|| route(black_box(&mixed), black_box(&headers), black_box(&body)))
     });
+    // The load test's shape: every condition holds, so all fifty are evaluated.
+    let matching: Vec<_> = (0..10)
+        .map(|_| {
+            Some(
+                Filter::from_json(&json!({"all": [
+                    {"method": "POST"},
+                    {"header": "X-GitHub-Event", "in": ["push", "pull_request"]},
+                    {"header": "User-Agent", "prefix": "GitHub-Hookshot/"},
+                    {"json": "/action", "in": ["opened", "reopened", "synchronize"]},
+                    {"json": "/pull_request/additions", "gt": 10},
+                ]}))
+                .unwrap(),
+            )
+        })
+        .collect();
+    g.bench_function("3_header_2_json_conditions_each_all_matching", |b| {
+        b.iter(|| route(black_box(&matching), black_box(&headers), black_box(&body)))
+    });
     g.finish();
 
     let by_header = Dedupe::from_json(&json!({"header": "X-GitHub-Delivery"})).unwrap();

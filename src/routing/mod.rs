@@ -316,14 +316,12 @@ impl Condition {
                     Found::Absent => None,
                     Found::Value(raw) => Some(raw),
                 };
-                // Only the value found is parsed, and only when the test needs its value.
-                let value = || found.and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok());
                 let number = || found.and_then(|raw| serde_json::from_str::<f64>(raw.get()).ok());
                 match test {
                     JsonTest::Exists(want) => found.is_some() == *want,
-                    JsonTest::Equals(lit) => value().is_some_and(|v| json_eq(&v, &lit.0)),
+                    JsonTest::Equals(lit) => found.is_some_and(|raw| raw_equals(raw, &lit.0)),
                     JsonTest::In(list) => {
-                        value().is_some_and(|v| list.iter().any(|lit| json_eq(&v, &lit.0)))
+                        found.is_some_and(|raw| list.iter().any(|lit| raw_equals(raw, &lit.0)))
                     }
                     JsonTest::Gt(n) => number().is_some_and(|v| v > *n),
                     JsonTest::Lt(n) => number().is_some_and(|v| v < *n),
@@ -450,11 +448,26 @@ impl Condition {
     }
 }
 
-/// JSON equality, with numbers compared by value (`1` equals `1.0`).
-fn json_eq(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x == y || x.as_f64() == y.as_f64(),
-        _ => a == b,
+/// Whether the JSON text `raw` equals the literal (a string, number, boolean or null),
+/// numbers compared by value (`1` equals `1.0`). Read from the text: a plain string is
+/// compared in place, and only a string with escapes is decoded.
+fn raw_equals(raw: &RawValue, literal: &Value) -> bool {
+    let text = raw.get();
+    match literal {
+        Value::String(want) => match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+            Some(inner) if !inner.contains('\\') => inner == want,
+            Some(_) => serde_json::from_str::<String>(text).is_ok_and(|s| s == *want),
+            None => false,
+        },
+        Value::Number(want) => match serde_json::from_str::<serde_json::Number>(text) {
+            Ok(n) => n == *want || n.as_f64() == want.as_f64(),
+            Err(_) => false,
+        },
+        Value::Bool(true) => text == "true",
+        Value::Bool(false) => text == "false",
+        Value::Null => text == "null",
+        // Filters hold no object or array literals (`literal` refuses them).
+        Value::Array(_) | Value::Object(_) => false,
     }
 }
 
@@ -957,6 +970,50 @@ mod tests {
             f_any.check(&text_req).unwrap_err(),
             "filter: none of 2 conditions matched"
         );
+    }
+
+    #[test]
+    fn raw_values_equal_literals_as_parsed_values_do() {
+        let raws = [
+            r#""opened""#,
+            r#""op\u0065ned""#,
+            r#""a\"b""#,
+            r#""""#,
+            "1",
+            "1.0",
+            "1e0",
+            "-0",
+            "0",
+            "12345678901234567890",
+            "true",
+            "false",
+            "null",
+            r#"{"a":1}"#,
+            "[1]",
+        ];
+        let literals = [
+            json!("opened"),
+            json!("a\"b"),
+            json!(""),
+            json!(1),
+            json!(1.0),
+            json!(0),
+            json!(12_345_678_901_234_567_890_u64),
+            json!(true),
+            json!(false),
+            json!(null),
+        ];
+        for text in raws {
+            let raw: &RawValue = serde_json::from_str(text).unwrap();
+            let parsed: Value = serde_json::from_str(text).unwrap();
+            for lit in &literals {
+                let reference = match (&parsed, lit) {
+                    (Value::Number(x), Value::Number(y)) => x == y || x.as_f64() == y.as_f64(),
+                    _ => parsed == *lit,
+                };
+                assert_eq!(raw_equals(raw, lit), reference, "{text} vs {lit}");
+            }
+        }
     }
 
     #[test]

@@ -10,18 +10,22 @@
 //!    store's own ceiling, without HTTP, is `cargo bench --bench store`);
 //! 2. **ingest**: webhooker with a `database` target under the same `wrk` runs; every ack
 //!    is fsync'd;
-//! 3. **end to end**: an `http` target pointing at an in-process sink; delivered events/s
+//! 3. **routing**: one webhook with ten `database` targets, alternately without filters
+//!    and with five matching conditions each (two on JSON paths), at 64 connections
+//!    (`LOADTEST_ONLY=routing` runs just this phase, as `LOADTEST_ONLY=many-webhooks` does
+//!    the last one);
+//! 4. **end to end**: an `http` target pointing at an in-process sink; delivered events/s
 //!    with 64 concurrent senders, then ack → sink latency at a fixed 1,000 events/s;
-//! 4. **slow receivers**: a fast receiver beside two that answer after 3 s; 50 targets
+//! 5. **slow receivers**: a fast receiver beside two that answer after 3 s; 50 targets
 //!    that answer after 200 ms; a receiver that never answers beside a fast one at a
 //!    fixed 500 events/s;
-//! 6. **many webhooks** (listed last, run last): 1,000 webhooks under `ulimit -n 1024`,
-//!    100 of them with a backlog for a target that is down: threads, memory and open
-//!    descriptors; ingest to 1 webhook at 64 connections against 8 webhooks × 8; the first
-//!    event to a webhook whose file is closed; then 10,000 webhooks and a restart;
-//! 5. **backlog**: 100,000 events for a target that is down; threads and memory before and
+//! 6. **backlog**: 100,000 events for a target that is down; threads and memory before and
 //!    after, then a restart with the target back up: time to listening, to the first
-//!    delivery and to the last one.
+//!    delivery and to the last one;
+//! 7. **many webhooks**: 1,000 webhooks under `ulimit -n 1024`, 100 of them with a backlog
+//!    for a target that is down: threads, memory and open descriptors; ingest to 1 webhook
+//!    at 64 connections against 8 webhooks × 8; the first event to a webhook whose file is
+//!    closed; then 10,000 webhooks and a restart.
 //!
 //! For every `wrk` run it also reads, from `/proc`, the server's CPU time per request and
 //! the share of the machine's CPU left idle or waiting for I/O: the second table, which
@@ -115,6 +119,32 @@ async fn run() -> Result<()> {
     let sender = Sender::new()?;
     let mut report = Report::default();
 
+    // `LOADTEST_ONLY=routing` or `many-webhooks`: just that phase, for quick comparisons.
+    let only = std::env::var("LOADTEST_ONLY").ok();
+    if only.as_deref() == Some("many-webhooks") {
+        let crowd = Webhooker {
+            binary: bins.webhooker.clone(),
+            data_dir: work.path().join("many-webhooks"),
+            port: free_port()?,
+        };
+        many_webhooks_phase(&crowd, &wrk, &sender, &mut report).await?;
+        report.print(&wrk.version, started.elapsed());
+        return Ok(());
+    }
+    if only.as_deref() == Some("routing") {
+        let webhooker = Webhooker {
+            binary: bins.webhooker.clone(),
+            data_dir: work.path().join("routing"),
+            port: free_port()?,
+        };
+        let server = webhooker.start().await?;
+        let api = Api::new(sender.http.clone(), webhooker.port);
+        routing_phase(&api, &server, &wrk, &mut report).await?;
+        server.stop().await?;
+        report.print(&wrk.version, started.elapsed());
+        return Ok(());
+    }
+
     let baseline = baseline_phase(&bins, &wrk, &mut report).await?;
 
     let webhooker = Webhooker {
@@ -125,6 +155,7 @@ async fn run() -> Result<()> {
     let server = webhooker.start().await?;
     let api = Api::new(sender.http.clone(), webhooker.port);
     let db_hook = ingest_phase(&api, &server, &wrk, &baseline, &mut report).await?;
+    routing_phase(&api, &server, &wrk, &mut report).await?;
     end_to_end_phase(&api, &sender, &mut report).await?;
     slow_receivers_phase(&api, &sender, &mut report).await?;
     server.stop().await?;
@@ -249,7 +280,167 @@ async fn ingest_phase(
     Ok(hook)
 }
 
-/// Phase 3: delivery through an `http` target to an in-process sink.
+/// Targets of the routing phase's webhook.
+const ROUTED_TARGETS: usize = 10;
+/// Pairs of runs (without filters, with filters) in the routing phase.
+const ROUTING_PAIRS: usize = 3;
+
+/// A GitHub `pull_request` delivery of about 1 KiB, as the routing phase sends it.
+fn pull_request_body() -> String {
+    json!({
+        "action": "opened",
+        "number": 1347,
+        "pull_request": {
+            "id": 1_296_269, "number": 1347, "state": "open", "draft": false,
+            "title": "Amazing new feature", "body": "Please pull these awesome changes in!",
+            "user": {"login": "octocat", "id": 1, "type": "User", "site_admin": false},
+            "head": {"ref": "new-topic", "sha": "6dcb09b5b57875f334f61aebed695e2e4193db5e"},
+            "base": {"ref": "main", "sha": "9049f1265b7d61be4a8904a9a27120d2064dab3b"},
+            "labels": [{"name": "bug"}, {"name": "needs-review"}],
+            "additions": 100, "deletions": 3, "changed_files": 5
+        },
+        "repository": {
+            "id": 1_296_269, "name": "Hello-World", "full_name": "octocat/Hello-World",
+            "private": false, "default_branch": "main", "owner": {"login": "octocat", "id": 1}
+        },
+        "sender": {"login": "octocat", "id": 1, "type": "User"},
+        "padding": "x".repeat(300)
+    })
+    .to_string()
+}
+
+/// Phase 3: what per-target filters cost ingest. One webhook with ten `database` targets
+/// takes GitHub-like requests at 64 connections, its targets alternately without filters
+/// and with five conditions each (method, two headers, two JSON paths). Every condition
+/// holds, so each request evaluates all fifty and both runs store the same rows: the
+/// difference is the filters' cost alone.
+async fn routing_phase(api: &Api, server: &Server, wrk: &Wrk, report: &mut Report) -> Result<()> {
+    let hook = api.create_webhook("loadtest routing", Value::Null).await?;
+    let mut targets = Vec::with_capacity(ROUTED_TARGETS);
+    for i in 0..ROUTED_TARGETS {
+        let target = api
+            .call(
+                reqwest::Method::POST,
+                &format!("/webhooks/{}/targets", hook.id),
+                Some(&json!({"name": format!("db {i}"), "kind": "database"})),
+            )
+            .await
+            .context("adding a routed target")?;
+        targets.push(
+            target["id"]
+                .as_str()
+                .context("target without id")?
+                .to_owned(),
+        );
+    }
+    let filter = json!({"all": [
+        {"method": "POST"},
+        {"header": "X-GitHub-Event", "in": ["push", "pull_request"]},
+        {"header": "User-Agent", "prefix": "GitHub-Hookshot/"},
+        {"json": "/action", "in": ["opened", "reopened", "synchronize"]},
+        {"json": "/pull_request/additions", "gt": 10},
+    ]});
+    let body = pull_request_body();
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("X-GitHub-Event", "pull_request"),
+        ("User-Agent", "GitHub-Hookshot/044aadd"),
+    ];
+    let (mut plain, mut filtered) = (Vec::new(), Vec::new());
+    for pair in 0..ROUTING_PAIRS {
+        for with_filters in [false, true] {
+            let set = if with_filters {
+                filter.clone()
+            } else {
+                Value::Null
+            };
+            for t in &targets {
+                api.call(
+                    reqwest::Method::PATCH,
+                    &format!("/webhooks/{}/targets/{t}", hook.id),
+                    Some(&json!({ "filter": set })),
+                )
+                .await
+                .context("setting a target's filter")?;
+            }
+            progress(&format!(
+                "routing: pair {} of {ROUTING_PAIRS}, {}",
+                pair + 1,
+                if with_filters {
+                    "filters"
+                } else {
+                    "no filters"
+                }
+            ));
+            let result = wrk
+                .run_json(&hook.url, 64, server.pid, &body, &headers)
+                .await?;
+            ensure!(
+                result.problems.is_empty(),
+                "routing run: {}",
+                result.problems.join("; ")
+            );
+            if with_filters {
+                &mut filtered
+            } else {
+                &mut plain
+            }
+            .push((
+                result.rps,
+                result
+                    .cpu
+                    .as_ref()
+                    .map_or(f64::NAN, |c| c.server_user_us + c.server_system_us),
+            ));
+        }
+    }
+    // The filters held: the newest event (from a filtered run) went to every target.
+    let page = api
+        .call(
+            reqwest::Method::GET,
+            &format!("/webhooks/{}/events?per_page=1", hook.id),
+            None,
+        )
+        .await?;
+    let deliveries = page["events"][0]["deliveries"]
+        .as_array()
+        .context("event without deliveries")?;
+    ensure!(
+        deliveries.len() == ROUTED_TARGETS && deliveries.iter().all(|d| d["status"] != "skipped"),
+        "the filters did not match every target: {deliveries:?}"
+    );
+    let mean = |v: &[(f64, f64)], cpu: bool| {
+        v.iter().map(|r| if cpu { r.1 } else { r.0 }).sum::<f64>() / v.len() as f64
+    };
+    let list = |v: &[(f64, f64)]| {
+        v.iter()
+            .map(|(rps, cpu)| format!("{} ({cpu:.1} µs)", fmt_count(*rps)))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
+    report.text_row(
+        "ingest, 10 targets × 5 filter conditions (2 on JSON paths) vs none, 64 connections",
+        format!(
+            "{} vs {} req/s ({:+.1}%); server CPU {:.1} vs {:.1} µs per request",
+            fmt_count(mean(&filtered, false)),
+            fmt_count(mean(&plain, false)),
+            100.0 * (mean(&filtered, false) / mean(&plain, false) - 1.0),
+            mean(&filtered, true),
+            mean(&plain, true),
+        ),
+    );
+    report.note(format!(
+        "Routing: {ROUTING_PAIRS} alternating pairs of runs on one webhook with \
+         {ROUTED_TARGETS} database targets, GitHub-like 1.2 KiB requests (req/s and the \
+         server's CPU per request): without filters {}, with five matching conditions per \
+         target {}.",
+        list(&plain),
+        list(&filtered)
+    ));
+    Ok(())
+}
+
+/// Phase 4: delivery through an `http` target to an in-process sink.
 async fn end_to_end_phase(api: &Api, sender: &Sender, report: &mut Report) -> Result<()> {
     let sink = Sink::start(0, Duration::ZERO).await?;
     let hook = api
@@ -325,7 +516,7 @@ const MANY_EVENTS: usize = 200;
 const HANGING_BACKLOG: usize = 1_000;
 const HANGING_PACED_RATE: u32 = 500;
 
-/// Phase 4: receivers that are slow, or hang, hold slots of their own and no thread; the
+/// Phase 5: receivers that are slow, or hang, hold slots of their own and no thread; the
 /// others are served as if they were not there.
 async fn slow_receivers_phase(api: &Api, sender: &Sender, report: &mut Report) -> Result<()> {
     // A fast receiver beside two slow ones.
@@ -500,7 +691,7 @@ const CROWD_OPEN_FILES: usize = 64;
 /// Webhooks created (and sent an event) at once.
 const CROWD_CONCURRENCY: usize = 16;
 
-/// Phase 6: what a webhook costs when there are many. Runs a fresh process on its own data
+/// Phase 7: what a webhook costs when there are many. Runs a fresh process on its own data
 /// directory under `ulimit -n 1024`.
 async fn many_webhooks_phase(
     webhooker: &Webhooker,
@@ -677,7 +868,7 @@ async fn create_crowd(
     Ok(hooks.into_iter().map(|(_, hook)| hook).collect())
 }
 
-/// Phase 5: a 100k backlog for a target that is down, then a restart with the target back.
+/// Phase 6: a 100k backlog for a target that is down, then a restart with the target back.
 /// Starts a fresh process first, so idle and peak memory belong to this phase alone.
 async fn backlog_phase(
     webhooker: &Webhooker,
@@ -1267,6 +1458,29 @@ impl Wrk {
             "{}wrk.headers[\"{name}\"] = \"{value}\"\n",
             std::fs::read_to_string(&self.script).context("reading the wrk script")?
         );
+        std::fs::write(&script, lua).with_context(|| format!("writing {}", script.display()))?;
+        self.run_script(&script, url, connections, server_pid).await
+    }
+
+    /// Like [`run`](Self::run) with this body and these headers.
+    async fn run_json(
+        &self,
+        url: &str,
+        connections: u32,
+        server_pid: u32,
+        body: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<WrkResult> {
+        let script = self.script.with_file_name("post-json.lua");
+        // A Lua long string holds the body as it is (no escapes); the body has no "]==]".
+        ensure!(
+            !body.contains("]==]"),
+            "the body cannot be a Lua long string"
+        );
+        let mut lua = format!("wrk.method = \"POST\"\nwrk.body = [==[{body}]==]\n");
+        for (name, value) in headers {
+            lua.push_str(&format!("wrk.headers[\"{name}\"] = \"{value}\"\n"));
+        }
         std::fs::write(&script, lua).with_context(|| format!("writing {}", script.display()))?;
         self.run_script(&script, url, connections, server_pid).await
     }
