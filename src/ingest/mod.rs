@@ -18,7 +18,7 @@ use crate::delivery::{DeliveryPlan, Engine, EventPayload};
 use crate::live::{LiveEvent, LiveUpdate};
 use crate::metrics as m;
 use crate::model::{Entrypoint, Event, Millis, TEST_EVENT_ORIGIN, Verification, now_ms};
-use crate::routing::{self, RequestView};
+use crate::routing::{self, Dedupe, Filter, RequestView};
 use crate::store::{DedupeKey, EventStore, NewEvent, Store, StoreError, WriteOp};
 use budget::BodyBudget;
 pub use budget::BodyReservation;
@@ -313,27 +313,30 @@ impl Ingestor {
         let webhook_id = entrypoint.webhook_id;
         let catalog = self.store.catalog();
         // Filters and the dedupe key, in memory, before anything is written; the body is
-        // parsed as JSON at most once, and only if a condition or the key needs it.
+        // read as JSON only if a condition or the key names a path, and then once for all
+        // the paths named.
         let (targets, dedupe) = {
             let view = RequestView::new(&req.method, &req.headers, &req.body);
-            let targets: Vec<_> = catalog
-                .targets_of(webhook_id)
-                .iter()
-                .filter(|t| t.active)
+            let active = || catalog.targets_of(webhook_id).iter().filter(|t| t.active);
+            let webhook_dedupe = catalog.webhook(webhook_id).and_then(|w| w.dedupe.as_ref());
+            view.find_json(
+                active()
+                    .filter_map(|t| t.filter.as_ref())
+                    .flat_map(Filter::json_pointers)
+                    .chain(webhook_dedupe.and_then(Dedupe::json_pointer)),
+            );
+            let targets: Vec<_> = active()
                 .map(|t| {
                     let skip = t.filter.as_ref().and_then(|f| f.check(&view).err());
                     (t.clone(), skip)
                 })
                 .collect();
-            let dedupe = catalog
-                .webhook(webhook_id)
-                .and_then(|w| w.dedupe.as_ref())
-                .and_then(|d| {
-                    Some(DedupeKey {
-                        key: d.key(&view)?,
-                        window_ms: Millis::from(d.window_secs) * 1000,
-                    })
-                });
+            let dedupe = webhook_dedupe.and_then(|d| {
+                Some(DedupeKey {
+                    key: d.key(&view)?,
+                    window_ms: Millis::from(d.window_secs) * 1000,
+                })
+            });
             (targets, dedupe)
         };
         let (event, body) = req.into_event(entrypoint.id, now);

@@ -160,8 +160,9 @@ impl<'de> Deserialize<'de> for JsonLiteral {
 }
 
 /// The parts of a request a filter looks at. The body is read as JSON only when a JSON
-/// condition (or a dedupe key) asks for a path, and then only for the paths asked for:
-/// each path is found once per request, however many targets' filters name it.
+/// condition (or a dedupe key) asks for a path, and then only for the paths asked for, each
+/// once per request however many targets' filters name it: ingest names them all up front
+/// ([`find_json`](Self::find_json)), so one pass over the body finds every one.
 pub struct RequestView<'a> {
     method: &'a str,
     headers: &'a [(String, Vec<u8>)],
@@ -191,18 +192,39 @@ impl<'a> RequestView<'a> {
         }
     }
 
+    /// Looks up these JSON Pointers in the body together, in one pass, for the conditions
+    /// that will ask for them; pointers already looked up are skipped.
+    pub fn find_json<'p>(&self, pointers: impl IntoIterator<Item = &'p str>) {
+        let mut wanted: Vec<&str> = Vec::new();
+        {
+            let found = self.found.borrow();
+            for p in pointers {
+                if !wanted.contains(&p) && !found.iter().any(|(f, _)| f == p) {
+                    wanted.push(p);
+                }
+            }
+        }
+        for chunk in wanted.chunks(pointer::POINTERS_PER_PASS) {
+            let results = pointer::find_all(self.body, chunk);
+            let mut found = self.found.borrow_mut();
+            for (i, p) in chunk.iter().enumerate() {
+                let f = match &results {
+                    Err(_) => Found::NotJson,
+                    Ok(values) => values[i].map_or(Found::Absent, Found::Value),
+                };
+                found.push(((*p).to_owned(), f));
+            }
+        }
+    }
+
     /// The body's value at `pointer`, looked up once per request.
     fn json_at(&self, pointer: &str) -> Found<'a> {
-        if let Some((_, found)) = self.found.borrow().iter().find(|(p, _)| p == pointer) {
-            return *found;
-        }
-        let found = match pointer::find(self.body, pointer) {
-            Err(_) => Found::NotJson,
-            Ok(None) => Found::Absent,
-            Ok(Some(raw)) => Found::Value(raw),
-        };
-        self.found.borrow_mut().push((pointer.to_owned(), found));
-        found
+        self.find_json([pointer]);
+        self.found
+            .borrow()
+            .iter()
+            .find(|(p, _)| p == pointer)
+            .map_or(Found::NotJson, |(_, f)| *f)
     }
 
     /// The body's value at `pointer`, parsed; `None` when the body is not JSON or the
@@ -289,11 +311,12 @@ impl Filter {
         }
     }
 
-    /// Whether a condition reads the body.
-    pub fn reads_body(&self) -> bool {
-        self.conditions
-            .iter()
-            .any(|c| matches!(c, Condition::Json { .. }))
+    /// The JSON Pointers its conditions read.
+    pub fn json_pointers(&self) -> impl Iterator<Item = &str> {
+        self.conditions.iter().filter_map(|c| match c {
+            Condition::Json { pointer, .. } => Some(pointer.as_str()),
+            Condition::Method(_) | Condition::Header { .. } => None,
+        })
     }
 }
 
@@ -580,6 +603,14 @@ pub enum DedupeSource {
 }
 
 impl Dedupe {
+    /// The JSON Pointer the key is read from, if it comes from the body.
+    pub fn json_pointer(&self) -> Option<&str> {
+        match &self.source {
+            DedupeSource::Json(pointer) => Some(pointer),
+            DedupeSource::Header(_) => None,
+        }
+    }
+
     /// The request's key, if it has one: a request without one is stored as usual. Keys
     /// longer than [`MAX_DEDUPE_KEY`] are replaced by their SHA-256, so the index stays
     /// bounded whatever senders send; the first byte tells the two spellings apart.

@@ -1,8 +1,9 @@
-//! Finding the value at a JSON Pointer (RFC 6901) in a body's bytes without building the
-//! document: one pass that skips everything off the path (`IgnoredAny`) and borrows the
-//! value found as raw JSON text. A filter names a few paths of a body that may be large,
-//! so building a `serde_json::Value` of all of it (every string and map allocated) would
-//! cost far more than the conditions themselves.
+//! Finding the values at JSON Pointers (RFC 6901) in a body's bytes without building the
+//! document: one pass over the body for all the pointers a request's filters name, which
+//! skips everything off their paths (`IgnoredAny`) and borrows each value found as raw
+//! JSON text. A filter names a few paths of a body that may be large, so building a
+//! `serde_json::Value` of all of it (every string and map allocated) would cost far more
+//! than the conditions themselves.
 //!
 //! The pass reads the whole body, so a body that is not JSON (bad syntax, invalid UTF-8,
 //! trailing bytes) is told apart from a path that is absent, as `serde_json::from_slice`
@@ -11,42 +12,42 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::str::Split;
 
 use serde::Deserialize as _;
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
 use serde_json::value::RawValue;
 
-/// The value at `pointer` in `body`: `Err` when the body is not JSON, `Ok(None)` when the
-/// pointer does not resolve. `pointer` is `""` (the whole body) or starts with `/`.
-pub(super) fn find<'a>(body: &'a [u8], pointer: &str) -> serde_json::Result<Option<&'a RawValue>> {
-    let mut tokens = pointer.split('/');
-    // "" has one empty token before any '/', "/a" has "" then "a": the first is never a key.
-    tokens.next();
+/// Most pointers looked up in one pass (one bit each in a `u64`); more take more passes.
+pub(super) const POINTERS_PER_PASS: usize = 64;
+
+/// The values at `pointers` in `body`, in the same order: `Err` when the body is not JSON,
+/// `None` where a pointer does not resolve. Each pointer is `""` (the whole body) or starts
+/// with `/`; at most [`POINTERS_PER_PASS`] of them.
+pub(super) fn find_all<'a>(
+    body: &'a [u8],
+    pointers: &[&str],
+) -> serde_json::Result<Vec<Option<&'a RawValue>>> {
+    debug_assert!(pointers.len() <= POINTERS_PER_PASS);
+    let paths: Vec<Vec<Cow<'_, str>>> = pointers
+        .iter()
+        // "" has one empty token before any '/', "/a" has "" then "a": the first is never
+        // a key.
+        .map(|p| p.split('/').skip(1).map(unescape).collect())
+        .collect();
+    let mut found = vec![None; paths.len()];
+    let all = u64::MAX >> (u64::BITS as usize - paths.len().max(1));
     let mut de = serde_json::Deserializer::from_slice(body);
-    let found = Walk { tokens }.deserialize(&mut de)?;
+    Walk {
+        paths: &paths,
+        active: if paths.is_empty() { 0 } else { all },
+        depth: 0,
+        found: &mut found,
+    }
+    .deserialize(&mut de)?;
     de.end()?;
     Ok(found)
-}
-
-/// The rest of a pointer's tokens, applied to the value being read.
-struct Walk<'t> {
-    tokens: Split<'t, char>,
-}
-
-impl<'de> DeserializeSeed<'de> for Walk<'_> {
-    type Value = Option<&'de RawValue>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        let mut rest = self.tokens;
-        match rest.next() {
-            None => <&RawValue>::deserialize(d).map(Some),
-            Some(token) => d.deserialize_any(Step {
-                token: unescape(token),
-                rest,
-            }),
-        }
-    }
 }
 
 /// RFC 6901's escapes: `~1` is `/`, then `~0` is `~`.
@@ -66,94 +67,180 @@ fn index(token: &str) -> Option<usize> {
     token.parse().ok()
 }
 
-/// One token applied to one value: a key of an object or an index of an array; any other
-/// value has nothing under it.
-struct Step<'t> {
-    token: Cow<'t, str>,
-    rest: Split<'t, char>,
+/// The bits set in `mask`, as indexes.
+fn bits(mut mask: u64) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        (mask != 0).then(|| {
+            let i = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            i
+        })
+    })
 }
 
-impl<'de> Visitor<'de> for Step<'_> {
-    type Value = Option<&'de RawValue>;
+/// The value being read, and the paths (`active`, one bit per path) that lead to it after
+/// `depth` tokens. A path whose tokens end here takes the value; the others go on into it.
+struct Walk<'p, 'o, 'a> {
+    paths: &'p [Vec<Cow<'p, str>>],
+    active: u64,
+    depth: usize,
+    found: &'o mut [Option<&'a RawValue>],
+}
+
+impl<'de> DeserializeSeed<'de> for Walk<'_, '_, 'de> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        let ending = bits(self.active)
+            .filter(|&i| self.paths[i].len() == self.depth)
+            .fold(0u64, |m, i| m | 1 << i);
+        let going = self.active & !ending;
+        if ending == 0 {
+            return d.deserialize_any(Step { walk: self });
+        }
+        let raw = <&RawValue>::deserialize(d)?;
+        for i in bits(ending) {
+            self.found[i] = Some(raw);
+        }
+        if going != 0 {
+            // Some paths end here and others go deeper (`/a` beside `/a/b`): read the value
+            // again for those, from the text just borrowed.
+            let mut inner = serde_json::Deserializer::from_str(raw.get());
+            Walk {
+                active: going,
+                ..self
+            }
+            .deserialize(&mut inner)
+            .map_err(D::Error::custom)?;
+        }
+        Ok(())
+    }
+}
+
+/// One level down: the keys of an object or the indexes of an array that the walk's paths
+/// name; any other value has nothing under it.
+struct Step<'p, 'o, 'a> {
+    walk: Walk<'p, 'o, 'a>,
+}
+
+impl<'de> Visitor<'de> for Step<'_, '_, 'de> {
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut found = None;
-        while let Some(hit) = map.next_key_seed(KeyIs(&self.token))? {
-            if hit {
-                found = map.next_value_seed(Walk {
-                    tokens: self.rest.clone(),
-                })?;
-            } else {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let Walk {
+            paths,
+            active,
+            depth,
+            found,
+        } = self.walk;
+        while let Some(hit) = map.next_key_seed(KeyMatch {
+            paths,
+            active,
+            depth,
+        })? {
+            if hit == 0 {
                 map.next_value::<IgnoredAny>()?;
+                continue;
             }
+            // A repeated key replaces what an earlier one held.
+            for i in bits(hit) {
+                found[i] = None;
+            }
+            map.next_value_seed(Walk {
+                paths,
+                active: hit,
+                depth: depth + 1,
+                found: &mut *found,
+            })?;
         }
-        Ok(found)
+        Ok(())
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let wanted = index(&self.token);
-        let mut found = None;
-        let mut i = 0;
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let Walk {
+            paths,
+            active,
+            depth,
+            found,
+        } = self.walk;
+        let wanted: Vec<(usize, usize)> = bits(active)
+            .filter_map(|i| Some((index(&paths[i][depth])?, i)))
+            .collect();
+        let mut at = 0;
         loop {
-            if Some(i) == wanted {
-                match seq.next_element_seed(Walk {
-                    tokens: self.rest.clone(),
-                })? {
-                    Some(v) => found = v,
-                    None => break,
-                }
-            } else if seq.next_element::<IgnoredAny>()?.is_none() {
-                break;
+            let hit = wanted
+                .iter()
+                .filter(|(n, _)| *n == at)
+                .fold(0u64, |m, (_, i)| m | 1 << i);
+            let more = if hit == 0 {
+                seq.next_element::<IgnoredAny>()?.is_some()
+            } else {
+                seq.next_element_seed(Walk {
+                    paths,
+                    active: hit,
+                    depth: depth + 1,
+                    found: &mut *found,
+                })?
+                .is_some()
+            };
+            if !more {
+                return Ok(());
             }
-            i += 1;
+            at += 1;
         }
-        Ok(found)
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(None)
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
     }
 }
 
-/// Reads an object's key and says whether it is the token, without keeping it.
-struct KeyIs<'k>(&'k str);
+/// Reads an object's key and answers which of the active paths name it next (a bit mask),
+/// without keeping the key.
+struct KeyMatch<'p> {
+    paths: &'p [Vec<Cow<'p, str>>],
+    active: u64,
+    depth: usize,
+}
 
-impl<'de> DeserializeSeed<'de> for KeyIs<'_> {
-    type Value = bool;
+impl<'de> DeserializeSeed<'de> for KeyMatch<'_> {
+    type Value = u64;
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<u64, D::Error> {
         d.deserialize_str(self)
     }
 }
 
-impl<'de> Visitor<'de> for KeyIs<'_> {
-    type Value = bool;
+impl<'de> Visitor<'de> for KeyMatch<'_> {
+    type Value = u64;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an object key")
     }
 
-    fn visit_str<E>(self, key: &str) -> Result<bool, E> {
-        Ok(key == self.0)
+    fn visit_str<E>(self, key: &str) -> Result<u64, E> {
+        Ok(bits(self.active)
+            .filter(|&i| self.paths[i][self.depth] == key)
+            .fold(0, |m, i| m | 1 << i))
     }
 }
 
@@ -170,11 +257,15 @@ mod tests {
     }
 
     fn ours(body: &str, pointer: &str) -> Option<Option<String>> {
-        let found = find(body.as_bytes(), pointer).ok()?;
-        Some(found.map(|raw| {
+        let found = find_all(body.as_bytes(), &[pointer]).ok()?;
+        Some(found[0].map(|raw| {
             let v: Value = serde_json::from_str(raw.get()).unwrap();
             v.to_string()
         }))
+    }
+
+    fn find<'a>(body: &'a [u8], pointer: &str) -> serde_json::Result<Option<&'a RawValue>> {
+        find_all(body, &[pointer]).map(|f| f[0])
     }
 
     #[test]
@@ -203,6 +294,8 @@ mod tests {
             "/action",
             "/number",
             "/missing",
+            "/pull_request",
+            "/pull_request/labels",
             "/pull_request/head/ref",
             "/pull_request/labels/1/name",
             "/pull_request/labels/2/name",
@@ -232,7 +325,32 @@ mod tests {
                     "body {body:?}, pointer {pointer:?}"
                 );
             }
+            // All of them in one pass, including paths that end where others go on.
+            let together = find_all(body.as_bytes(), &pointers);
+            for (i, pointer) in pointers.iter().enumerate() {
+                let ours = together.as_ref().ok().map(|f| {
+                    f[i].map(|raw| {
+                        serde_json::from_str::<Value>(raw.get())
+                            .unwrap()
+                            .to_string()
+                    })
+                });
+                assert_eq!(
+                    ours,
+                    reference(body, pointer),
+                    "one pass: {body:?} {pointer:?}"
+                );
+            }
         }
+    }
+
+    #[test]
+    fn a_repeated_key_replaces_what_the_first_held() {
+        let body = br#"{"a":{"b":1,"c":2},"a":{"c":3}}"#;
+        let found = find_all(body, &["/a/b", "/a/c", "/a"]).unwrap();
+        assert!(found[0].is_none());
+        assert_eq!(found[1].unwrap().get(), "3");
+        assert_eq!(found[2].unwrap().get(), r#"{"c":3}"#);
     }
 
     #[test]
