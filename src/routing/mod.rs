@@ -219,12 +219,14 @@ impl<'a> RequestView<'a> {
 
     /// The body's value at `pointer`, looked up once per request.
     fn json_at(&self, pointer: &str) -> Found<'a> {
+        let known = |found: &[(String, Found<'a>)]| {
+            found.iter().find(|(p, _)| p == pointer).map(|(_, f)| *f)
+        };
+        if let Some(f) = known(&self.found.borrow()) {
+            return f;
+        }
         self.find_json([pointer]);
-        self.found
-            .borrow()
-            .iter()
-            .find(|(p, _)| p == pointer)
-            .map_or(Found::NotJson, |(_, f)| *f)
+        known(&self.found.borrow()).unwrap_or(Found::NotJson)
     }
 
     /// The body's value at `pointer`, parsed; `None` when the body is not JSON or the
@@ -339,7 +341,9 @@ impl Condition {
                     Found::Absent => None,
                     Found::Value(raw) => Some(raw),
                 };
-                let number = || found.and_then(|raw| serde_json::from_str::<f64>(raw.get()).ok());
+                // A JSON number's text is also Rust's spelling of an f64; a string, object
+                // or literal is not, so only numbers compare.
+                let number = || found.and_then(|raw| raw.get().parse::<f64>().ok());
                 match test {
                     JsonTest::Exists(want) => found.is_some() == *want,
                     JsonTest::Equals(lit) => found.is_some_and(|raw| raw_equals(raw, &lit.0)),
@@ -482,10 +486,8 @@ fn raw_equals(raw: &RawValue, literal: &Value) -> bool {
             Some(_) => serde_json::from_str::<String>(text).is_ok_and(|s| s == *want),
             None => false,
         },
-        Value::Number(want) => match serde_json::from_str::<serde_json::Number>(text) {
-            Ok(n) => n == *want || n.as_f64() == want.as_f64(),
-            Err(_) => false,
-        },
+        // Numbers equal as f64 (what `1 == 1.0` needs); equal numbers are equal f64s too.
+        Value::Number(want) => text.parse::<f64>().ok() == want.as_f64(),
         Value::Bool(true) => text == "true",
         Value::Bool(false) => text == "false",
         Value::Null => text == "null",

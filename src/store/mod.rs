@@ -49,15 +49,16 @@ pub const MAIN_FORMAT_VERSION: u32 = 3;
 const MAIN_OLDEST_READABLE: u32 = 1;
 
 /// Version of the event files' on-disk layout, checked at open: an event row holds the
-/// event, the deliveries its own commit finished and a body under `INLINE_BODY_BYTES`;
-/// larger bodies are in chunks (`body_chunks`); an attempt's result row carries what went
-/// over the wire (the request sent, the response headers: `model::AttemptExchange`);
-/// deliveries may be `skipped` (with a reason); the `dedupe` tables hold the webhook's
-/// idempotency keys. Versions 1 to 4 were development layouts that no release wrote, so a
-/// file of an older version is refused with an error naming it (`EVENTS_OLDEST_READABLE`),
-/// as is a newer one. A later change of layout raises this, and reads or rewrites the
-/// older version at open (`event_db::open_database`).
-pub const EVENTS_FORMAT_VERSION: u32 = 5;
+/// event, the deliveries its own commit finished (delivered or skipped, with only what
+/// the event does not imply; a skip's reason by its number in `skip_reasons`) and a body
+/// under `INLINE_BODY_BYTES`; larger bodies are in chunks (`body_chunks`); an attempt's
+/// result row carries what went over the wire (the request sent, the response headers:
+/// `model::AttemptExchange`); the `dedupe` tables hold the webhook's idempotency keys.
+/// Versions 1 to 5 were development layouts that no release wrote, so a file of an older
+/// version is refused with an error naming it (`EVENTS_OLDEST_READABLE`), as is a newer
+/// one. A later change of layout raises this, and reads or rewrites the older version at
+/// open (`event_db::open_database`).
+pub const EVENTS_FORMAT_VERSION: u32 = 6;
 
 /// The oldest event-file version this build reads: the current one, until a release has
 /// shipped a version that a later layout must read.

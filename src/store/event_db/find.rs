@@ -10,8 +10,8 @@ use uuid::Uuid;
 
 use super::body::LargeBodies;
 use super::{
-    DELIVERIES, EVENTS, EventStore, RESULTS, decode_event_row, decode_result, event_body,
-    event_deliveries,
+    DELIVERIES, EVENTS, EventStore, RESULTS, RowParts, decode_event_row, decode_result, event_body,
+    event_deliveries, settled,
 };
 use crate::model::{Delivery, DeliveryResult, DeliveryStatus, Event, Millis};
 use crate::store::{StoreError, codec};
@@ -126,7 +126,7 @@ pub struct ScanReport {
 struct Tables {
     events: redb::ReadOnlyTable<u128, &'static [u8]>,
     deliveries: redb::ReadOnlyTable<(u128, u128), &'static [u8]>,
-    bodies: LargeBodies,
+    parts: RowParts,
 }
 
 /// [`consider`] for the event with key `id`, if it is still stored.
@@ -155,7 +155,7 @@ fn consider(
 ) -> Result<bool, StoreError> {
     if !filter.text.is_empty()
         && !contains_ignoring_case(row, &filter.text)
-        && !tables.bodies.exists(id)?
+        && !tables.parts.bodies.exists(id)?
     {
         return Ok(true);
     }
@@ -163,6 +163,7 @@ fn consider(
     if !filter.keeps_time(event.received_at) {
         return Ok(true);
     }
+    let settled = settled::deliveries(&event, settled, &tables.parts.reasons)?;
     let ds = event_deliveries(settled, &tables.deliveries, id)?;
     if !filter.keeps_deliveries(&ds) {
         return Ok(true);
@@ -172,7 +173,7 @@ fn consider(
         deliveries: &ds,
         inline,
         id,
-        bodies: &tables.bodies,
+        bodies: &tables.parts.bodies,
     };
     if !filter.text.is_empty()
         && !filter.keeps_headers(&event)
@@ -224,7 +225,7 @@ impl EventStore {
         let tables = Tables {
             events: rx.open_table(EVENTS)?,
             deliveries: rx.open_table(DELIVERIES)?,
-            bodies: LargeBodies::open(&rx)?,
+            parts: RowParts::open(&rx)?,
         };
         let mut report = ScanReport {
             scanned: 0,

@@ -35,6 +35,7 @@ use super::{
 };
 use crate::model::{AttemptExchange, Delivery, DeliveryResult, Event, Millis};
 use body::LargeBodies;
+use settled::{SettledRow, SkipReasons};
 
 const META: TableDefinition<'static, &str, u32> = TableDefinition::new("meta");
 /// The event record, extended by the deliveries its own commit finished (`database`
@@ -54,6 +55,12 @@ const DELIVERIES: TableDefinition<'static, (u128, u128), &[u8]> =
 const RESULTS: TableDefinition<'static, (u128, u32), &[u8]> = TableDefinition::new("results");
 /// `(due_ms, delivery_id) -> (event_id, target_id)`: "what is due now" is a range scan.
 const DUE: TableDefinition<'static, (u64, u128), (u128, u128)> = TableDefinition::new("due");
+/// The reasons of skipped deliveries, numbered in the order first seen; the event rows
+/// refer to them by number (`settled.rs`).
+const SKIP_REASONS: TableDefinition<'static, u32, &str> = TableDefinition::new("skip_reasons");
+/// A skip reason → its number in `SKIP_REASONS`, for the writer.
+const SKIP_REASON_IDS: TableDefinition<'static, &str, u32> =
+    TableDefinition::new("skip_reason_ids");
 /// A webhook's idempotency keys: key → the first event stored with it. Written in the
 /// event's own transaction (`write.rs`), so the two are on disk together or not at all.
 const DEDUPE: TableDefinition<'static, &[u8], u128> = TableDefinition::new("dedupe");
@@ -361,13 +368,13 @@ impl EventStore {
     ) -> Result<(Vec<EventWithBody>, u64), StoreError> {
         let rx = self.read()?;
         let events = rx.open_table(EVENTS)?;
-        let bodies = LargeBodies::open(&rx)?;
+        let parts = RowParts::open(&rx)?;
         let deliveries = rx.open_table(DELIVERIES)?;
         let total = events.len()?;
         let mut out = Vec::with_capacity(limit);
         for row in events.range::<u128>(..)?.rev().skip(offset).take(limit) {
             let (k, v) = row?;
-            let (event, body, settled) = event_row(v.value(), k.value(), &bodies, body_limit)?;
+            let (event, body, settled) = event_row(v.value(), k.value(), &parts, body_limit)?;
             out.push(EventWithBody {
                 body,
                 deliveries: event_deliveries(settled, &deliveries, k.value())?,
@@ -419,7 +426,7 @@ impl EventStore {
         let (event, body, settled) = event_row(
             v.value(),
             event_id.as_u128(),
-            &LargeBodies::open(&rx)?,
+            &RowParts::open(&rx)?,
             usize::MAX,
         )?;
         let results = rx.open_table(RESULTS)?;
@@ -460,7 +467,7 @@ impl EventStore {
     ) -> Result<ExportPage, StoreError> {
         let rx = self.read()?;
         let events = rx.open_table(EVENTS)?;
-        let bodies = LargeBodies::open(&rx)?;
+        let parts = RowParts::open(&rx)?;
         let deliveries = rx.open_table(DELIVERIES)?;
         let results = rx.open_table(RESULTS)?;
         let mut page = ExportPage {
@@ -475,7 +482,7 @@ impl EventStore {
                 page.next = Some(Uuid::from_u128(id));
                 break;
             }
-            let (event, body, settled) = event_row(v.value(), id, &bodies, usize::MAX)?;
+            let (event, body, settled) = event_row(v.value(), id, &parts, usize::MAX)?;
             let mut with_attempts = Vec::new();
             for d in event_deliveries(settled, &deliveries, id)? {
                 let mut attempts = Vec::new();
@@ -508,8 +515,12 @@ impl EventStore {
         let Some(row) = rx.open_table(EVENTS)?.get(event_id.as_u128())? else {
             return Ok(None);
         };
-        let (_, settled, _) = decode_event_row(row.value())?;
-        Ok(settled.into_iter().find(|d| d.id == delivery_id))
+        let (event, settled, _) = decode_event_row(row.value())?;
+        settled
+            .into_iter()
+            .find(|d| d.id() == delivery_id)
+            .map(|d| d.delivery(&event, &SkipReasons::open(&rx)?))
+            .transpose()
     }
 }
 
@@ -539,8 +550,24 @@ fn available(db: &Option<Database>) -> Result<&Database, StoreError> {
 
 /// The parts of an `EVENTS` row: the event, the deliveries in the row and the inline body
 /// bytes.
-fn decode_event_row(row: &[u8]) -> Result<(Event, Vec<Delivery>, &[u8]), StoreError> {
+fn decode_event_row(row: &[u8]) -> Result<(Event, Vec<SettledRow>, &[u8]), StoreError> {
     codec::decode_extended(row)
+}
+
+/// What reading whole `EVENTS` rows needs besides the rows, opened in one read
+/// transaction: large bodies and skip reasons.
+struct RowParts {
+    bodies: LargeBodies,
+    reasons: SkipReasons,
+}
+
+impl RowParts {
+    fn open(rx: &ReadTransaction) -> Result<RowParts, StoreError> {
+        Ok(RowParts {
+            bodies: LargeBodies::open(rx)?,
+            reasons: SkipReasons::open(rx)?,
+        })
+    }
 }
 
 /// Decodes an `EVENTS` row: the event, the first `body_limit` bytes of its body (from the
@@ -548,11 +575,12 @@ fn decode_event_row(row: &[u8]) -> Result<(Event, Vec<Delivery>, &[u8]), StoreEr
 fn event_row(
     row: &[u8],
     id: u128,
-    bodies: &LargeBodies,
+    parts: &RowParts,
     body_limit: usize,
 ) -> Result<(Event, Vec<u8>, Vec<Delivery>), StoreError> {
     let (event, settled, inline) = decode_event_row(row)?;
-    let body = event_body(&event, inline, id, bodies, body_limit)?;
+    let body = event_body(&event, inline, id, &parts.bodies, body_limit)?;
+    let settled = settled::deliveries(&event, settled, &parts.reasons)?;
     Ok((event, body, settled))
 }
 
@@ -632,6 +660,8 @@ pub(super) fn open_database(
         tx.open_table(DUE)?;
         tx.open_table(DEDUPE)?;
         tx.open_table(DEDUPE_EVENTS)?;
+        tx.open_table(SKIP_REASONS)?;
+        tx.open_table(SKIP_REASON_IDS)?;
     }
     tx.commit()?;
     Ok(db)
@@ -641,6 +671,7 @@ mod body;
 mod due;
 mod find;
 mod retention;
+mod settled;
 mod write;
 
 pub(super) use due::peek_earliest_due;

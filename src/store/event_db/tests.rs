@@ -1,7 +1,7 @@
 use std::collections::HashSet;
 
 use super::*;
-use crate::model::DeliveryStatus;
+use crate::model::{DeliveryStatus, Target, TargetKind};
 
 /// The page cache of a test's event file.
 const TEST_CACHE: usize = 4 * 1024 * 1024;
@@ -33,7 +33,7 @@ fn write_rows(store: &EventStore, rows: &[(&Event, &[u8])]) {
     {
         let mut events = tx.open_table(EVENTS).unwrap();
         for (event, body) in rows {
-            let row = codec::encode_extended(event, &Vec::<&Delivery>::new(), body).unwrap();
+            let row = codec::encode_extended(event, &Vec::<SettledRow>::new(), body).unwrap();
             events.insert(event.id.as_u128(), row.as_slice()).unwrap();
         }
     }
@@ -83,12 +83,32 @@ fn a_delivery_finished_at_ingest_is_stored_in_the_event_row() {
     )
     .unwrap();
     let e = event(b"{}");
+    let database = Target {
+        id: Uuid::new_v4(),
+        webhook_id: Uuid::nil(),
+        name: "db".into(),
+        active: true,
+        kind: TargetKind::Database,
+        created_at: 0,
+        filter: None,
+    };
+    let skip = |reason: &str| Delivery::skipped(e.id, Uuid::new_v4(), e.received_at, reason.into());
     let (pending, stored, failed) = (
         delivery(&e, DeliveryStatus::Pending),
-        delivery(&e, DeliveryStatus::Delivered),
+        Delivery::for_target(e.id, &database, e.received_at),
         delivery(&e, DeliveryStatus::Failed),
     );
-    let all = vec![pending.clone(), stored.clone(), failed.clone()];
+    let (skipped, skipped_too, other_reason) =
+        (skip("filter: a"), skip("filter: a"), skip("filter: b"));
+    let mut all = vec![
+        pending.clone(),
+        stored.clone(),
+        failed.clone(),
+        skipped.clone(),
+        skipped_too.clone(),
+        other_reason.clone(),
+    ];
+    all.sort_by_key(|d| d.id);
     store
         .write_blocking(WriteOp::Ingest(NewEvent {
             event: e.clone(),
@@ -98,10 +118,18 @@ fn a_delivery_finished_at_ingest_is_stored_in_the_event_row() {
         }))
         .unwrap();
 
+    // A failed delivery is not one ingest makes: it gets a row of its own.
     assert_eq!(
         delivery_rows(&store),
-        vec![(e.id.as_u128(), pending.id.as_u128())]
+        vec![
+            (e.id.as_u128(), pending.id.as_u128()),
+            (e.id.as_u128(), failed.id.as_u128())
+        ]
     );
+    let rx = store.read().unwrap();
+    let reasons = rx.open_table(SKIP_REASONS).unwrap();
+    assert_eq!(reasons.len().unwrap(), 2, "each reason stored once");
+    drop((reasons, rx));
     let detail = store.event_detail(e.id).unwrap().unwrap();
     let shown: Vec<Delivery> = detail.deliveries.into_iter().map(|(d, _)| d).collect();
     assert_eq!(shown, all);

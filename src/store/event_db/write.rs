@@ -3,9 +3,10 @@
 use redb::{Database, Key, ReadableTable, Table, TableDefinition, Value, WriteTransaction};
 
 use super::due::due_key;
+use super::settled::SettledRow;
 use super::{
     BODY_CHUNKS, DEDUPE, DEDUPE_EVENTS, DELIVERIES, DUE, EVENTS, INLINE_BODY_BYTES, RESULTS,
-    WriteOp, body, encode_result,
+    SKIP_REASON_IDS, SKIP_REASONS, WriteOp, body, encode_result,
 };
 use crate::model::{Delivery, Millis};
 use crate::store::{StoreError, codec};
@@ -81,6 +82,8 @@ struct WriteTables<'t> {
     due: Option<Table<'t, (u64, u128), (u128, u128)>>,
     dedupe: Option<Table<'t, &'static [u8], u128>>,
     dedupe_events: Option<Table<'t, u128, &'static [u8]>>,
+    skip_reason_ids: Option<Table<'t, &'static str, u32>>,
+    skip_reasons: Option<Table<'t, u32, &'static str>>,
 }
 
 /// The table in `slot`, opened now if it is not yet.
@@ -108,6 +111,8 @@ impl<'t> WriteTables<'t> {
             due: None,
             dedupe: None,
             dedupe_events: None,
+            skip_reason_ids: None,
+            skip_reasons: None,
         }
     }
 
@@ -133,11 +138,16 @@ impl<'t> WriteTables<'t> {
                         .insert(id, d.key.as_slice())?;
                 }
                 let inline = n.body.len() < INLINE_BODY_BYTES;
-                // A delivery this commit finishes (a `database` target's) goes in the
-                // event's row: it will never change, so a row of its own would only cost
-                // a second B-tree insert for every event.
-                let (settled, unfinished): (Vec<&Delivery>, Vec<&Delivery>) =
-                    n.deliveries.iter().partition(|d| d.status.is_terminal());
+                // A delivery this commit finishes (delivered to a `database` target, or
+                // skipped by a filter) goes in the event's row (`settled.rs`).
+                let mut settled = Vec::new();
+                let mut own_rows = Vec::new();
+                for d in &n.deliveries {
+                    match SettledRow::of(d, &n.event, &mut |r| self.skip_reason_number(r))? {
+                        Some(row) => settled.push(row),
+                        None => own_rows.push(d),
+                    }
+                }
                 let row =
                     codec::encode_extended(&n.event, &settled, if inline { &n.body } else { &[] })?;
                 opened(self.tx, &mut self.events, EVENTS)?.insert(id, row.as_slice())?;
@@ -147,7 +157,7 @@ impl<'t> WriteTables<'t> {
                         chunks.insert((id, index), &n.body[range])?;
                     }
                 }
-                self.insert_deliveries(unfinished)
+                self.insert_deliveries(own_rows)
             }
             WriteOp::AddDeliveries(ds) => {
                 // Checked in the transaction: retention may have removed the event since
@@ -175,7 +185,7 @@ impl<'t> WriteTables<'t> {
                     let inline = e.body.len() < INLINE_BODY_BYTES;
                     let row = codec::encode_extended(
                         &e.event,
-                        &Vec::<&Delivery>::new(),
+                        &Vec::<SettledRow>::new(),
                         if inline { &e.body } else { &[] },
                     )?;
                     opened(self.tx, &mut self.events, EVENTS)?.insert(id, row.as_slice())?;
@@ -219,6 +229,25 @@ impl<'t> WriteTables<'t> {
                 Ok(())
             }
         }
+    }
+
+    /// The number of a skip reason in `SKIP_REASONS`, stored now if it is new. Reasons
+    /// come from filters, so a file holds as many as distinct conditions have skipped
+    /// events, however many events there are.
+    fn skip_reason_number(&mut self, reason: &str) -> Result<u32, StoreError> {
+        if let Some(n) = opened(self.tx, &mut self.skip_reason_ids, SKIP_REASON_IDS)?.get(reason)? {
+            return Ok(n.value());
+        }
+        let texts = opened(self.tx, &mut self.skip_reasons, SKIP_REASONS)?;
+        let next = match texts.last()? {
+            Some((n, _)) => n.value().checked_add(1).ok_or_else(|| {
+                StoreError::Codec("the file has numbered every skip reason it can".into())
+            })?,
+            None => 0,
+        };
+        texts.insert(next, reason)?;
+        opened(self.tx, &mut self.skip_reason_ids, SKIP_REASON_IDS)?.insert(reason, next)?;
+        Ok(next)
     }
 
     /// New deliveries, each with a due row unless already finished.
