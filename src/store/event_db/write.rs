@@ -1,5 +1,7 @@
 //! The rows one write transaction of an event file adds, moves and removes.
 
+use std::collections::HashMap;
+
 use redb::{Database, Key, ReadableTable, Table, TableDefinition, Value, WriteTransaction};
 
 use super::due::due_key;
@@ -84,6 +86,9 @@ struct WriteTables<'t> {
     dedupe_events: Option<Table<'t, u128, &'static [u8]>>,
     skip_reason_ids: Option<Table<'t, &'static str, u32>>,
     skip_reasons: Option<Table<'t, u32, &'static str>>,
+    /// Skip reasons numbered in this batch: events skipped by the same conditions repeat
+    /// them, and a map lookup is cheaper than the table's.
+    skip_reason_memo: HashMap<String, u32>,
 }
 
 /// The table in `slot`, opened now if it is not yet.
@@ -113,6 +118,7 @@ impl<'t> WriteTables<'t> {
             dedupe_events: None,
             skip_reason_ids: None,
             skip_reasons: None,
+            skip_reason_memo: HashMap::new(),
         }
     }
 
@@ -235,6 +241,15 @@ impl<'t> WriteTables<'t> {
     /// come from filters, so a file holds as many as distinct conditions have skipped
     /// events, however many events there are.
     fn skip_reason_number(&mut self, reason: &str) -> Result<u32, StoreError> {
+        if let Some(&n) = self.skip_reason_memo.get(reason) {
+            return Ok(n);
+        }
+        let n = self.skip_reason_in_tables(reason)?;
+        self.skip_reason_memo.insert(reason.to_owned(), n);
+        Ok(n)
+    }
+
+    fn skip_reason_in_tables(&mut self, reason: &str) -> Result<u32, StoreError> {
         if let Some(n) = opened(self.tx, &mut self.skip_reason_ids, SKIP_REASON_IDS)?.get(reason)? {
             return Ok(n.value());
         }
