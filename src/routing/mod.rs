@@ -10,6 +10,7 @@
 mod pointer;
 
 use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -167,7 +168,7 @@ pub struct RequestView<'a> {
     method: &'a str,
     headers: &'a [(String, Vec<u8>)],
     body: &'a [u8],
-    found: RefCell<Vec<(String, Found<'a>)>>,
+    found: RefCell<HashMap<String, Found<'a>>>,
 }
 
 /// What a JSON Pointer found in the body.
@@ -188,7 +189,7 @@ impl<'a> RequestView<'a> {
             method,
             headers,
             body,
-            found: RefCell::new(Vec::new()),
+            found: RefCell::new(HashMap::new()),
         }
     }
 
@@ -198,35 +199,42 @@ impl<'a> RequestView<'a> {
         let mut wanted: Vec<&str> = Vec::new();
         {
             let found = self.found.borrow();
+            let mut seen = HashSet::new();
             for p in pointers {
-                if !wanted.contains(&p) && !found.iter().any(|(f, _)| f == p) {
+                if !found.contains_key(p) && seen.insert(p) {
                     wanted.push(p);
                 }
             }
         }
+        if wanted.is_empty() {
+            return;
+        }
+        // Bytes that are not UTF-8 are not JSON, even where the walk would skip them.
+        let text = std::str::from_utf8(self.body).ok();
         for chunk in wanted.chunks(pointer::POINTERS_PER_PASS) {
-            let results = pointer::find_all(self.body, chunk);
+            let results = text.map(|t| pointer::find_all(t, chunk));
             let mut found = self.found.borrow_mut();
             for (i, p) in chunk.iter().enumerate() {
                 let f = match &results {
-                    Err(_) => Found::NotJson,
-                    Ok(values) => values[i].map_or(Found::Absent, Found::Value),
+                    None | Some(Err(_)) => Found::NotJson,
+                    Some(Ok(values)) => values[i].map_or(Found::Absent, Found::Value),
                 };
-                found.push(((*p).to_owned(), f));
+                found.insert((*p).to_owned(), f);
             }
         }
     }
 
     /// The body's value at `pointer`, looked up once per request.
     fn json_at(&self, pointer: &str) -> Found<'a> {
-        let known = |found: &[(String, Found<'a>)]| {
-            found.iter().find(|(p, _)| p == pointer).map(|(_, f)| *f)
-        };
-        if let Some(f) = known(&self.found.borrow()) {
-            return f;
+        if let Some(f) = self.found.borrow().get(pointer) {
+            return *f;
         }
         self.find_json([pointer]);
-        known(&self.found.borrow()).unwrap_or(Found::NotJson)
+        self.found
+            .borrow()
+            .get(pointer)
+            .copied()
+            .unwrap_or(Found::NotJson)
     }
 
     /// The body's value at `pointer`, parsed; `None` when the body is not JSON or the
@@ -341,9 +349,7 @@ impl Condition {
                     Found::Absent => None,
                     Found::Value(raw) => Some(raw),
                 };
-                // A JSON number's text is also Rust's spelling of an f64; a string, object
-                // or literal is not, so only numbers compare.
-                let number = || found.and_then(|raw| raw.get().parse::<f64>().ok());
+                let number = || found.and_then(json_number);
                 match test {
                     JsonTest::Exists(want) => found.is_some() == *want,
                     JsonTest::Equals(lit) => found.is_some_and(|raw| raw_equals(raw, &lit.0)),
@@ -475,6 +481,13 @@ impl Condition {
     }
 }
 
+/// The raw JSON value as a number, read by serde_json as the filter's literals are (so the
+/// same text gives the same `f64`); `None` for anything else, and for a number out of
+/// the `f64` range, which serde_json refuses.
+fn json_number(raw: &RawValue) -> Option<f64> {
+    serde_json::from_str::<f64>(raw.get()).ok()
+}
+
 /// Whether the JSON text `raw` equals the literal (a string, number, boolean or null),
 /// numbers compared by value (`1` equals `1.0`). Read from the text: a plain string is
 /// compared in place, and only a string with escapes is decoded.
@@ -487,7 +500,7 @@ fn raw_equals(raw: &RawValue, literal: &Value) -> bool {
             None => false,
         },
         // Numbers equal as f64 (what `1 == 1.0` needs); equal numbers are equal f64s too.
-        Value::Number(want) => text.parse::<f64>().ok() == want.as_f64(),
+        Value::Number(want) => json_number(raw).is_some_and(|n| Some(n) == want.as_f64()),
         Value::Bool(true) => text == "true",
         Value::Bool(false) => text == "false",
         Value::Null => text == "null",
@@ -1005,6 +1018,34 @@ mod tests {
         );
     }
 
+    /// Found by review: bytes off the paths still decide whether the body is JSON, and
+    /// numbers compare as serde_json reads the filter's literals.
+    #[test]
+    fn what_the_walk_skips_still_counts() {
+        let headers = h(&[]);
+        let opened = filter(json!({"all": [{"json": "/action", "equals": "opened"}]}));
+        let bad_utf8 =
+            RequestView::new("POST", &headers, b"{\"action\":\"opened\",\"x\":\"\xff\"}");
+        assert!(
+            opened.check(&bad_utf8).is_err(),
+            "invalid UTF-8 is not JSON"
+        );
+        let huge = RequestView::new("POST", &headers, br#"{"amount":1e400,"low":-1e400}"#);
+        let gt = filter(json!({"all": [{"json": "/amount", "gt": 100}]}));
+        let lt = filter(json!({"all": [{"json": "/low", "lt": 100}]}));
+        assert!(
+            gt.check(&huge).is_err() && lt.check(&huge).is_err(),
+            "out of range is no number"
+        );
+        for text in ["1e-30", "97.910050895448555", "0.1", "123456789.123456789"] {
+            let body = format!(r#"{{"x":{text}}}"#);
+            let req = RequestView::new("POST", &headers, body.as_bytes());
+            let literal: Value = serde_json::from_str(text).unwrap();
+            let eq = filter(json!({"all": [{"json": "/x", "equals": literal}]}));
+            assert!(eq.check(&req).is_ok(), "{text} equals itself");
+        }
+    }
+
     #[test]
     fn raw_values_equal_literals_as_parsed_values_do() {
         let raws = [
@@ -1061,7 +1102,8 @@ mod tests {
             filter(json!({"any": [{"json": "/a", "in": [1, 2]}, {"json": "/c", "exists": false}]}));
         assert!(g.check(&req).is_ok());
         assert!(again.check(&req).is_ok());
-        let looked_up: Vec<String> = req.found.borrow().iter().map(|(p, _)| p.clone()).collect();
+        let mut looked_up: Vec<String> = req.found.borrow().keys().cloned().collect();
+        looked_up.sort();
         assert_eq!(
             looked_up,
             ["/a", "/b/0"],
