@@ -185,11 +185,12 @@
         // On each new event (or a delivery of this event) the page is fetched again
         // and this region's content swapped for the new one; when the new region says
         // data-live="false" (nothing pending any more) the stream is closed.
-        // What a live swap must not undo: disclosures the reader opened stay open (a
-        // delivery finishing must not fold the event being read) and the focused
-        // toggle keeps the focus. Disclosures are matched by the id their toggle
-        // controls, which the server renders the same way each time.
-        var focusedControl = null;
+        // What a live swap must not undo: disclosures the reader opened or closed keep
+        // their state (a delivery finishing must not fold the event being read, nor
+        // reopen an attempt the reader closed) and the focus stays on its control.
+        // Elements are matched by ids the server renders the same way each time: a
+        // toggle by the id it controls, a <details> and any other control by its own.
+        var focused = null;
         function keepViewState(root, fresh) {
             var open = root.querySelectorAll('[aria-controls][aria-expanded="true"]');
             for (var i = 0; i < open.length; i++) {
@@ -200,16 +201,33 @@
                     box.setAttribute("data-open", "true");
                 }
             }
+            var details = root.querySelectorAll("details[id]");
+            for (var j = 0; j < details.length; j++) {
+                var same = fresh.querySelector("#" + CSS.escape(details[j].id));
+                if (same) {
+                    same.open = details[j].open;
+                }
+            }
+            focused = null;
             var active = document.activeElement;
-            focusedControl = active && root.contains(active) ? active.getAttribute("aria-controls") : null;
+            if (active && active !== root && root.contains(active)) {
+                var holder = active.id ? active : active.closest("[id]");
+                if (active.getAttribute("aria-controls")) {
+                    focused = '[aria-controls="' + CSS.escape(active.getAttribute("aria-controls")) + '"]';
+                } else if (holder && root.contains(holder) && holder !== root) {
+                    // A control without an id (a <summary>) is found again as the same
+                    // kind of element inside the same element with an id.
+                    focused = "#" + CSS.escape(holder.id) + (holder === active ? "" : " " + active.tagName.toLowerCase());
+                }
+            }
         }
         function restoreFocus(root) {
-            if (focusedControl) {
-                var again = root.querySelector('[aria-controls="' + CSS.escape(focusedControl) + '"]');
+            if (focused) {
+                var again = root.querySelector(focused);
                 if (again) {
                     again.focus();
                 }
-                focusedControl = null;
+                focused = null;
             }
         }
 

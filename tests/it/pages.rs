@@ -1412,6 +1412,56 @@ async fn routing_through_the_pages() {
             "path": "/ci/{event_id}?{query}"
         })
     );
+    // The target's edit form shows its filter in rows; saving it with other rows changes
+    // the filter and leaves the transform (not on the form) as it was; emptying the rows
+    // removes the filter.
+    let tid = t["id"].as_str().unwrap().to_string();
+    let html = get_ok(&app, &b, &format!("/webhooks/{id}")).await;
+    assert!(
+        html.contains(&format!("id=\"e-{tid}-cond0-key\""))
+            && html.contains("value=\"push, release\""),
+        "the edit form is prefilled: {html}"
+    );
+    post_redirect(
+        &app,
+        &b,
+        &format!("/webhooks/{id}/targets/{tid}/edit"),
+        &[
+            ("name", "ci"),
+            ("kind", "http"),
+            ("url", "http://127.0.0.1:9/hook"),
+            ("filter_mode", "all"),
+            ("cond0_on", "header"),
+            ("cond0_key", "X-GitHub-Event"),
+            ("cond0_op", "equals"),
+            ("cond0_value", "push"),
+        ],
+    )
+    .await;
+    let edited = app.get_json(&format!("/webhooks/{id}")).await["targets"][0].clone();
+    assert_eq!(
+        edited["filter"],
+        json!({"all": [{"header": "x-github-event", "equals": "push"}]})
+    );
+    assert_eq!(
+        edited["transform"], t["transform"],
+        "the edit kept the transform"
+    );
+    post_redirect(
+        &app,
+        &b,
+        &format!("/webhooks/{id}/targets/{tid}/edit"),
+        &[
+            ("name", "ci"),
+            ("kind", "http"),
+            ("url", "http://127.0.0.1:9/hook"),
+        ],
+    )
+    .await;
+    let edited = app.get_json(&format!("/webhooks/{id}")).await["targets"][0].clone();
+    assert_eq!(edited["filter"], Value::Null);
+    assert_eq!(edited["transform"], t["transform"]);
+
     // A row that does not make a condition re-renders the form with the reason.
     let r = post(
         &app,

@@ -18,7 +18,7 @@ use super::{Ctx, FormError, PagePath, PageResult, Viewer, parse_u32, redirect_wi
 use crate::delivery::BreakerStatus;
 use crate::ingest::{KEPT_BODY_BYTES, RejectedRequest};
 use crate::model::{Entrypoint, RetryLimit, Target, TargetKind, Verification, Webhook};
-use crate::routing::DedupeSource;
+use crate::routing::{DedupeSource, MAX_CONDITIONS};
 use crate::service::{
     DEFAULT_RETENTION_DAYS, Service, TargetHealthView, TargetInput, VerificationInput,
     WebhookInput, parse_retry_limit,
@@ -686,7 +686,41 @@ impl TargetForm {
             TargetKind::Slack(sl) => form.url = sl.url.clone(),
             TargetKind::Log | TargetKind::Database => {}
         }
+        if let Some(filter) = &t.filter {
+            form.fill_filter(&filter.to_json());
+        }
         form
+    }
+
+    /// Fills the condition rows from a filter in the API's shape, as [`filter`](Self::filter)
+    /// would read them back.
+    fn fill_filter(&mut self, filter: &Value) {
+        let Some((mode, list)) = filter.as_object().and_then(|o| o.iter().next()) else {
+            return;
+        };
+        self.filter_mode = mode.clone();
+        for (i, c) in list.as_array().into_iter().flatten().enumerate() {
+            let Some(c) = c.as_object() else { continue };
+            let mut row = |field: &str, value: String| {
+                self.rows.insert(format!("cond{i}_{field}"), value);
+            };
+            if let Some(m) = c.get("method").and_then(Value::as_str) {
+                row("on", "method".into());
+                row("value", m.into());
+                continue;
+            }
+            let json_body = c.contains_key("json");
+            let on = if json_body { "json" } else { "header" };
+            row("on", on.into());
+            row(
+                "key",
+                c.get(on).and_then(Value::as_str).unwrap_or_default().into(),
+            );
+            if let Some((op, arg)) = c.iter().find(|(k, _)| k.as_str() != on) {
+                row("op", op.clone());
+                row("value", form_value(json_body, arg));
+            }
+        }
     }
 
     /// The change an edit makes: the fields of the target's kind (empty numbers keep
@@ -699,6 +733,10 @@ impl TargetForm {
             url: full.url.filter(|_| has_url),
             signing: None,
             active: None,
+            // The form shows the filter: no row left means no filter.
+            filter: Some(full.filter.unwrap_or(Value::Null)),
+            // The edit form has no transform fields (the API changes it): keep it.
+            transform: None,
             ..full
         })
     }
@@ -737,9 +775,16 @@ impl TargetForm {
             .map_or("", String::as_str)
     }
 
-    /// The row indexes, for the template.
+    /// The row indexes, for the template and the parse: at least
+    /// [`FORM_CONDITION_ROWS`], and one empty row after the last used one, up to the
+    /// API's `routing::MAX_CONDITIONS` (a filter set through the API keeps all its
+    /// conditions when edited here).
     fn cond_rows(&self) -> std::ops::Range<usize> {
-        0..FORM_CONDITION_ROWS
+        let used = (0..MAX_CONDITIONS)
+            .rev()
+            .find(|i| !self.cond(i, "on").is_empty())
+            .map_or(0, |last| last + 2);
+        0..used.clamp(FORM_CONDITION_ROWS, MAX_CONDITIONS)
     }
 
     /// The filter the rows describe, in the API's shape (checked by the service): `None`
@@ -804,6 +849,25 @@ impl TargetForm {
             "remove_headers": remove,
             "path": self.transform_path.trim(),
         }))
+    }
+}
+
+/// The text of a condition's argument in its row, which [`form_argument`] reads back as
+/// the same value: `in` lists joined with commas; a JSON string that would read as
+/// another scalar (`"5"`, `"true"`) quoted.
+fn form_value(json_body: bool, arg: &Value) -> String {
+    let one = |v: &Value| match v {
+        Value::String(text) => {
+            let misread = json_body
+                && serde_json::from_str::<Value>(text.trim())
+                    .is_ok_and(|p| !p.is_object() && !p.is_array());
+            if misread { v.to_string() } else { text.clone() }
+        }
+        other => other.to_string(),
+    };
+    match arg {
+        Value::Array(items) => items.iter().map(one).collect::<Vec<_>>().join(", "),
+        other => one(other),
     }
 }
 
@@ -1205,4 +1269,79 @@ pub(super) async fn send_test(
         ),
         Err(e) => return Err(e.into()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::routing::Filter;
+
+    fn target_with(filter: &Value) -> Target {
+        Target {
+            id: Uuid::new_v4(),
+            webhook_id: Uuid::new_v4(),
+            name: "t".into(),
+            active: true,
+            kind: TargetKind::Log,
+            created_at: 0,
+            filter: Some(Filter::from_json(filter).unwrap()),
+        }
+    }
+
+    /// The edit form shows a target's filter in rows that read back as the same filter,
+    /// however many conditions the API gave it.
+    #[test]
+    fn a_filter_round_trips_through_the_edit_form() {
+        let filters = [
+            json!({"all": [
+                {"method": "POST"},
+                {"header": "x-github-event", "in": ["push", "release"]},
+                {"header": "user-agent", "prefix": "GitHub-Hookshot/"},
+                {"header": "x-token", "exists": false},
+                {"json": "/action", "equals": "opened"},
+                {"json": "/number", "gt": 10.0},
+                {"json": "/ref", "in": ["5", "main", true, null, 7.5]},
+                {"json": "/draft", "exists": true},
+            ]}),
+            json!({"any": [{"json": "/count", "lt": 3.0}, {"json": "/flag", "equals": "true"}]}),
+        ];
+        for filter in filters {
+            let t = target_with(&filter);
+            let form = TargetForm::of(&t);
+            assert!(
+                form.cond_rows().len()
+                    > filter
+                        .as_object()
+                        .unwrap()
+                        .values()
+                        .next()
+                        .unwrap()
+                        .as_array()
+                        .unwrap()
+                        .len()
+            );
+            let input = form.edit_input().unwrap();
+            let back = Filter::from_json(input.filter.as_ref().unwrap()).unwrap();
+            assert_eq!(
+                back.to_json(),
+                t.filter.as_ref().unwrap().to_json(),
+                "{filter}"
+            );
+        }
+    }
+
+    /// Emptying every row of the edit form removes the filter; the edit never touches a
+    /// transform (the form has no fields for it).
+    #[test]
+    fn an_emptied_edit_form_removes_the_filter_and_keeps_the_transform() {
+        let t = target_with(&json!({"all": [{"method": "POST"}]}));
+        let mut form = TargetForm::of(&t);
+        form.rows.clear();
+        let input = form.edit_input().unwrap();
+        assert_eq!(input.filter, Some(Value::Null));
+        assert!(input.transform.is_none());
+    }
 }
