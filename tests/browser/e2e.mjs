@@ -485,6 +485,17 @@ async function run(browser, sink) {
     check(await page.locator("#summary-title").isVisible(), "summary first");
     check((await page.locator(".delivery").first().boundingBox()).y < (await page.locator("#headers-title").boundingBox()).y, "deliveries before headers");
     await shot(page, "event-detail-redelivered");
+    // A live update keeps an exchange the reader closed closed (the server renders the
+    // latest attempt's open).
+    const openId = await exchange.getAttribute("id");
+    await page.click(`#${openId} > summary`);
+    await page.evaluate(() => {
+        document.querySelector("#live .delivery").dataset.beforeSwap = "yes";
+        window.Alpine.$data(document.getElementById("live")).refresh();
+    });
+    await waitFor("the live card to be swapped", async () => (await page.locator("#live .delivery[data-before-swap]").count()) === 0);
+    check(!(await page.locator(`#${openId}`).evaluate((d) => d.open)), "a closed exchange stays closed across a live update");
+    await page.click(`#${openId} > summary`);
 
     step("event detail: times switch to UTC and back");
     const firstTime = page.locator("#live time").first();
