@@ -1435,6 +1435,9 @@ async fn routing_through_the_pages() {
             ("cond0_key", "X-GitHub-Event"),
             ("cond0_op", "equals"),
             ("cond0_value", "push"),
+            // As the form is prefilled.
+            ("transform_remove_headers", "x-hub-signature-256, cookie"),
+            ("transform_path", "/ci/{event_id}?{query}"),
         ],
     )
     .await;
@@ -1455,12 +1458,75 @@ async fn routing_through_the_pages() {
             ("name", "ci"),
             ("kind", "http"),
             ("url", "http://127.0.0.1:9/hook"),
+            ("transform_remove_headers", "x-hub-signature-256, cookie"),
+            ("transform_path", "/ci/{event_id}?{query}"),
         ],
     )
     .await;
     let edited = app.get_json(&format!("/webhooks/{id}")).await["targets"][0].clone();
     assert_eq!(edited["filter"], Value::Null);
     assert_eq!(edited["transform"], t["transform"]);
+    // The transform's removed headers and path are on the edit form, the set headers'
+    // values are not; an empty "headers to set" keeps them, new lines replace them, and
+    // "stop setting headers" drops them.
+    let html = get_ok(&app, &b, &format!("/webhooks/{id}")).await;
+    assert!(
+        html.contains("value=\"x-hub-signature-256, cookie\""),
+        "{html}"
+    );
+    assert!(html.contains("value=\"/ci/{event_id}?{query}\""), "{html}");
+    assert!(
+        !html.contains("page-token"),
+        "set header values stay off the page"
+    );
+    let edit = |extra: &'static [(&'static str, &'static str)]| {
+        let mut fields = vec![
+            ("name", "ci"),
+            ("kind", "http"),
+            ("url", "http://127.0.0.1:9/hook"),
+            ("transform_remove_headers", "Cookie"),
+            ("transform_path", "/v2/{event_id}"),
+        ];
+        fields.extend_from_slice(extra);
+        fields
+    };
+    post_redirect(
+        &app,
+        &b,
+        &format!("/webhooks/{id}/targets/{tid}/edit"),
+        &edit(&[]),
+    )
+    .await;
+    let edited = app.get_json(&format!("/webhooks/{id}")).await["targets"][0].clone();
+    assert_eq!(
+        edited["transform"],
+        json!({
+            "set_headers": {"authorization": "Bearer page-token", "x-team": "core"},
+            "remove_headers": ["cookie"],
+            "path": "/v2/{event_id}"
+        })
+    );
+    post_redirect(
+        &app,
+        &b,
+        &format!("/webhooks/{id}/targets/{tid}/edit"),
+        &edit(&[("transform_set_headers", "Authorization: Bearer new-token")]),
+    )
+    .await;
+    let edited = app.get_json(&format!("/webhooks/{id}")).await["targets"][0].clone();
+    assert_eq!(
+        edited["transform"]["set_headers"],
+        json!({"authorization": "Bearer new-token"})
+    );
+    post_redirect(
+        &app,
+        &b,
+        &format!("/webhooks/{id}/targets/{tid}/edit"),
+        &edit(&[("transform_clear_set", "on")]),
+    )
+    .await;
+    let edited = app.get_json(&format!("/webhooks/{id}")).await["targets"][0].clone();
+    assert_eq!(edited["transform"]["set_headers"], json!({}));
 
     // A row that does not make a condition re-renders the form with the reason.
     let r = post(

@@ -634,6 +634,9 @@ pub(super) struct TargetForm {
     transform_remove_headers: String,
     /// http: path template.
     transform_path: String,
+    /// http, edit form: `on` to drop the headers the target sets (an empty
+    /// `transform_set_headers` keeps them: their values are never shown).
+    transform_clear_set: String,
     /// The filter's rows: `cond{i}_on` (`method`, `header`, `json` or empty for an unused
     /// row), `cond{i}_key` (header name or JSON Pointer), `cond{i}_op`, `cond{i}_value`.
     #[serde(flatten)]
@@ -659,6 +662,7 @@ impl Default for TargetForm {
             transform_set_headers: String::new(),
             transform_remove_headers: String::new(),
             transform_path: String::new(),
+            transform_clear_set: String::new(),
             rows: HashMap::new(),
         }
     }
@@ -682,6 +686,11 @@ impl TargetForm {
                 };
                 form.max_backoff_secs = h.max_backoff_secs.to_string();
                 form.max_in_flight = h.max_in_flight.to_string();
+                // Set headers' values may be credentials: the form shows neither them nor
+                // their names here (the target's row lists the names), and keeps them
+                // unless told otherwise.
+                form.transform_remove_headers = h.transform.remove_headers.join(", ");
+                form.transform_path = h.transform.path.clone().unwrap_or_default();
             }
             TargetKind::Slack(sl) => form.url = sl.url.clone(),
             TargetKind::Log | TargetKind::Database => {}
@@ -723,20 +732,32 @@ impl TargetForm {
         }
     }
 
-    /// The change an edit makes: the fields of the target's kind (empty numbers keep
-    /// their value); neither its kind, signing nor active flag.
-    fn edit_input(&self) -> Result<TargetInput, FormError> {
+    /// The change an edit of `current` makes: the fields of the target's kind (empty
+    /// numbers keep their value); neither its kind, signing nor active flag. The rows are
+    /// the whole filter (none used: no filter). An http target's transform is the form's,
+    /// except that an empty "headers to set" keeps the ones `current` sets, unless the
+    /// form asks to drop them.
+    fn edit_input(&self, current: &Target) -> Result<TargetInput, FormError> {
         let full = self.input()?;
         let has_url = matches!(self.kind.as_str(), "http" | "slack");
+        let transform = match (&current.kind, full.transform) {
+            (TargetKind::Http(h), Some(mut t)) => {
+                let keep = self.transform_set_headers.trim().is_empty()
+                    && self.transform_clear_set != "on";
+                if keep {
+                    t["set_headers"] = h.transform.to_json()["set_headers"].take();
+                }
+                Some(t)
+            }
+            _ => None,
+        };
         Ok(TargetInput {
             kind: None,
             url: full.url.filter(|_| has_url),
             signing: None,
             active: None,
-            // The form shows the filter: no row left means no filter.
             filter: Some(full.filter.unwrap_or(Value::Null)),
-            // The edit form has no transform fields (the API changes it): keep it.
-            transform: None,
+            transform,
             ..full
         })
     }
@@ -1179,7 +1200,8 @@ pub(super) async fn edit_target(
     AuthForm { form, .. }: AuthForm<TargetForm>,
 ) -> PageResult<Response> {
     let back = format!("/webhooks/{id}#target-{tid}");
-    let error = match form.edit_input() {
+    let current = service.target_of(id, tid)?;
+    let error = match form.edit_input(&current) {
         Ok(input) => match service.update_target(id, tid, input).await {
             Ok(t) => {
                 return Ok(redirect_with(
@@ -1323,7 +1345,7 @@ mod tests {
                         .unwrap()
                         .len()
             );
-            let input = form.edit_input().unwrap();
+            let input = form.edit_input(&t).unwrap();
             let back = Filter::from_json(input.filter.as_ref().unwrap()).unwrap();
             assert_eq!(
                 back.to_json(),
@@ -1333,15 +1355,14 @@ mod tests {
         }
     }
 
-    /// Emptying every row of the edit form removes the filter; the edit never touches a
-    /// transform (the form has no fields for it).
+    /// Emptying every row of the edit form removes the filter.
     #[test]
-    fn an_emptied_edit_form_removes_the_filter_and_keeps_the_transform() {
+    fn an_emptied_edit_form_removes_the_filter() {
         let t = target_with(&json!({"all": [{"method": "POST"}]}));
         let mut form = TargetForm::of(&t);
         form.rows.clear();
-        let input = form.edit_input().unwrap();
+        let input = form.edit_input(&t).unwrap();
         assert_eq!(input.filter, Some(Value::Null));
-        assert!(input.transform.is_none());
+        assert!(input.transform.is_none(), "a log target has no transform");
     }
 }
