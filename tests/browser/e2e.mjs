@@ -798,6 +798,9 @@ async function operate(page, step, noProblems, webhookUrl, entrypointUrl) {
         await page.locator("#filter-summary:has-text('3 matching events')").waitFor();
         await page.goto(webhookUrl);
         await Promise.all([page.waitForLoadState("load"), page.locator("li[data-target-name='Flaky'] button:has-text('Resume')").click()]);
+        // waitForLoadState settles at once on the loaded page: wait for the page the form
+        // redirects to, or the next goto aborts it.
+        await page.locator("li[data-target-name='Flaky'] button:has-text('Pause')").waitFor();
         await waitFor("the backlog to arrive", () => flaky.bodies.length === atPause + 3);
         const seqs = flaky.bodies.slice(atPause).map((b) => JSON.parse(b).seq);
         check(JSON.stringify(seqs) === "[1,2,3]", `delivered oldest first: ${seqs}`);
