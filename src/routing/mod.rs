@@ -568,7 +568,7 @@ fn literal(v: &Value) -> Result<JsonLiteral, String> {
 }
 
 /// An HTTP token character (RFC 9110 §5.6.2), as header names and methods are made of.
-fn is_token_byte(b: u8) -> bool {
+pub fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 

@@ -1430,6 +1430,7 @@ async fn routing_through_the_pages() {
             ("name", "ci"),
             ("kind", "http"),
             ("url", "http://127.0.0.1:9/hook"),
+            ("edits_routing", "1"),
             ("filter_mode", "all"),
             ("cond0_on", "header"),
             ("cond0_key", "X-GitHub-Event"),
@@ -1458,6 +1459,7 @@ async fn routing_through_the_pages() {
             ("name", "ci"),
             ("kind", "http"),
             ("url", "http://127.0.0.1:9/hook"),
+            ("edits_routing", "1"),
             ("transform_remove_headers", "x-hub-signature-256, cookie"),
             ("transform_path", "/ci/{event_id}?{query}"),
         ],
@@ -1484,6 +1486,7 @@ async fn routing_through_the_pages() {
             ("name", "ci"),
             ("kind", "http"),
             ("url", "http://127.0.0.1:9/hook"),
+            ("edits_routing", "1"),
             ("transform_remove_headers", "Cookie"),
             ("transform_path", "/v2/{event_id}"),
         ];
@@ -1527,6 +1530,40 @@ async fn routing_through_the_pages() {
     .await;
     let edited = app.get_json(&format!("/webhooks/{id}")).await["targets"][0].clone();
     assert_eq!(edited["transform"]["set_headers"], json!({}));
+    // A post without the edit form's routing fields (an older page, a script) changes
+    // neither the filter nor the transform.
+    let before = edited;
+    post_redirect(
+        &app,
+        &b,
+        &format!("/webhooks/{id}/targets/{tid}/edit"),
+        &[
+            ("name", "ci2"),
+            ("kind", "http"),
+            ("url", "http://127.0.0.1:9/hook"),
+        ],
+    )
+    .await;
+    let after = app.get_json(&format!("/webhooks/{id}")).await["targets"][0].clone();
+    assert_eq!(after["name"], "ci2");
+    assert_eq!(
+        (&after["filter"], &after["transform"]),
+        (&before["filter"], &before["transform"])
+    );
+    // A header line that is not Name: value is refused without quoting it.
+    let r = post(
+        &app,
+        &b,
+        &format!("/webhooks/{id}/targets/{tid}/edit"),
+        &edit(&[("transform_set_headers", "Bearer user:secret-part")]),
+    )
+    .await;
+    let head = format!("{:?}", r.headers());
+    let shown = format!("{head} {}", r.text().await.unwrap());
+    assert!(
+        !shown.contains("secret-part") && !shown.contains("Bearer user"),
+        "{shown}"
+    );
 
     // A row that does not make a condition re-renders the form with the reason.
     let r = post(

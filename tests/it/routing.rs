@@ -500,6 +500,19 @@ async fn transforms_shape_the_forwarded_request() {
         auth_values, 1,
         "set replaces, never adds beside the sender's"
     );
+    // The attempt's record of the request sent keeps the transform's values out (they
+    // may be credentials): the API and the event page show a placeholder.
+    let detail = format!("/webhooks/{wh}/events/{event_id}");
+    assert!(
+        wait_until(WAIT, || async {
+            app.get_json(&detail).await.to_string().contains("x-source")
+        })
+        .await,
+        "the attempt records the request sent"
+    );
+    let recorded = app.get_json(&detail).await.to_string();
+    assert!(!recorded.contains("receiver-token"), "{recorded}");
+    assert!(recorded.contains("not recorded"), "{recorded}");
 }
 
 #[tokio::test]

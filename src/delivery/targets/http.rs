@@ -89,13 +89,21 @@ impl HttpRequest {
     }
 }
 
+/// What the attempt's record holds instead of a header value marked sensitive: the
+/// values a target's transform sets may be credentials, which the pages and the API never
+/// show.
+const NOT_RECORDED: &[u8] = b"(set by the target's transform; not recorded)";
+
 /// The request as it goes out, bounded, for the attempt's record.
 fn sent_request(req: &HttpRequest) -> SentRequest {
-    let (headers, headers_dropped) = bounded_headers(
-        req.headers
-            .iter()
-            .map(|(name, value)| (name.as_str(), value.as_bytes())),
-    );
+    let (headers, headers_dropped) = bounded_headers(req.headers.iter().map(|(name, value)| {
+        let shown = if value.is_sensitive() {
+            NOT_RECORDED
+        } else {
+            value.as_bytes()
+        };
+        (name.as_str(), shown)
+    }));
     SentRequest {
         method: req.method.to_string(),
         url: req.url.to_string(),
@@ -197,4 +205,45 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::ssrf::NetworkPolicy;
+    use crate::model::Secret;
+
+    /// A transform's header values are sent but never recorded with the attempt.
+    #[test]
+    fn headers_a_transform_sets_are_sent_but_not_recorded() {
+        let transform = Transform {
+            set_headers: vec![("authorization".into(), Secret::new("Bearer page-token"))],
+            ..Transform::default()
+        };
+        let original = [("x-github-event".to_string(), b"push".to_vec())];
+        let headers = HttpRequest::headers_from(&original, &[], &transform);
+        assert_eq!(headers["authorization"], "Bearer page-token");
+        let req = HttpRequest::new(
+            "POST",
+            "http://hooks.example.com/hook",
+            headers,
+            bytes::Bytes::new(),
+            Duration::from_secs(1),
+            &NetworkPolicy::default(),
+        )
+        .unwrap();
+        let sent = sent_request(&req);
+        let auth: Vec<&(String, Vec<u8>)> = sent
+            .headers
+            .iter()
+            .filter(|(n, _)| n == "authorization")
+            .collect();
+        assert_eq!(auth.len(), 1);
+        assert_eq!(auth[0].1, NOT_RECORDED);
+        assert!(
+            sent.headers
+                .iter()
+                .any(|(n, v)| n == "x-github-event" && v == b"push")
+        );
+    }
 }

@@ -18,7 +18,7 @@ use super::{Ctx, FormError, PagePath, PageResult, Viewer, parse_u32, redirect_wi
 use crate::delivery::BreakerStatus;
 use crate::ingest::{KEPT_BODY_BYTES, RejectedRequest};
 use crate::model::{Entrypoint, RetryLimit, Target, TargetKind, Verification, Webhook};
-use crate::routing::{DedupeSource, MAX_CONDITIONS};
+use crate::routing::{DedupeSource, MAX_CONDITIONS, is_token_byte};
 use crate::service::{
     DEFAULT_RETENTION_DAYS, Service, TargetHealthView, TargetInput, VerificationInput,
     WebhookInput, parse_retry_limit,
@@ -637,6 +637,9 @@ pub(super) struct TargetForm {
     /// http, edit form: `on` to drop the headers the target sets (an empty
     /// `transform_set_headers` keeps them: their values are never shown).
     transform_clear_set: String,
+    /// Edit form: `1` when it shows the filter rows (and, for http, the transform); a
+    /// post without it leaves them as they are rather than clearing them.
+    edits_routing: String,
     /// The filter's rows: `cond{i}_on` (`method`, `header`, `json` or empty for an unused
     /// row), `cond{i}_key` (header name or JSON Pointer), `cond{i}_op`, `cond{i}_value`.
     #[serde(flatten)]
@@ -663,6 +666,7 @@ impl Default for TargetForm {
             transform_remove_headers: String::new(),
             transform_path: String::new(),
             transform_clear_set: String::new(),
+            edits_routing: String::new(),
             rows: HashMap::new(),
         }
     }
@@ -674,6 +678,7 @@ impl TargetForm {
         let mut form = TargetForm {
             name: t.name.clone(),
             kind: t.kind.name().into(),
+            edits_routing: "1".into(),
             ..TargetForm::default()
         };
         match &t.kind {
@@ -740,6 +745,17 @@ impl TargetForm {
     fn edit_input(&self, current: &Target) -> Result<TargetInput, FormError> {
         let full = self.input()?;
         let has_url = matches!(self.kind.as_str(), "http" | "slack");
+        if self.edits_routing != "1" {
+            return Ok(TargetInput {
+                kind: None,
+                url: full.url.filter(|_| has_url),
+                signing: None,
+                active: None,
+                filter: None,
+                transform: None,
+                ..full
+            });
+        }
         let transform = match (&current.kind, full.transform) {
             (TargetKind::Http(h), Some(mut t)) => {
                 let keep = self.transform_set_headers.trim().is_empty()
@@ -847,18 +863,27 @@ impl TargetForm {
     /// The transform the http fields describe, in the API's shape.
     fn transform(&self) -> Result<Value, FormError> {
         let mut set = serde_json::Map::new();
-        for line in self.transform_set_headers.lines() {
+        for (n, line) in self.transform_set_headers.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() {
                 continue;
             }
-            let (name, value) = line.split_once(':').ok_or_else(|| {
+            // The message never quotes the line: its value may be a credential.
+            let bad = || {
                 FormError::new(
                     "transform",
-                    "Headers to set go one per line, as Name: value.",
+                    format!(
+                        "Line {} of “Headers to set” is not Name: value (one header per line).",
+                        n + 1
+                    ),
                 )
-            })?;
-            set.insert(name.trim().to_string(), Value::from(value.trim()));
+            };
+            let (name, value) = line.split_once(':').ok_or_else(bad)?;
+            let name = name.trim();
+            if name.is_empty() || !name.bytes().all(is_token_byte) {
+                return Err(bad());
+            }
+            set.insert(name.to_string(), Value::from(value.trim()));
         }
         let remove: Vec<&str> = self
             .transform_remove_headers
@@ -880,13 +905,22 @@ fn form_value(json_body: bool, arg: &Value) -> String {
     let one = |v: &Value| match v {
         Value::String(text) => {
             let misread = json_body
-                && serde_json::from_str::<Value>(text.trim())
-                    .is_ok_and(|p| !p.is_object() && !p.is_array());
+                && (text.trim() != text
+                    || serde_json::from_str::<Value>(text.trim())
+                        .is_ok_and(|p| !p.is_object() && !p.is_array()));
             if misread { v.to_string() } else { text.clone() }
         }
         other => other.to_string(),
     };
     match arg {
+        // A list whose values hold commas is shown as a JSON array, which reads back whole.
+        Value::Array(items)
+            if items
+                .iter()
+                .any(|i| i.as_str().is_some_and(|t| t.contains(','))) =>
+        {
+            arg.to_string()
+        }
         Value::Array(items) => items.iter().map(one).collect::<Vec<_>>().join(", "),
         other => one(other),
     }
@@ -912,7 +946,11 @@ fn form_argument(json_body: bool, op: &str, value: &str) -> Value {
             value.to_ascii_lowercase().as_str(),
             "false" | "no" | "0" | "absent"
         )),
-        "in" => Value::Array(value.split(',').map(one).collect()),
+        "in" => match serde_json::from_str::<Vec<Value>>(value.trim()) {
+            // `["a,b", "c"]`: values that hold commas.
+            Ok(list) if value.trim_start().starts_with('[') => Value::Array(list),
+            _ => Value::Array(value.split(',').map(one).collect()),
+        },
         _ => one(value),
     }
 }
@@ -1329,6 +1367,11 @@ mod tests {
                 {"json": "/draft", "exists": true},
             ]}),
             json!({"any": [{"json": "/count", "lt": 3.0}, {"json": "/flag", "equals": "true"}]}),
+            json!({"all": [
+                {"header": "x-tags", "in": ["a,b", "c"]},
+                {"json": "/ref", "in": [" main", "x,y", 5]},
+                {"json": "/name", "equals": " padded "},
+            ]}),
         ];
         for filter in filters {
             let t = target_with(&filter);
