@@ -741,23 +741,13 @@ impl TargetForm {
     /// numbers keep their value); neither its kind, signing nor active flag. The rows are
     /// the whole filter (none used: no filter). An http target's transform is the form's,
     /// except that an empty "headers to set" keeps the ones `current` sets, unless the
-    /// form asks to drop them.
+    /// form asks to drop them. A post without `edits_routing` changes neither.
     fn edit_input(&self, current: &Target) -> Result<TargetInput, FormError> {
         let full = self.input()?;
         let has_url = matches!(self.kind.as_str(), "http" | "slack");
-        if self.edits_routing != "1" {
-            return Ok(TargetInput {
-                kind: None,
-                url: full.url.filter(|_| has_url),
-                signing: None,
-                active: None,
-                filter: None,
-                transform: None,
-                ..full
-            });
-        }
+        let routing = self.edits_routing == "1";
         let transform = match (&current.kind, full.transform) {
-            (TargetKind::Http(h), Some(mut t)) => {
+            (TargetKind::Http(h), Some(mut t)) if routing => {
                 let keep = self.transform_set_headers.trim().is_empty()
                     && self.transform_clear_set != "on";
                 if keep {
@@ -772,7 +762,7 @@ impl TargetForm {
             url: full.url.filter(|_| has_url),
             signing: None,
             active: None,
-            filter: Some(full.filter.unwrap_or(Value::Null)),
+            filter: routing.then(|| full.filter.unwrap_or(Value::Null)),
             transform,
             ..full
         })
