@@ -11,6 +11,18 @@ fn pool() -> WriterPool {
     WriterPool::start(2).unwrap()
 }
 
+/// A fresh event file `e.redb` in `dir`.
+fn open_in(dir: &Path) -> EventStore {
+    EventStore::open(
+        Uuid::new_v4(),
+        &dir.join("e.redb"),
+        &pool(),
+        Arc::default(),
+        TEST_CACHE,
+    )
+    .unwrap()
+}
+
 fn event(body: &[u8]) -> Event {
     Event {
         id: Uuid::now_v7(),
@@ -74,14 +86,7 @@ fn delivery_rows(store: &EventStore) -> Vec<(u128, u128)> {
 #[test]
 fn a_delivery_finished_at_ingest_is_stored_in_the_event_row() {
     let dir = tempfile::tempdir().unwrap();
-    let store = EventStore::open(
-        Uuid::new_v4(),
-        &dir.path().join("e.redb"),
-        &pool(),
-        Arc::default(),
-        TEST_CACHE,
-    )
-    .unwrap();
+    let store = open_in(dir.path());
     let e = event(b"{}");
     let database = Target {
         id: Uuid::new_v4(),
@@ -231,14 +236,7 @@ fn event_files_of_another_version_are_refused() {
 #[test]
 fn a_body_that_does_not_match_its_record_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    let store = EventStore::open(
-        Uuid::new_v4(),
-        &dir.path().join("e.redb"),
-        &pool(),
-        Arc::default(),
-        TEST_CACHE,
-    )
-    .unwrap();
+    let store = open_in(dir.path());
     let short = event(b"12345");
     let missing = event(&[7; 20]);
     {
@@ -820,14 +818,7 @@ fn filled(store: &EventStore, n: usize) -> (Uuid, Uuid) {
 #[test]
 fn finding_events_is_a_bounded_newest_first_scan() {
     let dir = tempfile::tempdir().unwrap();
-    let store = EventStore::open(
-        Uuid::new_v4(),
-        &dir.path().join("e.redb"),
-        &pool(),
-        Arc::default(),
-        TEST_CACHE,
-    )
-    .unwrap();
+    let store = open_in(dir.path());
     let (a, b) = filled(&store, 300);
     let find = |filter: &EventFilter, bound: usize| {
         let mut ids = Vec::new();
