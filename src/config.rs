@@ -15,6 +15,8 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 pub const DEFAULT_MAX_OPEN_EVENT_FILES: usize = 64;
 /// Default page-cache budget of all open event files together.
 pub const DEFAULT_EVENT_CACHE_BYTES: usize = 256 * 1024 * 1024;
+/// See [`StoreConfig::checkpoint_after`].
+pub const DEFAULT_CHECKPOINT_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 /// Default cap on outgoing exchanges in flight, all targets together.
 pub const DEFAULT_DELIVERY_CONCURRENCY: usize = 512;
 /// Default body bytes of outgoing exchanges in flight, all together.
@@ -77,6 +79,10 @@ pub struct StoreConfig {
     pub max_open_event_files: usize,
     /// redb page cache of all open event files together (each gets an equal part).
     pub event_cache_bytes: usize,
+    /// How long an event file's commits may rest on the commit journal before the file
+    /// syncs them itself (not an environment setting: it bounds the journal, and tests
+    /// that cut the power lengthen it).
+    pub checkpoint_after: std::time::Duration,
 }
 
 impl Default for StoreConfig {
@@ -84,6 +90,7 @@ impl Default for StoreConfig {
         StoreConfig {
             max_open_event_files: DEFAULT_MAX_OPEN_EVENT_FILES,
             event_cache_bytes: DEFAULT_EVENT_CACHE_BYTES,
+            checkpoint_after: DEFAULT_CHECKPOINT_AFTER,
         }
     }
 }
@@ -374,6 +381,7 @@ impl Config {
             store: StoreConfig {
                 max_open_event_files,
                 event_cache_bytes,
+                checkpoint_after: DEFAULT_CHECKPOINT_AFTER,
             },
         })
     }

@@ -11,6 +11,7 @@ mod codec;
 mod due_times;
 mod event_db;
 mod health;
+mod journal;
 mod main_db;
 mod migrate;
 mod notice;
@@ -36,6 +37,7 @@ pub use event_db::{
     SEARCH_BODY_BYTES, ScanReport, TargetCounts, WriteOp, contains_ignoring_case,
 };
 pub use health::{Cause, FileProblem, Operation, StorageHealth};
+use journal::Journal;
 pub use main_db::MainDb;
 pub use notice::{Committed, Notice};
 use writer::WriterPool;
@@ -194,13 +196,22 @@ impl Store {
     pub fn open_with(data_dir: &Path, limits: StoreConfig) -> Result<Store, StoreError> {
         std::fs::create_dir_all(data_dir)?;
         let main = MainDb::open(&data_dir.join("webhooker.redb"))?;
+        // Before any event file is used: the commits a crash cut off are in the journal.
+        let journal_dir = data_dir.join(JOURNAL_DIR);
+        replay_journal(data_dir, &journal_dir)?;
+        journal::clear(&journal_dir)?;
+        let journal = Arc::new(Journal::start(&journal_dir, limits.checkpoint_after)?);
         Ok(Store {
             main,
             events: EventStores {
                 dir: data_dir.to_path_buf(),
                 open: RwLock::new(HashMap::new()),
                 opening: Mutex::new(false),
-                writers: WriterPool::start(writer::default_writer_threads())?,
+                writers: WriterPool::start(
+                    writer::default_writer_threads(),
+                    Some(journal.clone()),
+                )?,
+                journal,
                 due_times: Arc::default(),
                 limits,
                 uses: AtomicU64::new(0),
@@ -401,7 +412,70 @@ impl Store {
         // still wait for commits, so the writers stop last.
         self.calls.close();
         self.events.writers.stop();
+        // Every file checkpointed as it closed: this leaves the journal empty.
+        self.events.journal.stop();
     }
+}
+
+/// The commit journal's directory under the data directory.
+const JOURNAL_DIR: &str = "journal";
+/// Event files a replay keeps open at once.
+const REPLAY_OPEN_FILES: usize = 64;
+
+/// A webhook's event file in the data directory `dir`.
+fn events_path(dir: &Path, webhook_id: Uuid) -> PathBuf {
+    dir.join(format!("events-{webhook_id}.redb"))
+}
+
+/// Applies the journal's commits that their event files lost in a crash (see
+/// `journal.rs`), and makes every file it touched durable. A record of a file that no
+/// longer exists (its webhook was deleted) is passed over. Any other failure stops the
+/// start, the journal kept: its commits were acknowledged.
+fn replay_journal(data_dir: &Path, journal_dir: &Path) -> Result<(), StoreError> {
+    let mut open: HashMap<Uuid, redb::Database> = HashMap::new();
+    let mut gone = std::collections::HashSet::new();
+    let (mut applied, mut read) = (0u64, 0u64);
+    let flush = |open: &mut HashMap<Uuid, redb::Database>| -> Result<(), StoreError> {
+        for (_, db) in open.drain() {
+            event_db::checkpoint(&db)?;
+        }
+        Ok(())
+    };
+    journal::for_each_record(journal_dir, |record| {
+        read += 1;
+        let id = record.webhook_id;
+        if gone.contains(&id) {
+            return Ok(());
+        }
+        if !open.contains_key(&id) {
+            let path = events_path(data_dir, id);
+            if !path.exists() {
+                gone.insert(id);
+                return Ok(());
+            }
+            if open.len() >= REPLAY_OPEN_FILES {
+                flush(&mut open)?;
+            }
+            open.insert(id, event_db::open_existing(&path)?);
+        }
+        if let Some(db) = open.get(&id) {
+            applied += u64::from(event_db::replay(db, record.seq, &record.ops)?);
+        }
+        Ok(())
+    })
+    .and_then(|()| flush(&mut open))
+    .map_err(|e| {
+        tracing::error!(error = %e, dir = %journal_dir.display(), "replaying the journal failed; it is kept for the next start");
+        e
+    })?;
+    if read > 0 {
+        tracing::info!(
+            records = read,
+            applied,
+            "replayed the journal after an unclean stop"
+        );
+    }
+    Ok(())
 }
 
 /// How long opening an event file waits for an open one to be idle before it gives up with
@@ -418,6 +492,8 @@ struct EventStores {
     opening: Mutex<bool>,
     /// Commits the writes of every open file.
     writers: WriterPool,
+    /// Makes the writers' commits durable (see `journal.rs`).
+    journal: Arc<Journal>,
     /// Each webhook's earliest due time, kept by the writers.
     due_times: Arc<DueTimes>,
     limits: StoreConfig,
@@ -430,7 +506,7 @@ struct EventStores {
 
 impl EventStores {
     fn path(&self, webhook_id: Uuid) -> PathBuf {
-        self.dir.join(format!("events-{webhook_id}.redb"))
+        events_path(&self.dir, webhook_id)
     }
 
     // Poisoned locks are recovered: a panic cannot leave these maps inconsistent.

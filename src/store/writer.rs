@@ -23,8 +23,9 @@ use uuid::Uuid;
 
 use super::StoreError;
 use super::due_times::DueTimes;
-use super::event_db::{SharedDb, WriteOp, commit};
+use super::event_db::{BatchOutcome, SharedDb, SyncBy, WriteOp, checkpoint, commit, replay};
 use super::health::{Operation, StorageHealth};
+use super::journal::{self, Completion, Journal};
 use super::notice::Notice;
 use crate::model::Millis;
 
@@ -39,6 +40,8 @@ const QUEUE_CAP: usize = 8192;
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 /// See [`RETRY_FIRST`].
 const RETRY_MAX: Duration = Duration::from_secs(10);
+/// A timer that found its file being served looks again this much later.
+const TIMER_RETRY: Duration = Duration::from_millis(50);
 
 /// Threads of the pool: writers mostly wait for `fdatasync`, so a few per core keep the
 /// disk busy with several files' commits at once.
@@ -58,6 +61,8 @@ pub(crate) struct WriterPool {
     threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
     /// Where its files' failure episodes are recorded.
     health: Arc<StorageHealth>,
+    /// Where its files' commits are made durable; without one each commit syncs itself.
+    journal: Option<Arc<Journal>>,
 }
 
 struct Pool {
@@ -79,9 +84,13 @@ enum Work {
 }
 
 impl WriterPool {
-    /// Starts `threads` writer threads. They log to the subscriber of whoever starts the
-    /// pool: the global one in the app, a test's own in tests.
-    pub(crate) fn start(threads: usize) -> std::io::Result<WriterPool> {
+    /// Starts `threads` writer threads, whose files journal their commits in `journal`
+    /// (without one, each commit syncs itself). They log to the subscriber of whoever
+    /// starts the pool: the global one in the app, a test's own in tests.
+    pub(crate) fn start(
+        threads: usize,
+        journal: Option<Arc<Journal>>,
+    ) -> std::io::Result<WriterPool> {
         let pool = Arc::new(Pool {
             state: Mutex::default(),
             work: Condvar::new(),
@@ -100,6 +109,7 @@ impl WriterPool {
             pool,
             threads: Arc::new(Mutex::new(handles)),
             health: Arc::default(),
+            journal,
         })
     }
 
@@ -162,11 +172,17 @@ impl Pool {
             match self.next() {
                 Next::Work(Work::File(file)) => file.serve(),
                 Next::Work(Work::Job(job)) => job(),
-                Next::Timer(file) => {
-                    if let Some(file) = file.upgrade() {
-                        file.timer_set.store(false, Ordering::SeqCst);
-                        if file.take_turn() {
-                            file.serve();
+                Next::Timer(weak) => {
+                    if let Some(file) = weak.upgrade() {
+                        match file.take_turn() {
+                            Turn::Taken => {
+                                file.timer_set.store(false, Ordering::SeqCst);
+                                file.serve();
+                            }
+                            // Its serving may have begun before the timer was due: look
+                            // again shortly rather than trust it to see the timer.
+                            Turn::Busy => self.add_timer(Instant::now() + TIMER_RETRY, weak),
+                            Turn::Closed => {}
                         }
                     }
                 }
@@ -214,6 +230,16 @@ pub(super) struct FileWriter {
     timer_set: AtomicBool,
     /// Transactions committed (see `EventStore::commits`).
     commits: Arc<AtomicU64>,
+    /// The journal its writer appends to, if any.
+    journal: Option<Arc<Journal>>,
+}
+
+/// Whether a timer got its file's turn.
+enum Turn {
+    Taken,
+    /// Scheduled or being served.
+    Busy,
+    Closed,
 }
 
 /// Whose due times a file's commits update: its webhook's entry in the map.
@@ -256,9 +282,12 @@ impl FileWriter {
                 failure: None,
                 commits: commits.clone(),
                 health: pool.health.clone(),
+                journal: pool.journal.clone(),
+                unsynced_since: None,
             }),
             timer_set: AtomicBool::new(false),
             commits,
+            journal: pool.journal.clone(),
         })
     }
 
@@ -322,20 +351,32 @@ impl FileWriter {
         Ok(())
     }
 
-    /// Refuses further writes and waits until everything queued before is committed.
+    /// Refuses further writes, waits until everything queued before is committed and
+    /// makes the file's journaled commits durable (a checkpoint), so a closed file needs
+    /// nothing from the journal.
     pub(super) fn close(&self) {
         let mut jobs = self.lock_jobs();
         jobs.closed = true;
         while jobs.scheduled {
             jobs = self.changed.wait(jobs).unwrap_or_else(|p| p.into_inner());
         }
+        drop(jobs);
+        self.writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .checkpoint_unsynced();
     }
 
-    /// Takes the file's turn for a timer: false if it is scheduled already (its serving
-    /// will see to the reopen).
-    fn take_turn(&self) -> bool {
+    /// Takes the file's turn for a timer.
+    fn take_turn(&self) -> Turn {
         let mut jobs = self.lock_jobs();
-        !jobs.closed && !std::mem::replace(&mut jobs.scheduled, true)
+        if jobs.closed {
+            Turn::Closed
+        } else if std::mem::replace(&mut jobs.scheduled, true) {
+            Turn::Busy
+        } else {
+            Turn::Taken
+        }
     }
 
     /// Commits one batch of the file's writes (or, with none waiting, tries a due reopen),
@@ -356,20 +397,38 @@ impl FileWriter {
         };
         // Room for blocked submitters.
         self.changed.notify_all();
-        let reopen_at = {
+        let (wake_at, journaled) = {
             let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            let mut journaled = false;
             if batch.is_empty() {
-                writer.ready();
+                if writer.ready() {
+                    writer.checkpoint_if_due();
+                }
             } else {
-                writer.commit_batch(batch);
+                journaled = writer.commit_batch(batch);
             }
-            writer.reopen_due_at()
+            (writer.wake_at(), journaled)
         };
-        if let Some(at) = reopen_at
+        if let Some(at) = wake_at
             && !self.timer_set.swap(true, Ordering::SeqCst)
         {
             self.pool.add_timer(at, Arc::downgrade(self));
         }
+        // The file keeps its turn until the journal has synced this commit: what arrives
+        // meanwhile waits for one commit after it, as with a commit that syncs itself, so
+        // a file's batches grow with its traffic rather than its commits multiplying.
+        if journaled && let Some(journal) = &self.journal {
+            let file = self.clone();
+            if let Err(release) = journal.after_round(Box::new(move || file.release())) {
+                release();
+            }
+            return;
+        }
+        self.release();
+    }
+
+    /// Ends the file's turn: back to the ring if writes are waiting.
+    fn release(self: &Arc<Self>) {
         let mut jobs = self.lock_jobs();
         if jobs.queue.is_empty() {
             jobs.scheduled = false;
@@ -395,6 +454,11 @@ struct Writer {
     /// Counts the transactions committed.
     commits: Arc<AtomicU64>,
     health: Arc<StorageHealth>,
+    /// Where commits are journaled, if anywhere (see `journal.rs`).
+    journal: Option<Arc<Journal>>,
+    /// When the first commit not yet durable in the file itself was made (its writes are
+    /// in the journal): the next checkpoint is due the journal's `checkpoint_after` later.
+    unsynced_since: Option<Instant>,
 }
 
 /// A failure episode of the file: from a failed write until a commit succeeds again.
@@ -422,25 +486,24 @@ impl Failure {
 }
 
 impl Writer {
-    fn commit_batch(&mut self, batch: Vec<(WriteOp, Notice)>) {
+    /// Commits `batch`; returns whether any of it went to the journal (its notices then
+    /// fire once the journal has synced it).
+    fn commit_batch(&mut self, batch: Vec<(WriteOp, Notice)>) -> bool {
         if !self.ready() {
-            return fail_all(batch);
+            fail_all(batch);
+            return false;
         }
         let shared = self.db.clone();
         let guard = shared.read().unwrap_or_else(|p| p.into_inner());
         let Some(db) = guard.as_ref() else {
             // Only a failed reopen leaves none, and then `ready` is false.
-            return fail_all(batch);
+            fail_all(batch);
+            return false;
         };
-        match commit(db, batch.iter().map(|(op, _)| op)) {
-            Ok(done) => {
-                self.recovered();
-                self.note_commit(done.committed);
-                self.note_due(done.earliest_due);
-                for ((op, notice), outcome) in batch.into_iter().zip(done.outcomes) {
-                    finish(op, notice, outcome);
-                }
-            }
+        let sync = self.sync_for_next_commit();
+        let mut journaled = false;
+        match commit(db, batch.iter().map(|(op, _)| op), sync) {
+            Ok(done) => journaled = self.committed(db, sync, batch, done),
             // Nothing of the batch is stored, whatever request it came with.
             Err(e) if is_io_failure(&e) => {
                 self.failed(&e);
@@ -456,27 +519,151 @@ impl Writer {
                 tracing::warn!(error = %e, ops = batch.len(), "batch commit failed; retrying singly");
                 let mut broken = false;
                 for (op, notice) in batch {
-                    let outcome = if broken {
-                        Err(StoreError::Unavailable)
-                    } else {
-                        match commit(db, std::iter::once(&op)) {
-                            Ok(mut done) => {
-                                self.recovered();
-                                self.note_commit(done.committed);
-                                self.note_due(done.earliest_due);
-                                done.outcomes.pop().unwrap_or(Ok(()))
-                            }
-                            Err(e) if is_io_failure(&e) => {
-                                self.failed(&e);
-                                broken = true;
-                                Err(StoreError::Unavailable)
-                            }
-                            Err(e) => Err(e),
+                    if broken {
+                        finish(op, notice, Err(StoreError::Unavailable));
+                        continue;
+                    }
+                    match commit(db, std::iter::once(&op), sync) {
+                        Ok(done) => journaled |= self.committed(db, sync, vec![(op, notice)], done),
+                        Err(e) if is_io_failure(&e) => {
+                            self.failed(&e);
+                            broken = true;
+                            finish(op, notice, Err(StoreError::Unavailable));
                         }
-                    };
-                    finish(op, notice, outcome);
+                        Err(e) => finish(op, notice, Err(e)),
+                    }
                 }
             }
+        }
+        journaled
+    }
+
+    /// How the next commit is made durable: through the journal, unless there is none
+    /// (or it failed), or a checkpoint is due (the commit then syncs the file itself).
+    fn sync_for_next_commit(&self) -> SyncBy {
+        let journal_usable = self.journal.as_ref().is_some_and(|j| j.usable());
+        if journal_usable && !self.checkpoint_due() {
+            SyncBy::Journal
+        } else {
+            SyncBy::File
+        }
+    }
+
+    /// When the file is due to make its journaled commits durable itself, if it has any.
+    fn checkpoint_at(&self) -> Option<Instant> {
+        let after = self.journal.as_ref()?.checkpoint_after();
+        self.unsynced_since.map(|since| since + after)
+    }
+
+    fn checkpoint_due(&self) -> bool {
+        self.checkpoint_at().is_some_and(|at| at <= Instant::now())
+    }
+
+    /// After a commit of `batch`: records it, and fires the writes' notices, once the
+    /// journal has synced them if the commit did not sync itself. Returns whether the
+    /// journal took them.
+    fn committed(
+        &mut self,
+        db: &Database,
+        sync: SyncBy,
+        batch: Vec<(WriteOp, Notice)>,
+        done: BatchOutcome,
+    ) -> bool {
+        self.recovered();
+        self.note_commit(done.committed.is_some());
+        self.note_due(done.earliest_due);
+        let (Some(number), SyncBy::Journal, Some(journal)) =
+            (done.committed, sync, self.journal.clone())
+        else {
+            if sync == SyncBy::File && done.committed.is_some() {
+                self.now_durable();
+            }
+            for ((op, notice), outcome) in batch.into_iter().zip(done.outcomes) {
+                finish(op, notice, outcome);
+            }
+            return false;
+        };
+        let stored: Vec<&WriteOp> = batch
+            .iter()
+            .zip(&done.outcomes)
+            .filter(|(_, outcome)| outcome.is_ok())
+            .map(|((op, _), _)| op)
+            .collect();
+        let record = journal::encode(self.due.0, number, &stored);
+        drop(stored);
+        let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
+        for ((op, notice), outcome) in batch.into_iter().zip(done.outcomes) {
+            drop(op);
+            match outcome {
+                Ok(()) => completions.push((notice, Ok(()))),
+                // Refused writes stored nothing: nothing to wait for.
+                Err(e) => notice.complete(Err(e)),
+            }
+        }
+        let appended = match record {
+            Some(record) => journal.append(self.due.0, record, completions),
+            None => Err(completions),
+        };
+        match appended {
+            Ok(()) => {
+                self.unsynced_since.get_or_insert_with(Instant::now);
+                true
+            }
+            // The journal cannot take it: the file makes the commit durable itself.
+            Err(completions) => {
+                let outcome = checkpoint(db);
+                match &outcome {
+                    Ok(()) => self.now_durable(),
+                    Err(e) if is_io_failure(e) => self.failed(e),
+                    Err(_) => {}
+                }
+                for (notice, _) in completions {
+                    notice.complete(match &outcome {
+                        Ok(()) => Ok(()),
+                        Err(_) => Err(StoreError::Unavailable),
+                    });
+                }
+                false
+            }
+        }
+    }
+
+    /// Notes a commit that synced the file: every earlier commit is durable in the file,
+    /// so the journal need not keep them.
+    fn now_durable(&mut self) {
+        if self.unsynced_since.take().is_some()
+            && let Some(journal) = &self.journal
+        {
+            journal.covered(self.due.0);
+        }
+    }
+
+    /// Makes the file's journaled commits durable in the file now, if it has any.
+    fn checkpoint_unsynced(&mut self) {
+        if self.unsynced_since.is_none() || !self.ready() {
+            return;
+        }
+        let shared = self.db.clone();
+        let guard = shared.read().unwrap_or_else(|p| p.into_inner());
+        let Some(db) = guard.as_ref() else {
+            return;
+        };
+        match checkpoint(db) {
+            Ok(()) => {
+                self.note_commit(true);
+                self.now_durable();
+            }
+            // The journal keeps the commits meanwhile: the next try, or a restart's
+            // replay, makes them durable.
+            Err(e) if is_io_failure(&e) => self.failed(&e),
+            Err(e) => tracing::warn!(path = %self.path.display(), error = %e, "checkpoint failed"),
+        }
+    }
+
+    /// Checkpoints the file if its first journaled commit is old enough.
+    fn checkpoint_if_due(&mut self) {
+        if self.checkpoint_due() {
+            self.checkpoint_unsynced();
         }
     }
 
@@ -495,12 +682,15 @@ impl Writer {
         }
     }
 
-    /// When the failed file is next to be reopened, if it still has to be.
-    fn reopen_due_at(&self) -> Option<Instant> {
-        self.failure
+    /// When the file must be served even without writes: to reopen it after a failed
+    /// reopen, or to checkpoint it.
+    fn wake_at(&self) -> Option<Instant> {
+        let reopen = self
+            .failure
             .as_ref()
             .filter(|f| f.reopen && f.reopen_failed)
-            .map(|f| f.retry_at)
+            .map(|f| f.retry_at);
+        reopen.into_iter().chain(self.checkpoint_at()).min()
     }
 
     /// Whether a commit may be tried now: always, unless the file failed; then once the
@@ -514,7 +704,19 @@ impl Writer {
             return false;
         }
         if failure.reopen {
-            if let Err(e) = reopen(&self.db, &self.open) {
+            let reopened = reopen(&self.db, &self.open).and_then(|()| {
+                catch_up(
+                    &self.db,
+                    self.journal.as_deref(),
+                    self.due.0,
+                    self.unsynced_since,
+                )
+            });
+            if let Err(e) = reopened {
+                // A file that lacks acknowledged commits (the journal's, until they are
+                // replayed) is not read: readers get `Unavailable` until it is whole.
+                let partial = self.db.write().unwrap_or_else(|p| p.into_inner()).take();
+                drop(partial);
                 failure.reopen_failed = true;
                 failure.retry_later(now);
                 // The episode was logged when it began, and the healthcheck shows it.
@@ -528,6 +730,12 @@ impl Writer {
             }
             failure.reopen = false;
             failure.reopen_failed = false;
+            // `catch_up` checkpointed what it replayed.
+            if self.unsynced_since.take().is_some()
+                && let Some(journal) = &self.journal
+            {
+                journal.covered(self.due.0);
+            }
         }
         true
     }
@@ -598,6 +806,35 @@ fn finish(op: WriteOp, notice: Notice, outcome: Result<(), StoreError>) {
 /// every write of the database with `PreviousIo` until it is reopened.
 fn is_io_failure(e: &StoreError) -> bool {
     matches!(e, StoreError::Redb(_)) && e.is_transient()
+}
+
+/// After a reopen: redb recovered the file to its last synced commit, so the commits since
+/// (acknowledged: the journal holds them) are replayed from the journal and synced.
+fn catch_up(
+    db: &SharedDb,
+    journal: Option<&Journal>,
+    webhook_id: Uuid,
+    unsynced_since: Option<Instant>,
+) -> Result<(), StoreError> {
+    let (Some(journal), Some(_)) = (journal, unsynced_since) else {
+        return Ok(());
+    };
+    // Commits whose records are still on their way must be in the segments first.
+    journal.flush();
+    let guard = db.read().unwrap_or_else(|p| p.into_inner());
+    let Some(db) = guard.as_ref() else {
+        return Err(StoreError::Unavailable);
+    };
+    let mut replayed = 0;
+    journal.replay_file(webhook_id, |seq, ops| {
+        replayed += u64::from(replay(db, seq, &ops)?);
+        Ok(())
+    })?;
+    checkpoint(db)?;
+    if replayed > 0 {
+        tracing::info!(webhook_id = %webhook_id, commits = replayed, "replayed the journal into the reopened event file");
+    }
+    Ok(())
 }
 
 /// Closes the file's failed database and opens it again with `open` (redb repairs it).

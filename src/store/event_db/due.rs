@@ -97,15 +97,21 @@ pub(super) fn due_key(at: Millis) -> u64 {
 /// Opens the event file at `path` with redb's plain backend (no writer, no zero-filling),
 /// reads its earliest due time and closes it again.
 pub(in crate::store) fn peek_earliest_due(path: &Path) -> Result<Option<Millis>, StoreError> {
+    let db = open_existing(path)?;
+    let earliest = earliest_due(&db.begin_read()?)?;
+    drop(db);
+    Ok(earliest)
+}
+
+/// Opens an existing event file on its own, with a small cache: to read one thing from it
+/// or to replay the journal into it, then close it.
+pub(in crate::store) fn open_existing(path: &Path) -> Result<redb::Database, StoreError> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open(path)?;
     let backend = redb::backends::FileBackend::new(file)?;
-    let db = open_database(backend, path, PEEK_CACHE_BYTES)?;
-    let earliest = earliest_due(&db.begin_read()?)?;
-    drop(db);
-    Ok(earliest)
+    open_database(backend, path, PEEK_CACHE_BYTES)
 }
 
 /// The earliest due time in a file's due index (`None`: it is empty).

@@ -24,6 +24,7 @@ use redb::{
     Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
     StorageBackend, TableDefinition,
 };
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::due_times::DueTimes;
@@ -68,6 +69,10 @@ const DEDUPE: TableDefinition<'static, &[u8], u128> = TableDefinition::new("dedu
 /// their time) without scanning the whole index.
 const DEDUPE_EVENTS: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("dedupe_events");
 
+/// The number of the file's last commit (see `write.rs`): the journal's records carry it,
+/// so a replay applies exactly the commits the file does not hold.
+const COMMIT_NUMBER: TableDefinition<'static, (), u64> = TableDefinition::new("commit_number");
+
 const FORMAT_KEY: &str = "format_version";
 
 /// Bodies smaller than this are stored in the event's own row (one insert per event, not
@@ -83,7 +88,7 @@ const PEEK_CACHE_BYTES: usize = 256 * 1024;
 pub(super) type SharedDb = std::sync::Arc<RwLock<Option<Database>>>;
 
 /// A new event with its body and one delivery per active target.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NewEvent {
     /// The event record.
     pub event: Event,
@@ -98,7 +103,7 @@ pub struct NewEvent {
 }
 
 /// An idempotency key and how long it makes later requests duplicates.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DedupeKey {
     /// The key as stored (see `routing::Dedupe::key`).
     pub key: Vec<u8>,
@@ -107,7 +112,7 @@ pub struct DedupeKey {
 }
 
 /// A delivery's new state after an attempt or a deferral.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AttemptWrite {
     /// The delivery as it now stands (status, attempts, next_attempt_at).
     pub delivery: Delivery,
@@ -118,7 +123,7 @@ pub struct AttemptWrite {
 }
 
 /// One request to the writer thread.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum WriteOp {
     /// Store an event, its body, its deliveries and their due rows.
     Ingest(NewEvent),
@@ -163,7 +168,7 @@ pub struct EventWithBody {
 pub type EventMaybeBody = (Event, Option<Vec<u8>>);
 
 /// An event with every delivery and every attempt.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EventDetail {
     /// The event.
     pub event: Event,
@@ -662,6 +667,7 @@ pub(super) fn open_database(
         tx.open_table(DEDUPE_EVENTS)?;
         tx.open_table(SKIP_REASONS)?;
         tx.open_table(SKIP_REASON_IDS)?;
+        tx.open_table(COMMIT_NUMBER)?;
     }
     tx.commit()?;
     Ok(db)
@@ -674,12 +680,12 @@ mod retention;
 mod settled;
 mod write;
 
-pub(super) use due::peek_earliest_due;
+pub(super) use due::{open_existing, peek_earliest_due};
 pub use find::{
     DeliveryCounts, EventFilter, FoundEvent, SEARCH_BODY_BYTES, ScanReport, TargetCounts,
     contains_ignoring_case,
 };
-pub(super) use write::commit;
+pub(super) use write::{BatchOutcome, SyncBy, checkpoint, commit, replay};
 
 #[cfg(test)]
 mod tests;

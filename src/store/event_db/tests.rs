@@ -2,13 +2,14 @@ use std::collections::HashSet;
 
 use super::*;
 use crate::model::{DeliveryStatus, Target, TargetKind};
+use crate::store::journal::Journal;
 
 /// The page cache of a test's event file.
 const TEST_CACHE: usize = 4 * 1024 * 1024;
 
 /// A writer pool of the test's own, logging to the test's subscriber if it has one.
 fn pool() -> WriterPool {
-    WriterPool::start(2).unwrap()
+    WriterPool::start(2, None).unwrap()
 }
 
 /// A fresh event file `e.redb` in `dir`.
@@ -379,6 +380,18 @@ fn assert_all_readable(store: &EventStore, acked: &[(Uuid, Vec<u8>)]) {
 /// logged at ERROR once, not per request.
 #[test]
 fn writes_resume_after_a_full_disk_without_a_restart() {
+    full_disk_then_space(false);
+}
+
+/// The same with the commits resting on the journal: the reopened file has lost them
+/// (redb recovers it to its last synced commit), and the writer replays them from the
+/// journal before anything reads or writes the file again.
+#[test]
+fn writes_resume_after_a_full_disk_with_the_journal() {
+    full_disk_then_space(true);
+}
+
+fn full_disk_then_space(journaled: bool) {
     use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
     use std::time::{Duration, Instant};
 
@@ -387,7 +400,12 @@ fn writes_resume_after_a_full_disk_without_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("e.redb");
     let room = std::sync::Arc::new(AtomicU64::new(u64::MAX));
-    let pool = pool();
+    // Files never sync by themselves here: every acknowledged write rests on the journal.
+    let journal = journaled.then(|| {
+        let dir = dir.path().join("journal");
+        Arc::new(Journal::start(&dir, Duration::from_secs(3600)).unwrap())
+    });
+    let pool = WriterPool::start(2, journal.clone()).unwrap();
     let store = {
         let (file, room, spawner) = (path.clone(), room.clone(), pool.spawner());
         EventStore::open_with(Uuid::new_v4(), &path, &pool, Arc::default(), move || {
@@ -463,6 +481,12 @@ fn writes_resume_after_a_full_disk_without_a_restart() {
     let log = logged.text();
     assert_eq!(log.matches(" ERROR ").count(), 1, "{log}");
     assert!(log.contains("writable again"), "{log}");
+    if journaled {
+        assert!(
+            log.contains("replayed the journal into the reopened event file"),
+            "{log}"
+        );
+    }
 
     // And a restart finds the same.
     store.close();
@@ -470,6 +494,9 @@ fn writes_resume_after_a_full_disk_without_a_restart() {
     let store = EventStore::open(Uuid::new_v4(), &path, &pool, Arc::default(), TEST_CACHE).unwrap();
     assert_all_readable(&store, &acked);
     store.close();
+    if let Some(journal) = journal {
+        journal.stop();
+    }
 }
 
 /// A reopen that failed is tried again on time, not only when the next write comes:
@@ -990,8 +1017,8 @@ fn one_key_twice_in_one_batch_stores_one_event() {
     let (a, b) = (keyed(b"\0same", 60_000), keyed(b"\0same", 60_000));
     let a_id = event_id(&a);
     let db = store.db.read().unwrap();
-    let done = commit(db.as_ref().unwrap(), [a, b].iter()).unwrap();
-    assert!(done.committed);
+    let done = commit(db.as_ref().unwrap(), [a, b].iter(), SyncBy::File).unwrap();
+    assert!(done.committed.is_some());
     assert!(done.outcomes[0].is_ok());
     assert!(matches!(done.outcomes[1], Err(StoreError::Duplicate(id)) if id == a_id));
     drop(db);

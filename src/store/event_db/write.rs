@@ -2,13 +2,16 @@
 
 use std::collections::HashMap;
 
-use redb::{Database, Key, ReadableTable, Table, TableDefinition, Value, WriteTransaction};
+use redb::{
+    Database, Durability, Key, ReadableDatabase, ReadableTable, Table, TableDefinition, Value,
+    WriteTransaction,
+};
 
 use super::due::due_key;
 use super::settled::SettledRow;
 use super::{
-    BODY_CHUNKS, DEDUPE, DEDUPE_EVENTS, DELIVERIES, DUE, EVENTS, INLINE_BODY_BYTES, RESULTS,
-    SKIP_REASON_IDS, SKIP_REASONS, WriteOp, body, encode_result,
+    BODY_CHUNKS, COMMIT_NUMBER, DEDUPE, DEDUPE_EVENTS, DELIVERIES, DUE, EVENTS, INLINE_BODY_BYTES,
+    RESULTS, SKIP_REASON_IDS, SKIP_REASONS, WriteOp, body, encode_result,
 };
 use crate::model::{Delivery, Millis};
 use crate::store::{StoreError, codec};
@@ -20,20 +23,34 @@ pub(in crate::store) struct BatchOutcome {
     /// The due index's earliest time after the commit (`Some(None)`: empty), if the
     /// transaction touched the index.
     pub(in crate::store) earliest_due: Option<Option<Millis>>,
-    /// Whether anything was written, and so committed (a batch of refused requests, say
-    /// duplicates alone, is aborted: it costs no fsync).
-    pub(in crate::store) committed: bool,
+    /// The file's commit number of this transaction, if anything was written and so
+    /// committed (a batch of refused requests, say duplicates alone, is aborted: it costs
+    /// no sync and takes no number).
+    pub(in crate::store) committed: Option<u64>,
 }
 
-/// Applies `ops` in one transaction and commits it. A request refused before it wrote
-/// anything (redelivery of an event retention removed meanwhile, a duplicate of a stored
-/// event) gets its error in the returned outcomes, one per op, and the others commit; any
-/// other error fails them all.
+/// How a commit is made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::store) enum SyncBy {
+    /// Synced by the transaction itself (`Durability::Immediate`).
+    File,
+    /// Not synced: the caller journals the writes (see `store/journal.rs`).
+    Journal,
+}
+
+/// Applies `ops` in one transaction and commits it, numbered one above the file's last
+/// commit. A request refused before it wrote anything (redelivery of an event retention
+/// removed meanwhile, a duplicate of a stored event) gets its error in the returned
+/// outcomes, one per op, and the others commit; any other error fails them all.
 pub(in crate::store) fn commit<'a>(
     db: &Database,
     ops: impl Iterator<Item = &'a WriteOp>,
+    sync: SyncBy,
 ) -> Result<BatchOutcome, StoreError> {
-    let tx = db.begin_write()?;
+    let mut tx = db.begin_write()?;
+    if sync == SyncBy::Journal {
+        tx.set_durability(Durability::None)?;
+    }
     let mut outcomes = Vec::new();
     let mut wrote = false;
     let earliest_due = {
@@ -55,16 +72,88 @@ pub(in crate::store) fn commit<'a>(
             _ => None,
         }
     };
-    if wrote {
+    let committed = if wrote {
+        let number = next_commit_number(&tx)?;
         tx.commit()?;
+        Some(number)
     } else {
         tx.abort()?;
-    }
+        None
+    };
     Ok(BatchOutcome {
         outcomes,
         earliest_due,
-        committed: wrote,
+        committed,
     })
+}
+
+/// Makes every earlier commit of the file durable (a checkpoint of the journal): one
+/// synced transaction that only advances the commit number.
+pub(in crate::store) fn checkpoint(db: &Database) -> Result<(), StoreError> {
+    let tx = db.begin_write()?;
+    next_commit_number(&tx)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// The number of the file's last commit (0 before the first).
+pub(in crate::store) fn last_commit_number(db: &Database) -> Result<u64, StoreError> {
+    let rx = db.begin_read()?;
+    let table = match rx.open_table(COMMIT_NUMBER) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(table.get(())?.map_or(0, |n| n.value()))
+}
+
+/// Applies a commit read back from the journal, numbered as it was, unless the file
+/// already holds it (its number is not above the file's). Not synced: the replay ends
+/// with a [`checkpoint`]. Returns whether it was applied.
+pub(in crate::store) fn replay(
+    db: &Database,
+    number: u64,
+    ops: &[WriteOp],
+) -> Result<bool, StoreError> {
+    let last = last_commit_number(db)?;
+    if number <= last {
+        return Ok(false);
+    }
+    if number != last + 1 {
+        // A gap: a journaled commit is missing, which only a lost segment explains.
+        // Applying the rest keeps what can be kept.
+        tracing::error!(last, number, "the journal skips commits of an event file");
+    }
+    let mut tx = db.begin_write()?;
+    tx.set_durability(Durability::None)?;
+    {
+        let mut tables = WriteTables::new(&tx);
+        for op in ops {
+            match tables.apply(op) {
+                Ok(()) => {}
+                // Refused before it wrote anything. Only writes that were stored are
+                // journaled, so this does not happen; if it did, the refusal stores
+                // nothing, as it would have then.
+                Err(e @ (StoreError::UnknownEvent | StoreError::Duplicate(_))) => {
+                    tracing::error!(error = %e, number, "a journaled write was refused on replay");
+                }
+                // The commit is not applied: the file must not skip it (a full disk, say;
+                // the replay is tried again).
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    tx.open_table(COMMIT_NUMBER)?.insert((), number)?;
+    tx.commit()?;
+    Ok(true)
+}
+
+/// Advances the commit number in `tx` and returns the new one.
+fn next_commit_number(tx: &WriteTransaction) -> Result<u64, StoreError> {
+    let mut table = tx.open_table(COMMIT_NUMBER)?;
+    let next = table.get(())?.map_or(0, |n| n.value()) + 1;
+    table.insert((), next)?;
+    Ok(next)
 }
 
 /// The time in a UUIDv7's first 48 bits, in Unix milliseconds.

@@ -156,6 +156,9 @@ async fn run() -> Result<()> {
             backlog_phase(&webhooker, &api, &sender, db_hook, &mut report).await?;
         }
     }
+    if only.as_deref() == Some("spread") {
+        spread_phase(&webhooker_on("spread")?, &wrk, &sender, &mut report).await?;
+    }
     if all || only.as_deref() == Some("many-webhooks") {
         many_webhooks_phase(&webhooker_on("many-webhooks")?, &wrk, &sender, &mut report).await?;
     }
@@ -867,6 +870,62 @@ async fn many_webhooks_phase(
             Err(e) => format!("{e:#}"),
         }
     ));
+    server.stop().await?;
+    Ok(())
+}
+
+/// `LOADTEST_ONLY=spread`: ingest to 1 webhook × 64 connections against 8 webhooks × 8,
+/// alternating (one, eight, eight, one, twice), on a fresh process with 8 webhooks: the
+/// quick A/B of the commit path when many files are written at once.
+async fn spread_phase(
+    webhooker: &Webhooker,
+    wrk: &Wrk,
+    sender: &Sender,
+    report: &mut Report,
+) -> Result<()> {
+    let spread_over: usize = match std::env::var("LOADTEST_SPREAD_WEBHOOKS") {
+        Ok(n) => n.parse().context("LOADTEST_SPREAD_WEBHOOKS")?,
+        Err(_) => 8,
+    };
+    progress(&format!("spread: {spread_over} webhooks"));
+    let server = webhooker.start().await?;
+    let api = Api::new(sender.http.clone(), webhooker.port);
+    let db_target = json!({"name": "db", "kind": "database"});
+    let hooks = create_crowd(&api, sender, 0..spread_over, |_| (db_target.clone(), 1)).await?;
+    let eight: Vec<String> = hooks.iter().map(|h| h.url.clone()).collect();
+    // Uncounted: files and caches warm, as in the routing phase.
+    wrk.run_spread(&eight, 64, server.pid).await?;
+    let mut rps: HashMap<bool, Vec<f64>> = HashMap::new();
+    for spread in [false, true, true, false, false, true, true, false] {
+        let result = if spread {
+            wrk.run_spread(&eight, 64, server.pid).await?
+        } else {
+            wrk.run(&hooks[0].url, 64, server.pid).await?
+        };
+        progress(&format!(
+            "spread: {} {:.0} req/s, {:.1} µs server CPU/req",
+            if spread { "spread" } else { "1 × 64" },
+            result.rps,
+            result
+                .cpu
+                .as_ref()
+                .map_or(0.0, |c| c.server_user_us + c.server_system_us)
+        ));
+        rps.entry(spread).or_default().push(result.rps);
+    }
+    let spread_name = format!("{spread_over} webhooks × {}", 64 / spread_over.max(1));
+    for (spread, what) in [(false, "1 webhook × 64"), (true, spread_name.as_str())] {
+        let runs = rps.get(&spread).map_or(&[][..], Vec::as_slice);
+        let mean = runs.iter().sum::<f64>() / runs.len().max(1) as f64;
+        report.row([
+            format!("ingest, {what} connections, mean of {}", runs.len()),
+            "64".into(),
+            fmt_count(mean),
+            String::new(),
+            String::new(),
+            String::new(),
+        ]);
+    }
     server.stop().await?;
     Ok(())
 }
