@@ -18,14 +18,14 @@
 //!
 //! A segment is a file of [`SEGMENT_BYTES`], zero-filled when created, holding records
 //! `[len: u32 LE][crc32 of payload: u32 LE][segment number: u64 LE][payload]`, the payload
-//! being bincode of `(webhook id, commit number, writes)`. Rounds overwrite the zeros, so
+//! being bincode of `(event-file format version, webhook id, commit number, writes)`. Rounds overwrite the zeros, so
 //! their `fdatasync` writes data only, no block allocation (as `zero_ahead.rs` does for
 //! the event files); a segment no longer needed is renamed to serve as a later one, and
 //! the segment number in each record tells its own records from those it held before. A
 //! record cut short, damaged or of another segment ends its segment: a round that was
 //! never synced acknowledged none of its writes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -36,9 +36,9 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use super::StoreError;
 use super::event_db::WriteOp;
 use super::notice::Notice;
+use super::{EVENTS_FORMAT_VERSION, StoreError};
 
 /// A segment's size: it is zero-filled to this when created, and takes no more records
 /// once it holds this much.
@@ -49,6 +49,8 @@ const MAX_SPARE_SEGMENTS: usize = 4;
 /// A segment with records takes no more once it is this old, so a quiet journal's
 /// segments can be deleted too.
 const SEGMENT_AGE: Duration = Duration::from_secs(2);
+/// A round's buffer larger than this is freed after the round rather than kept for reuse.
+const MAX_KEPT_BUFFER: usize = 4 * 1024 * 1024;
 /// Largest record read back: more than a batch's bound of bytes (see `writer.rs`).
 const RECORD_LIMIT: usize = 1 << 30;
 /// Bytes before a record's payload: its length, checksum and segment number.
@@ -107,15 +109,38 @@ struct State {
 }
 
 impl Journal {
-    /// Starts the journal in `dir` (created if missing); its first segment is created at
-    /// the first round, numbered after any segment already there. Replay the journal and
-    /// [`clear`] it first. Files rely on it for at most `checkpoint_after` (see
-    /// [`checkpoint_after`](Self::checkpoint_after)).
-    pub(crate) fn start(dir: &Path, checkpoint_after: Duration) -> Result<Journal, StoreError> {
-        std::fs::create_dir_all(dir)?;
-        let next = segments(dir)?.last().map_or(1, |n| n + 1);
+    /// Starts the journal in `dir` (created if missing), after the store replayed it: the
+    /// segments there are deleted, unless `kept` names files whose replay failed; then they
+    /// are kept until those files have their commits (see [`holds`](Self::holds)). The
+    /// first new segment is created at the first round. Files rely on the journal for at
+    /// most `checkpoint_after` (see [`checkpoint_after`](Self::checkpoint_after)).
+    pub(crate) fn start(
+        dir: &Path,
+        checkpoint_after: Duration,
+        kept: HashSet<Uuid>,
+    ) -> Result<Journal, StoreError> {
+        if !dir.exists() {
+            std::fs::create_dir_all(dir)?;
+            // The directory's own entry must survive a power cut with the records in it.
+            if let Some(parent) = dir.parent() {
+                File::open(parent)?.sync_all()?;
+            }
+        }
+        let found = segments(dir)?;
+        let next = found.last().map_or(1, |n| n + 1);
+        let (closed, unsynced) = if kept.is_empty() {
+            clear(dir)?;
+            (Vec::new(), HashMap::new())
+        } else {
+            remove_spares(dir)?;
+            let oldest = found.first().copied().unwrap_or(next);
+            (found, kept.into_iter().map(|id| (id, oldest)).collect())
+        };
         let shared = Arc::new(Shared {
-            state: Mutex::default(),
+            state: Mutex::new(State {
+                unsynced,
+                ..State::default()
+            }),
             changed: Condvar::new(),
         });
         let log = tracing::dispatcher::get_default(Clone::clone);
@@ -124,7 +149,7 @@ impl Journal {
             dir: dir.to_path_buf(),
             segment: None,
             next,
-            closed: Vec::new(),
+            closed,
             spares: Vec::new(),
         };
         let thread = std::thread::Builder::new()
@@ -188,9 +213,19 @@ impl Journal {
     }
 
     /// Notes that `webhook_id`'s file has made every commit before this call durable (a
-    /// checkpoint): the journal need not keep its records.
+    /// checkpoint), or is gone: the journal need not keep its records. Waits for the
+    /// records appended before to be synced first, so none of them, noted later, keeps
+    /// the file among those whose records are needed.
     pub(super) fn covered(&self, webhook_id: Uuid) {
+        self.flush();
         self.shared.lock().unsynced.remove(&webhook_id);
+    }
+
+    /// Whether the journal holds records of `webhook_id`'s file that the file may lack: it
+    /// closed without a checkpoint (one that failed), or its replay at start failed. Its
+    /// opener then catches up (`writer::catch_up`) before anything reads or writes it.
+    pub(super) fn holds(&self, webhook_id: Uuid) -> bool {
+        self.shared.lock().unsynced.contains_key(&webhook_id)
     }
 
     /// Waits until every record appended before the call is synced or has failed: then the
@@ -287,6 +322,10 @@ impl Syncer {
             };
             if !buffer.is_empty() {
                 self.round(&mut buffer, writers, completions);
+                // A burst of large bodies must not keep its buffer for the process's life.
+                if buffer.capacity() > MAX_KEPT_BUFFER {
+                    buffer = Vec::new();
+                }
             }
             // Every record appended before these is in this round or an earlier one.
             for f in after {
@@ -517,7 +556,7 @@ fn bincode_config() -> impl bincode::config::Config {
 pub(super) fn encode(webhook_id: Uuid, seq: u64, ops: &[&WriteOp]) -> Option<Vec<u8>> {
     let mut out = vec![0; HEADER_BYTES];
     let encoded = bincode::serde::encode_into_std_write(
-        (webhook_id.as_u128(), seq, ops),
+        (EVENTS_FORMAT_VERSION, webhook_id.as_u128(), seq, ops),
         &mut out,
         bincode_config(),
     );
@@ -534,7 +573,9 @@ pub(super) fn encode(webhook_id: Uuid, seq: u64, ops: &[&WriteOp]) -> Option<Vec
 }
 
 /// Calls `f` with every record of the journal in `dir`, oldest first; stops at the first
-/// error `f` returns. A segment ends at its first record cut short or damaged.
+/// error `f` returns. A segment ends at its first record cut short or damaged. A record
+/// written by a build with another event-file format is an error: its writes cannot be
+/// read, and the journal is kept for the build that wrote it.
 pub(super) fn for_each_record(
     dir: &Path,
     mut f: impl FnMut(Record) -> Result<(), StoreError>,
@@ -553,24 +594,26 @@ pub(super) fn for_each_record(
         let mut rest = bytes.as_slice();
         while !rest.is_empty() {
             match decode(rest, number) {
-                Some((record, used)) => {
+                Decoded::Record(record, used) => {
                     f(record)?;
                     rest = rest.get(used..).unwrap_or_default();
                 }
-                // The zeros after the last record, or one a crash cut short.
-                None if rest
-                    .get(..HEADER_BYTES)
-                    .is_some_and(|h| h.iter().all(|b| *b == 0)) =>
-                {
-                    break;
-                }
-                None => {
+                // The zeros after the last record, or what a reused segment held before.
+                Decoded::End => break,
+                Decoded::Damaged => {
                     tracing::warn!(
                         path = %path.display(),
                         offset = bytes.len() - rest.len(),
-                        "the journal segment ends in a record cut short (a crash while it was written, or what the file held before); its writes were not acknowledged"
+                        "the journal segment ends in a record cut short (a crash while it was written); its writes were not acknowledged"
                     );
                     break;
+                }
+                Decoded::OtherFormat(found) => {
+                    return Err(StoreError::FormatVersion {
+                        path,
+                        found,
+                        expected: EVENTS_FORMAT_VERSION,
+                    });
                 }
             }
         }
@@ -578,43 +621,78 @@ pub(super) fn for_each_record(
     Ok(())
 }
 
-/// The record of segment `segment` at the start of `bytes` and its length with the
-/// header; `None` if it is cut short, its checksum does not match or it is another
-/// segment's.
-fn decode(bytes: &[u8], segment: u64) -> Option<(Record, usize)> {
-    let len = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
-    let crc = u32::from_le_bytes(bytes.get(4..8)?.try_into().ok()?);
-    let stamped = u64::from_le_bytes(bytes.get(8..HEADER_BYTES)?.try_into().ok()?);
+/// What the bytes at a point of a segment hold.
+enum Decoded {
+    /// A record of this segment, and its length with the header.
+    Record(Record, usize),
+    /// No record of this segment: zeros, or a record the file held as another segment.
+    End,
+    /// A record of this segment cut short or damaged.
+    Damaged,
+    /// A record of this segment written with another event-file format.
+    OtherFormat(u32),
+}
+
+/// The record of segment `segment` at the start of `bytes`.
+fn decode(bytes: &[u8], segment: u64) -> Decoded {
+    let Some(header) = bytes.get(..HEADER_BYTES) else {
+        return if bytes.iter().all(|b| *b == 0) {
+            Decoded::End
+        } else {
+            Decoded::Damaged
+        };
+    };
+    let word = |range: std::ops::Range<usize>| -> u64 {
+        header[range]
+            .iter()
+            .rev()
+            .fold(0, |n, b| (n << 8) | u64::from(*b))
+    };
+    let (len, crc, stamped) = (word(0..4) as usize, word(4..8) as u32, word(8..16));
     if stamped != segment {
-        return None;
+        return Decoded::End;
     }
-    let payload = bytes.get(HEADER_BYTES..HEADER_BYTES.checked_add(len)?)?;
+    let Some(payload) = bytes.get(HEADER_BYTES..HEADER_BYTES.saturating_add(len)) else {
+        return Decoded::Damaged;
+    };
     if crc32fast::hash(payload) != crc {
-        return None;
+        return Decoded::Damaged;
     }
-    let ((webhook_id, seq, ops), _): ((u128, u64, Vec<WriteOp>), _) =
-        bincode::serde::decode_from_slice(payload, bincode_config()).ok()?;
-    Some((
-        Record {
-            webhook_id: Uuid::from_u128(webhook_id),
-            seq,
-            ops,
-        },
-        HEADER_BYTES + len,
-    ))
+    let version: Result<(u32, _), _> = bincode::serde::decode_from_slice(payload, bincode_config());
+    match version {
+        Ok((v, _)) if v == EVENTS_FORMAT_VERSION => {}
+        Ok((v, _)) => return Decoded::OtherFormat(v),
+        Err(_) => return Decoded::Damaged,
+    }
+    type Payload = (u32, u128, u64, Vec<WriteOp>);
+    match bincode::serde::decode_from_slice::<Payload, _>(payload, bincode_config()) {
+        Ok(((_, webhook_id, seq, ops), _)) => Decoded::Record(
+            Record {
+                webhook_id: Uuid::from_u128(webhook_id),
+                seq,
+                ops,
+            },
+            HEADER_BYTES + len,
+        ),
+        Err(_) => Decoded::Damaged,
+    }
 }
 
 /// Deletes every segment in `dir`: after a replay made all their records durable.
-pub(super) fn clear(dir: &Path) -> Result<(), StoreError> {
-    if !dir.exists() {
-        return Ok(());
-    }
+fn clear(dir: &Path) -> Result<(), StoreError> {
+    remove_with_extension(dir, "journal")?;
+    remove_spares(dir)
+}
+
+/// Deletes the spare segments a previous run left in `dir`.
+fn remove_spares(dir: &Path) -> Result<(), StoreError> {
+    remove_with_extension(dir, "spare")
+}
+
+fn remove_with_extension(dir: &Path, extension: &str) -> Result<(), StoreError> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        if path
-            .extension()
-            .is_some_and(|e| e == "journal" || e == "spare")
-        {
+        if path.extension().is_some_and(|e| e == extension) {
             std::fs::remove_file(path)?;
         }
     }
@@ -674,7 +752,7 @@ mod tests {
     #[test]
     fn notices_fire_after_the_round_and_covered_segments_go() {
         let dir = tempfile::tempdir().unwrap();
-        let journal = Journal::start(dir.path(), Duration::from_secs(1)).unwrap();
+        let journal = Journal::start(dir.path(), Duration::from_secs(1), HashSet::new()).unwrap();
         let hook = Uuid::new_v4();
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         journal

@@ -19,7 +19,7 @@ mod pending;
 mod writer;
 mod zero_ahead;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -198,9 +198,8 @@ impl Store {
         let main = MainDb::open(&data_dir.join("webhooker.redb"))?;
         // Before any event file is used: the commits a crash cut off are in the journal.
         let journal_dir = data_dir.join(JOURNAL_DIR);
-        replay_journal(data_dir, &journal_dir)?;
-        journal::clear(&journal_dir)?;
-        let journal = Arc::new(Journal::start(&journal_dir, limits.checkpoint_after)?);
+        let kept = replay_journal(data_dir, &journal_dir)?;
+        let journal = Arc::new(Journal::start(&journal_dir, limits.checkpoint_after, kept)?);
         Ok(Store {
             main,
             events: EventStores {
@@ -356,8 +355,15 @@ impl Store {
                 if *closed {
                     return Err(StoreError::Closed);
                 }
-                match self.events.read().get(&webhook_id).cloned() {
+                let open = self.events.read().get(&webhook_id).cloned();
+                match open {
                     Some(store) => store.earliest_due()?,
+                    // Its file lacks commits the journal holds: only a full open (which
+                    // applies them) tells its due rows.
+                    None if self.events.journal.holds(webhook_id) => {
+                        drop(closed);
+                        return self.learn_from_open_file(webhook_id);
+                    }
                     None => {
                         let path = self.events.path(webhook_id);
                         if path.exists() {
@@ -379,6 +385,14 @@ impl Store {
         Ok(learned)
     }
 
+    /// Opens a webhook's file the full way (see `learn_earliest_due`) and reads its
+    /// earliest due time.
+    fn learn_from_open_file(&self, webhook_id: Uuid) -> Result<Option<Millis>, StoreError> {
+        let learned = self.events(webhook_id)?.earliest_due()?;
+        self.events.due_times.set(webhook_id, learned);
+        Ok(learned)
+    }
+
     /// Closes and deletes a webhook's event file.
     pub fn remove_events(&self, webhook_id: Uuid) -> Result<(), StoreError> {
         // Under the open lock: nobody can be opening this file meanwhile.
@@ -390,10 +404,13 @@ impl Store {
         self.events.due_times.forget(webhook_id);
         self.events.writers.health().forget(webhook_id);
         match std::fs::remove_file(self.events.path(webhook_id)) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e.into()),
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
         }
+        // Its records in the journal have no file to go to (a replay passes over them).
+        self.events.journal.covered(webhook_id);
+        Ok(())
     }
 
     /// Stops every event writer after it has committed what it holds. No file is opened
@@ -429,22 +446,30 @@ fn events_path(dir: &Path, webhook_id: Uuid) -> PathBuf {
 
 /// Applies the journal's commits that their event files lost in a crash (see
 /// `journal.rs`), and makes every file it touched durable. A record of a file that no
-/// longer exists (its webhook was deleted) is passed over. Any other failure stops the
-/// start, the journal kept: its commits were acknowledged.
-fn replay_journal(data_dir: &Path, journal_dir: &Path) -> Result<(), StoreError> {
+/// longer exists (its webhook was deleted) is passed over. Returns the webhooks whose
+/// files could not take their records (a file that cannot be opened, a full disk): the
+/// journal keeps those records, and the file gets them when it is next opened. Reading
+/// the journal itself failing stops the start, the journal kept.
+fn replay_journal(data_dir: &Path, journal_dir: &Path) -> Result<HashSet<Uuid>, StoreError> {
     let mut open: HashMap<Uuid, redb::Database> = HashMap::new();
-    let mut gone = std::collections::HashSet::new();
+    let mut gone = HashSet::new();
+    let mut failed = HashSet::new();
     let (mut applied, mut read) = (0u64, 0u64);
-    let flush = |open: &mut HashMap<Uuid, redb::Database>| -> Result<(), StoreError> {
-        for (_, db) in open.drain() {
-            event_db::checkpoint(&db)?;
+    let note_failure = |failed: &mut HashSet<Uuid>, id: Uuid, e: &StoreError| {
+        tracing::error!(webhook_id = %id, error = %e, "replaying the journal into an event file failed; the journal keeps its commits for the file's next open");
+        failed.insert(id);
+    };
+    let checkpoint_all = |open: &mut HashMap<Uuid, redb::Database>, failed: &mut HashSet<Uuid>| {
+        for (id, db) in open.drain() {
+            if let Err(e) = event_db::checkpoint(&db) {
+                note_failure(failed, id, &e);
+            }
         }
-        Ok(())
     };
     journal::for_each_record(journal_dir, |record| {
         read += 1;
         let id = record.webhook_id;
-        if gone.contains(&id) {
+        if gone.contains(&id) || failed.contains(&id) {
             return Ok(());
         }
         if !open.contains_key(&id) {
@@ -454,28 +479,44 @@ fn replay_journal(data_dir: &Path, journal_dir: &Path) -> Result<(), StoreError>
                 return Ok(());
             }
             if open.len() >= REPLAY_OPEN_FILES {
-                flush(&mut open)?;
+                checkpoint_all(&mut open, &mut failed);
             }
-            open.insert(id, event_db::open_existing(&path)?);
+            match event_db::open_existing(&path) {
+                Ok(db) => {
+                    open.insert(id, db);
+                }
+                Err(e) => {
+                    note_failure(&mut failed, id, &e);
+                    return Ok(());
+                }
+            }
         }
-        if let Some(db) = open.get(&id) {
-            applied += u64::from(event_db::replay(db, record.seq, &record.ops)?);
+        let replayed = match open.get(&id) {
+            Some(db) => event_db::replay(db, record.seq, &record.ops),
+            None => Ok(false),
+        };
+        match replayed {
+            Ok(done) => applied += u64::from(done),
+            Err(e) => {
+                open.remove(&id);
+                note_failure(&mut failed, id, &e);
+            }
         }
         Ok(())
     })
-    .and_then(|()| flush(&mut open))
-    .map_err(|e| {
-        tracing::error!(error = %e, dir = %journal_dir.display(), "replaying the journal failed; it is kept for the next start");
-        e
+    .inspect_err(|e| {
+        tracing::error!(error = %e, dir = %journal_dir.display(), "reading the journal failed; it is kept for the next start");
     })?;
+    checkpoint_all(&mut open, &mut failed);
     if read > 0 {
         tracing::info!(
             records = read,
             applied,
+            files_failed = failed.len(),
             "replayed the journal after an unclean stop"
         );
     }
-    Ok(())
+    Ok(failed)
 }
 
 /// How long opening an event file waits for an open one to be idle before it gives up with

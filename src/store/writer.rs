@@ -118,6 +118,11 @@ impl WriterPool {
         &self.health
     }
 
+    /// The journal its files' commits go to, if any.
+    pub(crate) fn journal(&self) -> Option<&Arc<Journal>> {
+        self.journal.as_ref()
+    }
+
     /// Runs jobs for files on the pool.
     pub(crate) fn spawner(&self) -> Spawner {
         let pool = self.pool.clone();
@@ -631,9 +636,8 @@ impl Writer {
     /// Notes a commit that synced the file: every earlier commit is durable in the file,
     /// so the journal need not keep them.
     fn now_durable(&mut self) {
-        if self.unsynced_since.take().is_some()
-            && let Some(journal) = &self.journal
-        {
+        self.unsynced_since = None;
+        if let Some(journal) = &self.journal {
             journal.covered(self.due.0);
         }
     }
@@ -653,10 +657,9 @@ impl Writer {
                 self.note_commit(true);
                 self.now_durable();
             }
-            // The journal keeps the commits meanwhile: the next try, or a restart's
-            // replay, makes them durable.
-            Err(e) if is_io_failure(&e) => self.failed(&e),
-            Err(e) => tracing::warn!(path = %self.path.display(), error = %e, "checkpoint failed"),
+            // The journal keeps the commits meanwhile: the reopen replays them, or the
+            // next start does. Any error counts: the file is reopened, not retried at once.
+            Err(e) => self.failed(&e),
         }
     }
 
@@ -690,7 +693,13 @@ impl Writer {
             .as_ref()
             .filter(|f| f.reopen && f.reopen_failed)
             .map(|f| f.retry_at);
-        reopen.into_iter().chain(self.checkpoint_at()).min()
+        // A failed file checkpoints once it is reopened (which replays the journal and
+        // syncs): until then, only the reopen is due.
+        let checkpoint = match self.failure {
+            Some(_) => None,
+            None => self.checkpoint_at(),
+        };
+        reopen.into_iter().chain(checkpoint).min()
     }
 
     /// Whether a commit may be tried now: always, unless the file failed; then once the
@@ -704,13 +713,13 @@ impl Writer {
             return false;
         }
         if failure.reopen {
-            let reopened = reopen(&self.db, &self.open).and_then(|()| {
-                catch_up(
-                    &self.db,
-                    self.journal.as_deref(),
-                    self.due.0,
-                    self.unsynced_since,
-                )
+            let reopened = reopen(&self.db, &self.open).and_then(|()| match &self.journal {
+                Some(journal) => {
+                    let guard = self.db.read().unwrap_or_else(|p| p.into_inner());
+                    let db = guard.as_ref().ok_or(StoreError::Unavailable)?;
+                    catch_up(db, journal, self.due.0).map(drop)
+                }
+                None => Ok(()),
             });
             if let Err(e) = reopened {
                 // A file that lacks acknowledged commits (the journal's, until they are
@@ -730,12 +739,8 @@ impl Writer {
             }
             failure.reopen = false;
             failure.reopen_failed = false;
-            // `catch_up` checkpointed what it replayed.
-            if self.unsynced_since.take().is_some()
-                && let Some(journal) = &self.journal
-            {
-                journal.covered(self.due.0);
-            }
+            // `catch_up` replayed and synced what the file had only in the journal.
+            self.unsynced_since = None;
         }
         true
     }
@@ -808,33 +813,28 @@ fn is_io_failure(e: &StoreError) -> bool {
     matches!(e, StoreError::Redb(_)) && e.is_transient()
 }
 
-/// After a reopen: redb recovered the file to its last synced commit, so the commits since
-/// (acknowledged: the journal holds them) are replayed from the journal and synced.
-fn catch_up(
-    db: &SharedDb,
-    journal: Option<&Journal>,
+/// Applies the commits of `webhook_id`'s file that the journal holds and `db` lacks, syncs
+/// them and tells the journal. For a file reopened after a failed write (redb recovered it
+/// to its last synced commit) or opened after it closed without a checkpoint (one that
+/// failed): both may lack acknowledged commits. Returns how many it applied.
+pub(super) fn catch_up(
+    db: &Database,
+    journal: &Journal,
     webhook_id: Uuid,
-    unsynced_since: Option<Instant>,
-) -> Result<(), StoreError> {
-    let (Some(journal), Some(_)) = (journal, unsynced_since) else {
-        return Ok(());
-    };
+) -> Result<u64, StoreError> {
     // Commits whose records are still on their way must be in the segments first.
     journal.flush();
-    let guard = db.read().unwrap_or_else(|p| p.into_inner());
-    let Some(db) = guard.as_ref() else {
-        return Err(StoreError::Unavailable);
-    };
     let mut replayed = 0;
     journal.replay_file(webhook_id, |seq, ops| {
         replayed += u64::from(replay(db, seq, &ops)?);
         Ok(())
     })?;
     checkpoint(db)?;
+    journal.covered(webhook_id);
     if replayed > 0 {
         tracing::info!(webhook_id = %webhook_id, commits = replayed, "replayed the journal into the reopened event file");
     }
-    Ok(())
+    Ok(replayed)
 }
 
 /// Closes the file's failed database and opens it again with `open` (redb repairs it).

@@ -246,7 +246,8 @@ impl EventStore {
     }
 
     /// Opens the file with `open`, which its writer calls again to reopen the file after a
-    /// failed write.
+    /// failed write. A file the journal holds commits of (it closed without a checkpoint)
+    /// gets them first.
     fn open_with(
         webhook_id: Uuid,
         path: &Path,
@@ -254,7 +255,13 @@ impl EventStore {
         due_times: Arc<DueTimes>,
         open: impl Fn() -> Result<Database, StoreError> + Send + 'static,
     ) -> Result<EventStore, StoreError> {
-        let db = std::sync::Arc::new(RwLock::new(Some(open()?)));
+        let db = open()?;
+        if let Some(journal) = pool.journal()
+            && journal.holds(webhook_id)
+        {
+            super::writer::catch_up(&db, journal, webhook_id)?;
+        }
+        let db = std::sync::Arc::new(RwLock::new(Some(db)));
         let writer = FileWriter::new(
             pool,
             db.clone(),

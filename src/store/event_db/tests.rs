@@ -403,7 +403,7 @@ fn full_disk_then_space(journaled: bool) {
     // Files never sync by themselves here: every acknowledged write rests on the journal.
     let journal = journaled.then(|| {
         let dir = dir.path().join("journal");
-        Arc::new(Journal::start(&dir, Duration::from_secs(3600)).unwrap())
+        Arc::new(Journal::start(&dir, Duration::from_secs(3600), Default::default()).unwrap())
     });
     let pool = WriterPool::start(2, journal.clone()).unwrap();
     let store = {
@@ -497,6 +497,100 @@ fn full_disk_then_space(journaled: bool) {
     if let Some(journal) = journal {
         journal.stop();
     }
+}
+
+/// A file whose writes and syncs fail from some moment on (`failing`), as on a disk that
+/// went away.
+#[derive(Debug)]
+struct FailingDisk {
+    file: ZeroAheadFile,
+    failing: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FailingDisk {
+    fn check(&self) -> std::io::Result<()> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(std::io::Error::other("the disk failed"));
+        }
+        Ok(())
+    }
+}
+
+impl StorageBackend for FailingDisk {
+    fn len(&self) -> std::io::Result<u64> {
+        self.file.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        self.file.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.file.set_len(len)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.check()?;
+        self.file.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.check()?;
+        self.file.write(offset, data)
+    }
+    fn close(&self) -> std::io::Result<()> {
+        self.file.close()
+    }
+}
+
+/// A file that closes while its commits rest on the journal and its checkpoint fails (the
+/// file map closes idle files to make room) lacks them when it is opened again: the
+/// opener applies them from the journal before anything reads or writes the file.
+#[test]
+fn a_file_closed_without_its_checkpoint_gets_its_commits_when_opened_again() {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("e.redb");
+    let journal = Arc::new(
+        Journal::start(
+            &dir.path().join("journal"),
+            Duration::from_secs(3600),
+            Default::default(),
+        )
+        .unwrap(),
+    );
+    let pool = WriterPool::start(2, Some(journal.clone())).unwrap();
+    let failing = Arc::new(AtomicBool::new(false));
+    let webhook_id = Uuid::new_v4();
+    let store = {
+        let (file, failing, spawner) = (path.clone(), failing.clone(), pool.spawner());
+        EventStore::open_with(webhook_id, &path, &pool, Arc::default(), move || {
+            let disk = FailingDisk {
+                file: ZeroAheadFile::open(&file, spawner.clone())?,
+                failing: failing.clone(),
+            };
+            open_database(disk, &file, TEST_CACHE)
+        })
+        .unwrap()
+    };
+    let mut acked = Vec::new();
+    for body in [b"one".to_vec(), vec![2; 40_000], b"three".to_vec()] {
+        acked.push((ingest(&store, &body).unwrap(), body));
+    }
+    failing.store(true, SeqCst);
+    store.close();
+    drop(store);
+    assert!(
+        journal.holds(webhook_id),
+        "the failed checkpoint left the commits to the journal"
+    );
+
+    let reopened = EventStore::open(webhook_id, &path, &pool, Arc::default(), TEST_CACHE).unwrap();
+    assert_all_readable(&reopened, &acked);
+    assert!(!journal.holds(webhook_id));
+    acked.push((ingest(&reopened, b"after").unwrap(), b"after".to_vec()));
+    assert_all_readable(&reopened, &acked);
+    reopened.close();
+    pool.stop();
+    journal.stop();
 }
 
 /// A reopen that failed is tried again on time, not only when the next write comes:

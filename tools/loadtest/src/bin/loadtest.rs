@@ -14,7 +14,9 @@
 //!    filters, with five conditions each (two on JSON paths) that all hold, and with filters
 //!    that pass each event to one target
 //!    (`LOADTEST_ONLY=routing` runs just this phase, as `LOADTEST_ONLY=many-webhooks` does
-//!    the last one);
+//!    the last one; `LOADTEST_ONLY=spread` is an extra phase, not part of the full run: 1
+//!    webhook × 64 connections against N webhooks sharing them, alternating, N from
+//!    `LOADTEST_SPREAD_WEBHOOKS`, 8 by default);
 //! 4. **end to end**: an `http` target pointing at an in-process sink; delivered events/s
 //!    with 64 concurrent senders, then ack → sink latency at a fixed 1,000 events/s;
 //! 5. **slow receivers**: a fast receiver beside two that answer after 3 s; 50 targets
@@ -25,8 +27,8 @@
 //!    delivery and to the last one;
 //! 7. **many webhooks**: 1,000 webhooks under `ulimit -n 1024`, 100 of them with a backlog
 //!    for a target that is down: threads, memory and open descriptors; ingest to 1 webhook
-//!    at 64 connections against 8 webhooks × 8; the first event to a webhook whose file is
-//!    closed; then 10,000 webhooks and a restart.
+//!    at 64 connections against 8 webhooks × 8 and 64 × 1; the first event to a webhook
+//!    whose file is closed; then 10,000 webhooks and a restart.
 //!
 //! For every `wrk` run it also reads, from `/proc`, the server's CPU time per request and
 //! the share of the machine's CPU left idle or waiting for I/O: the second table, which
@@ -128,7 +130,8 @@ async fn run() -> Result<()> {
             port: free_port()?,
         })
     };
-    // `LOADTEST_ONLY=routing` or `many-webhooks`: just that phase, for quick comparisons.
+    // `LOADTEST_ONLY=routing`, `many-webhooks` or `spread`: just that phase, for quick
+    // comparisons.
     let only = std::env::var("LOADTEST_ONLY").ok();
     let all = only.is_none();
 
@@ -784,11 +787,17 @@ async fn many_webhooks_phase(
         format!("1 webhook → {CROWD}"),
     ]);
 
-    progress("many webhooks: ingest, 1 webhook × 64 connections and 8 × 8");
+    progress("many webhooks: ingest, 1 webhook × 64 connections, 8 × 8 and 64 × 1");
     let one_hook = wrk.run(&hooks[0].url, 64, server.pid).await?;
-    let eight: Vec<String> = hooks[CROWD - 8..].iter().map(|h| h.url.clone()).collect();
-    let spread = wrk.run_spread(&eight, 64, server.pid).await?;
-    for (what, result) in [("1 webhook × 64", &one_hook), ("8 webhooks × 8", &spread)] {
+    let urls =
+        |n: usize| -> Vec<String> { hooks[CROWD - n..].iter().map(|h| h.url.clone()).collect() };
+    let spread = wrk.run_spread(&urls(8), 64, server.pid).await?;
+    let wide = wrk.run_spread(&urls(64), 64, server.pid).await?;
+    for (what, result) in [
+        ("1 webhook × 64", &one_hook),
+        ("8 webhooks × 8", &spread),
+        ("64 webhooks × 1", &wide),
+    ] {
         report.row([
             format!("ingest among {CROWD} webhooks, {what} connections"),
             "64".into(),
@@ -874,9 +883,10 @@ async fn many_webhooks_phase(
     Ok(())
 }
 
-/// `LOADTEST_ONLY=spread`: ingest to 1 webhook × 64 connections against 8 webhooks × 8,
-/// alternating (one, eight, eight, one, twice), on a fresh process with 8 webhooks: the
-/// quick A/B of the commit path when many files are written at once.
+/// `LOADTEST_ONLY=spread`: ingest to 1 webhook × 64 connections against N webhooks sharing
+/// the 64 (`LOADTEST_SPREAD_WEBHOOKS`, 8 by default), alternating (one, N, N, one, twice),
+/// on a fresh process with N webhooks: the quick A/B of the commit path when many files
+/// are written at once.
 async fn spread_phase(
     webhooker: &Webhooker,
     wrk: &Wrk,
