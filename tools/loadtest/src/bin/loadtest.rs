@@ -130,8 +130,8 @@ async fn run() -> Result<()> {
             port: free_port()?,
         })
     };
-    // `LOADTEST_ONLY=routing`, `many-webhooks` or `spread`: just that phase, for quick
-    // comparisons.
+    // `LOADTEST_ONLY=routing`, `many-webhooks`, `spread` or `end-to-end`: just that
+    // phase, for quick comparisons.
     let only = std::env::var("LOADTEST_ONLY").ok();
     let all = only.is_none();
 
@@ -158,6 +158,17 @@ async fn run() -> Result<()> {
         if let Some(db_hook) = &db_hook {
             backlog_phase(&webhooker, &api, &sender, db_hook, &mut report).await?;
         }
+    }
+    if only.as_deref() == Some("end-to-end") {
+        let webhooker = webhooker_on("data")?;
+        let server = webhooker.start().await?;
+        end_to_end_phase(
+            &Api::new(sender.http.clone(), webhooker.port),
+            &sender,
+            &mut report,
+        )
+        .await?;
+        server.stop().await?;
     }
     if only.as_deref() == Some("spread") {
         spread_phase(&webhooker_on("spread")?, &wrk, &sender, &mut report).await?;
@@ -237,8 +248,8 @@ async fn ingest_phase(
     }
     report.note(
         "Every webhooker ack is durable: the event and its deliveries are committed to redb \
-         with immediate durability (fsync) before the 200; concurrent requests share one \
-         fsync (group commit).",
+         and synced (the commit journal's fsync) before the 200; concurrent requests, of one \
+         webhook or many, share one fsync (group commit).",
     );
 
     // The same at 64 connections, for a webhook that verifies GitHub's signature.
