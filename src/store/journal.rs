@@ -608,6 +608,13 @@ pub(super) fn for_each_record(
                     );
                     break;
                 }
+                Decoded::Unreadable => {
+                    return Err(StoreError::Codec(format!(
+                        "{}: a journal record at byte {} cannot be read by this build; the journal is kept",
+                        path.display(),
+                        bytes.len() - rest.len()
+                    )));
+                }
                 Decoded::OtherFormat(found) => {
                     return Err(StoreError::FormatVersion {
                         path,
@@ -631,6 +638,8 @@ enum Decoded {
     Damaged,
     /// A record of this segment written with another event-file format.
     OtherFormat(u32),
+    /// A whole record of this segment (its checksum matches) that this build cannot read.
+    Unreadable,
 }
 
 /// The record of segment `segment` at the start of `bytes`.
@@ -658,11 +667,13 @@ fn decode(bytes: &[u8], segment: u64) -> Decoded {
     if crc32fast::hash(payload) != crc {
         return Decoded::Damaged;
     }
+    // The checksum matches: from here on, a record that cannot be read is an error, not
+    // the end of the segment.
     let version: Result<(u32, _), _> = bincode::serde::decode_from_slice(payload, bincode_config());
     match version {
         Ok((v, _)) if v == EVENTS_FORMAT_VERSION => {}
         Ok((v, _)) => return Decoded::OtherFormat(v),
-        Err(_) => return Decoded::Damaged,
+        Err(_) => return Decoded::Unreadable,
     }
     type Payload = (u32, u128, u64, Vec<WriteOp>);
     match bincode::serde::decode_from_slice::<Payload, _>(payload, bincode_config()) {
@@ -674,7 +685,7 @@ fn decode(bytes: &[u8], segment: u64) -> Decoded {
             },
             HEADER_BYTES + len,
         ),
-        Err(_) => Decoded::Damaged,
+        Err(_) => Decoded::Unreadable,
     }
 }
 

@@ -659,7 +659,7 @@ impl EventStores {
             let mut open = self.write();
             let lru = open
                 .iter()
-                .filter(|(_, s)| Arc::strong_count(s) == 1 && s.idle())
+                .filter(|(_, s)| Arc::strong_count(s) == 1 && s.closable())
                 .min_by_key(|(_, s)| s.last_used())
                 .map(|(id, _)| *id);
             lru.and_then(|id| open.remove(&id))

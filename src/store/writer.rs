@@ -317,6 +317,13 @@ impl FileWriter {
         jobs.queue.is_empty() && !jobs.scheduled
     }
 
+    /// Whether the file failed while commits of it rest on the journal alone: closing it
+    /// would leave them to its next open, and keep the journal's segments until then.
+    pub(super) fn failed_with_journaled_commits(&self) -> bool {
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        writer.failure.is_some() && writer.unsynced_since.is_some()
+    }
+
     /// Queues a write; with `wait`, waits for room, otherwise a full queue refuses it with
     /// `Busy`. A refused write's notice fires with the reason.
     pub(super) fn submit(
@@ -580,11 +587,12 @@ impl Writer {
         let (Some(number), SyncBy::Journal, Some(journal)) =
             (done.committed, sync, self.journal.clone())
         else {
-            if sync == SyncBy::File && done.committed.is_some() {
-                self.now_durable();
-            }
             for ((op, notice), outcome) in batch.into_iter().zip(done.outcomes) {
                 finish(op, notice, outcome);
+            }
+            // After the notices: telling the journal waits for its round.
+            if sync == SyncBy::File && done.committed.is_some() {
+                self.now_durable();
             }
             return false;
         };
@@ -688,10 +696,12 @@ impl Writer {
     /// When the file must be served even without writes: to reopen it after a failed
     /// reopen, or to checkpoint it.
     fn wake_at(&self) -> Option<Instant> {
+        // A file whose reopen failed, or that holds commits only the journal has, is
+        // reopened on time even without writes: the journal keeps its segments for it.
         let reopen = self
             .failure
             .as_ref()
-            .filter(|f| f.reopen && f.reopen_failed)
+            .filter(|f| f.reopen && (f.reopen_failed || self.unsynced_since.is_some()))
             .map(|f| f.retry_at);
         // A failed file checkpoints once it is reopened (which replays the journal and
         // syncs): until then, only the reopen is due.
@@ -739,8 +749,12 @@ impl Writer {
             }
             failure.reopen = false;
             failure.reopen_failed = false;
-            // `catch_up` replayed and synced what the file had only in the journal.
+            // `catch_up` replayed and synced what the file had only in the journal: a
+            // commit succeeded, which ends the episode.
             self.unsynced_since = None;
+            if self.journal.is_some() {
+                self.recovered();
+            }
         }
         true
     }

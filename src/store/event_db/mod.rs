@@ -261,6 +261,10 @@ impl EventStore {
         {
             super::writer::catch_up(&db, journal, webhook_id)?;
         }
+        // A failure of the file's previous writer (one that closed it) is over: it opens
+        // and holds every commit.
+        pool.health()
+            .recovered(webhook_id, super::health::Operation::Write);
         let db = std::sync::Arc::new(RwLock::new(Some(db)));
         let writer = FileWriter::new(
             pool,
@@ -308,6 +312,12 @@ impl EventStore {
     /// Whether no write is waiting or being committed.
     pub fn idle(&self) -> bool {
         self.writer.idle()
+    }
+
+    /// Whether the file may be closed to make room for another: idle, and not failed with
+    /// commits only the journal holds (its writer reopens it and replays them).
+    pub(super) fn closable(&self) -> bool {
+        self.idle() && !self.writer.failed_with_journaled_commits()
     }
 
     /// Queues a write without blocking; `Busy` when the writer is saturated (the notice

@@ -586,9 +586,66 @@ fn a_file_closed_without_its_checkpoint_gets_its_commits_when_opened_again() {
     let reopened = EventStore::open(webhook_id, &path, &pool, Arc::default(), TEST_CACHE).unwrap();
     assert_all_readable(&reopened, &acked);
     assert!(!journal.holds(webhook_id));
+    assert!(
+        pool.health().problems().is_empty(),
+        "the failure ended with the reopen"
+    );
     acked.push((ingest(&reopened, b"after").unwrap(), b"after".to_vec()));
     assert_all_readable(&reopened, &acked);
     reopened.close();
+    pool.stop();
+    journal.stop();
+}
+
+/// A quiet file whose checkpoint fails (the disk went away) is reopened on time, without a
+/// write, and gets its journaled commits back: the journal keeps every later segment for
+/// it until then.
+#[test]
+fn a_quiet_file_whose_checkpoint_failed_is_reopened_without_a_write() {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("e.redb");
+    let journal = Arc::new(
+        Journal::start(
+            &dir.path().join("journal"),
+            Duration::from_millis(100),
+            Default::default(),
+        )
+        .unwrap(),
+    );
+    let pool = WriterPool::start(2, Some(journal.clone())).unwrap();
+    let failing = Arc::new(AtomicBool::new(false));
+    let webhook_id = Uuid::new_v4();
+    let store = {
+        let (file, failing, spawner) = (path.clone(), failing.clone(), pool.spawner());
+        EventStore::open_with(webhook_id, &path, &pool, Arc::default(), move || {
+            let disk = FailingDisk {
+                file: ZeroAheadFile::open(&file, spawner.clone())?,
+                failing: failing.clone(),
+            };
+            open_database(disk, &file, TEST_CACHE)
+        })
+        .unwrap()
+    };
+    failing.store(true, SeqCst);
+    // Acknowledged through the journal; the file's own writes fail from now on, so its
+    // checkpoint (due 100 ms after the commit) fails.
+    let acked = vec![(ingest(&store, b"quiet").unwrap(), b"quiet".to_vec())];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pool.health().problems().is_empty() {
+        assert!(Instant::now() < deadline, "the checkpoint never failed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(journal.holds(webhook_id));
+    failing.store(false, SeqCst);
+    while journal.holds(webhook_id) || !pool.health().problems().is_empty() {
+        assert!(Instant::now() < deadline, "the file was never reopened");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_all_readable(&store, &acked);
+    store.close();
     pool.stop();
     journal.stop();
 }
