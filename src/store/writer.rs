@@ -43,8 +43,9 @@ const RETRY_MAX: Duration = Duration::from_secs(10);
 /// A timer that found its file being served looks again this much later.
 const TIMER_RETRY: Duration = Duration::from_millis(50);
 
-/// Threads of the pool: writers mostly wait for `fdatasync`, so a few per core keep the
-/// disk busy with several files' commits at once.
+/// Threads of the pool: twice the cores. Writers compute (the journal syncs their
+/// commits) but wait for each file's checkpoint, once a second per busy file: with many
+/// files checkpointing, one thread per core was slower (docs/performance.md).
 pub(crate) fn default_writer_threads() -> usize {
     std::thread::available_parallelism()
         .map_or(2, |n| n.get() * 2)
