@@ -539,26 +539,32 @@ impl StorageBackend for FailingDisk {
     }
 }
 
-/// A file that closes while its commits rest on the journal and its checkpoint fails (the
-/// file map closes idle files to make room) lacks them when it is opened again: the
-/// opener applies them from the journal before anything reads or writes the file.
-#[test]
-fn a_file_closed_without_its_checkpoint_gets_its_commits_when_opened_again() {
-    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-    use std::time::Duration;
+/// An event file on a [`FailingDisk`] whose commits go to a journal of its own.
+struct JournaledFile {
+    dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    journal: Arc<Journal>,
+    pool: WriterPool,
+    /// Fails the file's disk while set.
+    failing: Arc<std::sync::atomic::AtomicBool>,
+    webhook_id: Uuid,
+    store: EventStore,
+}
 
+/// A fresh [`JournaledFile`] whose commits rest on the journal for `checkpoint_after`.
+fn journaled_on_failing_disk(checkpoint_after: std::time::Duration) -> JournaledFile {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("e.redb");
     let journal = Arc::new(
         Journal::start(
             &dir.path().join("journal"),
-            Duration::from_secs(3600),
+            checkpoint_after,
             Default::default(),
         )
         .unwrap(),
     );
     let pool = WriterPool::start(2, Some(journal.clone())).unwrap();
-    let failing = Arc::new(AtomicBool::new(false));
+    let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let webhook_id = Uuid::new_v4();
     let store = {
         let (file, failing, spawner) = (path.clone(), failing.clone(), pool.spawner());
@@ -571,6 +577,34 @@ fn a_file_closed_without_its_checkpoint_gets_its_commits_when_opened_again() {
         })
         .unwrap()
     };
+    JournaledFile {
+        dir,
+        path,
+        journal,
+        pool,
+        failing,
+        webhook_id,
+        store,
+    }
+}
+
+/// A file that closes while its commits rest on the journal and its checkpoint fails (the
+/// file map closes idle files to make room) lacks them when it is opened again: the
+/// opener applies them from the journal before anything reads or writes the file.
+#[test]
+fn a_file_closed_without_its_checkpoint_gets_its_commits_when_opened_again() {
+    use std::sync::atomic::Ordering::SeqCst;
+    use std::time::Duration;
+
+    let JournaledFile {
+        dir: _dir,
+        path,
+        journal,
+        pool,
+        failing,
+        webhook_id,
+        store,
+    } = journaled_on_failing_disk(Duration::from_secs(3600));
     let mut acked = Vec::new();
     for body in [b"one".to_vec(), vec![2; 40_000], b"three".to_vec()] {
         acked.push((ingest(&store, &body).unwrap(), body));
@@ -602,33 +636,18 @@ fn a_file_closed_without_its_checkpoint_gets_its_commits_when_opened_again() {
 /// it until then.
 #[test]
 fn a_quiet_file_whose_checkpoint_failed_is_reopened_without_a_write() {
-    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    use std::sync::atomic::Ordering::SeqCst;
     use std::time::{Duration, Instant};
 
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("e.redb");
-    let journal = Arc::new(
-        Journal::start(
-            &dir.path().join("journal"),
-            Duration::from_millis(100),
-            Default::default(),
-        )
-        .unwrap(),
-    );
-    let pool = WriterPool::start(2, Some(journal.clone())).unwrap();
-    let failing = Arc::new(AtomicBool::new(false));
-    let webhook_id = Uuid::new_v4();
-    let store = {
-        let (file, failing, spawner) = (path.clone(), failing.clone(), pool.spawner());
-        EventStore::open_with(webhook_id, &path, &pool, Arc::default(), move || {
-            let disk = FailingDisk {
-                file: ZeroAheadFile::open(&file, spawner.clone())?,
-                failing: failing.clone(),
-            };
-            open_database(disk, &file, TEST_CACHE)
-        })
-        .unwrap()
-    };
+    let JournaledFile {
+        dir: _dir,
+        journal,
+        pool,
+        failing,
+        webhook_id,
+        store,
+        ..
+    } = journaled_on_failing_disk(Duration::from_millis(100));
     failing.store(true, SeqCst);
     // Acknowledged through the journal; the file's own writes fail from now on, so its
     // checkpoint (due 100 ms after the commit) fails.
