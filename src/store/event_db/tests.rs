@@ -265,15 +265,20 @@ fn a_body_that_does_not_match_its_record_is_an_error() {
 /// The real backend of event files on a disk that can fill up: while full, the file
 /// cannot grow (redb's `set_len`, or a write past the end, fails with ENOSPC), as on a
 /// filesystem without free blocks. Confined to one file, unlike a process-wide limit.
+/// While `failing` is set, every write and sync fails, as on a disk that went away.
 #[derive(Debug)]
-struct FillingDisk {
+struct FaultyDisk {
     file: ZeroAheadFile,
     /// How long the file may be; `u64::MAX` while there is space.
     room: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
-impl FillingDisk {
+impl FaultyDisk {
     fn fits(&self, end: u64) -> std::io::Result<()> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(std::io::Error::other("the disk failed"));
+        }
         if end > self.room.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(std::io::ErrorKind::StorageFull.into());
         }
@@ -281,7 +286,7 @@ impl FillingDisk {
     }
 }
 
-impl StorageBackend for FillingDisk {
+impl StorageBackend for FaultyDisk {
     fn len(&self) -> std::io::Result<u64> {
         self.file.len()
     }
@@ -293,6 +298,7 @@ impl StorageBackend for FillingDisk {
         self.file.set_len(len)
     }
     fn sync_data(&self) -> std::io::Result<()> {
+        self.fits(0)?;
         self.file.sync_data()
     }
     fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
@@ -409,9 +415,10 @@ fn full_disk_then_space(journaled: bool) {
     let store = {
         let (file, room, spawner) = (path.clone(), room.clone(), pool.spawner());
         EventStore::open_with(Uuid::new_v4(), &path, &pool, Arc::default(), move || {
-            let disk = FillingDisk {
+            let disk = FaultyDisk {
                 file: ZeroAheadFile::open(&file, spawner.clone())?,
                 room: room.clone(),
+                failing: Arc::default(),
             };
             open_database(disk, &file, TEST_CACHE)
         })
@@ -499,47 +506,7 @@ fn full_disk_then_space(journaled: bool) {
     }
 }
 
-/// A file whose writes and syncs fail from some moment on (`failing`), as on a disk that
-/// went away.
-#[derive(Debug)]
-struct FailingDisk {
-    file: ZeroAheadFile,
-    failing: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl FailingDisk {
-    fn check(&self) -> std::io::Result<()> {
-        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(std::io::Error::other("the disk failed"));
-        }
-        Ok(())
-    }
-}
-
-impl StorageBackend for FailingDisk {
-    fn len(&self) -> std::io::Result<u64> {
-        self.file.len()
-    }
-    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
-        self.file.read(offset, out)
-    }
-    fn set_len(&self, len: u64) -> std::io::Result<()> {
-        self.file.set_len(len)
-    }
-    fn sync_data(&self) -> std::io::Result<()> {
-        self.check()?;
-        self.file.sync_data()
-    }
-    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
-        self.check()?;
-        self.file.write(offset, data)
-    }
-    fn close(&self) -> std::io::Result<()> {
-        self.file.close()
-    }
-}
-
-/// An event file on a [`FailingDisk`] whose commits go to a journal of its own.
+/// An event file on a [`FaultyDisk`] whose commits go to a journal of its own.
 struct JournaledFile {
     dir: tempfile::TempDir,
     path: std::path::PathBuf,
@@ -569,8 +536,9 @@ fn journaled_on_failing_disk(checkpoint_after: std::time::Duration) -> Journaled
     let store = {
         let (file, failing, spawner) = (path.clone(), failing.clone(), pool.spawner());
         EventStore::open_with(webhook_id, &path, &pool, Arc::default(), move || {
-            let disk = FailingDisk {
+            let disk = FaultyDisk {
                 file: ZeroAheadFile::open(&file, spawner.clone())?,
+                room: Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),
                 failing: failing.clone(),
             };
             open_database(disk, &file, TEST_CACHE)
@@ -688,9 +656,10 @@ fn a_failed_reopen_is_retried_without_a_write() {
             if refuse_open.load(SeqCst) {
                 return Err(StoreError::Unavailable);
             }
-            let disk = FillingDisk {
+            let disk = FaultyDisk {
                 file: ZeroAheadFile::open(&file, spawner.clone())?,
                 room: room.clone(),
+                failing: Arc::default(),
             };
             open_database(disk, &file, TEST_CACHE)
         })
