@@ -213,11 +213,15 @@ fn prepare(s: &Shared, task: &DeliveryTask) -> Result<HttpRequest, NotSent> {
             );
             if cfg.signing.enabled {
                 // Signed here, over the very bytes sent and at this attempt's time. Ours
-                // replace any `webhook-*` headers the sender sent: a receiver must never
-                // take the sender's signature for ours.
+                // replace any `webhook-*` headers the sender sent, and its `svix-*` ones go
+                // (Svix's libraries read those first): a receiver must never take the
+                // sender's signature for ours.
                 let message_id = task.delivery.id.to_string();
                 let signed =
                     targets::standard_webhooks_headers(&cfg.signing, &message_id, now_ms(), &body);
+                for name in targets::SVIX_HEADERS {
+                    headers.remove(name);
+                }
                 for (name, value) in signed {
                     headers.insert(name, value);
                 }

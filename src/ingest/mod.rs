@@ -230,27 +230,35 @@ impl Ingestor {
         let now = now_ms();
         // Before anything is written or claimed: a refused request costs no disk write
         // and starts no delivery.
+        let mut req = req;
         if let Some(webhook) = catalog.webhook(webhook_id)
             && webhook.verification != Verification::None
-            && let Err(rejection) =
-                verify::verify(&webhook.verification, &req.headers, &req.body, now)
         {
-            metrics::counter!(
-                m::INGEST_REJECTED,
-                "webhook" => webhook_id.to_string(),
-                "reason" => rejection.label()
-            )
-            .increment(1);
-            tracing::debug!(%webhook_id, reason = %rejection, client = %req.remote_addr, "webhook request refused");
-            self.rejections.record(
-                webhook_id,
-                &webhook.verification,
-                &req,
-                rejection.clone(),
-                now,
-                |id| catalog.webhook(id).is_some(),
-            );
-            return Err(IngestError::Unverified(rejection));
+            if let Err(rejection) =
+                verify::verify(&webhook.verification, &req.headers, &req.body, now)
+            {
+                metrics::counter!(
+                    m::INGEST_REJECTED,
+                    "webhook" => webhook_id.to_string(),
+                    "reason" => rejection.label()
+                )
+                .increment(1);
+                tracing::debug!(%webhook_id, reason = %rejection, client = %req.remote_addr, "webhook request refused");
+                self.rejections.record(
+                    webhook_id,
+                    &webhook.verification,
+                    &req,
+                    rejection.clone(),
+                    now,
+                    |id| catalog.webhook(id).is_some(),
+                );
+                return Err(IngestError::Unverified(rejection));
+            }
+            // A static credential proved the sender to webhooker: it is not stored, shown
+            // or forwarded (a receiver that needs one gets it from a transform).
+            if let Some(name) = verify::credential_header(&webhook.verification) {
+                req.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+            }
         }
         self.store_event(entrypoint, req, reservation, now).await
     }

@@ -54,6 +54,18 @@ impl Rejection {
     }
 }
 
+/// The header carrying the static credential of `verification` (`gitlab`, `header`,
+/// `basic`): a secret shared with webhooker alone, so once checked it is dropped from the
+/// request. Signatures (the other kinds) prove one body only and are kept.
+pub fn credential_header(verification: &Verification) -> Option<&str> {
+    match verification {
+        Verification::Gitlab { .. } => Some("X-Gitlab-Token"),
+        Verification::Header { name, .. } => Some(name),
+        Verification::Basic { .. } => Some("Authorization"),
+        _ => None,
+    }
+}
+
 /// Checks a request against the webhook's verification at `now`. `headers` are in arrival
 /// order; where a header is repeated, its first value counts.
 pub fn verify(

@@ -38,8 +38,8 @@ pub struct WebhookInput {
 
 /// A webhook's sender verification as entered: a kind and the fields it needs. A secret
 /// left out (or empty) keeps the current one when the kind stays the same, so a form need
-/// not show secrets to keep them.
-#[derive(Debug, Clone, Default)]
+/// not show secrets to keep them. Its `Debug` leaves the secret fields out.
+#[derive(Clone, Default)]
 pub struct VerificationInput {
     /// `none`, `github`, `gitea`, `gitlab`, `stripe`, `slack`, `standard_webhooks`,
     /// `header` or `basic`.
@@ -56,6 +56,21 @@ pub struct VerificationInput {
     pub username: Option<String>,
     /// basic.
     pub password: Option<String>,
+}
+
+impl std::fmt::Debug for VerificationInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let given = |field: &Option<String>| field.as_ref().map(|_| "..");
+        f.debug_struct("VerificationInput")
+            .field("kind", &self.kind)
+            .field("secret", &given(&self.secret))
+            .field("token", &given(&self.token))
+            .field("name", &self.name)
+            .field("value", &given(&self.value))
+            .field("username", &self.username)
+            .field("password", &given(&self.password))
+            .finish()
+    }
 }
 
 /// Longest accepted verification secret, token or header value.
@@ -648,8 +663,21 @@ impl Service {
             target.filter = parse_filter(v)?;
         }
         target.kind = self.apply_kind_fields(target.kind, &input, false).await?;
-        self.blocking(move |store| found(store.main.update_target(&target)?, "target"))
-            .await?;
+        self.blocking(move |store| {
+            let updated = store.main.modify_target(id, move |current| {
+                // The secrets as they are now: a rotation made since this edit read the
+                // target is kept (the edit sets whether to sign, never a secret).
+                if let (TargetKind::Http(edited), TargetKind::Http(now)) =
+                    (&mut target.kind, &current.kind)
+                {
+                    edited.signing.secret = now.signing.secret.clone();
+                    edited.signing.previous = now.signing.previous.clone();
+                }
+                *current = target;
+            })?;
+            found(updated.is_some(), "target")
+        })
+        .await?;
         self.target(webhook_id, id)
     }
 
@@ -686,16 +714,23 @@ impl Service {
         webhook_id: Uuid,
         id: Uuid,
     ) -> ServiceResult<Arc<Target>> {
-        let mut target = (*self.target(webhook_id, id)?).clone();
-        let TargetKind::Http(http) = &mut target.kind else {
+        if !matches!(self.target(webhook_id, id)?.kind, TargetKind::Http(_)) {
             return Err(ServiceError::invalid(
                 "kind",
                 "only http targets sign their requests",
             ));
-        };
-        http.signing.rotate(now_ms());
-        self.blocking(move |store| found(store.main.update_target(&target)?, "target"))
-            .await?;
+        }
+        // Rotated in the write itself, so an edit of the target made meanwhile is kept.
+        let now = now_ms();
+        self.blocking(move |store| {
+            let rotated = store.main.modify_target(id, |target| {
+                if let TargetKind::Http(http) = &mut target.kind {
+                    http.signing.rotate(now);
+                }
+            })?;
+            found(rotated.is_some(), "target")
+        })
+        .await?;
         self.target(webhook_id, id)
     }
 
@@ -853,5 +888,30 @@ mod tests {
         assert_eq!(parse_retry_limit("-1").unwrap(), RetryLimit::Unlimited);
         assert!(parse_retry_limit("lots").is_err());
         assert!(parse_retry_limit("-5").is_err());
+    }
+
+    #[test]
+    fn a_verification_input_prints_without_its_secrets() {
+        let input = VerificationInput {
+            kind: "basic".into(),
+            secret: Some("s3cret-one".into()),
+            token: Some("s3cret-two".into()),
+            name: Some("X-Api-Key".into()),
+            value: Some("s3cret-three".into()),
+            username: Some("sender".into()),
+            password: Some("s3cret-four".into()),
+        };
+        let printed = format!(
+            "{input:?} {:?}",
+            WebhookInput {
+                verification: Some(input.clone()),
+                ..WebhookInput::default()
+            }
+        );
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(
+            printed.contains("X-Api-Key") && printed.contains("sender"),
+            "{printed}"
+        );
     }
 }

@@ -394,12 +394,24 @@ impl MainDb {
         )
     }
 
-    /// Overwrites a target; false, writing nothing, if it was deleted meanwhile.
-    pub fn update_target(&self, target: &Target) -> Result<bool, StoreError> {
+    /// Changes a target with `change`, applied to its current version under the lock that
+    /// orders configuration writes, so an edit made meanwhile is not overwritten; `None`,
+    /// writing nothing, if it does not exist.
+    pub fn modify_target(
+        &self,
+        id: Uuid,
+        change: impl FnOnce(&mut Target),
+    ) -> Result<Option<Target>, StoreError> {
         self.write_config(
-            |tx, _| replace(&mut tx.open_table(TARGETS)?, target.id, target),
-            |&done, c| {
-                if done {
+            |tx, current| {
+                let Some(mut target) = current.target(id).map(|t| Target::clone(t)) else {
+                    return Ok(None);
+                };
+                change(&mut target);
+                Ok(replace(&mut tx.open_table(TARGETS)?, id, &target)?.then_some(target))
+            },
+            |done, c| {
+                if let Some(target) = done {
                     c.put_target(target.clone());
                 }
             },
@@ -623,9 +635,10 @@ mod tests {
         let mut renamed = webhooks[1].clone();
         renamed.name = "renamed".into();
         assert!(db.update_webhook(&renamed).unwrap());
-        let mut target = (*db.catalog().targets_of(webhooks[2].id)[1]).clone();
-        target.active = false;
-        assert!(db.update_target(&target).unwrap());
+        let target = db.catalog().targets_of(webhooks[2].id)[1].id;
+        let modified = db.modify_target(target, |t| t.active = false).unwrap();
+        assert!(modified.is_some_and(|t| !t.active));
+        assert!(db.modify_target(Uuid::now_v7(), |_| {}).unwrap().is_none());
         let first = db.catalog().targets_of(webhooks[3].id)[0].id;
         assert!(db.set_target_paused(first, Some(5)).unwrap());
         assert!(db.delete_target(first).unwrap());

@@ -82,6 +82,9 @@ async fn attempts_verify_with_the_official_library_and_retries_keep_the_message_
         .header("webhook-id", "msg_from_the_sender")
         .header("webhook-timestamp", "1")
         .header("webhook-signature", "v1,c2VuZGVyJ3Mgb3du")
+        .header("svix-id", "msg_from_the_sender")
+        .header("svix-timestamp", "1")
+        .header("svix-signature", "v1,c2VuZGVyJ3Mgb3du")
         .body(r#"{"n": 1, "text": "héllo"}"#)
         .send()
         .await
@@ -114,6 +117,13 @@ async fn attempts_verify_with_the_official_library_and_retries_keep_the_message_
             (1, 1, 1),
             "ours replace the sender's"
         );
+        for name in ["svix-id", "svix-timestamp", "svix-signature"] {
+            assert_eq!(
+                attempt.header(name),
+                None,
+                "Svix's libraries would read {name}"
+            );
+        }
         let ts: i64 = attempt
             .header("webhook-timestamp")
             .unwrap()
@@ -246,6 +256,28 @@ async fn check_inbound(app: &TestApp, name: &str, make: impl FnOnce(&TestApp, &s
     );
     let events = app.get_json(&format!("/webhooks/{wh}/events")).await;
     assert_eq!(events["total"], 1, "{name}");
+    // A static credential is for webhooker alone: neither forwarded nor stored.
+    let credential = match case.verification["kind"].as_str() {
+        Some("gitlab") => Some("x-gitlab-token".to_string()),
+        Some("header") => case.verification["name"].as_str().map(str::to_lowercase),
+        Some("basic") => Some("authorization".to_string()),
+        _ => None,
+    };
+    if let Some(credential) = credential {
+        let forwarded = &sink.received()[0];
+        assert_eq!(forwarded.header(&credential), None, "{name}: {forwarded:?}");
+        let id = events["events"][0]["id"].as_str().unwrap();
+        let stored = app
+            .get_json(&format!("/webhooks/{wh}/events/{id}"))
+            .await
+            .to_string()
+            .to_lowercase();
+        assert!(
+            stored.contains("content-type") || stored.contains("headers"),
+            "{stored}"
+        );
+        assert!(!stored.contains(&credential), "{name}: {stored}");
+    }
 }
 
 const BODY: &str = r#"{"action":"opened","number":1}"#;
@@ -621,4 +653,108 @@ fn base64_decode(text: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD
         .decode(text)
         .unwrap()
+}
+
+/// Secrets set through the API and the credentials senders present never reach the log,
+/// even at DEBUG: the real binary's output is searched for each of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_reach_the_log() {
+    use crate::support::process::{PASSWORD, ServerProcess};
+
+    webhooker::delivery::install_crypto_provider();
+    let http = reqwest::Client::new();
+    let sink = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let mut server = tokio::task::spawn_blocking(move || {
+        ServerProcess::start_with(&path, None, &[("RUST_LOG", "debug")])
+    })
+    .await
+    .unwrap();
+    let api = |method: reqwest::Method, path: &str| {
+        http.request(method, format!("{}/api/v1{path}", server.base))
+            .basic_auth("admin", Some(PASSWORD))
+    };
+    let created: Value = api(reqwest::Method::POST, "/webhooks")
+        .json(&json!({"name": "quiet", "verification": {"kind": "github", "secret": "gh-hush-1"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let wh = created["id"].as_str().unwrap().to_string();
+    let url = created["entrypoints"][0]["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let target: Value = api(reqwest::Method::POST, &format!("/webhooks/{wh}/targets"))
+        .json(&json!({"name": "sink", "kind": "http", "url": sink.url("/")}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tid = target["id"].as_str().unwrap();
+    let rotated: Value = api(
+        reqwest::Method::POST,
+        &format!("/webhooks/{wh}/targets/{tid}/rotate-secret"),
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let mut secrets = vec![
+        "gh-hush-1".to_string(),
+        "gl-hush-2".to_string(),
+        target["signing_secret"].as_str().unwrap().to_string(),
+        rotated["signing_secret"].as_str().unwrap().to_string(),
+    ];
+    // A wrong signature, then the GitLab kind: a wrong token and the right one.
+    let r = http
+        .post(&url)
+        .header("x-hub-signature-256", format!("sha256={}", "0".repeat(64)))
+        .body(BODY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = api(reqwest::Method::PATCH, &format!("/webhooks/{wh}"))
+        .json(&json!({"verification": {"kind": "gitlab", "token": "gl-hush-2"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for token in ["gl-guess-3", "gl-hush-2"] {
+        http.post(&url)
+            .header("x-gitlab-token", token)
+            .body(BODY)
+            .send()
+            .await
+            .unwrap();
+    }
+    secrets.push("gl-guess-3".into());
+    assert!(wait_until(Duration::from_secs(10), || async { sink.count() == 1 }).await);
+    tokio::task::spawn_blocking(move || {
+        server.stop();
+        let lines = server.output.lock().unwrap().clone();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("DEBUG") || l.contains("\"debug\"")),
+            "the log runs at DEBUG: {lines:?}"
+        );
+        for secret in &secrets {
+            let hits: Vec<_> = lines
+                .iter()
+                .filter(|l| l.contains(secret.as_str()))
+                .collect();
+            assert!(hits.is_empty(), "{secret} logged: {hits:?}");
+        }
+    })
+    .await
+    .unwrap();
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::model::AttemptExchange;
 
 pub(crate) use http::{HttpRequest, send_http};
-pub(crate) use signature::standard_webhooks_headers;
+pub(crate) use signature::{SVIX_HEADERS, standard_webhooks_headers};
 pub use slack::slack_text;
 
 /// Bytes of response body kept per attempt.

@@ -16,6 +16,10 @@ pub(crate) const WEBHOOK_TIMESTAMP: &str = "webhook-timestamp";
 /// `v1,<base64 signature>`, several separated by spaces.
 pub(crate) const WEBHOOK_SIGNATURE: &str = "webhook-signature";
 
+/// The same three headers as Svix spells them. Svix's libraries read these before the
+/// `webhook-*` ones, so a sender's must not reach a receiver next to ours.
+pub(crate) const SVIX_HEADERS: [&str; 3] = ["svix-id", "svix-timestamp", "svix-signature"];
+
 /// The three `webhook-*` headers of an attempt made at `now` that sends `body` as message
 /// `msg_id`: each key of `signing` in force at `now` signs `{msg_id}.{seconds}.{body}`.
 /// The values are header-safe (a UUID, digits, base64), so they always parse.

@@ -24,8 +24,7 @@ pub fn slack_text(event: &EventPayload, body: &[u8]) -> String {
     if shown.len() < payload.len() {
         shown.push_str("\n… (truncated)");
     }
-    // A literal ``` inside the payload would close the code block early.
-    let shown = escape(&shown).replace("```", "`\u{200b}``");
+    let shown = break_backtick_runs(&escape(&shown));
     format!(
         "*Webhook received* `{} {}`\n*Content-Type:* `{}`\n*Received:* {}\n*Size:* {} bytes\n```\n{}\n```",
         inline_code(&event.method),
@@ -48,6 +47,21 @@ fn escape(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             c => out.push(c),
         }
+    }
+    out
+}
+
+/// `text` with a zero-width space between any two adjacent backticks: a run of three
+/// (``` or any longer run) would close the code block early, and no run survives this.
+fn break_backtick_runs(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut previous = None;
+    for c in text.chars() {
+        if c == '`' && previous == Some('`') {
+            out.push('\u{200b}');
+        }
+        out.push(c);
+        previous = Some(c);
     }
     out
 }
@@ -122,6 +136,23 @@ mod tests {
         assert_eq!(ct_line.matches('`').count(), 2, "{ct_line}");
         let first_line = t.lines().next().unwrap();
         assert_eq!(first_line.matches('`').count(), 2, "{first_line}");
+    }
+
+    #[test]
+    fn no_run_of_backticks_in_the_body_closes_its_code_block() {
+        for body in [
+            &b"a ```` b"[..],
+            b"````*bold* https://evil.example",
+            b"x``````y",
+            b"``\n`",
+        ] {
+            let t = slack_text(&payload(body), body);
+            let block = t.split_once("```\n").map(|(_, rest)| rest).unwrap();
+            let inside = block.strip_suffix("\n```").unwrap();
+            assert!(!inside.contains("``"), "{inside:?}");
+            let shown: String = inside.chars().filter(|c| *c != '\u{200b}').collect();
+            assert_eq!(shown.as_bytes(), body, "only zero-width spaces are added");
+        }
     }
 
     #[test]
