@@ -264,12 +264,24 @@ fn updates_and_children_of_deleted_rows_are_refused() {
     };
     store.main.create_webhook(&webhook, &entrypoint).unwrap();
     assert!(store.main.insert_target(&target).unwrap());
-    assert!(store.main.modify_target(target.id, |_| {}).unwrap().is_some());
+    assert!(
+        store
+            .main
+            .modify_target(target.id, |_| {})
+            .unwrap()
+            .is_some()
+    );
     assert!(store.main.update_entrypoint(&entrypoint).unwrap());
     assert!(store.main.update_webhook(&webhook).unwrap());
 
     assert!(store.main.delete_target(target.id).unwrap());
-    assert!(store.main.modify_target(target.id, |_| {}).unwrap().is_none());
+    assert!(
+        store
+            .main
+            .modify_target(target.id, |_| {})
+            .unwrap()
+            .is_none()
+    );
     assert!(store.main.delete_entrypoint(entrypoint.id).unwrap());
     assert!(!store.main.update_entrypoint(&entrypoint).unwrap());
     assert!(store.main.delete_webhook(webhook.id).unwrap());

@@ -17,15 +17,18 @@
 //!    the last one; `LOADTEST_ONLY=spread` is an extra phase, not part of the full run: 1
 //!    webhook × 64 connections against N webhooks sharing them, alternating, N from
 //!    `LOADTEST_SPREAD_WEBHOOKS`, 8 by default);
-//! 4. **end to end**: an `http` target pointing at an in-process sink; delivered events/s
+//! 4. **signatures**: sender verification off and on for the same GitHub-signed requests
+//!    at 64 connections, and signing off and on for bursts delivered to an `http` target,
+//!    in alternating runs on one server (`LOADTEST_ONLY=signatures` runs just this phase);
+//! 5. **end to end**: an `http` target pointing at an in-process sink; delivered events/s
 //!    with 64 concurrent senders, then ack → sink latency at a fixed 1,000 events/s;
-//! 5. **slow receivers**: a fast receiver beside two that answer after 3 s; 50 targets
+//! 6. **slow receivers**: a fast receiver beside two that answer after 3 s; 50 targets
 //!    that answer after 200 ms; a receiver that never answers beside a fast one at a
 //!    fixed 500 events/s;
-//! 6. **backlog**: 100,000 events for a target that is down; threads and memory before and
+//! 7. **backlog**: 100,000 events for a target that is down; threads and memory before and
 //!    after, then a restart with the target back up: time to listening, to the first
 //!    delivery and to the last one;
-//! 7. **many webhooks**: 1,000 webhooks under `ulimit -n 1024`, 100 of them with a backlog
+//! 8. **many webhooks**: 1,000 webhooks under `ulimit -n 1024`, 100 of them with a backlog
 //!    for a target that is down: threads, memory and open descriptors; ingest to 1 webhook
 //!    at 64 connections against 8 webhooks × 8 and 64 × 1; the first event to a webhook
 //!    whose file is closed; then 10,000 webhooks and a restart.
@@ -151,6 +154,7 @@ async fn run() -> Result<()> {
         };
         routing_phase(&api, &server, &wrk, &mut report).await?;
         if all {
+            signatures_phase(&api, &server, &wrk, &sender, &mut report).await?;
             end_to_end_phase(&api, &sender, &mut report).await?;
             slow_receivers_phase(&api, &sender, &mut report).await?;
         }
@@ -168,6 +172,13 @@ async fn run() -> Result<()> {
             &mut report,
         )
         .await?;
+        server.stop().await?;
+    }
+    if only.as_deref() == Some("signatures") {
+        let webhooker = webhooker_on("signatures")?;
+        let server = webhooker.start().await?;
+        let api = Api::new(sender.http.clone(), webhooker.port);
+        signatures_phase(&api, &server, &wrk, &sender, &mut report).await?;
         server.stop().await?;
     }
     if only.as_deref() == Some("spread") {
@@ -252,39 +263,6 @@ async fn ingest_phase(
          webhook or many, share one fsync (group commit).",
     );
 
-    // The same at 64 connections, for a webhook that verifies GitHub's signature.
-    let secret = "loadtest verification secret";
-    let verified = api
-        .create_webhook(
-            "loadtest verified ingest",
-            json!({"name": "db", "kind": "database"}),
-        )
-        .await?;
-    api.call(
-        reqwest::Method::PATCH,
-        &format!("/webhooks/{}", verified.id),
-        Some(&json!({"verification": {"kind": "github", "secret": secret}})),
-    )
-    .await
-    .context("turning on verification")?;
-    let signature = github_signature(secret, &event_body())?;
-    progress("ingest: wrk at 64 connections, GitHub-verified webhook");
-    let result = wrk
-        .run_with_header(
-            &verified.url,
-            64,
-            server.pid,
-            "X-Hub-Signature-256",
-            &signature,
-        )
-        .await?;
-    let ceiling = baseline.get(&64).copied().unwrap_or(f64::NAN);
-    report.wrk_row(
-        "webhooker ingest, GitHub signature verified, database target",
-        64,
-        &result,
-        ceiling,
-    );
     Ok(hook)
 }
 
@@ -490,7 +468,203 @@ async fn routing_phase(api: &Api, server: &Server, wrk: &Wrk, report: &mut Repor
     Ok(())
 }
 
-/// Phase 4: delivery through an `http` target to an in-process sink.
+/// Rounds of the signatures phase; each runs both setups twice (A B B A).
+const SIGNATURE_ROUNDS: usize = 2;
+/// Events of each end-to-end run of the signatures phase.
+const SIGNED_E2E_EVENTS: usize = 10_000;
+
+/// Mean of the `(on, value)` pairs whose flag is `on`.
+fn mean_of(runs: &[(bool, f64)], on: bool) -> f64 {
+    let mine: Vec<f64> = runs.iter().filter(|r| r.0 == on).map(|r| r.1).collect();
+    mine.iter().sum::<f64>() / mine.len().max(1) as f64
+}
+
+/// The runs with flag `on`, as "a / b / c" of `show(value)`.
+fn list_of(runs: &[(bool, f64)], on: bool, show: impl Fn(f64) -> String) -> String {
+    runs.iter()
+        .filter(|r| r.0 == on)
+        .map(|r| show(r.1))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+/// Phase 4: what sender verification costs ingest and what signing costs delivery, each
+/// against itself switched off on the same server, in alternating runs (A B B A per
+/// round, so a drift as the files grow favours neither). Ingest: the same GitHub-signed
+/// requests at 64 connections to one webhook, its verification off and on. Delivery:
+/// bursts to one http target at the in-process sink, its signing off and on; each burst
+/// is delivered in full before the next starts, and the server's CPU time per delivered
+/// event is read from `/proc` beside the rate.
+async fn signatures_phase(
+    api: &Api,
+    server: &Server,
+    wrk: &Wrk,
+    sender: &Sender,
+    report: &mut Report,
+) -> Result<()> {
+    let secret = "loadtest verification secret";
+    let hook = api
+        .create_webhook(
+            "loadtest verification",
+            json!({"name": "db", "kind": "database"}),
+        )
+        .await?;
+    let signature = github_signature(secret, &event_body())?;
+    progress("signatures: ingest warm-up");
+    wrk.run_with_header(&hook.url, 64, server.pid, "X-Hub-Signature-256", &signature)
+        .await?;
+    // (verification on, req/s) and (on, server CPU µs per request) of every run.
+    let (mut rates, mut cpus) = (Vec::new(), Vec::new());
+    for round in 0..SIGNATURE_ROUNDS {
+        for verify in [false, true, true, false] {
+            let verification = if verify {
+                json!({"kind": "github", "secret": secret})
+            } else {
+                json!({"kind": "none"})
+            };
+            api.call(
+                reqwest::Method::PATCH,
+                &format!("/webhooks/{}", hook.id),
+                Some(&json!({ "verification": verification })),
+            )
+            .await
+            .context("switching verification")?;
+            progress(&format!(
+                "signatures: round {} of {SIGNATURE_ROUNDS}, ingest, verification {}",
+                round + 1,
+                if verify { "on" } else { "off" }
+            ));
+            let result = wrk
+                .run_with_header(&hook.url, 64, server.pid, "X-Hub-Signature-256", &signature)
+                .await?;
+            ensure!(
+                result.problems.is_empty(),
+                "verified ingest: {}",
+                result.problems.join("; ")
+            );
+            let cpu = result
+                .cpu
+                .as_ref()
+                .map_or(f64::NAN, |c| c.server_user_us + c.server_system_us);
+            rates.push((verify, result.rps));
+            cpus.push((verify, cpu));
+        }
+    }
+    let (off, on) = (mean_of(&rates, false), mean_of(&rates, true));
+    let (cpu_off, cpu_on) = (mean_of(&cpus, false), mean_of(&cpus, true));
+    report.text_row(
+        "ingest at 64 connections, GitHub signature verified vs not",
+        format!(
+            "{} vs {} req/s ({:+.1}%); server CPU {cpu_on:.1} vs {cpu_off:.1} µs per request \
+             ({:+.1}%)",
+            fmt_count(on),
+            fmt_count(off),
+            100.0 * (on / off - 1.0),
+            100.0 * (cpu_on / cpu_off - 1.0),
+        ),
+    );
+    report.note(format!(
+        "Verification: {SIGNATURE_ROUNDS} rounds (off, on, on, off) of the same GitHub-signed \
+         requests at 64 connections: off {}; on {}.",
+        list_of(&rates, false, fmt_count),
+        list_of(&rates, true, fmt_count),
+    ));
+
+    let sink = Sink::start(0, Duration::ZERO).await?;
+    let signed = api
+        .create_webhook(
+            "loadtest signing",
+            json!({
+                "name": "sink", "kind": "http", "url": sink.url(),
+                "max_in_flight": E2E_MAX_IN_FLIGHT, "max_retries": "unlimited",
+            }),
+        )
+        .await?;
+    let webhook = api
+        .call(
+            reqwest::Method::GET,
+            &format!("/webhooks/{}", signed.id),
+            None,
+        )
+        .await?;
+    let target = webhook["targets"]
+        .as_array()
+        .and_then(|t| t.first())
+        .and_then(|t| t["id"].as_str())
+        .context("the signing webhook has no target")?
+        .to_owned();
+    progress("signatures: delivery warm-up");
+    let warm = sender.burst(&signed.url, WARMUP_EVENTS).await?;
+    sink.wait_for(warm.acked, DELIVERY_DEADLINE).await;
+    // (signing on, events/s delivered) and (on, server CPU µs per delivered event).
+    let (mut rates, mut cpus) = (Vec::new(), Vec::new());
+    for round in 0..SIGNATURE_ROUNDS {
+        for sign in [false, true, true, false] {
+            api.call(
+                reqwest::Method::PATCH,
+                &format!("/webhooks/{}/targets/{target}", signed.id),
+                Some(&json!({ "signing": sign })),
+            )
+            .await
+            .context("switching signing")?;
+            progress(&format!(
+                "signatures: round {} of {SIGNATURE_ROUNDS}, delivery, signing {}",
+                round + 1,
+                if sign { "on" } else { "off" }
+            ));
+            sink.reset();
+            let signed_before = sink.signed();
+            let before = CpuSample::take(server.pid)?;
+            let started = Instant::now();
+            let burst = sender.burst(&signed.url, SIGNED_E2E_EVENTS).await?;
+            let delivered = sink.wait_for(burst.acked, DELIVERY_DEADLINE).await;
+            let after = CpuSample::take(server.pid)?;
+            ensure!(
+                burst.failures.count == 0 && delivered == burst.acked,
+                "signing run: {delivered} of {} acked events delivered, {} sends failed",
+                burst.acked,
+                burst.failures.count
+            );
+            let signed_now = sink.signed() - signed_before;
+            ensure!(
+                (signed_now > 0) == sign,
+                "signing {sign}: {signed_now} signed requests arrived"
+            );
+            let window = sink.last_receipt().map_or(Duration::ZERO, |last| {
+                last.saturating_duration_since(started)
+            });
+            let cpu = after.since(&before, delivered as u64);
+            rates.push((sign, delivered as f64 / window.as_secs_f64()));
+            cpus.push((sign, cpu.server_user_us + cpu.server_system_us));
+        }
+    }
+    let (off, on) = (mean_of(&rates, false), mean_of(&rates, true));
+    let (cpu_off, cpu_on) = (mean_of(&cpus, false), mean_of(&cpus, true));
+    report.text_row(
+        "end to end, http target, signed vs not",
+        format!(
+            "{} vs {} events/s ({:+.1}%); server CPU {cpu_on:.1} vs {cpu_off:.1} µs per event \
+             ({:+.1}%)",
+            fmt_count(on),
+            fmt_count(off),
+            100.0 * (on / off - 1.0),
+            100.0 * (cpu_on / cpu_off - 1.0),
+        ),
+    );
+    report.note(format!(
+        "Signing: {SIGNATURE_ROUNDS} rounds (off, on, on, off) of {} events from {SENDERS} \
+         senders to one http target, each delivered in full before the next: off {} events/s \
+         ({} µs CPU per event); on {} ({}).",
+        fmt_count(SIGNED_E2E_EVENTS as f64),
+        list_of(&rates, false, fmt_count),
+        list_of(&cpus, false, |c| format!("{c:.1}")),
+        list_of(&rates, true, fmt_count),
+        list_of(&cpus, true, |c| format!("{c:.1}")),
+    ));
+    Ok(())
+}
+
+/// Phase 5: delivery through an `http` target to an in-process sink.
 async fn end_to_end_phase(api: &Api, sender: &Sender, report: &mut Report) -> Result<()> {
     let sink = Sink::start(0, Duration::ZERO).await?;
     let hook = api
@@ -566,7 +740,7 @@ const MANY_EVENTS: usize = 200;
 const HANGING_BACKLOG: usize = 1_000;
 const HANGING_PACED_RATE: u32 = 500;
 
-/// Phase 5: receivers that are slow, or hang, hold slots of their own and no thread; the
+/// Phase 6: receivers that are slow, or hang, hold slots of their own and no thread; the
 /// others are served as if they were not there.
 async fn slow_receivers_phase(api: &Api, sender: &Sender, report: &mut Report) -> Result<()> {
     // A fast receiver beside two slow ones.
@@ -741,7 +915,7 @@ const CROWD_OPEN_FILES: usize = 64;
 /// Webhooks created (and sent an event) at once.
 const CROWD_CONCURRENCY: usize = 16;
 
-/// Phase 7: what a webhook costs when there are many. Runs a fresh process on its own data
+/// Phase 8: what a webhook costs when there are many. Runs a fresh process on its own data
 /// directory under `ulimit -n 1024`.
 async fn many_webhooks_phase(
     webhooker: &Webhooker,
@@ -981,7 +1155,7 @@ async fn create_crowd(
     Ok(hooks.into_iter().map(|(_, hook)| hook).collect())
 }
 
-/// Phase 6: a 100k backlog for a target that is down, then a restart with the target back.
+/// Phase 7: a 100k backlog for a target that is down, then a restart with the target back.
 /// Starts a fresh process first, so idle and peak memory belong to this phase alone.
 async fn backlog_phase(
     webhooker: &Webhooker,
@@ -2008,6 +2182,8 @@ impl Sender {
 struct SinkState {
     receipts: Mutex<HashMap<Uuid, Instant>>,
     requests: AtomicU64,
+    /// Requests that carried a `webhook-signature` header.
+    signed: AtomicU64,
     first_request: OnceLock<Instant>,
     last_request: Mutex<Option<Instant>>,
     /// How long each request waits before its answer (a slow receiver).
@@ -2092,6 +2268,10 @@ impl Sink {
         self.state.requests.load(Ordering::Relaxed)
     }
 
+    fn signed(&self) -> u64 {
+        self.state.signed.load(Ordering::Relaxed)
+    }
+
     fn last_request(&self) -> Option<Instant> {
         *self
             .state
@@ -2134,6 +2314,9 @@ async fn receive(
     let now = Instant::now();
     state.first_request.get_or_init(|| now);
     state.requests.fetch_add(1, Ordering::Relaxed);
+    if headers.contains_key("webhook-signature") {
+        state.signed.fetch_add(1, Ordering::Relaxed);
+    }
     *state
         .last_request
         .lock()
