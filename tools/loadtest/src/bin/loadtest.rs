@@ -488,6 +488,21 @@ fn list_of(runs: &[(bool, f64)], on: bool, show: impl Fn(f64) -> String) -> Stri
         .join(" / ")
 }
 
+/// "on vs off rate (±%); server CPU on vs off µs per `what` (±%)", from runs flagged on or
+/// off.
+fn on_against_off(rates: &[(bool, f64)], cpus: &[(bool, f64)], unit: &str, what: &str) -> String {
+    let (off, on) = (mean_of(rates, false), mean_of(rates, true));
+    let (cpu_off, cpu_on) = (mean_of(cpus, false), mean_of(cpus, true));
+    format!(
+        "{} vs {} {unit} ({:+.1}%); server CPU {cpu_on:.1} vs {cpu_off:.1} µs per {what} \
+         ({:+.1}%)",
+        fmt_count(on),
+        fmt_count(off),
+        100.0 * (on / off - 1.0),
+        100.0 * (cpu_on / cpu_off - 1.0),
+    )
+}
+
 /// Phase 4: what sender verification costs ingest and what signing costs delivery, each
 /// against itself switched off on the same server, in alternating runs (A B B A per
 /// round, so a drift as the files grow favours neither). Ingest: the same GitHub-signed
@@ -550,18 +565,9 @@ async fn signatures_phase(
             cpus.push((verify, cpu));
         }
     }
-    let (off, on) = (mean_of(&rates, false), mean_of(&rates, true));
-    let (cpu_off, cpu_on) = (mean_of(&cpus, false), mean_of(&cpus, true));
     report.text_row(
         "ingest at 64 connections, GitHub signature verified vs not",
-        format!(
-            "{} vs {} req/s ({:+.1}%); server CPU {cpu_on:.1} vs {cpu_off:.1} µs per request \
-             ({:+.1}%)",
-            fmt_count(on),
-            fmt_count(off),
-            100.0 * (on / off - 1.0),
-            100.0 * (cpu_on / cpu_off - 1.0),
-        ),
+        on_against_off(&rates, &cpus, "req/s", "request"),
     );
     report.note(format!(
         "Verification: {SIGNATURE_ROUNDS} rounds (off, on, on, off) of the same GitHub-signed \
@@ -638,18 +644,9 @@ async fn signatures_phase(
             cpus.push((sign, cpu.server_user_us + cpu.server_system_us));
         }
     }
-    let (off, on) = (mean_of(&rates, false), mean_of(&rates, true));
-    let (cpu_off, cpu_on) = (mean_of(&cpus, false), mean_of(&cpus, true));
     report.text_row(
         "end to end, http target, signed vs not",
-        format!(
-            "{} vs {} events/s ({:+.1}%); server CPU {cpu_on:.1} vs {cpu_off:.1} µs per event \
-             ({:+.1}%)",
-            fmt_count(on),
-            fmt_count(off),
-            100.0 * (on / off - 1.0),
-            100.0 * (cpu_on / cpu_off - 1.0),
-        ),
+        on_against_off(&rates, &cpus, "events/s", "event"),
     );
     report.note(format!(
         "Signing: {SIGNATURE_ROUNDS} rounds (off, on, on, off) of {} events from {SENDERS} \
