@@ -216,7 +216,7 @@ fn replay_targets<'t>(
                     .iter()
                     .rev()
                     .find(|d| d.target_id == t.id)
-                    .is_some_and(|d| d.status == *status)
+                    .is_some_and(|d| d.status.as_str() == status.as_str())
             })
     })
 }

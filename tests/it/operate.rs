@@ -1,6 +1,7 @@
 //! Operating a webhook day to day through the API: the event log's filters, bulk
 //! redelivery of a filter, and pausing and resuming a target.
 
+use std::str::FromStr;
 use std::time::Duration;
 
 use reqwest::Method;
@@ -157,6 +158,100 @@ async fn the_event_log_filters_by_status_target_text_and_time() {
         assert!(r.text().await.unwrap().contains(field), "{query}");
     }
     t.stop().await;
+}
+
+#[tokio::test]
+async fn skipped_deliveries_are_found_and_until_is_inclusive() {
+    let t = TestApp::start().await;
+    let sink = Receiver::start().await;
+    let (w, url) = t.webhook("skips").await;
+    let picky = t
+        .target(
+            &w,
+            json!({"name": "picky", "kind": "http", "url": sink.url("/"),
+                   "filter": {"all": [{"json": "/kind", "equals": "wanted"}]}}),
+        )
+        .await;
+    let stored = t
+        .target(&w, json!({"name": "stored", "kind": "database"}))
+        .await;
+    let wanted = send_with(&t, &url, ("X-A", "1"), r#"{"kind":"wanted"}"#).await;
+    let other = send_with(&t, &url, ("X-A", "2"), r#"{"kind":"other"}"#).await;
+    t.wait_finished(&w, &wanted, LIMIT).await;
+
+    // A skip is settled in its event's row, and found there like a delivered one.
+    assert_eq!(ids(&t, &w, "status=skipped").await, vec![other.clone()]);
+    assert_eq!(
+        ids(&t, &w, &format!("status=skipped&target_id={picky}")).await,
+        vec![other.clone()]
+    );
+    assert!(
+        ids(&t, &w, &format!("status=skipped&target_id={stored}"))
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        ids(&t, &w, &format!("status=delivered&target_id={picky}")).await,
+        vec![wanted.clone()]
+    );
+    let v = t
+        .get_json(&format!("/webhooks/{w}/events?status=skipped"))
+        .await;
+    assert_eq!(
+        (v["matched"].as_u64(), v["scanned"].as_u64()),
+        (Some(1), Some(2))
+    );
+    // A failed filter looks only at events with deliveries to send: `other` has none.
+    let v = t
+        .get_json(&format!("/webhooks/{w}/events?status=failed"))
+        .await;
+    assert_eq!(
+        (v["matched"].as_u64(), v["scanned"].as_u64()),
+        (Some(0), Some(1))
+    );
+    let b = crate::pages::login(&t).await;
+    let html = crate::pages::get_ok(&t, &b, &format!("/webhooks/{w}/events?status=failed")).await;
+    assert!(
+        html.contains("event with deliveries to send"),
+        "the page says what it searched"
+    );
+    let html = crate::pages::get_ok(&t, &b, &format!("/webhooks/{w}/events?status=skipped")).await;
+    assert!(
+        html.contains("Redeliver 1 skipped"),
+        "a skip can be replayed"
+    );
+    assert!(!html.contains("with deliveries to send"));
+
+    // `until` is "at or before", to the millisecond, like `since` is "at or after".
+    let at = t.event(&w, &other).await["received_at"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let at_ms = jiff::Timestamp::from_str(&at).unwrap().as_millisecond();
+    let just_before = jiff::Timestamp::from_millisecond(at_ms - 1)
+        .unwrap()
+        .to_string();
+    let until = |u: &str| format!("status=skipped&until={}", urlencoding(u));
+    assert_eq!(ids(&t, &w, &until(&at)).await, vec![other.clone()]);
+    assert!(ids(&t, &w, &until(&just_before)).await.is_empty());
+    let since = format!("status=skipped&since={}", urlencoding(&at));
+    assert_eq!(ids(&t, &w, &since).await, vec![other.clone()]);
+
+    // Replaying the skips sends them, the filter notwithstanding.
+    let v = t
+        .post_json(
+            &format!("/webhooks/{w}/redeliver"),
+            json!({"status": "skipped", "target_id": picky}),
+        )
+        .await;
+    assert_eq!(v, json!({"count": 1}));
+    assert!(wait_until(LIMIT, || async { sink.count() == 2 }).await);
+    t.stop().await;
+}
+
+/// Percent-encodes a query value (`+` in a time zone offset).
+fn urlencoding(v: &str) -> String {
+    url::form_urlencoded::byte_serialize(v.as_bytes()).collect()
 }
 
 #[tokio::test]

@@ -25,7 +25,8 @@ pub const SEARCH_BODY_BYTES: usize = super::INLINE_BODY_BYTES;
 /// AND.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventFilter {
-    /// Events with at least one delivery in this status (to `target_id`, if set).
+    /// Events with at least one delivery in this status (to `target_id`, if set),
+    /// compared by name: a skipped delivery matches whatever its reason.
     pub status: Option<DeliveryStatus>,
     /// Events with a delivery to this target.
     pub target_id: Option<Uuid>,
@@ -34,7 +35,7 @@ pub struct EventFilter {
     pub text: Vec<u8>,
     /// Received at or after.
     pub since: Option<Millis>,
-    /// Received at or before.
+    /// Received at or before (inclusive, like `since`).
     pub until: Option<Millis>,
 }
 
@@ -115,11 +116,16 @@ impl FoundEvent<'_> {
 /// How far a filtered scan looked.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ScanReport {
-    /// Events looked at (in the time range, newest first).
+    /// Events looked at (in the time range, newest first). A failed, retrying or pending
+    /// filter looks only at events with deliveries to send (see `by_deliveries`).
     pub scanned: usize,
     /// Whether every event of the time range was looked at; `false` when the scan stopped
     /// at its bound.
     pub complete: bool,
+    /// Whether the scan walked the `deliveries` table: it then passed over, without
+    /// counting them, the events whose every delivery was finished by their own commit
+    /// (delivered to a `database` target, or skipped), which no such filter can match.
+    pub by_deliveries: bool,
 }
 
 /// The tables a filtered scan reads.
@@ -227,15 +233,18 @@ impl EventStore {
             deliveries: rx.open_table(DELIVERIES)?,
             parts: RowParts::open(&rx)?,
         };
+        let range = filter.key_range();
+        // Only unfinished and failed deliveries are sure to have rows of their own; a
+        // delivered or skipped one may live in its event's row (`settled.rs`).
+        let by_deliveries = matches!(
+            filter.status,
+            Some(DeliveryStatus::Pending | DeliveryStatus::Retrying | DeliveryStatus::Failed)
+        );
         let mut report = ScanReport {
             scanned: 0,
             complete: true,
+            by_deliveries,
         };
-        let range = filter.key_range();
-        let by_deliveries = filter
-            .status
-            .as_ref()
-            .is_some_and(|s| *s != DeliveryStatus::Delivered);
         if !by_deliveries {
             for row in tables.events.range(range)?.rev() {
                 if report.scanned >= max_scanned {

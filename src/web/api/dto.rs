@@ -530,7 +530,7 @@ pub struct PageQuery {
     pub q: Option<String>,
     /// Received at or after (RFC 3339).
     pub since: Option<String>,
-    /// Received before (RFC 3339).
+    /// Received at or before (RFC 3339).
     pub until: Option<String>,
 }
 
@@ -563,7 +563,7 @@ pub struct EventFilterIn {
     pub q: Option<String>,
     /// Received at or after (RFC 3339).
     pub since: Option<String>,
-    /// Received before (RFC 3339).
+    /// Received at or before (RFC 3339).
     pub until: Option<String>,
 }
 
@@ -579,10 +579,14 @@ impl EventFilterIn {
             Some("retrying") => Some(DeliveryStatus::Retrying),
             Some("delivered") => Some(DeliveryStatus::Delivered),
             Some("failed") => Some(DeliveryStatus::Failed),
+            // Matched by name (see `EventFilter::status`): the reason is not compared.
+            Some("skipped") => Some(DeliveryStatus::Skipped {
+                reason: Box::default(),
+            }),
             Some(_) => {
                 return Err(ServiceError::invalid(
                     "status",
-                    "must be one of failed, retrying, pending, delivered",
+                    "must be one of failed, retrying, pending, delivered, skipped",
                 ));
             }
         };
@@ -699,7 +703,9 @@ pub struct RedeliverOut {
 }
 
 /// A filtered page of events, newest first: the filter looked at the newest `scanned`
-/// events of its time range (at most 10,000) and `matched` of them matched.
+/// events of its time range (at most 10,000) and `matched` of them matched. A `failed`,
+/// `retrying` or `pending` filter looks only at events with deliveries to send (an event
+/// whose deliveries were all stored or skipped with it cannot match), and counts those.
 #[derive(Serialize, ToSchema)]
 pub struct FoundPageOut {
     pub events: Vec<EventOut>,

@@ -87,6 +87,8 @@ struct FilterView {
     matched: usize,
     /// Events scanned.
     scanned: usize,
+    /// Whether only events with deliveries to send were scanned (see `ScanReport`).
+    by_deliveries: bool,
     /// Whether the scan stopped at its bound.
     bounded: bool,
     /// New deliveries a bulk redelivery of the filter makes.
@@ -194,6 +196,7 @@ pub(super) async fn list(
         active: false,
         matched: 0,
         scanned: 0,
+        by_deliveries: false,
         bounded: false,
         replay_count: 0,
         replay_targets: String::new(),
@@ -220,6 +223,7 @@ pub(super) async fn list(
             filter.active = true;
             filter.matched = found.matched;
             filter.scanned = found.scan.scanned;
+            filter.by_deliveries = found.scan.by_deliveries;
             filter.bounded = !found.scan.complete;
             filter.replay_count = found.replay.count();
             filter.replay_targets = found
