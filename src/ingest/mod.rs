@@ -260,7 +260,8 @@ impl Ingestor {
                 req.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
             }
         }
-        self.store_event(entrypoint, req, reservation, now).await
+        self.store_event(entrypoint, req, reservation, now, true)
+            .await
     }
 
     /// Sends a sample JSON event through ingest, as if it had arrived on the webhook's
@@ -305,18 +306,22 @@ impl Ingestor {
         let reservation = self
             .reserve_body(Some(req.body.len()), IpAddr::from([0, 0, 0, 0]))
             .await?;
-        self.store_event(&entrypoint, req, reservation, now)
+        // Never a duplicate: each click stores a new event, and no later request is
+        // taken for a duplicate of a test event.
+        self.store_event(&entrypoint, req, reservation, now, false)
             .await
             .map(|accepted| accepted.event_id)
     }
 
     /// Builds the event and its deliveries, commits them and queues the deliveries.
+    /// With `dedupes` false the webhook's dedupe key is neither looked up nor stored.
     async fn store_event(
         &self,
         entrypoint: &Entrypoint,
         req: IncomingRequest,
         reservation: BodyReservation,
         now: Millis,
+        dedupes: bool,
     ) -> Result<Accepted, IngestError> {
         let webhook_id = entrypoint.webhook_id;
         let catalog = self.store.catalog();
@@ -326,7 +331,10 @@ impl Ingestor {
         let (targets, dedupe) = {
             let view = RequestView::new(&req.method, &req.headers, &req.body);
             let active = || catalog.targets_of(webhook_id).iter().filter(|t| t.active);
-            let webhook_dedupe = catalog.webhook(webhook_id).and_then(|w| w.dedupe.as_ref());
+            let webhook_dedupe = catalog
+                .webhook(webhook_id)
+                .and_then(|w| w.dedupe.as_ref())
+                .filter(|_| dedupes);
             view.find_json(
                 active()
                     .filter_map(|t| t.filter.as_ref())

@@ -250,6 +250,41 @@ async fn a_test_event_goes_through_ingest_and_is_marked() {
 }
 
 #[tokio::test]
+async fn test_events_are_never_deduplicated() {
+    let app = TestApp::start().await;
+    // Every test event has the same `type`: a dedupe key on it would match each time.
+    let w = app
+        .post_json(
+            "/webhooks",
+            json!({"name": "deduped", "dedupe": {"json": "/type", "window_secs": 3600}}),
+        )
+        .await;
+    let wh = w["id"].as_str().unwrap().to_string();
+    let url = w["entrypoints"][0]["url"].as_str().unwrap().to_string();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let answer = app
+            .post_json(&format!("/webhooks/{wh}/test-event"), json!({}))
+            .await;
+        assert_eq!(answer["duplicate"], Value::Null, "{answer}");
+        ids.push(answer["event_id"].as_str().unwrap().to_string());
+    }
+    assert_ne!(ids[0], ids[1], "each click stores a new event");
+    // Nor does a test event make a sender's request with that key a duplicate; the
+    // sender's requests still dedupe among themselves.
+    let body = r#"{"type":"webhooker.test"}"#;
+    let first = app.send(&url, body.as_bytes()).await;
+    assert!(!ids.contains(&first));
+    let r = app.http.post(&url).body(body).send().await.unwrap();
+    let again: Value = r.json().await.unwrap();
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(again["event_id"], first.as_str());
+    let list = app.get_json(&format!("/webhooks/{wh}/events")).await;
+    assert_eq!(list["total"], 3, "{list}");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn an_attempt_records_the_request_sent_and_the_response_headers() {
     let app = TestApp::start().await;
     let sink = Receiver::start().await;
