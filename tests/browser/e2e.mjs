@@ -4,7 +4,7 @@
 // the page, open the event log, expand the event, open its detail, check it was
 // delivered, redeliver, look at the account page, log out. Fails on any console error,
 // page error, failed request, HTTP error response or CSP violation, and on any serious or
-// critical axe-core violation on any page. Also: send a test event, watch a retrying
+// critical axe-core violation (or skipped heading level) on any page. Also: send a test event, watch a retrying
 // delivery turn delivered without a reload, PRG after creating an API key, the mobile menu
 // without JS. Screenshots of every page go to SCREENSHOT_DIR (desktop 1280 wide; detail,
 // event log and menu at 390).
@@ -62,7 +62,9 @@ const AXE_SOURCE = fs.readFileSync(createRequire(import.meta.url).resolve("axe-c
 /** Pages checked so far (each URL once per viewport). */
 const axeChecked = new Set();
 
-/** Runs axe-core on the page; serious and critical violations fail the run. Evaluated
+/** Runs axe-core on the page; serious and critical violations fail the run, and so does a
+ * skipped heading level (`heading-order`, a moderate rule: an h3 right under the h1 makes
+ * the page's outline lie to screen-reader users who jump by heading). Evaluated
  * through the DevTools protocol, so the page's CSP (script-src 'self') does not block it. */
 async function axeCheck(page, where) {
     const key = `${page.viewportSize()?.width}:${new URL(page.url()).pathname}`;
@@ -71,7 +73,7 @@ async function axeCheck(page, where) {
     const violations = await page.evaluate(async () => {
         const result = await window.axe.run(document, { resultTypes: ["violations"] });
         return result.violations
-            .filter((v) => v.impact === "serious" || v.impact === "critical")
+            .filter((v) => v.impact === "serious" || v.impact === "critical" || v.id === "heading-order")
             .map((v) => `${v.impact} ${v.id}: ${v.help} (${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join("; ")})`);
     });
     // Collected, and checked at the end of the run: one run lists every page's violations.
@@ -658,8 +660,8 @@ async function run(browser, sink) {
     await page.goto("/account");
     await page.waitForURL(/\/login\?next=%2Faccount$/);
     noProblems("logout");
-    check(axeViolations.length === 0, `axe-core, serious or critical:\n  ${axeViolations.join("\n  ")}`);
-    console.log(`  axe-core: no serious or critical violation on ${axeChecked.size} page views`);
+    check(axeViolations.length === 0, `axe-core, serious, critical or heading order:\n  ${axeViolations.join("\n  ")}`);
+    console.log(`  axe-core: no serious or critical violation and no skipped heading level on ${axeChecked.size} page views`);
 }
 
 // ---------- operating a webhook: find, replay, pause, health, edit ----------
