@@ -1584,3 +1584,82 @@ async fn routing_through_the_pages() {
     assert!(html.contains("JSON Pointer"), "{html}");
     assert!(html.contains("value=\"no-slash\""), "the row is kept");
 }
+
+/// A refused in-place target edit shows the page again (422) with the edit form open,
+/// holding what was typed, and the reason beside it; nothing is saved.
+#[tokio::test]
+async fn a_refused_target_edit_keeps_what_was_typed() {
+    let app = TestApp::start().await;
+    let b = login(&app).await;
+    let (id, _) = app.webhook("edits").await;
+    let tid = app
+        .target(
+            &id,
+            json!({"name": "api", "kind": "http", "url": "http://127.0.0.1:9/old",
+                   "transform": {"set_headers": {"Authorization": "Bearer kept-token"}}}),
+        )
+        .await;
+    let before = app.get_json(&format!("/webhooks/{id}")).await["targets"][0].clone();
+    let r = post(
+        &app,
+        &b,
+        &format!("/webhooks/{id}/targets/{tid}/edit"),
+        &[
+            ("name", "renamed api"),
+            ("kind", "http"),
+            ("url", "http://127.0.0.1:9/new"),
+            ("timeout_secs", "0"),
+            ("max_in_flight", "7"),
+            ("edits_routing", "1"),
+            ("cond0_on", "header"),
+            ("cond0_key", "X-Typed"),
+            ("cond0_op", "equals"),
+            ("cond0_value", "typed-value"),
+            (
+                "transform_set_headers",
+                "Authorization: Bearer typed-secret",
+            ),
+            ("transform_path", "/typed/{event_id}"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        set_cookies(r.headers())
+            .iter()
+            .all(|c| !c.starts_with("webhooker_flash=")),
+        "no flash: the reason is on the page"
+    );
+    let html = r.text().await.unwrap();
+    // The row's form is open, with the reason inside it and the field marked.
+    let row = &html[html.find(&format!("id=\"target-{tid}\"")).unwrap()..];
+    let row = &row[..row.find("</li>").unwrap()];
+    assert!(
+        row.contains("<details class=\"mt-3 text-sm\" open>"),
+        "{row}"
+    );
+    assert!(row.contains("Timeout must be between 1 and 300."), "{row}");
+    assert!(row.contains(&format!(
+        "id=\"e-timeout-{tid}\" name=\"timeout_secs\" type=\"text\" inputmode=\"numeric\" class=\"input input-error\" value=\"0\""
+    )));
+    for typed in [
+        "value=\"renamed api\"",
+        "value=\"http://127.0.0.1:9/new\"",
+        "value=\"7\"",
+        "value=\"X-Typed\"",
+        "value=\"typed-value\"",
+        "value=\"/typed/{event_id}\"",
+    ] {
+        assert!(row.contains(typed), "{typed} kept: {row}");
+    }
+    // Header values to set are never put on a page, not even the ones just typed.
+    assert!(!html.contains("typed-secret") && !html.contains("kept-token"));
+    assert!(row.contains("not shown again"), "{row}");
+    // The add-target form is as usual, and nothing was saved.
+    assert!(!html.contains(
+        "id=\"t-name\" name=\"name\" type=\"text\" class=\"input\" value=\"renamed api\""
+    ));
+    let after = app.get_json(&format!("/webhooks/{id}")).await["targets"][0].clone();
+    assert_eq!(after, before);
+    app.stop().await;
+}

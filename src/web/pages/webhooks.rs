@@ -380,10 +380,27 @@ struct TargetRow {
     /// http targets: their Standard Webhooks signing.
     signing: Option<SigningRow>,
     health: HealthRow,
-    /// The edit form, prefilled.
+    /// The edit form, prefilled (with what was submitted, after a refused edit).
     form: TargetForm,
+    /// Why the last edit was refused: the edit form is shown open, with the message.
+    edit_error: Option<FormError>,
     /// Its filter and transform in words (header values left out: they may be secret).
     routing: Vec<(&'static str, String)>,
+}
+
+impl TargetRow {
+    /// Whether the refused edit names `field`.
+    fn edit_has_error(&self, field: &str) -> bool {
+        self.edit_error.as_ref().is_some_and(|e| e.field == field)
+    }
+}
+
+/// A target edit that was refused, to show again in its row's edit form.
+struct RefusedEdit {
+    target_id: Uuid,
+    /// What was submitted.
+    form: TargetForm,
+    error: FormError,
 }
 
 /// A target's health for its row.
@@ -970,16 +987,17 @@ impl DetailPage {
     }
 }
 
-/// Everything the detail page shows, for GET and for a re-rendered add-target form.
+/// Everything the detail page shows, for GET and for a re-rendered add-target or edit form.
 async fn detail_page(
-    service: &Service,
     state: &AppState,
     headers: &HeaderMap,
     ctx: Ctx,
     id: Uuid,
     target_form: TargetForm,
     target_error: Option<FormError>,
+    mut refused_edit: Option<RefusedEdit>,
 ) -> PageResult<DetailPage> {
+    let service = &state.service;
     let view = service.webhook(id).await?;
     // Small bodies come along: a JSON body's `type` names the event.
     let recent = service
@@ -1005,12 +1023,24 @@ async fn detail_page(
             .iter()
             .map(|h| {
                 let t = &h.target;
+                let (form, edit_error) = match refused_edit.take_if(|e| e.target_id == t.id) {
+                    // Rendered as the target's kind, whatever the post claimed.
+                    Some(RefusedEdit { form, error, .. }) => (
+                        TargetForm {
+                            kind: t.kind.name().into(),
+                            ..form
+                        },
+                        Some(error),
+                    ),
+                    None => (TargetForm::of(t), None),
+                };
                 TargetRow {
                     url: t.kind.url().map(str::to_string),
                     settings: target_settings(t),
                     signing: SigningRow::of(t, now),
                     health: HealthRow::of(h),
-                    form: TargetForm::of(t),
+                    form,
+                    edit_error,
                     routing: routing_rows(t),
                     t: t.clone(),
                 }
@@ -1045,12 +1075,12 @@ pub(super) async fn detail(
     PagePath(id): PagePath<Uuid>,
 ) -> PageResult<Response> {
     let page = detail_page(
-        &state.service,
         &state,
         &headers,
         viewer.ctx("webhooks"),
         id,
         TargetForm::default(),
+        None,
         None,
     )
     .await?;
@@ -1146,7 +1176,7 @@ pub(super) async fn add_target(
         Err(e) => e,
     };
     let ctx = Ctx::for_user(&user, "webhooks");
-    let page = detail_page(service, &state, &headers, ctx, id, form, Some(error)).await?;
+    let page = detail_page(&state, &headers, ctx, id, form, Some(error), None).await?;
     Ok(super::uncompressed(
         (StatusCode::UNPROCESSABLE_ENTITY, page).into_response(),
     ))
@@ -1221,12 +1251,15 @@ pub(super) async fn pause_target(
     ))
 }
 
-/// POST /webhooks/{id}/targets/{tid}/edit: the target's settings from its edit form.
+/// POST /webhooks/{id}/targets/{tid}/edit: the target's settings from its edit form. A
+/// refused edit shows the page again (422) with the form as submitted, open, and why.
 pub(super) async fn edit_target(
-    State(service): State<Service>,
+    State(state): State<AppState>,
+    headers: HeaderMap,
     PagePath((id, tid)): PagePath<(Uuid, Uuid)>,
-    AuthForm { form, .. }: AuthForm<TargetForm>,
+    AuthForm { user, form }: AuthForm<TargetForm>,
 ) -> PageResult<Response> {
+    let service = &state.service;
     let back = format!("/webhooks/{id}#target-{tid}");
     let current = service.target_of(id, tid)?;
     let error = match form.edit_input(&current) {
@@ -1242,7 +1275,25 @@ pub(super) async fn edit_target(
         },
         Err(e) => e,
     };
-    Ok(redirect_with(&back, "error", error.message))
+    let ctx = Ctx::for_user(&user, "webhooks");
+    let refused = RefusedEdit {
+        target_id: tid,
+        form,
+        error,
+    };
+    let page = detail_page(
+        &state,
+        &headers,
+        ctx,
+        id,
+        TargetForm::default(),
+        None,
+        Some(refused),
+    )
+    .await?;
+    Ok(super::uncompressed(
+        (StatusCode::UNPROCESSABLE_ENTITY, page).into_response(),
+    ))
 }
 
 #[derive(Deserialize, Default)]
