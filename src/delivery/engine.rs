@@ -68,12 +68,12 @@ pub enum BreakerStatus {
 }
 
 /// What the engine knows of a target's health, in memory (since the process started).
+/// When an attempt last failed is kept by the target's event file instead
+/// (`EventStore::overview`), so a restart does not forget it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TargetHealth {
     /// Its breaker.
     pub breaker: BreakerStatus,
-    /// When an attempt last failed (did not deliver), if one did since the start.
-    pub last_failure_at: Option<Millis>,
 }
 
 /// What the delivery threads share.
@@ -96,9 +96,6 @@ pub(super) struct Shared {
     pub(super) runtime: tokio::runtime::Handle,
     pub(super) stop: StopSignal,
     pub(super) sweep: Arc<SweepSignals>,
-    /// Each target's latest failed attempt (Unix ms): at most one entry per target of the
-    /// catalog (a deleted one's goes when a delivery thread meets it or health is read).
-    pub(super) failures: Mutex<HashMap<Uuid, Millis>>,
     /// Viewers of webhooks, told of committed delivery changes.
     pub(super) live: Arc<LiveHub>,
     /// Dropped on shutdown, which disconnects `stop`.
@@ -179,7 +176,6 @@ impl Engine {
             runtime,
             stop: stop.clone(),
             sweep,
-            failures: Mutex::default(),
             live,
             stop_tx: Mutex::new(Some(stop_tx)),
             threads: Mutex::new(Vec::new()),
@@ -225,49 +221,25 @@ impl Engine {
         self.shared.sweep.wake();
     }
 
-    /// The health of every target the engine has something to say about (a breaker not
-    /// closed, or a failed attempt since the start); any other target is closed and has
-    /// not failed.
+    /// The health of every target whose breaker is not closed; any other target's is.
     pub fn target_health(&self) -> HashMap<Uuid, TargetHealth> {
         let (breakers, now) = {
             let admission = self.shared.lock_admission();
             (admission.breakers_not_closed(), Instant::now())
         };
         let wall = now_ms();
-        let catalog = self.shared.store.catalog();
-        let mut failures = self
-            .shared
-            .failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        // A target deleted while nothing of it was in flight leaves here.
-        failures.retain(|id, _| catalog.target(*id).is_some());
-        let mut out: HashMap<Uuid, TargetHealth> = failures
-            .iter()
-            .map(|(id, at)| {
-                let health = TargetHealth {
-                    breaker: BreakerStatus::Closed,
-                    last_failure_at: Some(*at),
+        breakers
+            .into_iter()
+            .map(|(id, until)| {
+                let breaker = match until {
+                    Some(until) => BreakerStatus::Open {
+                        until: wall + until.saturating_duration_since(now).as_millis() as Millis,
+                    },
+                    None => BreakerStatus::HalfOpen,
                 };
-                (*id, health)
+                (id, TargetHealth { breaker })
             })
-            .collect();
-        drop(failures);
-        for (id, until) in breakers {
-            let breaker = match until {
-                Some(until) => BreakerStatus::Open {
-                    until: wall + until.saturating_duration_since(now).as_millis() as Millis,
-                },
-                None => BreakerStatus::HalfOpen,
-            };
-            out.entry(id)
-                .or_insert(TargetHealth {
-                    breaker,
-                    last_failure_at: None,
-                })
-                .breaker = breaker;
-        }
-        out
+            .collect()
     }
 
     /// The watchers of webhooks: ingest tells them of new events, the engine of delivery
@@ -337,22 +309,6 @@ impl Shared {
 
     pub(super) fn lock_admission(&self) -> MutexGuard<'_, Admission> {
         self.admission.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Notes an attempt of `target_id` that did not deliver, at `at`.
-    pub(super) fn note_failure(&self, target_id: Uuid, at: Millis) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(target_id, at);
-    }
-
-    /// Forgets a deleted target's failures.
-    pub(super) fn forget_target(&self, target_id: Uuid) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&target_id);
     }
 }
 

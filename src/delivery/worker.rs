@@ -78,9 +78,6 @@ fn take(s: &Arc<Shared>, task: DeliveryTask) {
             let deleted = current.is_none();
             let waiting = s.lock_admission().release_target(target_id, deleted);
             s.claims.release_all(waiting);
-            if deleted {
-                s.forget_target(target_id);
-            }
             let why = if deleted {
                 "target was deleted"
             } else {
@@ -306,9 +303,6 @@ fn conclude(s: &Arc<Shared>, outcome: Outcome) -> Vec<Started> {
         duration_us,
     } = outcome;
     let healthy = attempted.then(|| !report.target_unhealthy());
-    if report.verdict != targets::Verdict::Delivered {
-        s.note_failure(started.task.target.id, started_at);
-    }
     let next = settle(s, &started, healthy);
     record(s, started.task, report, duration_us, started_at);
     next

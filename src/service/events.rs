@@ -230,7 +230,7 @@ pub struct TargetHealthView {
     pub paused_since: Option<Millis>,
     /// Counts and the latest attempt, from the newest deliveries.
     pub counts: TargetCounts,
-    /// Breaker and latest failure, from the engine (since the start).
+    /// Its breaker, from the engine (since the start); `None` while closed.
     pub engine: Option<TargetHealth>,
 }
 

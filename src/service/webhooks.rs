@@ -320,7 +320,8 @@ pub struct WebhookSummary {
     pub targets: usize,
     /// Number of stored events.
     pub events: u64,
-    /// Targets with a failed attempt in the last 24 hours (since the start).
+    /// Targets with a failed attempt in the last 24 hours (as its event file keeps it, so
+    /// across restarts).
     pub failing_targets: usize,
     /// Targets whose circuit breaker is open or half-open.
     pub open_breakers: usize,
@@ -401,18 +402,25 @@ impl Service {
                 .into_iter()
                 .map(|w| {
                     let targets = catalog.targets_of(w.id);
-                    let healths = || targets.iter().filter_map(|t| health.get(&t.id));
+                    let file = store.events(w.id)?.overview()?;
                     Ok(WebhookSummary {
-                        failing_targets: healths()
-                            .filter(|h| h.last_failure_at.is_some_and(|at| at >= day_ago))
+                        failing_targets: targets
+                            .iter()
+                            .filter(|t| {
+                                file.last_failures
+                                    .get(&t.id)
+                                    .is_some_and(|at| *at >= day_ago)
+                            })
                             .count(),
-                        open_breakers: healths()
+                        open_breakers: targets
+                            .iter()
+                            .filter_map(|t| health.get(&t.id))
                             .filter(|h| h.breaker != crate::delivery::BreakerStatus::Closed)
                             .count(),
                         paused_targets: targets.iter().filter(|t| catalog.is_paused(t.id)).count(),
                         entrypoints: catalog.entrypoints_of(w.id).len(),
-                        targets: catalog.targets_of(w.id).len(),
-                        events: store.events(w.id)?.event_count()?,
+                        targets: targets.len(),
+                        events: file.events,
                         webhook: w,
                     })
                 })

@@ -33,8 +33,9 @@ pub use catalog::Catalog;
 pub use due_times::{DueTimes, EarliestDue};
 pub use event_db::{
     AttemptWrite, DedupeKey, DeliveryCounts, DueRow, EventDetail, EventFilter, EventStore,
-    EventWithBody, ExportPage, FoundEvent, INLINE_BODY_BYTES, NewEvent, PruneReport,
-    SEARCH_BODY_BYTES, ScanReport, TargetCounts, WriteOp, contains_ignoring_case,
+    EventWithBody, ExportPage, FAILURE_TIME_STEP_MS, FileOverview, FoundEvent, INLINE_BODY_BYTES,
+    NewEvent, PruneReport, SEARCH_BODY_BYTES, ScanReport, TargetCounts, WriteOp,
+    contains_ignoring_case,
 };
 pub use health::{Cause, FileProblem, Operation, StorageHealth};
 use journal::Journal;

@@ -400,3 +400,46 @@ async fn a_paused_target_keeps_its_deliveries_waiting_and_resume_sends_them_in_o
     assert!(sink.max_in_flight() <= 1);
     t.stop().await;
 }
+
+/// The `<li>` of the webhooks list that links to `webhook`.
+fn list_row<'a>(html: &'a str, webhook: &str) -> &'a str {
+    let start = html
+        .find(&format!("href=\"/webhooks/{webhook}\""))
+        .unwrap_or_else(|| panic!("{webhook} is listed: {html}"));
+    let row = &html[start..];
+    &row[..row.find("</li>").unwrap_or(row.len())]
+}
+
+#[tokio::test]
+async fn failures_in_the_last_day_are_marked_across_a_restart() {
+    let t = TestApp::start().await;
+    let gone = Receiver::start().await;
+    gone.set_default(Reply::status(404));
+    let (failing, url) = t.webhook("failing").await;
+    t.target(
+        &failing,
+        json!({"name": "gone", "kind": "http", "url": gone.url("/"), "max_retries": 0}),
+    )
+    .await;
+    let (quiet, _) = t.webhook("quiet").await;
+    let e = t.send(&url, b"{}").await;
+    let ev = t.wait_finished(&failing, &e, LIMIT).await;
+    assert_eq!(ev["deliveries"][0]["status"], "failed");
+    let b = crate::pages::login(&t).await;
+    let html = crate::pages::get_ok(&t, &b, "/webhooks").await;
+    assert!(list_row(&html, &failing).contains("data-health=\"failing\""));
+    assert!(!list_row(&html, &quiet).contains("data-health"));
+
+    // The time is kept in the webhook's event file: a restart does not forget it.
+    let dir = t.stop().await;
+    let config = crate::support::test_config(dir.path());
+    let t = TestApp::start_in(dir, config).await;
+    let b = crate::pages::login(&t).await;
+    let html = crate::pages::get_ok(&t, &b, "/webhooks").await;
+    assert!(
+        list_row(&html, &failing).contains("data-health=\"failing\""),
+        "{html}"
+    );
+    assert!(!list_row(&html, &quiet).contains("data-health"));
+    t.stop().await;
+}

@@ -69,6 +69,16 @@ const DEDUPE: TableDefinition<'static, &[u8], u128> = TableDefinition::new("dedu
 /// their time) without scanning the whole index.
 const DEDUPE_EVENTS: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("dedupe_events");
 
+/// target id → when an attempt to it last failed, as far as [`FAILURE_TIME_STEP_MS`]: the
+/// webhooks list's "failures in the last 24 h", kept across restarts. Written by the
+/// commits that record failed attempts, and only when the time moves on by a step, so a
+/// target that keeps failing costs a lookup per batch, not a write.
+const LAST_FAILURES: TableDefinition<'static, u128, i64> = TableDefinition::new("last_failures");
+
+/// How stale a target's time in `LAST_FAILURES` may be: a later failure within this step
+/// of the stored one is not written.
+pub const FAILURE_TIME_STEP_MS: Millis = 60_000;
+
 /// The number of the file's last commit (see `write.rs`): the journal's records carry it,
 /// so a replay applies exactly the commits the file does not hold.
 const COMMIT_NUMBER: TableDefinition<'static, (), u64> = TableDefinition::new("commit_number");
@@ -199,6 +209,15 @@ pub struct DueRow {
     pub event_id: Uuid,
     /// Its target.
     pub target_id: Uuid,
+}
+
+/// What [`EventStore::overview`] read.
+#[derive(Debug, Clone, Default)]
+pub struct FileOverview {
+    /// Stored events.
+    pub events: u64,
+    /// Per target, when an attempt to it last failed.
+    pub last_failures: std::collections::HashMap<Uuid, Millis>,
 }
 
 /// What a retention pass removed.
@@ -377,6 +396,30 @@ impl EventStore {
     /// Number of stored events.
     pub fn event_count(&self) -> Result<u64, StoreError> {
         Ok(self.read()?.open_table(EVENTS)?.len()?)
+    }
+
+    /// The number of stored events, and when an attempt to each target last failed (up
+    /// to [`FAILURE_TIME_STEP_MS`] earlier than it did; targets that never failed are
+    /// absent), in one read: what the webhooks list shows of a webhook.
+    pub fn overview(&self) -> Result<FileOverview, StoreError> {
+        let rx = self.read()?;
+        let events = rx.open_table(EVENTS)?.len()?;
+        let mut last_failures = std::collections::HashMap::new();
+        match rx.open_table(LAST_FAILURES) {
+            Ok(table) => {
+                for row in table.iter()? {
+                    let (target, at) = row?;
+                    last_failures.insert(Uuid::from_u128(target.value()), at.value());
+                }
+            }
+            // No attempt has failed since the file was made.
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(FileOverview {
+            events,
+            last_failures,
+        })
     }
 
     /// A page of events, newest first, with deliveries and the first `body_limit` bytes

@@ -1190,3 +1190,81 @@ fn a_key_outside_its_window_is_stored_again_and_pruned_later() {
     store.write_blocking(keyed(b"\0k", 60_000)).unwrap();
     assert_eq!(store.event_count().unwrap(), 3);
 }
+
+/// Each target's last failed attempt is kept in the file, a step at a time: a failure
+/// within [`FAILURE_TIME_STEP_MS`] of the stored time writes nothing, a success never
+/// moves it, and it outlives the open file.
+#[test]
+fn a_targets_last_failure_is_kept_in_the_file_by_the_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("e.redb");
+    let store = open_store(&path);
+    let e = event(b"{}");
+    let pending = delivery(&e, DeliveryStatus::Pending);
+    let target = pending.target_id;
+    store
+        .write_blocking(WriteOp::Ingest(NewEvent {
+            event: e.clone(),
+            body: Bytes::from_static(b"{}"),
+            deliveries: vec![pending.clone()],
+            dedupe: None,
+        }))
+        .unwrap();
+    let overview = store.overview().unwrap();
+    assert_eq!(overview.events, 1);
+    assert!(overview.last_failures.is_empty(), "no failure yet");
+
+    let base: Millis = 1_700_000_000_000;
+    let (mut attempt, mut due) = (0, pending.next_attempt_at);
+    let mut attempt_at = |at: Millis, success: bool| {
+        attempt += 1;
+        let d = Delivery {
+            status: DeliveryStatus::Retrying,
+            attempts: attempt,
+            next_attempt_at: Some(at + 1),
+            ..pending.clone()
+        };
+        let previous_due = std::mem::replace(&mut due, d.next_attempt_at);
+        let op = WriteOp::Attempt(AttemptWrite {
+            previous_due,
+            result: Some(DeliveryResult {
+                delivery_id: d.id,
+                attempt,
+                started_at: at,
+                duration_us: 10,
+                status_code: Some(500),
+                error: None,
+                response_body: vec![],
+                success,
+                exchange: Default::default(),
+            }),
+            delivery: d,
+        });
+        store.write_blocking(op).unwrap();
+        store
+            .overview()
+            .unwrap()
+            .last_failures
+            .get(&target)
+            .copied()
+    };
+    assert_eq!(attempt_at(base, false), Some(base));
+    assert_eq!(
+        attempt_at(base + FAILURE_TIME_STEP_MS - 1, false),
+        Some(base),
+        "within a step: not written"
+    );
+    let later = base + FAILURE_TIME_STEP_MS;
+    assert_eq!(attempt_at(later, false), Some(later));
+    assert_eq!(
+        attempt_at(later + 2 * FAILURE_TIME_STEP_MS, true),
+        Some(later)
+    );
+    store.close();
+    drop(store);
+    let again = open_store(&path);
+    assert_eq!(
+        again.overview().unwrap().last_failures.get(&target),
+        Some(&later)
+    );
+}

@@ -10,10 +10,11 @@ use redb::{
 use super::due::due_key;
 use super::settled::SettledRow;
 use super::{
-    BODY_CHUNKS, COMMIT_NUMBER, DEDUPE, DEDUPE_EVENTS, DELIVERIES, DUE, EVENTS, INLINE_BODY_BYTES,
-    RESULTS, SKIP_REASON_IDS, SKIP_REASONS, WriteOp, body, encode_result,
+    BODY_CHUNKS, COMMIT_NUMBER, DEDUPE, DEDUPE_EVENTS, DELIVERIES, DUE, EVENTS,
+    FAILURE_TIME_STEP_MS, INLINE_BODY_BYTES, LAST_FAILURES, RESULTS, SKIP_REASON_IDS, SKIP_REASONS,
+    WriteOp, body, encode_result,
 };
-use crate::model::{Delivery, Millis};
+use crate::model::{Delivery, DeliveryResult, Millis};
 use crate::store::{StoreError, codec};
 
 /// What one write transaction did.
@@ -67,6 +68,7 @@ pub(in crate::store) fn commit<'a>(
                 Err(e) => return Err(e),
             }
         }
+        tables.record_failures()?;
         match &tables.due {
             Some(due) if wrote => Some(due.first()?.map(|(key, _)| key.value().0 as Millis)),
             _ => None,
@@ -142,6 +144,7 @@ pub(in crate::store) fn replay(
                 Err(e) => return Err(e),
             }
         }
+        tables.record_failures()?;
     }
     tx.open_table(COMMIT_NUMBER)?.insert((), number)?;
     tx.commit()?;
@@ -178,6 +181,8 @@ struct WriteTables<'t> {
     /// Skip reasons numbered in this batch: events skipped by the same conditions repeat
     /// them, and a map lookup is cheaper than the table's.
     skip_reason_memo: HashMap<String, u32>,
+    /// Per target, the latest failed attempt the batch records, for `LAST_FAILURES`.
+    failures: HashMap<u128, Millis>,
 }
 
 /// The table in `slot`, opened now if it is not yet.
@@ -208,7 +213,38 @@ impl<'t> WriteTables<'t> {
             skip_reason_ids: None,
             skip_reasons: None,
             skip_reason_memo: HashMap::new(),
+            failures: HashMap::new(),
         }
+    }
+
+    /// Notes `r`, an attempt to `target_id`, if it failed.
+    fn note_result(&mut self, target_id: uuid::Uuid, r: &DeliveryResult) {
+        if !r.success {
+            let at = self
+                .failures
+                .entry(target_id.as_u128())
+                .or_insert(Millis::MIN);
+            *at = (*at).max(r.started_at);
+        }
+    }
+
+    /// Writes the batch's failed attempts to `LAST_FAILURES`, each only if it is a step
+    /// later than the time stored: a batch without failures opens nothing, and one whose
+    /// target keeps failing reads a row and writes nothing most of the time. Called once,
+    /// after the batch's requests.
+    fn record_failures(&mut self) -> Result<(), StoreError> {
+        if self.failures.is_empty() {
+            return Ok(());
+        }
+        let mut table = self.tx.open_table(LAST_FAILURES)?;
+        for (&target, &at) in &self.failures {
+            let stored = table.get(target)?.map(|v| v.value());
+            if stored.is_none_or(|s| at - s >= FAILURE_TIME_STEP_MS) {
+                table.insert(target, at)?;
+            }
+        }
+        self.failures.clear();
+        Ok(())
     }
 
     /// Writes one request's rows into the transaction.
@@ -299,6 +335,9 @@ impl<'t> WriteTables<'t> {
                                 encode_result(r)?.as_slice(),
                             )?;
                         }
+                        for r in attempts {
+                            self.note_result(d.target_id, r);
+                        }
                     }
                 }
                 Ok(())
@@ -320,6 +359,7 @@ impl<'t> WriteTables<'t> {
                     let row = encode_result(r)?;
                     opened(self.tx, &mut self.results, RESULTS)?
                         .insert((d.id.as_u128(), r.attempt), row.as_slice())?;
+                    self.note_result(d.target_id, r);
                 }
                 Ok(())
             }
