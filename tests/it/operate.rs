@@ -443,3 +443,55 @@ async fn failures_in_the_last_day_are_marked_across_a_restart() {
     assert!(!list_row(&html, &quiet).contains("data-health"));
     t.stop().await;
 }
+
+#[tokio::test]
+async fn an_open_breaker_shows_on_the_webhook_page_and_the_list() {
+    let t = TestApp::start_with(|c| {
+        c.engine.breaker_threshold = 2;
+        // Open for the whole test.
+        c.engine.breaker_cooldown = Duration::from_secs(600);
+    })
+    .await;
+    let down = Receiver::start().await;
+    down.set_default(Reply::status(500));
+    let (w, url) = t.webhook("breaking").await;
+    let target = t
+        .target(
+            &w,
+            json!({"name": "down", "kind": "http", "url": down.url("/"), "max_retries": 10}),
+        )
+        .await;
+    t.send(&url, b"{}").await;
+    // Two failed attempts (the first and a retry 50 ms later) open the breaker.
+    assert!(wait_until(LIMIT, || async { down.count() >= 2 }).await);
+    let b = crate::pages::login(&t).await;
+    let deadline = std::time::Instant::now() + LIMIT;
+    let page = loop {
+        let page = crate::pages::get_ok(&t, &b, &format!("/webhooks/{w}")).await;
+        if page.contains("Breaker open until") {
+            break page;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no open breaker: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let row = &page[page.find(&format!("id=\"target-{target}\"")).unwrap()..];
+    let row = &row[..row.find("</li>").unwrap()];
+    assert!(row.contains("data-state=\"breaker-open\""), "{row}");
+    // The time is a <time> the browser shows in its own zone; UTC without JS.
+    let shown = &row[row.find("Breaker open until").unwrap()..];
+    let shown = &shown[..shown.find("</span>").unwrap()];
+    let iso_at = shown.find("<time datetime=\"").unwrap() + "<time datetime=\"".len();
+    let iso = &shown[iso_at..iso_at + shown[iso_at..].find('"').unwrap()];
+    assert!(jiff::Timestamp::from_str(iso).is_ok(), "{shown}");
+    assert!(shown.contains("x-data=\"absTime\""), "{shown}");
+    assert!(shown.contains(" UTC</time>"), "{shown}");
+    let html = crate::pages::get_ok(&t, &b, "/webhooks").await;
+    assert!(
+        list_row(&html, &w).contains("data-health=\"breaker\""),
+        "{html}"
+    );
+    t.stop().await;
+}

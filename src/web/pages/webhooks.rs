@@ -415,9 +415,9 @@ struct HealthRow {
     failed: u64,
     /// The latest attempt: success, what it got, when.
     last: Option<LastAttempt>,
-    /// `Some(time)` while the breaker is open ("open until 12:34:56"); `Some("")` while
-    /// half-open.
-    breaker: Option<String>,
+    /// `Some(Some(until))` while the breaker is open (shown in the browser's time zone,
+    /// like other absolute times); `Some(None)` while half-open.
+    breaker: Option<Option<When>>,
 }
 
 /// One attempt's result in a line.
@@ -437,12 +437,8 @@ impl HealthRow {
     fn of(h: &TargetHealthView) -> HealthRow {
         let breaker = h.engine.and_then(|e| match e.breaker {
             BreakerStatus::Closed => None,
-            BreakerStatus::Open { until } => Some(
-                jiff::Timestamp::from_millisecond(until)
-                    .map(|t| t.strftime("%H:%M:%S UTC").to_string())
-                    .unwrap_or_default(),
-            ),
-            BreakerStatus::HalfOpen => Some(String::new()),
+            BreakerStatus::Open { until } => Some(Some(When::at(until))),
+            BreakerStatus::HalfOpen => Some(None),
         });
         HealthRow {
             paused: h.paused_since.map(When::at),
