@@ -718,6 +718,57 @@ async function confirming(page, click) {
     return text;
 }
 
+/** Marks the page loaded now, for [newPage]. */
+async function markPage(page) {
+    await page.evaluate(() => {
+        window.__markedPage = true;
+    });
+}
+
+/** Waits until a page loaded after [markPage] is shown (a form's redirect): waiting for
+ * "load" settles at once on the page still shown, and a later goto would abort the
+ * redirect. */
+async function newPage(page) {
+    await waitFor("the page the form redirects to", () =>
+        page
+            .evaluate(() => document.readyState === "complete" && window.__markedPage !== true)
+            .catch(() => false),
+    );
+}
+
+/** Runs `click` expecting exactly one confirm dialog; dismisses it, checks that nothing
+ * was posted (the form stays unsent) and returns the dialog's text. */
+async function dismissing(page, click) {
+    page.removeAllListeners("dialog");
+    let text = null;
+    const posts = [];
+    const onRequest = (r) => {
+        if (r.method() === "POST") {
+            posts.push(r.url());
+        }
+    };
+    page.on("request", onRequest);
+    page.on("dialog", async (d) => {
+        text = d.message();
+        await d.dismiss();
+    });
+    try {
+        await click();
+        await waitFor("the confirm dialog", () => text !== null);
+        // A submit the dismissal failed to stop would be on its way by now.
+        await sleep(300);
+    } finally {
+        page.off("request", onRequest);
+        page.removeAllListeners("dialog");
+        page.on("dialog", (d) => {
+            problem(`unexpected dialog: ${d.message()}`);
+            d.dismiss().catch(() => {});
+        });
+    }
+    check(posts.length === 0, `a dismissed confirmation posts nothing: ${posts.join(", ")}`);
+    return text;
+}
+
 async function operate(page, step, noProblems, webhookUrl, entrypointUrl) {
     const flaky = await startSwitchableSink();
     try {
@@ -772,6 +823,37 @@ async function operate(page, step, noProblems, webhookUrl, entrypointUrl) {
         await waitFor("the three replays to arrive", () => flaky.bodies.length === before + 3);
         check(page.url().includes("status=failed"), "back on the same filter");
         await shot(page, "events-bulk-redelivered");
+
+        step("operate: a row's Replay asks first; dismissed sends nothing, accepted redelivers");
+        await page.goto(`${webhookUrl}/events?q=order.paid`);
+        await page.locator("#filter-summary:has-text('1 matching event')").waitFor();
+        const replay = page.locator("li.event button[aria-label^='Replay event']");
+        check((await replay.count()) === 1, "one Replay button on the row");
+        const atReplay = flaky.bodies.length;
+        await markPage(page);
+        const asked = await dismissing(page, () => replay.click());
+        check(asked.includes("Redeliver this event to every active target") && asked.includes("Flaky"), `the row's confirmation names the targets: ${asked}`);
+        check(flaky.bodies.length === atReplay, "nothing redelivered after dismissing");
+        check(page.url().includes("q=order.paid"), "still on the event log");
+        await confirming(page, () => replay.click());
+        await newPage(page);
+        await page.locator(".alert-success:has-text('Redelivery to 2 targets queued')").waitFor();
+        await waitFor("the row's replay to reach Flaky", () => flaky.bodies.length === atReplay + 1);
+        check(JSON.parse(flaky.bodies[atReplay]).type === "order.paid", "the replayed event is the row's");
+
+        step("operate: the event page's Redeliver to all targets asks first too");
+        const redeliverAll = page.locator("button:has-text('Redeliver to all targets')");
+        const atAll = flaky.bodies.length;
+        await markPage(page);
+        const askedAll = await dismissing(page, () => redeliverAll.click());
+        check(askedAll.includes("every active target"), `the event page's confirmation: ${askedAll}`);
+        check(flaky.bodies.length === atAll, "nothing redelivered after dismissing");
+        await confirming(page, () => redeliverAll.click());
+        await newPage(page);
+        await page.locator(".alert-success:has-text('Redelivery to 2 targets queued')").waitFor();
+        await waitFor("the redelivery to reach Flaky", () => flaky.bodies.length === atAll + 1);
+        check(JSON.parse(flaky.bodies[atAll]).type === "order.paid", "the redelivered event is this page's");
+        noProblems("replay confirmations");
 
         step("operate: edit the target in place (max in flight 1)");
         await page.goto(webhookUrl);
