@@ -54,6 +54,7 @@ impl Cause {
 
     fn of(e: &StoreError) -> Cause {
         let io = match e {
+            StoreError::CannotOpen(cause) => return Cause::of(cause),
             StoreError::Io(io) => Some(io),
             StoreError::Redb(e) => match &**e {
                 redb::Error::Io(io) => Some(io),

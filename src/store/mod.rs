@@ -103,6 +103,11 @@ pub enum StoreError {
     /// its writer reopens the file and tries again shortly (the cause is logged there).
     #[error("event storage is unavailable after a failed write")]
     Unavailable,
+    /// The webhook's event file cannot be opened (the cause inside). The store logs it
+    /// once per failure episode and the healthcheck reports it, so callers that meet it
+    /// need not log it again.
+    #[error("the event file cannot be opened: {0}")]
+    CannotOpen(Box<StoreError>),
     /// The webhook does not exist (any more), so neither does its event file.
     #[error("no such webhook")]
     UnknownWebhook,
@@ -124,6 +129,7 @@ impl StoreError {
             StoreError::Unavailable | StoreError::Busy | StoreError::Closed => true,
             StoreError::Io(_) => true,
             StoreError::Redb(e) => matches!(**e, redb::Error::Io(_) | redb::Error::PreviousIo),
+            StoreError::CannotOpen(cause) => cause.is_transient(),
             StoreError::Codec(_)
             | StoreError::FormatVersion { .. }
             | StoreError::InUse(_)
@@ -374,7 +380,7 @@ impl Store {
                             }
                             let peeked = event_db::peek_earliest_due(&path);
                             self.events.note_open(webhook_id, &peeked);
-                            peeked?
+                            peeked.map_err(|e| StoreError::CannotOpen(Box::new(e)))?
                         } else {
                             None
                         }
@@ -603,7 +609,7 @@ impl EventStores {
             self.limits.cache_per_file(),
         );
         self.note_open(webhook_id, &opened);
-        let opened = Arc::new(opened?);
+        let opened = Arc::new(opened.map_err(|e| StoreError::CannotOpen(Box::new(e)))?);
         self.write().insert(webhook_id, opened.clone());
         Ok(self.touch(&opened))
     }

@@ -5,17 +5,62 @@ use axum::Json;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::json;
+use tower_http::classify::{
+    ClassifiedResponse, ClassifyResponse, NeverClassifyEos, ServerErrorsAsFailures,
+    ServerErrorsFailureClass,
+};
 
 use crate::ingest::IngestError;
 use crate::live::LiveError;
 use crate::service::ServiceError;
 use crate::store::StoreError;
 
+/// Marks a response that answers a storage failure episode (an event file that cannot be
+/// opened or written now): the store logged the episode once when it began and the
+/// healthcheck reports it, so the request itself is logged at DEBUG, not at ERROR.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KnownFailure;
+
+/// The trace layer's view of responses: a 5xx is a failure, logged at ERROR, as with
+/// `ServerErrorsAsFailures`, except one marked [`KnownFailure`], whose episode the store
+/// has logged once (the trace layer logs it at DEBUG, as any other response).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ServerErrorsButKnownFailures;
+
+impl ClassifyResponse for ServerErrorsButKnownFailures {
+    type FailureClass = ServerErrorsFailureClass;
+    type ClassifyEos = NeverClassifyEos<ServerErrorsFailureClass>;
+
+    fn classify_response<B>(
+        self,
+        res: &axum::http::Response<B>,
+    ) -> ClassifiedResponse<Self::FailureClass, Self::ClassifyEos> {
+        if res.extensions().get::<KnownFailure>().is_some() {
+            return ClassifiedResponse::Ready(Ok(()));
+        }
+        ServerErrorsAsFailures::new().classify_response(res)
+    }
+
+    fn classify_error<E>(self, error: &E) -> Self::FailureClass
+    where
+        E: std::fmt::Display + 'static,
+    {
+        ServerErrorsAsFailures::new().classify_error(error)
+    }
+}
+
+/// Whether `e` is part of a storage failure episode that the store has logged once.
+fn is_known_failure(e: &StoreError) -> bool {
+    matches!(e, StoreError::Unavailable | StoreError::CannotOpen(_))
+}
+
 /// An error answered as JSON `{"error": "…"}` (API and ingest).
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    /// It answers a storage failure episode ([`KnownFailure`]).
+    known_failure: bool,
 }
 
 impl ApiError {
@@ -24,7 +69,14 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            known_failure: false,
         }
+    }
+
+    /// Whether it answers a storage failure episode that the store has logged once (so
+    /// the request need not be logged at ERROR).
+    pub(crate) fn is_known_failure(&self) -> bool {
+        self.known_failure
     }
 
     /// 401 with a `WWW-Authenticate` challenge.
@@ -36,6 +88,9 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut resp = (self.status, Json(json!({ "error": self.message }))).into_response();
+        if self.known_failure {
+            resp.extensions_mut().insert(KnownFailure);
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -100,11 +155,17 @@ fn store_status(e: &StoreError) -> (StatusCode, String) {
             StatusCode::SERVICE_UNAVAILABLE,
             "shutting down; retry shortly".into(),
         ),
-        // Not logged per request: the event writer logs the failure once.
+        // Not logged per request: the store logs each failure episode once, when it
+        // begins, and the healthcheck reports it while it lasts.
         StoreError::Unavailable => (
             StatusCode::SERVICE_UNAVAILABLE,
             "storage is unavailable; retry shortly".into(),
         ),
+        StoreError::CannotOpen(cause) if cause.is_transient() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage is unavailable; retry shortly".into(),
+        ),
+        StoreError::CannotOpen(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage error".into()),
         StoreError::UnknownWebhook | StoreError::UnknownEvent => {
             (StatusCode::NOT_FOUND, e.to_string())
         }
@@ -121,10 +182,19 @@ fn store_status(e: &StoreError) -> (StatusCode, String) {
     }
 }
 
+/// Whether a service error answers a storage failure episode ([`KnownFailure`]).
+fn service_known_failure(e: &ServiceError) -> bool {
+    matches!(e, ServiceError::Store(s) if is_known_failure(s))
+}
+
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> ApiError {
         let (status, message) = service_status(&e);
-        ApiError { status, message }
+        ApiError {
+            status,
+            message,
+            known_failure: service_known_failure(&e),
+        }
     }
 }
 
@@ -144,7 +214,11 @@ impl From<IngestError> for ApiError {
             IngestError::LoopDetected { .. } => StatusCode::LOOP_DETECTED,
             IngestError::Store(s) => {
                 let (status, message) = store_status(s);
-                return ApiError { status, message };
+                return ApiError {
+                    status,
+                    message,
+                    known_failure: is_known_failure(s),
+                };
             }
         };
         ApiError::new(status, e.to_string())
@@ -172,8 +246,16 @@ impl From<LiveError> for PageError {
 
 impl From<IngestError> for PageError {
     fn from(e: IngestError) -> PageError {
-        let ApiError { status, message } = e.into();
-        PageError::Status(status, message)
+        let ApiError {
+            status,
+            message,
+            known_failure,
+        } = e.into();
+        if known_failure {
+            PageError::KnownFailure(status, message)
+        } else {
+            PageError::Status(status, message)
+        }
     }
 }
 
@@ -221,12 +303,19 @@ pub enum PageError {
     Csrf,
     /// Anything else, with its status.
     Status(StatusCode, String),
+    /// A storage failure episode that the store has logged once ([`KnownFailure`]), with
+    /// its status.
+    KnownFailure(StatusCode, String),
 }
 
 impl From<ServiceError> for PageError {
     fn from(e: ServiceError) -> PageError {
         let (status, message) = service_status(&e);
-        PageError::Status(status, message)
+        if service_known_failure(&e) {
+            PageError::KnownFailure(status, message)
+        } else {
+            PageError::Status(status, message)
+        }
     }
 }
 
@@ -262,6 +351,11 @@ impl IntoResponse for PageError {
                 "The form expired or came from another site. Go back, reload the page and try again.",
             ),
             PageError::Status(status, message) => super::pages::error_page(status, &message),
+            PageError::KnownFailure(status, message) => {
+                let mut resp = super::pages::error_page(status, &message);
+                resp.extensions_mut().insert(KnownFailure);
+                resp
+            }
         }
     }
 }

@@ -53,15 +53,21 @@ pub(super) async fn receive(
 /// Awaits `handling` and turns what it ends with into the response: an error through
 /// [`ApiError`], a panic into `500 {"error":"internal error"}` with the panic's message
 /// logged. Server errors are logged here at ERROR, as the router's trace layer does for
-/// every other route.
+/// every other route, except those of a storage failure episode (an event file that
+/// cannot be opened or written now): the store logs the episode once when it begins and
+/// once when it ends, so each sender request that meets it is logged at DEBUG only.
 async fn answer(
     method: Method,
     handling: impl Future<Output = Result<Response, ApiError>>,
 ) -> Response {
     let started = Instant::now();
+    let mut known_failure = false;
     let resp = match AssertUnwindSafe(handling).catch_unwind().await {
         Ok(Ok(resp)) => resp,
-        Ok(Err(e)) => e.into_response(),
+        Ok(Err(e)) => {
+            known_failure = e.is_known_failure();
+            e.into_response()
+        }
         Err(panic) => {
             let message = panic
                 .downcast_ref::<String>()
@@ -76,7 +82,11 @@ async fn answer(
     let latency_ms = started.elapsed().as_millis();
     // A loop (508) is the sender's doing, and ingest logged it at WARN.
     if resp.status().is_server_error() && resp.status() != StatusCode::LOOP_DETECTED {
-        tracing::error!(%method, status, latency_ms, "webhook request failed");
+        if known_failure {
+            tracing::debug!(%method, status, latency_ms, "webhook request failed: storage is failing (logged once)");
+        } else {
+            tracing::error!(%method, status, latency_ms, "webhook request failed");
+        }
     } else {
         tracing::debug!(%method, status, latency_ms, "webhook request answered");
     }
@@ -384,5 +394,26 @@ mod tests {
             log.contains("webhook request answered") && log.contains("status=404"),
             "{log}"
         );
+    }
+
+    /// A storage failure episode is logged once by the store: each request that meets it
+    /// is answered 503 and logged at DEBUG, whether a write failed or the file cannot open.
+    #[tokio::test]
+    async fn requests_meeting_a_storage_failure_episode_are_not_logged_at_error() {
+        use crate::store::StoreError;
+        let cannot_open = || {
+            StoreError::CannotOpen(Box::new(StoreError::Io(std::io::Error::from_raw_os_error(
+                24,
+            ))))
+        };
+        for e in [StoreError::Unavailable, cannot_open()] {
+            let (status, _, log) = answered(async { Err(IngestError::Store(e).into()) }).await;
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+            assert!(!log.contains("ERROR"), "{log}");
+            assert!(
+                log.contains("DEBUG") && log.contains("storage is failing"),
+                "{log}"
+            );
+        }
     }
 }

@@ -27,6 +27,7 @@ use hyper::body::Incoming;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::classify::SharedClassifier;
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::Predicate as _;
 use tower_http::compression::predicate::DefaultPredicate;
@@ -162,7 +163,9 @@ fn router(state: AppState) -> Router {
         app = app.route("/metrics", get(health::metrics));
     }
     app.layer(axum::middleware::map_response(with_security_headers))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new(SharedClassifier::new(
+            error::ServerErrorsButKnownFailures,
+        )))
         // Outside the trace layer: a degraded answer (503) to each poll of a container
         // health check would otherwise log an ERROR; the failure itself is logged once.
         .route(

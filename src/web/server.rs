@@ -10,7 +10,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::http::Request;
 use hyper::body::Incoming;
@@ -82,6 +82,7 @@ pub async fn serve(
         .max_buf_size(MAX_HEAD_BYTES);
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut accept_failures = AcceptFailures::default();
     loop {
         // Take the permit before accepting: at the cap, new clients wait in the kernel's
         // backlog instead of costing a descriptor each.
@@ -94,9 +95,16 @@ pub async fn serve(
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
+                Ok(accepted) => {
+                    accept_failures.accepted();
+                    accepted
+                }
                 Err(e) => {
-                    accept_failed(e).await;
+                    // Anything but the client's own failure (such as running out of file
+                    // descriptors) would spin the loop: wait a moment first.
+                    if accept_failures.failed(&e) {
+                        tokio::time::sleep(ACCEPT_PAUSE).await;
+                    }
                     continue;
                 }
             },
@@ -215,18 +223,56 @@ impl Drop for ClientShare {
     }
 }
 
-/// Per-connection accept errors are the client's business; anything else (such as running
-/// out of file descriptors) would spin the loop, so wait a moment first.
-async fn accept_failed(e: std::io::Error) {
-    use std::io::ErrorKind as K;
-    if matches!(
-        e.kind(),
-        K::ConnectionRefused | K::ConnectionAborted | K::ConnectionReset
-    ) {
-        return;
+/// How long the accept loop waits after a failure that is not the client's.
+const ACCEPT_PAUSE: Duration = Duration::from_secs(1);
+
+/// The accept loop's failure episodes. A failure that is not the client's (such as running
+/// out of file descriptors) lasts while it lasts, and the loop meets it every
+/// [`ACCEPT_PAUSE`]: it is logged at ERROR when it begins, at DEBUG while it goes on, and
+/// its end, the next accept that succeeds, at INFO with how many accepts failed.
+#[derive(Debug, Default)]
+struct AcceptFailures {
+    /// The current episode: when it began and how many accepts have failed in it.
+    episode: Option<(Instant, u64)>,
+}
+
+impl AcceptFailures {
+    /// Notes a failed accept; whether the loop should pause before the next one (not after
+    /// a per-connection error, which is the client's business).
+    fn failed(&mut self, e: &std::io::Error) -> bool {
+        use std::io::ErrorKind as K;
+        if matches!(
+            e.kind(),
+            K::ConnectionRefused | K::ConnectionAborted | K::ConnectionReset
+        ) {
+            return false;
+        }
+        match &mut self.episode {
+            None => {
+                tracing::error!(
+                    error = %e,
+                    "accept failed; retrying every second, quietly, until it succeeds (logged once)"
+                );
+                self.episode = Some((Instant::now(), 1));
+            }
+            Some((_, failed)) => {
+                *failed += 1;
+                tracing::debug!(error = %e, failed = *failed, "accept still fails");
+            }
+        }
+        true
     }
-    tracing::error!(error = %e, "accept failed; pausing 1 s");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    /// Notes a successful accept, which ends an episode.
+    fn accepted(&mut self) {
+        if let Some((since, failed)) = self.episode.take() {
+            tracing::info!(
+                failed,
+                failed_for_ms = since.elapsed().as_millis(),
+                "accepting connections again"
+            );
+        }
+    }
 }
 
 /// Raises this process's open-file soft limit to its hard limit, so the default
@@ -250,5 +296,35 @@ mod tests {
         assert_eq!(length.parse::<usize>().unwrap(), body.len());
         let json: serde_json::Value = serde_json::from_str(body).unwrap();
         assert!(json["error"].is_string());
+    }
+
+    /// Descriptors running out fail every accept until one is closed: one ERROR when that
+    /// begins, one INFO with the count when an accept succeeds again; a client's reset is
+    /// neither logged nor waited after.
+    #[test]
+    fn accept_failures_are_logged_once_per_episode() {
+        let logged = crate::test_log::Logged::default();
+        let mut failures = AcceptFailures::default();
+        tracing::subscriber::with_default(logged.subscriber(), || {
+            let emfile = std::io::Error::from_raw_os_error(24);
+            for _ in 0..5 {
+                assert!(failures.failed(&emfile));
+            }
+            let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+            assert!(!failures.failed(&reset));
+            failures.accepted();
+            failures.accepted();
+            assert!(failures.failed(&emfile));
+        });
+        let log = logged.text();
+        let lines = |level: &str| log.lines().filter(|l| l.contains(level)).count();
+        // Two episodes: the second began with the last failure.
+        assert_eq!(lines("ERROR"), 2, "{log}");
+        assert_eq!(lines(" INFO "), 1, "{log}");
+        assert!(
+            log.contains("accepting connections again") && log.contains("failed=5"),
+            "{log}"
+        );
+        assert_eq!(lines("DEBUG"), 4, "{log}");
     }
 }

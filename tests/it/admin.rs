@@ -378,3 +378,51 @@ async fn the_healthcheck_reports_an_event_file_that_cannot_be_opened() {
     );
     assert_eq!(server.output_lines_with("opens again"), 1);
 }
+
+/// While two event files cannot be opened, many sender requests and API calls meet them,
+/// each answered 503: the log has one ERROR per failing file, whatever the traffic (the
+/// store logs each episode when it begins; ingest and the trace layer log each request at
+/// DEBUG), and one INFO when a file opens again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storage_failure_episode_logs_one_error_per_file_however_many_requests() {
+    let http = client();
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(dir.path(), None);
+    let webhooks = [
+        create_webhook(&http, &server.base, "one").await,
+        create_webhook(&http, &server.base, "two").await,
+    ];
+    let port = server.port;
+    server.stop();
+    for (webhook, _) in &webhooks {
+        let file = dir.path().join(format!("events-{webhook}.redb"));
+        std::fs::remove_file(&file).unwrap();
+        std::fs::create_dir(&file).unwrap();
+    }
+    let server = ServerProcess::start_with(dir.path(), Some(port), &[("RUST_LOG", "info")]);
+    let base = server.base.clone();
+    for _ in 0..15 {
+        for (webhook, url) in &webhooks {
+            let r = http.post(url).body("refused").send().await.unwrap();
+            assert_eq!(r.status(), 503, "{}", r.text().await.unwrap());
+            let r = http
+                .get(format!("{base}/api/v1/webhooks/{webhook}/events"))
+                .basic_auth("admin", Some(PASSWORD))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 503, "{}", r.text().await.unwrap());
+        }
+    }
+    let errors = || server.output_lines_with("\"level\":\"ERROR\"");
+    let log = || server.output.lock().unwrap().join("\n");
+    assert_eq!(errors(), 2, "{}", log());
+    assert_eq!(server.output_lines_with("cannot open event file"), 2);
+
+    let (webhook, url) = &webhooks[0];
+    std::fs::remove_dir(dir.path().join(format!("events-{webhook}.redb"))).unwrap();
+    let r = http.post(url).body("stored").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(server.output_lines_with("opens again"), 1);
+    assert_eq!(errors(), 2, "{}", log());
+}
