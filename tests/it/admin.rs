@@ -1,6 +1,7 @@
 //! The admin commands and the healthcheck, through the real binary: export and import of
-//! events (the API's streamed export too), reset-password, and a healthcheck that reports
-//! an event file it cannot open.
+//! events (the API's streamed export too, and an export of several pages), reset-password
+//! (of a named user too), a healthcheck that reports an event file it cannot open, and a
+//! storage failure logged once however many requests meet it.
 
 use std::time::Duration;
 
@@ -45,8 +46,9 @@ fn event_lines(ndjson: &[u8], webhook: &str) -> Vec<Value> {
 
 /// Export through the API while the server runs and with the command once it is stopped
 /// give the same events, bodies (binary, inline and chunked) and attempts; import into
-/// another webhook restores them once (a second import skips them); the commands refuse
-/// while a server holds the data directory; reset-password replaces the password.
+/// another webhook restores them once (a second import skips them); the commands (import
+/// included) refuse while a server holds the data directory; reset-password replaces the
+/// password.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_import_and_reset_password_through_the_binary() {
     let http = client();
@@ -188,6 +190,7 @@ async fn export_import_and_reset_password_through_the_binary() {
     for args in [
         vec!["reset-password"],
         vec!["export", "--webhook", source.as_str()],
+        vec!["import", "--webhook", restored.as_str()],
     ] {
         let out = run_command(dir.path(), server.port, &args, b"");
         assert_eq!(out.code, 1, "{args:?}: {}", out.stderr);
@@ -425,4 +428,220 @@ async fn a_storage_failure_episode_logs_one_error_per_file_however_many_requests
     assert_eq!(r.status(), 200);
     assert_eq!(server.output_lines_with("opens again"), 1);
     assert_eq!(errors(), 2, "{}", log());
+}
+
+/// An export of more events than one page of the exporter (100) holds: the command's
+/// NDJSON, imported into another webhook with the command, comes back through the API
+/// line for line: every event, body (inline, chunked, binary), delivery and attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_of_several_pages_round_trips_through_import() {
+    const EVENTS: usize = 250;
+    let http = client();
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(dir.path(), None);
+    let base = server.base.clone();
+    let (source, url) = create_webhook(&http, &base, "source").await;
+    let (restored, _) = create_webhook(&http, &base, "restored").await;
+    let r = http
+        .post(format!("{base}/api/v1/webhooks/{source}/targets"))
+        .basic_auth("admin", Some(PASSWORD))
+        .json(&json!({"name": "audit", "kind": "log"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    // Mostly small JSON; every 40th a 20 KiB binary body, stored in pieces.
+    let body = |i: usize| -> Vec<u8> {
+        if i.is_multiple_of(40) {
+            (0..20_000u32)
+                .map(|b| (b as usize * 31 + i) as u8)
+                .collect()
+        } else {
+            format!("{{\"n\":{i}}}").into_bytes()
+        }
+    };
+    for i in 0..EVENTS {
+        let r = http.post(&url).body(body(i)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+    let export = |webhook: String| {
+        let http = http.clone();
+        let base = base.clone();
+        async move {
+            let r = http
+                .get(format!("{base}/api/v1/webhooks/{webhook}/export"))
+                .basic_auth("admin", Some(PASSWORD))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.bytes().await.unwrap()
+        }
+    };
+    // Every delivery made its attempt and finished.
+    let all_delivered = || async {
+        let lines = event_lines(&export(source.clone()).await, &source);
+        lines.len() == EVENTS
+            && lines.iter().all(|e| {
+                e["deliveries"].as_array().unwrap().iter().all(|d| {
+                    d["status"] == "delivered" && d["results"].as_array().unwrap().len() == 1
+                })
+            })
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), all_delivered).await,
+        "deliveries did not finish"
+    );
+    server.stop();
+
+    let exported = run_command(dir.path(), 0, &["export", "--webhook", &source], b"");
+    assert_eq!(exported.code, 0, "{}", exported.stderr);
+    let lines = event_lines(&exported.stdout, &source);
+    assert_eq!(lines.len(), EVENTS);
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(
+            STANDARD.decode(line["body"].as_str().unwrap()).unwrap(),
+            body(i),
+            "event {i}"
+        );
+    }
+    let imported = run_command(
+        dir.path(),
+        0,
+        &["import", "--webhook", &restored],
+        &exported.stdout,
+    );
+    assert_eq!(imported.code, 0, "{}", imported.stderr);
+    assert!(
+        imported
+            .stderr
+            .contains(&format!("imported {EVENTS} events, skipped 0")),
+        "{}",
+        imported.stderr
+    );
+
+    let server = ServerProcess::start(dir.path(), None);
+    let base = server.base.clone();
+    let r = http
+        .get(format!("{base}/api/v1/webhooks/{restored}/export"))
+        .basic_auth("admin", Some(PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let back = r.bytes().await.unwrap();
+    let skip_header = |b: &[u8]| b.splitn(2, |&c| c == b'\n').nth(1).unwrap().to_vec();
+    assert_eq!(event_lines(&back, &restored).len(), EVENTS);
+    assert!(
+        skip_header(&back) == skip_header(&exported.stdout),
+        "the restored webhook's events differ from the export"
+    );
+}
+
+/// `reset-password --user NAME` gives that user a new password and ends that user's
+/// sessions; the old password stops working; another user keeps theirs and their session.
+/// An unknown user is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_password_for_a_named_user_resets_that_user_only() {
+    use argon2::password_hash::PasswordHasher;
+    use reqwest::header::COOKIE;
+
+    const OPS_PASSWORD: &str = "ops user password 1";
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // The first start creates `admin`; a second user is added to the stopped directory.
+    let mut server = ServerProcess::start(dir.path(), None);
+    server.stop();
+    {
+        let store = webhooker::store::Store::open(dir.path()).unwrap();
+        let hash = argon2::Argon2::default()
+            .hash_password(OPS_PASSWORD.as_bytes())
+            .unwrap()
+            .to_string();
+        let ops = webhooker::model::User {
+            id: uuid::Uuid::new_v4(),
+            username: "ops".into(),
+            password_hash: hash,
+            created_at: webhooker::model::now_ms(),
+        };
+        assert!(store.main.insert_user(&ops).unwrap());
+        store.close();
+    }
+
+    let mut server = ServerProcess::start(dir.path(), None);
+    let base = server.base.clone();
+    let login = |user: &'static str, password: &'static str| {
+        let http = http.clone();
+        let base = base.clone();
+        async move {
+            let r = http.get(format!("{base}/login")).send().await.unwrap();
+            let csrf_cookie = crate::pages::cookie_pair(r.headers(), "webhooker_csrf").unwrap();
+            let token = crate::pages::csrf_in(&r.text().await.unwrap());
+            let r = http
+                .post(format!("{base}/login"))
+                .header(COOKIE, csrf_cookie)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(
+                    serde_urlencoded::to_string([
+                        ("username", user),
+                        ("password", password),
+                        ("csrf_token", &token),
+                        ("next", "/webhooks"),
+                    ])
+                    .unwrap(),
+                )
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 303, "{user}");
+            crate::pages::cookie_pair(r.headers(), "webhooker_session").unwrap()
+        }
+    };
+    let ops_session = login("ops", OPS_PASSWORD).await;
+    let admin_session = login("admin", PASSWORD).await;
+    let page = |base: String, cookie: String| {
+        let http = http.clone();
+        async move {
+            http.get(format!("{base}/webhooks"))
+                .header(COOKIE, cookie)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(page(base.clone(), ops_session.clone()).await, 200);
+    assert_eq!(page(base.clone(), admin_session.clone()).await, 200);
+    server.stop();
+
+    let unknown = run_command(dir.path(), 0, &["reset-password", "--user", "nobody"], b"");
+    assert_eq!(unknown.code, 1);
+    assert!(
+        unknown.stderr.contains("no such user"),
+        "{}",
+        unknown.stderr
+    );
+    let reset = run_command(dir.path(), 0, &["reset-password", "--user", "ops"], b"");
+    assert_eq!(reset.code, 0, "{}", reset.stderr);
+    assert!(reset.stderr.contains("`ops`"), "{}", reset.stderr);
+    let new_password = String::from_utf8(reset.stdout).unwrap().trim().to_string();
+    assert!(new_password.len() >= 16, "{new_password}");
+
+    let server = ServerProcess::start(dir.path(), None);
+    let base = server.base.clone();
+    let api = |user: &str, password: &str| {
+        http.get(format!("{base}/api/v1/webhooks"))
+            .basic_auth(user, Some(password))
+            .send()
+    };
+    assert_eq!(api("ops", OPS_PASSWORD).await.unwrap().status(), 401);
+    assert_eq!(api("ops", &new_password).await.unwrap().status(), 200);
+    assert_eq!(api("admin", PASSWORD).await.unwrap().status(), 200);
+    // The ops session ended (back to the login page); admin's goes on.
+    assert_eq!(page(base.clone(), ops_session).await, 303);
+    assert_eq!(page(base.clone(), admin_session).await, 200);
 }

@@ -32,7 +32,7 @@ fn set_cookies(headers: &HeaderMap) -> Vec<String> {
 }
 
 /// The `name=value` part of the Set-Cookie for `name`, if any.
-fn cookie_pair(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(crate) fn cookie_pair(headers: &HeaderMap, name: &str) -> Option<String> {
     set_cookies(headers)
         .into_iter()
         .find(|c| c.starts_with(&format!("{name}=")))
