@@ -4,7 +4,7 @@
 # Installs wrk (Debian/Ubuntu) when missing, builds the release binaries and runs
 # target/release/loadtest (the tools/loadtest crate), which starts the baseline server, webhooker and its own sink on
 # 127.0.0.1, measures, stops them all and prints a Markdown table to stdout (progress goes
-# to stderr). Takes about 3-4 minutes. See tools/loadtest/src/bin/loadtest.rs for what is measured.
+# to stderr). Takes about 6 minutes. See tools/loadtest/src/bin/loadtest.rs for what is measured.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
