@@ -211,6 +211,23 @@ pub struct ConfigError {
 }
 
 impl Config {
+    /// Where a process on this machine reaches the server, in the order to try: its
+    /// `HOST` itself, or loopback when it listens on every address (`0.0.0.0`:
+    /// 127.0.0.1; `::`: ::1, then 127.0.0.1, which a dual-stack socket accepts too).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        let port = self.listen.port();
+        match self.listen.ip() {
+            std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+                vec![SocketAddr::from(([127, 0, 0, 1], port))]
+            }
+            std::net::IpAddr::V6(ip) if ip.is_unspecified() => vec![
+                SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)),
+                SocketAddr::from(([127, 0, 0, 1], port)),
+            ],
+            _ => vec![self.listen],
+        }
+    }
+
     /// Reads `.env` (if present, never overriding the real environment), then the environment.
     pub fn from_env() -> Result<Config, ConfigError> {
         // A missing .env is normal; a malformed one is an error worth stopping for.
@@ -494,6 +511,26 @@ mod tests {
         let proxied = load(&[("TRUST_PROXY", "true")]).unwrap();
         assert_eq!(proxied.http.max_connections_per_client, None);
         assert!(c.metrics_credentials.is_none());
+    }
+
+    #[test]
+    fn the_healthcheck_reaches_the_configured_host_or_loopback() {
+        let addrs = |host: &str| {
+            load(&[("HOST", host), ("PORT", "9000")])
+                .unwrap()
+                .local_addrs()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(addrs("0.0.0.0"), ["127.0.0.1:9000"]);
+        assert_eq!(addrs("::"), ["[::1]:9000", "127.0.0.1:9000"]);
+        assert_eq!(addrs("10.1.2.3"), ["10.1.2.3:9000"]);
+        assert_eq!(addrs("::1"), ["[::1]:9000"]);
+        assert_eq!(
+            load(&[]).unwrap().local_addrs()[0].to_string(),
+            "127.0.0.1:8080"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The `webhooker` binary: read config, set up logging, run until SIGINT/SIGTERM; or one
-//! of the admin commands, which work on a stopped server's data directory.
+//! of the admin commands, which work on a stopped server's data directory; or the
+//! healthcheck, which asks the running server.
 
 use std::io::IsTerminal;
 
@@ -28,8 +29,9 @@ struct Cli {
 enum Command {
     /// Serve HTTP until SIGINT/SIGTERM (the default without a command).
     Serve,
-    /// Exit 0 when the server on 127.0.0.1:$PORT reports "ok", 1 otherwise (degraded
-    /// storage, or no answer); for container health checks.
+    /// Exit 0 when the running server (at $HOST:$PORT, loopback when HOST is 0.0.0.0 or
+    /// ::) reports "ok", 1 otherwise (degraded storage, or no answer); for container health
+    /// checks.
     Healthcheck,
     /// Give a user a new random password and print it; ends the user's sessions. On a
     /// stopped server.
@@ -208,29 +210,45 @@ fn admin(command: Command, config: &Config) -> i32 {
     }
 }
 
-/// `webhooker healthcheck`: exit 0 when the local server answers its health check with 200
+/// `webhooker healthcheck`: exit 0 when the server answers its health check with 200
 /// (`ok`); 1 when it answers 503 (`degraded`: an event file cannot be opened or written, or
-/// the disk is nearly full) or not at all. Used by the Docker HEALTHCHECK, where no curl is
-/// installed.
+/// the disk is nearly full) or not at all, or the settings are invalid. It reads the
+/// server's settings as the server does (the environment, then `.env`) and asks the
+/// address it listens on: `HOST`:`PORT`, or loopback when `HOST` is every address
+/// ([`Config::local_addrs`]). Used by the Docker HEALTHCHECK, where no curl is installed.
 fn healthcheck() -> i32 {
-    use std::io::{Read, Write};
-    let port = std::env::var("PORT").unwrap_or_else(|_| "8080".into());
-    let addr = format!("127.0.0.1:{}", port.trim());
-    let Ok(mut stream) = std::net::TcpStream::connect(&addr) else {
-        return 1;
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("webhooker healthcheck: configuration error: {e}");
+            return 1;
+        }
     };
-    let timeout = Some(std::time::Duration::from_secs(3));
-    if stream.set_read_timeout(timeout).is_err() || stream.set_write_timeout(timeout).is_err() {
-        return 1;
+    let mut last_error = None;
+    for addr in config.local_addrs() {
+        match ask_health(addr) {
+            Ok(healthy) => return if healthy { 0 } else { 1 },
+            Err(e) => last_error = Some(format!("{addr}: {e}")),
+        }
     }
+    if let Some(e) = last_error {
+        eprintln!("webhooker healthcheck: no answer from {e}");
+    }
+    1
+}
+
+/// Asks the server at `addr` for its health; whether it answered 200. An error when it
+/// cannot be reached or gives no answer within 3 s.
+fn ask_health(addr: std::net::SocketAddr) -> std::io::Result<bool> {
+    use std::io::{Read, Write};
+    let timeout = std::time::Duration::from_secs(3);
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
     let request =
         "GET /.well-known/healthcheck HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
-    if stream.write_all(request.as_bytes()).is_err() {
-        return 1;
-    }
+    stream.write_all(request.as_bytes())?;
     let mut head = [0u8; 12];
-    match stream.read_exact(&mut head) {
-        Ok(()) if head.starts_with(b"HTTP/1.1 200") => 0,
-        _ => 1,
-    }
+    stream.read_exact(&mut head)?;
+    Ok(head.starts_with(b"HTTP/1.1 200"))
 }

@@ -9,7 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
-use crate::support::process::{PASSWORD, ServerProcess, run_command};
+use crate::support::process::{PASSWORD, ServerProcess, run_command, run_command_in};
 use crate::support::receiver::{Receiver, Reply};
 use crate::support::wait_until;
 
@@ -644,4 +644,46 @@ async fn reset_password_for_a_named_user_resets_that_user_only() {
     // The ops session ended (back to the login page); admin's goes on.
     assert_eq!(page(base.clone(), ops_session).await, 303);
     assert_eq!(page(base.clone(), admin_session).await, 200);
+}
+
+/// `webhooker healthcheck` asks the address the server listens on: its `HOST` (from the
+/// environment or `.env`, as the server reads it), or loopback when `HOST` is every
+/// address; a server on another address is no answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_healthcheck_asks_the_configured_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start_with(dir.path(), None, &[("HOST", "127.0.0.2")]);
+    let port = server.port.to_string();
+    let data_dir = dir.path().to_string_lossy().into_owned();
+    // Run from an empty directory unless told: no `.env` but the test's own.
+    let empty = tempfile::tempdir().unwrap();
+    let healthcheck = |cwd: Option<&std::path::Path>, env: &[(&str, &str)]| {
+        let mut env = env.to_vec();
+        env.extend([("DATA_DIR", data_dir.as_str()), ("PORT", port.as_str())]);
+        run_command_in(
+            Some(cwd.unwrap_or(empty.path())),
+            &env,
+            &["healthcheck"],
+            b"",
+        )
+    };
+    let asked = healthcheck(None, &[("HOST", "127.0.0.2")]);
+    assert_eq!(asked.code, 0, "{}", asked.stderr);
+    // HOST unset means every address: loopback, 127.0.0.1, where this server is not.
+    let elsewhere = healthcheck(None, &[]);
+    assert_eq!(elsewhere.code, 1);
+    assert!(
+        elsewhere.stderr.contains("no answer"),
+        "{}",
+        elsewhere.stderr
+    );
+    // From `.env` in the working directory, as the server reads it.
+    let cwd = tempfile::tempdir().unwrap();
+    std::fs::write(cwd.path().join(".env"), "HOST=127.0.0.2\n").unwrap();
+    let from_dotenv = healthcheck(Some(cwd.path()), &[]);
+    assert_eq!(from_dotenv.code, 0, "{}", from_dotenv.stderr);
+    let bad = healthcheck(None, &[("HOST", "not an address")]);
+    assert_eq!(bad.code, 1);
+    assert!(bad.stderr.contains("HOST"), "{}", bad.stderr);
+    drop(server);
 }

@@ -166,12 +166,34 @@ pub struct CommandOutput {
 /// Runs `webhooker <args>` on `data_dir` (and `PORT`, for `healthcheck`) with `stdin` as
 /// its input; bounded by a deadline.
 pub fn run_command(data_dir: &Path, port: u16, args: &[&str], stdin: &[u8]) -> CommandOutput {
+    run_command_in(
+        None,
+        &[
+            ("DATA_DIR", &data_dir.to_string_lossy()),
+            ("PORT", &port.to_string()),
+        ],
+        args,
+        stdin,
+    )
+}
+
+/// Runs `webhooker <args>` with only `env` (and `PATH`) as its environment, in `cwd` if
+/// given, with `stdin` as its input; bounded by a deadline.
+pub fn run_command_in(
+    cwd: Option<&Path>,
+    env: &[(&str, &str)],
+    args: &[&str],
+    stdin: &[u8],
+) -> CommandOutput {
     use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_webhooker"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_webhooker"));
+    if let Some(cwd) = cwd {
+        command.current_dir(cwd);
+    }
+    let mut child = command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATA_DIR", data_dir)
-        .env("PORT", port.to_string())
+        .envs(env.iter().copied())
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
