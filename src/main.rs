@@ -39,6 +39,10 @@ enum Command {
         /// The user.
         #[arg(long, default_value = "admin")]
         user: String,
+        /// Also revoke every API key of the user (a key that leaked with the password
+        /// would outlive the reset otherwise).
+        #[arg(long)]
+        revoke_keys: bool,
     },
     /// Write a webhook's events, with bodies, deliveries and attempts, as NDJSON to stdout.
     /// On a stopped server (a running one: GET /api/v1/webhooks/{id}/export).
@@ -177,10 +181,19 @@ fn admin(command: Command, config: &Config) -> i32 {
         }
     };
     let outcome = match command {
-        Command::ResetPassword { user } => service::reset_password(&store, &user).map(|password| {
-            println!("{password}");
-            eprintln!("webhooker: new password set for `{user}`; their sessions have ended");
-        }),
+        Command::ResetPassword { user, revoke_keys } => {
+            service::reset_password(&store, &user, revoke_keys).map(|reset| {
+                println!("{}", reset.password);
+                eprintln!("webhooker: new password set for `{user}`; their sessions have ended");
+                match (revoke_keys, reset.api_keys) {
+                    (true, _) => eprintln!("webhooker: and their API keys are revoked"),
+                    (false, 0) => {}
+                    (false, n) => eprintln!(
+                        "webhooker: their {n} API key(s) still work; --revoke-keys revokes them"
+                    ),
+                }
+            })
+        }
         Command::Export { webhook, since } => {
             let since = since.map(|t| t.as_millisecond());
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());

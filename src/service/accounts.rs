@@ -68,11 +68,14 @@ fn random_bytes<const N: usize>() -> [u8; N] {
     b
 }
 
-/// A random password for the first-run admin: 20 characters from a CSPRNG.
 /// Gives `username` a new random password and returns it (the `webhooker reset-password`
-/// command, run on a stopped server). Ends the user's sessions, as a password change does;
-/// API keys keep working.
-pub fn reset_password(store: &Store, username: &str) -> ServiceResult<String> {
+/// command, run on a stopped server). Ends the user's sessions, as a password change does,
+/// and with `revoke_api_keys` their API keys too; otherwise the keys keep working.
+pub fn reset_password(
+    store: &Store,
+    username: &str,
+    revoke_api_keys: bool,
+) -> ServiceResult<PasswordReset> {
     let user = store
         .main
         .user_by_name(username.trim())?
@@ -80,10 +83,21 @@ pub fn reset_password(store: &Store, username: &str) -> ServiceResult<String> {
     let password = random_password();
     store
         .main
-        .set_password(user.id, hash_password(&password)?, false)?;
-    Ok(password)
+        .set_password(user.id, hash_password(&password)?, revoke_api_keys)?;
+    let api_keys = store.main.api_keys_of(user.id)?.len();
+    Ok(PasswordReset { password, api_keys })
 }
 
+/// What [`reset_password`] did.
+#[derive(Debug)]
+pub struct PasswordReset {
+    /// The new password, shown once.
+    pub password: String,
+    /// The user's API keys still valid afterwards.
+    pub api_keys: usize,
+}
+
+/// A random password (first run, reset): 20 characters from a CSPRNG.
 fn random_password() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
     use rand::RngExt;

@@ -16,7 +16,8 @@ use crate::delivery::ssrf::{NetworkPolicy, SsrfError};
 use crate::store::{FileProblem, Store, StoreError};
 
 pub use accounts::{
-    ApiKeyCreated, Authentication, LoginOutcome, SESSION_TTL_MS, SessionToken, reset_password,
+    ApiKeyCreated, Authentication, LoginOutcome, PasswordReset, SESSION_TTL_MS, SessionToken,
+    reset_password,
 };
 pub use events::{
     EventPage, FoundPage, HealthReport, MAX_COUNTED_DELIVERIES, MAX_SCANNED_EVENTS, ReplayPlan,

@@ -687,3 +687,53 @@ async fn the_healthcheck_asks_the_configured_host() {
     assert!(bad.stderr.contains("HOST"), "{}", bad.stderr);
     drop(server);
 }
+
+/// `reset-password` says how many API keys still work after it, and `--revoke-keys`
+/// revokes them: a key that leaked with the password need not outlive the reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_password_keeps_api_keys_unless_told_to_revoke_them() {
+    let http = client();
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(dir.path(), None);
+    let key: Value = http
+        .post(format!("{}/api/v1/keys", server.base))
+        .basic_auth("admin", Some(PASSWORD))
+        .json(&json!({"name": "deploy"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = key["token"].as_str().unwrap().to_string();
+    server.stop();
+    let kept = run_command(dir.path(), 0, &["reset-password"], b"");
+    assert_eq!(kept.code, 0, "{}", kept.stderr);
+    assert!(
+        kept.stderr.contains("1 API key(s) still work"),
+        "{}",
+        kept.stderr
+    );
+    let mut server = ServerProcess::start(dir.path(), None);
+    let r = http
+        .get(format!("{}/api/v1/webhooks", server.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the key outlives a plain reset");
+    server.stop();
+
+    let revoked = run_command(dir.path(), 0, &["reset-password", "--revoke-keys"], b"");
+    assert_eq!(revoked.code, 0, "{}", revoked.stderr);
+    assert!(revoked.stderr.contains("revoked"), "{}", revoked.stderr);
+    let mut server = ServerProcess::start(dir.path(), None);
+    let r = http
+        .get(format!("{}/api/v1/webhooks", server.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "--revoke-keys revokes it");
+    server.stop();
+}
