@@ -55,6 +55,10 @@ pub enum ServiceError {
     /// The target URL points where targets may not go.
     #[error("target URL refused: {0}")]
     TargetRefused(#[from] SsrfError),
+    /// The thing changed while this request was being applied, again and again: the
+    /// caller may retry.
+    #[error("{0} changed meanwhile; try again")]
+    Conflict(&'static str),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -12,6 +12,7 @@ use crate::model::{
     Webhook, now_ms,
 };
 use crate::routing::{self, Dedupe, Filter, Transform};
+use crate::store::Replaced;
 
 /// Default retention for new webhooks.
 pub const DEFAULT_RETENTION_DAYS: u32 = 30;
@@ -72,6 +73,9 @@ impl std::fmt::Debug for VerificationInput {
             .finish()
     }
 }
+
+/// Times an edit of a target is built again after the target changed under it.
+const UPDATE_ATTEMPTS: usize = 5;
 
 /// Longest accepted verification secret, token or header value.
 const MAX_SECRET: usize = 1024;
@@ -652,41 +656,40 @@ impl Service {
         id: Uuid,
         input: TargetInput,
     ) -> ServiceResult<Arc<Target>> {
-        let mut target = (*self.target(webhook_id, id)?).clone();
-        if let Some(kind) = input.kind.as_deref()
-            && kind.trim() != target.kind.name()
-        {
-            return Err(ServiceError::invalid(
-                "kind",
-                "cannot be changed; add a new target",
-            ));
+        // Built from a copy (the URL check may wait on DNS) and written only if the target
+        // is still that copy; otherwise built again from the newer version, so an edit never
+        // undoes one made meanwhile (a rotated secret, another field edited).
+        for _ in 0..UPDATE_ATTEMPTS {
+            let read = self.target(webhook_id, id)?;
+            let mut target = Target::clone(&read);
+            if let Some(kind) = input.kind.as_deref()
+                && kind.trim() != target.kind.name()
+            {
+                return Err(ServiceError::invalid(
+                    "kind",
+                    "cannot be changed; add a new target",
+                ));
+            }
+            if let Some(name) = &input.name {
+                target.name = clean_name("name", name)?;
+            }
+            if let Some(a) = input.active {
+                target.active = a;
+            }
+            if let Some(v) = &input.filter {
+                target.filter = parse_filter(v)?;
+            }
+            target.kind = self.apply_kind_fields(target.kind, &input, false).await?;
+            let replaced = self
+                .blocking(move |store| Ok(store.main.replace_target(&read, &target)?))
+                .await?;
+            match replaced {
+                Replaced::Done => return self.target(webhook_id, id),
+                Replaced::Gone => return Err(ServiceError::NotFound("target")),
+                Replaced::Changed => continue,
+            }
         }
-        if let Some(name) = &input.name {
-            target.name = clean_name("name", name)?;
-        }
-        if let Some(a) = input.active {
-            target.active = a;
-        }
-        if let Some(v) = &input.filter {
-            target.filter = parse_filter(v)?;
-        }
-        target.kind = self.apply_kind_fields(target.kind, &input, false).await?;
-        self.blocking(move |store| {
-            let updated = store.main.modify_target(id, move |current| {
-                // The secrets as they are now: a rotation made since this edit read the
-                // target is kept (the edit sets whether to sign, never a secret).
-                if let (TargetKind::Http(edited), TargetKind::Http(now)) =
-                    (&mut target.kind, &current.kind)
-                {
-                    edited.signing.secret = now.signing.secret.clone();
-                    edited.signing.previous = now.signing.previous.clone();
-                }
-                *current = target;
-            })?;
-            found(updated.is_some(), "target")
-        })
-        .await?;
-        self.target(webhook_id, id)
+        Err(ServiceError::Conflict("the target"))
     }
 
     /// Pauses or resumes a target. While paused, its deliveries wait in the due index as

@@ -395,8 +395,8 @@ impl MainDb {
     }
 
     /// Changes a target with `change`, applied to its current version under the lock that
-    /// orders configuration writes, so an edit made meanwhile is not overwritten; `None`,
-    /// writing nothing, if it does not exist.
+    /// orders configuration writes, so no configuration write made meanwhile is undone;
+    /// `None`, writing nothing, if it does not exist.
     pub fn modify_target(
         &self,
         id: Uuid,
@@ -413,6 +413,32 @@ impl MainDb {
             |done, c| {
                 if let Some(target) = done {
                     c.put_target(target.clone());
+                }
+            },
+        )
+    }
+
+    /// Writes `edited` over the target if the catalog still holds `read`, the version it
+    /// was made from (compare and swap: an edit built from a copy, with checks that cannot
+    /// run under the configuration lock, never undoes a write made since the copy).
+    pub fn replace_target(
+        &self,
+        read: &Arc<Target>,
+        edited: &Target,
+    ) -> Result<Replaced, StoreError> {
+        self.write_config(
+            |tx, current| match current.target(read.id) {
+                None => Ok(Replaced::Gone),
+                Some(now) if !Arc::ptr_eq(now, read) => Ok(Replaced::Changed),
+                Some(_) => Ok(if replace(&mut tx.open_table(TARGETS)?, read.id, edited)? {
+                    Replaced::Done
+                } else {
+                    Replaced::Gone
+                }),
+            },
+            |done, c| {
+                if *done == Replaced::Done {
+                    c.put_target(edited.clone());
                 }
             },
         )
@@ -461,6 +487,17 @@ impl MainDb {
         )?;
         Ok(done)
     }
+}
+
+/// What [`MainDb::replace_target`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replaced {
+    /// The edit is written.
+    Done,
+    /// The target changed since it was read: nothing written.
+    Changed,
+    /// The target is gone: nothing written.
+    Gone,
 }
 
 /// Every paused target with the time it was paused.
@@ -639,6 +676,22 @@ mod tests {
         let modified = db.modify_target(target, |t| t.active = false).unwrap();
         assert!(modified.is_some_and(|t| !t.active));
         assert!(db.modify_target(Uuid::now_v7(), |_| {}).unwrap().is_none());
+        // An edit built from a copy lands only while the copy is current.
+        let read = db.catalog().targets_of(webhooks[2].id)[2].clone();
+        let mut edited = Target::clone(&read);
+        edited.name = "edited".into();
+        db.modify_target(read.id, |t| t.created_at += 1).unwrap();
+        assert_eq!(
+            db.replace_target(&read, &edited).unwrap(),
+            Replaced::Changed
+        );
+        let read = db.catalog().target(read.id).unwrap().clone();
+        let mut edited = Target::clone(&read);
+        edited.name = "edited".into();
+        assert_eq!(db.replace_target(&read, &edited).unwrap(), Replaced::Done);
+        let other = db.catalog().targets_of(webhooks[2].id)[0].clone();
+        assert!(db.delete_target(other.id).unwrap());
+        assert_eq!(db.replace_target(&other, &other).unwrap(), Replaced::Gone);
         let first = db.catalog().targets_of(webhooks[3].id)[0].id;
         assert!(db.set_target_paused(first, Some(5)).unwrap());
         assert!(db.delete_target(first).unwrap());

@@ -39,7 +39,7 @@ pub use event_db::{
 };
 pub use health::{Cause, FileProblem, Operation, StorageHealth};
 use journal::Journal;
-pub use main_db::MainDb;
+pub use main_db::{MainDb, Replaced};
 pub use notice::{Committed, Notice};
 use writer::WriterPool;
 

@@ -629,7 +629,13 @@ impl Writer {
                 match &outcome {
                     Ok(()) => self.now_durable(),
                     Err(e) if is_io_failure(e) => self.failed(e),
-                    Err(_) => {}
+                    // Not an episode the file's health records (and logs once), so the
+                    // answer's 503, logged quietly as one, must not be its only trace.
+                    Err(e) => tracing::error!(
+                        path = %self.path.display(),
+                        error = %e,
+                        "cannot sync an event file's commit"
+                    ),
                 }
                 for (notice, _) in completions {
                     notice.complete(match &outcome {

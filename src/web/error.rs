@@ -136,6 +136,7 @@ pub(crate) fn service_status(e: &ServiceError) -> (StatusCode, String) {
         ServiceError::Unauthorized => (StatusCode::UNAUTHORIZED, e.to_string()),
         ServiceError::TooManyAttempts => (StatusCode::TOO_MANY_REQUESTS, e.to_string()),
         ServiceError::Forbidden(_) => (StatusCode::FORBIDDEN, e.to_string()),
+        ServiceError::Conflict(_) => (StatusCode::CONFLICT, e.to_string()),
         ServiceError::TargetRefused(_) => (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
         ServiceError::Store(s) => store_status(s),
         ServiceError::Internal(_) => {

@@ -1260,6 +1260,15 @@ fn a_targets_last_failure_is_kept_in_the_file_by_the_step() {
         attempt_at(later + 2 * FAILURE_TIME_STEP_MS, true),
         Some(later)
     );
+    // A time from the future (a clock that jumped) gives way to the next real failure.
+    let future = later + 1_000 * FAILURE_TIME_STEP_MS;
+    assert_eq!(attempt_at(future, false), Some(future));
+    assert_eq!(
+        attempt_at(later + 10, false),
+        Some(later + 10),
+        "an earlier failure a step or more before the stored time replaces it"
+    );
+    let later = later + 10;
     store.close();
     drop(store);
     let again = open_store(&path);

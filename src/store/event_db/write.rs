@@ -239,7 +239,9 @@ impl<'t> WriteTables<'t> {
         let mut table = self.tx.open_table(LAST_FAILURES)?;
         for (&target, &at) in &self.failures {
             let stored = table.get(target)?.map(|v| v.value());
-            if stored.is_none_or(|s| at - s >= FAILURE_TIME_STEP_MS) {
+            // A step later, or a step earlier: a stored time ahead of every failure (a
+            // clock that jumped, an imported attempt from the future) must not stick.
+            if stored.is_none_or(|s| (at - s).abs() >= FAILURE_TIME_STEP_MS) {
                 table.insert(target, at)?;
             }
         }

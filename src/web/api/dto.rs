@@ -530,7 +530,7 @@ pub struct PageQuery {
     pub q: Option<String>,
     /// Received at or after (RFC 3339).
     pub since: Option<String>,
-    /// Received at or before (RFC 3339).
+    /// Received at or before (RFC 3339; the whole second, or minute, it names).
     pub until: Option<String>,
 }
 
@@ -563,7 +563,7 @@ pub struct EventFilterIn {
     pub q: Option<String>,
     /// Received at or after (RFC 3339).
     pub since: Option<String>,
-    /// Received at or before (RFC 3339).
+    /// Received at or before (RFC 3339; the whole second, or minute, it names).
     pub until: Option<String>,
 }
 
@@ -610,9 +610,7 @@ impl EventFilterIn {
             since: set(&self.since)
                 .map(|t| parse_time("since", t))
                 .transpose()?,
-            until: set(&self.until)
-                .map(|t| parse_time("until", t))
-                .transpose()?,
+            until: set(&self.until).map(parse_until).transpose()?,
         })
     }
 }
@@ -629,9 +627,45 @@ fn parse_time(field: &'static str, text: &str) -> Result<Millis, ServiceError> {
         .map_err(|_| ServiceError::invalid(field, "must be an RFC 3339 time"))
 }
 
+/// `until` as given, rounded up to the end of the precision it was written in, so the
+/// bound is inclusive as a reader means it: `…T23:59:59Z` takes in that whole second, a
+/// `datetime-local` `…T04:00` that whole minute.
+fn parse_until(text: &str) -> Result<Millis, ServiceError> {
+    let at = parse_time("until", text)?;
+    let time = text.split_once(['T', 't', ' ']).map_or("", |(_, t)| t);
+    let clock = time.split(['Z', 'z', '+', '-']).next().unwrap_or("");
+    let (hms, fraction) = clock.split_once('.').unwrap_or((clock, ""));
+    let digits = fraction.chars().take_while(char::is_ascii_digit).count();
+    let rest_of_unit = match (hms.matches(':').count(), digits) {
+        (1, _) => 59_999,
+        (_, 0) => 999,
+        (_, 1) => 99,
+        (_, 2) => 9,
+        _ => 0,
+    };
+    Ok(at.saturating_add(rest_of_unit))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn until_takes_in_the_whole_unit_it_names() {
+        let base = parse_time("until", "2026-01-02T03:04:05Z").unwrap();
+        assert_eq!(parse_until("2026-01-02T03:04:05Z").unwrap(), base + 999);
+        assert_eq!(
+            parse_until("2026-01-02T04:04:05+01:00").unwrap(),
+            base + 999
+        );
+        assert_eq!(parse_until("2026-01-02T03:04:05.5Z").unwrap(), base + 599);
+        assert_eq!(parse_until("2026-01-02T03:04:05.123Z").unwrap(), base + 123);
+        assert_eq!(
+            parse_until("2026-01-02T03:04").unwrap(),
+            base - 5_000 + 59_999
+        );
+        assert!(parse_until("yesterday").is_err());
+    }
 
     #[test]
     fn filters_parse_and_name_the_bad_field() {
@@ -646,7 +680,11 @@ mod tests {
         .unwrap();
         assert_eq!(f.status, Some(DeliveryStatus::Failed));
         assert_eq!(f.since, Some(1_767_323_045_000));
-        assert_eq!(f.until, Some(1_767_326_400_000));
+        assert_eq!(
+            f.until,
+            Some(1_767_326_400_000 + 59_999),
+            "the whole minute"
+        );
         assert_eq!(f.text, b"push");
         assert_eq!(f.target_id, None);
         let bad = |f: EventFilterIn| match f.to_filter() {

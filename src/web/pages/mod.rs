@@ -446,11 +446,14 @@ async fn with_nav(
     match super::auth::MaybeUser::from_request_parts(&mut parts, state).await {
         Ok(super::auth::MaybeUser(Some(user))) => {
             let mut again = render_error(Ctx::for_user(&user, ""), error.status, error.message);
-            for (name, value) in resp.headers() {
+            let (first, _) = resp.into_parts();
+            for (name, value) in &first.headers {
                 if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
                     again.headers_mut().append(name, value.clone());
                 }
             }
+            // The marks other layers read (a known storage failure, say) stay on it.
+            again.extensions_mut().extend(first.extensions);
             again
         }
         _ => resp,
