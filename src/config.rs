@@ -230,8 +230,9 @@ impl Config {
 
     /// Reads `.env` (if present, never overriding the real environment), then the environment.
     pub fn from_env() -> Result<Config, ConfigError> {
-        // A missing .env is normal; a malformed one is an error worth stopping for.
-        match dotenvy::dotenv() {
+        // A missing .env is normal; a malformed one is an error worth stopping for. Only
+        // the working directory's: a `.env` in a parent directory belongs to something else.
+        match dotenvy::from_path(".env") {
             Ok(_) => {}
             Err(e) if e.not_found() => {}
             Err(e) => {

@@ -160,6 +160,16 @@ fn admin(command: Command, config: &Config) -> i32 {
         .with_env_filter(EnvFilter::new("warn"))
         .with_writer(std::io::stderr)
         .init();
+    // A command pointed at the wrong place must not create an empty data directory there
+    // and answer as if it were the server's (say, "no such user").
+    if !config.data_dir.join("webhooker.redb").is_file() {
+        eprintln!(
+            "webhooker: no data directory at {} (no webhooker.redb): set DATA_DIR to the \
+             server's",
+            config.data_dir.display()
+        );
+        return 1;
+    }
     let store = match Store::open(&config.data_dir) {
         Ok(store) => store,
         Err(StoreError::InUse(path)) => {
@@ -261,7 +271,17 @@ fn ask_health(addr: std::net::SocketAddr) -> std::io::Result<bool> {
     let request =
         "GET /.well-known/healthcheck HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
     stream.write_all(request.as_bytes())?;
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head)?;
-    Ok(head.starts_with(b"HTTP/1.1 200"))
+    // `Connection: close`: the answer ends with the stream. It is small; read at most 64 KiB.
+    let mut answer = Vec::new();
+    stream.take(64 * 1024).read_to_end(&mut answer)?;
+    let healthy = answer.starts_with(b"HTTP/1.1 200");
+    if !healthy {
+        // The reasons (which files, what failed) are in the body: worth a line in the
+        // container's health log.
+        let text = String::from_utf8_lossy(&answer);
+        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).trim();
+        let status = text.lines().next().unwrap_or("").trim();
+        eprintln!("webhooker healthcheck: {status}: {body}");
+    }
+    Ok(healthy)
 }

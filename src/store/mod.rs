@@ -201,7 +201,7 @@ impl Store {
     /// Opens (creating if needed) the data directory and its main file; at most
     /// `limits.max_open_event_files` event files will be open at once.
     pub fn open_with(data_dir: &Path, limits: StoreConfig) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(data_dir)?;
+        create_private_dir(data_dir)?;
         let main = MainDb::open(&data_dir.join("webhooker.redb"))?;
         // Before any event file is used: the commits a crash cut off are in the journal.
         let journal_dir = data_dir.join(JOURNAL_DIR);
@@ -438,6 +438,23 @@ impl Store {
         self.events.writers.stop();
         // Every file checkpointed as it closed: this leaves the journal empty.
         self.events.journal.stop();
+    }
+}
+
+/// Creates the data directory, if it is missing, readable by its owner alone: its files
+/// hold secrets (signing and verification secrets, session keys) and every event's body.
+/// An existing directory keeps the mode it was given.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
     }
 }
 

@@ -355,9 +355,12 @@ async fn the_healthcheck_reports_an_event_file_that_cannot_be_opened() {
         body["reasons"][0].as_str().unwrap().contains(&webhook),
         "{body}"
     );
-    assert_eq!(
-        run_command(dir.path(), server.port, &["healthcheck"], b"").code,
-        1
+    let unhealthy = run_command(dir.path(), server.port, &["healthcheck"], b"");
+    assert_eq!(unhealthy.code, 1);
+    assert!(
+        unhealthy.stderr.contains("503") && unhealthy.stderr.contains(&webhook),
+        "the reason, naming the webhook: {}",
+        unhealthy.stderr
     );
 
     // The sweeper meets the file every second, and senders retry: still one line for the
@@ -736,4 +739,36 @@ async fn reset_password_keeps_api_keys_unless_told_to_revoke_them() {
         .unwrap();
     assert_eq!(r.status(), 401, "--revoke-keys revokes it");
     server.stop();
+}
+
+/// An admin command pointed at a directory without the server's main file refuses, naming
+/// the directory, and creates nothing there; a data directory the server creates is its
+/// owner's alone.
+#[test]
+fn admin_commands_refuse_a_directory_that_is_not_the_servers() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir().unwrap();
+    let missing = parent.path().join("not-here");
+    for args in [
+        &["reset-password"][..],
+        &[
+            "import",
+            "--webhook",
+            "00000000-0000-0000-0000-000000000001",
+        ],
+    ] {
+        let out = run_command(&missing, 0, args, b"");
+        assert_eq!(out.code, 1, "{args:?}");
+        assert!(
+            out.stderr.contains("no data directory"),
+            "{args:?}: {}",
+            out.stderr
+        );
+        assert!(!missing.exists(), "{args:?} created the directory");
+    }
+    let data = parent.path().join("data");
+    let mut server = ServerProcess::start(&data, None);
+    server.stop();
+    let mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "{mode:o}");
 }
