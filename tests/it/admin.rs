@@ -698,16 +698,14 @@ async fn reset_password_keeps_api_keys_unless_told_to_revoke_them() {
     let http = client();
     let dir = tempfile::tempdir().unwrap();
     let mut server = ServerProcess::start(dir.path(), None);
-    let key: Value = http
-        .post(format!("{}/api/v1/keys", server.base))
-        .basic_auth("admin", Some(PASSWORD))
-        .json(&json!({"name": "deploy"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let key = server
+        .api_json(
+            &http,
+            reqwest::Method::POST,
+            "/keys",
+            Some(json!({"name": "deploy"})),
+        )
+        .await;
     let token = key["token"].as_str().unwrap().to_string();
     server.stop();
     let kept = run_command(dir.path(), 0, &["reset-password"], b"");

@@ -659,7 +659,7 @@ fn base64_decode(text: &str) -> Vec<u8> {
 /// even at DEBUG: the real binary's output is searched for each of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_never_reach_the_log() {
-    use crate::support::process::{PASSWORD, ServerProcess};
+    use crate::support::process::ServerProcess;
 
     webhooker::delivery::install_crypto_provider();
     let http = reqwest::Client::new();
@@ -671,42 +671,38 @@ async fn secrets_never_reach_the_log() {
     })
     .await
     .unwrap();
-    let api = |method: reqwest::Method, path: &str| {
-        http.request(method, format!("{}/api/v1{path}", server.base))
-            .basic_auth("admin", Some(PASSWORD))
-    };
-    let created: Value = api(reqwest::Method::POST, "/webhooks")
-        .json(&json!({"name": "quiet", "verification": {"kind": "github", "secret": "gh-hush-1"}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = server
+        .api_json(
+            &http,
+            reqwest::Method::POST,
+            "/webhooks",
+            Some(
+                json!({"name": "quiet", "verification": {"kind": "github", "secret": "gh-hush-1"}}),
+            ),
+        )
+        .await;
     let wh = created["id"].as_str().unwrap().to_string();
     let url = created["entrypoints"][0]["url"]
         .as_str()
         .unwrap()
         .to_string();
-    let target: Value = api(reqwest::Method::POST, &format!("/webhooks/{wh}/targets"))
-        .json(&json!({"name": "sink", "kind": "http", "url": sink.url("/")}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let target = server
+        .api_json(
+            &http,
+            reqwest::Method::POST,
+            &format!("/webhooks/{wh}/targets"),
+            Some(json!({"name": "sink", "kind": "http", "url": sink.url("/")})),
+        )
+        .await;
     let tid = target["id"].as_str().unwrap();
-    let rotated: Value = api(
-        reqwest::Method::POST,
-        &format!("/webhooks/{wh}/targets/{tid}/rotate-secret"),
-    )
-    .send()
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let rotated = server
+        .api_json(
+            &http,
+            reqwest::Method::POST,
+            &format!("/webhooks/{wh}/targets/{tid}/rotate-secret"),
+            None,
+        )
+        .await;
     let mut secrets = vec![
         "gh-hush-1".to_string(),
         "gl-hush-2".to_string(),
@@ -722,12 +718,14 @@ async fn secrets_never_reach_the_log() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = api(reqwest::Method::PATCH, &format!("/webhooks/{wh}"))
-        .json(&json!({"verification": {"kind": "gitlab", "token": "gl-hush-2"}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    server
+        .api_json(
+            &http,
+            reqwest::Method::PATCH,
+            &format!("/webhooks/{wh}"),
+            Some(json!({"verification": {"kind": "gitlab", "token": "gl-hush-2"}})),
+        )
+        .await;
     for token in ["gl-guess-3", "gl-hush-2"] {
         http.post(&url)
             .header("x-gitlab-token", token)

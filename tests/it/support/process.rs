@@ -70,6 +70,27 @@ impl ServerProcess {
         }
     }
 
+    /// An API call as `admin` (with `body` as JSON, if any); its JSON answer.
+    pub async fn api_json(
+        &self,
+        http: &reqwest::Client,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> serde_json::Value {
+        let mut request = http
+            .request(method, format!("{}/api/v1{path}", self.base))
+            .basic_auth("admin", Some(PASSWORD));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let r = request.send().await.unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        assert!(status.is_success(), "{path}: {status} {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
     /// How many lines of its output contain `text`.
     pub fn output_lines_with(&self, text: &str) -> usize {
         self.output
