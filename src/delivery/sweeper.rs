@@ -136,6 +136,9 @@ impl Sweeper {
         let recovering = passes.recoveries.requeue(self);
         let backlog = sweep(self, passes.count, horizon) || recovering;
         passes.count += 1;
+        // A disk filling up is logged when it happens, not only when a health check or a
+        // scrape asks (one statvfs).
+        self.store.free_space();
         publish_depths(self);
         passes.due_gauges.publish(self);
         backlog

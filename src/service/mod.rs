@@ -76,17 +76,12 @@ impl ServiceError {
     }
 }
 
-/// Below this much free space on the data directory's filesystem, storage is reported
-/// degraded before writes start failing: event files grow in steps (and keep up to 32 MiB
-/// zero-filled ahead), so a commit may need several MiB at once.
-pub const MIN_FREE_BYTES: u64 = 64 << 20;
-
 /// The state of storage, for the healthcheck.
 #[derive(Debug, Clone)]
 pub struct StorageReport {
     /// Free bytes on the data directory's filesystem, if known.
     pub free_bytes: Option<u64>,
-    /// Less than [`MIN_FREE_BYTES`] free.
+    /// Less than [`MIN_FREE_BYTES`](crate::store::MIN_FREE_BYTES) free.
     pub disk_low: bool,
     /// Each failing event file, with its webhook's name while the webhook exists.
     pub problems: Vec<(FileProblem, Option<String>)>,
@@ -171,7 +166,7 @@ impl Service {
     /// or written, and whether the disk is (nearly) full. Memory only, plus one `statvfs`.
     pub fn storage_health(&self) -> StorageReport {
         let catalog = self.store.catalog();
-        let free_bytes = self.store.free_bytes();
+        let (free_bytes, disk_low) = self.store.free_space();
         let problems = self
             .store
             .health()
@@ -184,7 +179,7 @@ impl Service {
             .collect();
         StorageReport {
             free_bytes,
-            disk_low: free_bytes.is_some_and(|b| b < MIN_FREE_BYTES),
+            disk_low,
             problems,
         }
     }

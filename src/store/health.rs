@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use uuid::Uuid;
 
@@ -87,10 +88,17 @@ pub struct FileProblem {
     pub since: Millis,
 }
 
-/// The current failures of every event file.
+/// Below this much free space on the data directory's filesystem, storage is reported
+/// degraded before writes start failing: event files grow in steps (and keep up to 32 MiB
+/// zero-filled ahead), so a commit may need several MiB at once.
+pub const MIN_FREE_BYTES: u64 = 64 << 20;
+
+/// The current failures of every event file, and whether the disk is nearly full.
 #[derive(Debug, Default)]
 pub struct StorageHealth {
     problems: Mutex<HashMap<(Uuid, Operation), FileProblem>>,
+    /// Whether the last look at free space found less than [`MIN_FREE_BYTES`].
+    disk_low: AtomicBool,
 }
 
 impl StorageHealth {
@@ -121,6 +129,27 @@ impl StorageHealth {
     /// Forgets a deleted webhook's file.
     pub(crate) fn forget(&self, webhook_id: Uuid) {
         self.lock().retain(|(id, _), _| *id != webhook_id);
+    }
+
+    /// Notes the free space just read (`None`: the system would not say); whether it is
+    /// below [`MIN_FREE_BYTES`]. Like a file's failure, a low disk is logged once when the
+    /// episode begins (WARN) and once when it ends (INFO), however often it is looked at.
+    pub(crate) fn note_free_bytes(&self, free: Option<u64>) -> bool {
+        let low = free.is_some_and(|b| b < MIN_FREE_BYTES);
+        if self.disk_low.swap(low, Ordering::Relaxed) != low {
+            if low {
+                tracing::warn!(
+                    free_bytes = free,
+                    "the data directory's filesystem is nearly full: writes fail when it is full"
+                );
+            } else {
+                tracing::info!(
+                    free_bytes = free,
+                    "the data directory's filesystem has room again"
+                );
+            }
+        }
+        low
     }
 
     /// Every current failure, oldest first.
@@ -158,5 +187,21 @@ mod tests {
         assert!(health.recovered(id, Operation::Write).is_none());
         health.forget(id);
         assert!(health.problems().is_empty());
+    }
+
+    #[test]
+    fn a_nearly_full_disk_is_an_episode_logged_once() {
+        let logged = crate::test_log::Logged::default();
+        let _guard = tracing::subscriber::set_default(logged.subscriber());
+        let health = StorageHealth::default();
+        assert!(!health.note_free_bytes(Some(MIN_FREE_BYTES)));
+        assert!(!health.note_free_bytes(None), "unknown is not low");
+        for _ in 0..3 {
+            assert!(health.note_free_bytes(Some(MIN_FREE_BYTES - 1)));
+        }
+        assert!(!health.note_free_bytes(Some(10 * MIN_FREE_BYTES)));
+        let text = logged.text();
+        assert_eq!(text.matches("nearly full").count(), 1, "{text}");
+        assert_eq!(text.matches("has room again").count(), 1, "{text}");
     }
 }

@@ -37,7 +37,7 @@ pub use event_db::{
     NewEvent, PruneReport, SEARCH_BODY_BYTES, ScanReport, TargetCounts, WriteOp,
     contains_ignoring_case,
 };
-pub use health::{Cause, FileProblem, Operation, StorageHealth};
+pub use health::{Cause, FileProblem, MIN_FREE_BYTES, Operation, StorageHealth};
 use journal::Journal;
 pub use main_db::{MainDb, Replaced};
 pub use notice::{Committed, Notice};
@@ -334,10 +334,14 @@ impl Store {
         self.events.read().len()
     }
 
-    /// Bytes free for webhooker on the data directory's filesystem, if it can tell.
-    pub fn free_bytes(&self) -> Option<u64> {
-        let stat = rustix::fs::statvfs(&self.events.dir).ok()?;
-        Some(stat.f_bavail.saturating_mul(stat.f_frsize))
+    /// Bytes free for webhooker on the data directory's filesystem, if it can tell, and
+    /// whether that is below [`MIN_FREE_BYTES`] (noted in [`Store::health`], which logs a
+    /// change once).
+    pub fn free_space(&self) -> (Option<u64>, bool) {
+        let free = rustix::fs::statvfs(&self.events.dir)
+            .ok()
+            .map(|stat| stat.f_bavail.saturating_mul(stat.f_frsize));
+        (free, self.health().note_free_bytes(free))
     }
 
     /// The event files that cannot be opened or written now (the healthcheck's source).
